@@ -1,0 +1,55 @@
+//! Block store errors.
+
+use objstore::StoreError;
+
+use crate::{BlockHash, ResourceId};
+
+/// Everything that can go wrong in the block store, with the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockStoreError {
+    /// The object store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored block does not decode or does not match its hash.
+    #[error("block {hash} is corrupt: {reason}")]
+    CorruptBlock {
+        /// The block's address.
+        hash: BlockHash,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A block a manifest refers to is not in the store.
+    #[error("block {hash} is missing from the store")]
+    MissingBlock {
+        /// The block's address.
+        hash: BlockHash,
+    },
+    /// A manifest object that does not decode.
+    #[error("manifest of snapshot {id} is invalid: {reason}")]
+    BadManifest {
+        /// Whose manifest.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No live or retained manifest with this id.
+    #[error("snapshot {id} not found")]
+    SnapshotNotFound {
+        /// The snapshot asked for.
+        id: ResourceId,
+    },
+    /// A manifest with this id already exists.
+    #[error("snapshot {id} already exists")]
+    SnapshotExists {
+        /// The duplicate id.
+        id: ResourceId,
+    },
+    /// A block buffer of the wrong length.
+    #[error("a block must be exactly {expected} bytes, got {actual}")]
+    BadBlockLength {
+        /// Always [`crate::BLOCK_SIZE`].
+        expected: usize,
+        /// What was given.
+        actual: usize,
+    },
+}

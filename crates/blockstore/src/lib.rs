@@ -1,0 +1,36 @@
+//! The block store: openami's deduplicated, content-addressed storage of volume data.
+//!
+//! * A **block** is 512 KiB (the EBS block size, so EBS direct block indexes map 1:1),
+//!   addressed by the SHA-256 of its uncompressed content — the same checksum the EBS
+//!   direct APIs carry. All-zero blocks are never stored. See [`block`].
+//! * A **snapshot manifest** records a volume's size, its parent snapshot and the sorted
+//!   map of block index → block hash for every non-zero block. See [`manifest`].
+//! * **Holds** keep a deleted snapshot's manifest (and so its blocks) alive while a volume
+//!   still reads from it; **write sessions** pin the blocks of a snapshot being written.
+//!   Garbage collection frees only blocks that nothing references. See [`BlockStore`].
+//!
+//! Everything lives in an [`objstore::ObjectStore`], so the object store alone is enough
+//! to rebuild what snapshots exist:
+//!
+//! ```text
+//! blocks/<hh>/<sha256-hex>        one block (hh = first two hex digits)
+//! snapshots/<snapshot-id>         manifest of a live snapshot
+//! retained/<snapshot-id>          manifest of a deleted snapshot that is still held
+//! holds/<snapshot-id>/<holder-id> empty marker: <holder> needs <snapshot-id>'s data
+//! ```
+
+pub mod block;
+mod error;
+mod gc;
+mod hash;
+mod ids;
+pub mod manifest;
+mod store;
+
+pub use block::BLOCK_SIZE;
+pub use error::BlockStoreError;
+pub use gc::{GcReport, ScrubReport, StoreStats};
+pub use hash::BlockHash;
+pub use ids::{IdError, ResourceId};
+pub use manifest::Manifest;
+pub use store::{BlockStore, PutBlock, WriteSession};

@@ -1,0 +1,344 @@
+//! [`BlockStore`]: blocks, manifests, holds and write sessions over an object store.
+//!
+//! # Why GC never frees a referenced block
+//!
+//! A block is referenced by a live or retained manifest, or pinned by an open
+//! [`WriteSession`]. A writer pins a block's hash *before* it checks whether the block
+//! exists (the dedup case) or stores it, and does the pin-and-check under a shared
+//! `gc_lock`; GC decides what to delete and deletes it under the exclusive `gc_lock`,
+//! after re-listing manifests and reading the pins. So a dedup hit either happens before
+//! GC's decision (and GC sees the pin) or after the deletion (and sees the block gone, so
+//! it stores it again). A session unpins only after its manifest is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use objstore::{ObjectKey, ObjectStore, StoreError};
+
+use crate::{BLOCK_SIZE, BlockHash, BlockStoreError, Manifest, ResourceId, block};
+
+const LIVE_PREFIX: &str = "snapshots/";
+const RETAINED_PREFIX: &str = "retained/";
+const HOLDS_PREFIX: &str = "holds/";
+pub(crate) const BLOCKS_PREFIX: &str = "blocks/";
+
+fn key(text: String) -> Result<ObjectKey, BlockStoreError> {
+    ObjectKey::new(text).map_err(|e| BlockStoreError::Store(StoreError::Key(e)))
+}
+
+pub(crate) fn block_key(hash: &BlockHash) -> Result<ObjectKey, BlockStoreError> {
+    let hex = hash.to_hex();
+    key(format!("{BLOCKS_PREFIX}{}/{hex}", &hex[..2]))
+}
+
+pub(crate) fn live_key(id: &ResourceId) -> Result<ObjectKey, BlockStoreError> {
+    key(format!("{LIVE_PREFIX}{id}"))
+}
+
+fn retained_key(id: &ResourceId) -> Result<ObjectKey, BlockStoreError> {
+    key(format!("{RETAINED_PREFIX}{id}"))
+}
+
+fn hold_key(snapshot: &ResourceId, holder: &ResourceId) -> Result<ObjectKey, BlockStoreError> {
+    key(format!("{HOLDS_PREFIX}{snapshot}/{holder}"))
+}
+
+/// Parses the hash out of a `blocks/hh/<hex>` key.
+pub(crate) fn hash_of_block_key(key: &ObjectKey) -> Option<BlockHash> {
+    key.as_str().rsplit('/').next()?.parse().ok()
+}
+
+/// Deduplicated, content-addressed block storage plus snapshot manifests.
+#[derive(Debug)]
+pub struct BlockStore {
+    objects: Arc<dyn ObjectStore>,
+    /// Shared by writers for pin-and-check, exclusive for GC's decide-and-delete.
+    gc_lock: RwLock<()>,
+    /// Serialises manifest deletion, hold changes and retained-manifest cleanup.
+    meta_lock: Mutex<()>,
+    pins: Mutex<HashMap<u64, HashSet<BlockHash>>>,
+    next_session: AtomicU64,
+}
+
+/// What [`WriteSession::put_block`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutBlock {
+    /// The block's address.
+    pub hash: BlockHash,
+    /// Bytes written to the object store (0 if the block was already there).
+    pub stored_bytes: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a panic elsewhere does not
+    // make it unusable.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BlockStore {
+    /// A block store over `objects`.
+    pub fn new(objects: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(BlockStore {
+            objects,
+            gc_lock: RwLock::new(()),
+            meta_lock: Mutex::new(()),
+            pins: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// The underlying object store.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    pub(crate) fn gc_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gc_lock.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn gc_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gc_lock.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn meta(&self) -> MutexGuard<'_, ()> {
+        lock(&self.meta_lock)
+    }
+
+    pub(crate) fn pinned_hashes(&self) -> HashSet<BlockHash> {
+        lock(&self.pins).values().flatten().copied().collect()
+    }
+
+    /// Opens a write session; blocks it stores or references stay pinned until it ends.
+    pub fn session(self: &Arc<Self>) -> WriteSession {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pins).insert(id, HashSet::new());
+        WriteSession {
+            store: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Reads a block and verifies it against its address.
+    pub fn get_block(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockStoreError> {
+        let stored = self.objects.get(&block_key(hash)?).map_err(|e| {
+            if e.is_not_found() {
+                BlockStoreError::MissingBlock { hash: *hash }
+            } else {
+                e.into()
+            }
+        })?;
+        let data = block::decode(&stored)
+            .map_err(|reason| BlockStoreError::CorruptBlock { hash: *hash, reason })?;
+        if BlockHash::of(&data) != *hash {
+            return Err(BlockStoreError::CorruptBlock {
+                hash: *hash,
+                reason: "content does not match its SHA-256".into(),
+            });
+        }
+        Ok(data)
+    }
+
+    /// True if the block is stored.
+    pub fn has_block(&self, hash: &BlockHash) -> Result<bool, BlockStoreError> {
+        Ok(self.objects.head(&block_key(hash)?)?.is_some())
+    }
+
+    /// Reads a snapshot's manifest, live or retained.
+    pub fn read_manifest(&self, id: &ResourceId) -> Result<Manifest, BlockStoreError> {
+        for k in [live_key(id)?, retained_key(id)?] {
+            match self.objects.get(&k) {
+                Ok(bytes) => return decode_manifest(id.as_str(), &bytes),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BlockStoreError::SnapshotNotFound { id: id.clone() })
+    }
+
+    /// True if a live (not deleted) snapshot with this id exists.
+    pub fn snapshot_exists(&self, id: &ResourceId) -> Result<bool, BlockStoreError> {
+        Ok(self.objects.head(&live_key(id)?)?.is_some())
+    }
+
+    /// Ids of every live snapshot, sorted.
+    pub fn list_snapshots(&self) -> Result<Vec<ResourceId>, BlockStoreError> {
+        self.list_ids(LIVE_PREFIX)
+    }
+
+    /// Ids of deleted snapshots whose manifests are still held, sorted.
+    pub fn list_retained(&self) -> Result<Vec<ResourceId>, BlockStoreError> {
+        self.list_ids(RETAINED_PREFIX)
+    }
+
+    fn list_ids(&self, prefix: &str) -> Result<Vec<ResourceId>, BlockStoreError> {
+        Ok(self
+            .objects
+            .list(prefix)?
+            .into_iter()
+            .filter_map(|m| ResourceId::new(&m.key.as_str()[prefix.len()..]).ok())
+            .collect())
+    }
+
+    /// Records that `holder` (e.g. a volume) needs `snapshot`'s data. Fails if the
+    /// snapshot is neither live nor retained.
+    pub fn add_hold(&self, snapshot: &ResourceId, holder: &ResourceId) -> Result<(), BlockStoreError> {
+        let _meta = self.meta();
+        let exists = self.objects.head(&live_key(snapshot)?)?.is_some()
+            || self.objects.head(&retained_key(snapshot)?)?.is_some();
+        if !exists {
+            return Err(BlockStoreError::SnapshotNotFound { id: snapshot.clone() });
+        }
+        self.objects.put(&hold_key(snapshot, holder)?, b"")?;
+        Ok(())
+    }
+
+    /// Drops a hold; the snapshot's manifest, if deleted, is freed by the next GC.
+    pub fn remove_hold(&self, snapshot: &ResourceId, holder: &ResourceId) -> Result<(), BlockStoreError> {
+        let _meta = self.meta();
+        self.objects.delete(&hold_key(snapshot, holder)?)?;
+        Ok(())
+    }
+
+    /// Holders of a snapshot.
+    pub fn holders(&self, snapshot: &ResourceId) -> Result<Vec<ResourceId>, BlockStoreError> {
+        self.list_ids(&format!("{HOLDS_PREFIX}{snapshot}/"))
+    }
+
+    /// Deletes a snapshot. Its manifest moves to `retained/` while anything holds it;
+    /// its blocks are freed by GC once nothing references them.
+    pub fn delete_snapshot(&self, id: &ResourceId) -> Result<(), BlockStoreError> {
+        let _meta = self.meta();
+        let live = live_key(id)?;
+        let bytes = match self.objects.get(&live) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => {
+                return Err(BlockStoreError::SnapshotNotFound { id: id.clone() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !self.holders(id)?.is_empty() {
+            self.objects.put(&retained_key(id)?, &bytes)?;
+        }
+        self.objects.delete(&live)?;
+        Ok(())
+    }
+
+    /// Removes retained manifests nothing holds any more. Returns how many.
+    pub(crate) fn drop_unheld_retained(&self) -> Result<usize, BlockStoreError> {
+        let _meta = self.meta();
+        let mut dropped = 0;
+        for id in self.list_retained()? {
+            if self.holders(&id)?.is_empty() {
+                self.objects.delete(&retained_key(&id)?)?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Keys of every manifest object, live and retained.
+    pub(crate) fn manifest_keys(&self) -> Result<Vec<ObjectKey>, BlockStoreError> {
+        let mut keys: Vec<_> = self.objects.list(LIVE_PREFIX)?.into_iter().map(|m| m.key).collect();
+        keys.extend(self.objects.list(RETAINED_PREFIX)?.into_iter().map(|m| m.key));
+        Ok(keys)
+    }
+}
+
+pub(crate) fn decode_manifest(id: &str, bytes: &[u8]) -> Result<Manifest, BlockStoreError> {
+    Manifest::decode(bytes).map_err(|reason| BlockStoreError::BadManifest {
+        id: id.to_string(),
+        reason,
+    })
+}
+
+/// An open write: the blocks it stores or references are pinned against GC until it is
+/// committed or dropped.
+#[derive(Debug)]
+pub struct WriteSession {
+    store: Arc<BlockStore>,
+    id: u64,
+}
+
+impl WriteSession {
+    /// The store this session writes to.
+    pub fn store(&self) -> &Arc<BlockStore> {
+        &self.store
+    }
+
+    fn pin(&self, hashes: impl IntoIterator<Item = BlockHash>) {
+        let mut pins = lock(&self.store.pins);
+        if let Some(set) = pins.get_mut(&self.id) {
+            set.extend(hashes);
+        }
+    }
+
+    /// Stores a full block (exactly [`BLOCK_SIZE`] bytes), or finds it already stored.
+    /// The block is durable when this returns. Callers skip all-zero blocks.
+    pub fn put_block(&self, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
+        if data.len() != BLOCK_SIZE {
+            return Err(BlockStoreError::BadBlockLength {
+                expected: BLOCK_SIZE,
+                actual: data.len(),
+            });
+        }
+        let hash = BlockHash::of(data);
+        self.put_hashed_block(hash, data)
+    }
+
+    /// Like [`put_block`](Self::put_block) for a caller that already hashed the data.
+    /// The hash is trusted here; use `put_block` for untrusted input.
+    pub fn put_hashed_block(&self, hash: BlockHash, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
+        let key = block_key(&hash)?;
+        {
+            let _shared = self.store.gc_shared();
+            self.pin([hash]);
+            if self.store.objects.head(&key)?.is_some() {
+                return Ok(PutBlock { hash, stored_bytes: 0 });
+            }
+        }
+        // Pinned and absent: GC cannot delete what we are about to write.
+        let encoded = block::encode(data);
+        self.store.objects.put(&key, &encoded)?;
+        Ok(PutBlock {
+            hash,
+            stored_bytes: encoded.len() as u64,
+        })
+    }
+
+    /// Pins blocks this session will reference without storing them (e.g. entries
+    /// inherited from a parent). Fails if any of them is not stored.
+    pub fn reference_blocks(&self, hashes: &[BlockHash]) -> Result<(), BlockStoreError> {
+        let _shared = self.store.gc_shared();
+        self.pin(hashes.iter().copied());
+        for hash in hashes {
+            if !self.store.has_block(hash)? {
+                return Err(BlockStoreError::MissingBlock { hash: *hash });
+            }
+        }
+        Ok(())
+    }
+
+    /// Durably writes the manifest as a live snapshot, then ends the session.
+    /// Every block the manifest lists must have been stored or referenced through this
+    /// session, or be held by a live/retained manifest.
+    pub fn commit(self, manifest: &Manifest) -> Result<(), BlockStoreError> {
+        let key = live_key(&manifest.snapshot_id)?;
+        {
+            let _meta = self.store.meta();
+            if self.store.objects.head(&key)?.is_some() {
+                return Err(BlockStoreError::SnapshotExists {
+                    id: manifest.snapshot_id.clone(),
+                });
+            }
+            self.store.objects.put(&key, &manifest.encode())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WriteSession {
+    fn drop(&mut self) {
+        lock(&self.store.pins).remove(&self.id);
+    }
+}

@@ -1,0 +1,111 @@
+//! A small object-store abstraction: flat keys mapped to immutable byte objects.
+//!
+//! Everything openami persists in its data plane (blocks, snapshot manifests, holds) goes
+//! through [`ObjectStore`]. The trait is deliberately tiny — put, get, head, delete, list —
+//! so that every backend can be checked by the one [`conformance`] suite:
+//!
+//! * [`LocalFsStore`] — the embedded default: one file per object under a root directory,
+//!   written crash-safely (temp file → fsync → rename → fsync directory).
+//! * [`MemoryStore`] — for tests.
+//! * an S3-compatible backend will join them for scale-out.
+//!
+//! Keys are validated by [`ObjectKey`]: lowercase ASCII letters, digits, `.`, `_`, `-`
+//! and `/` separators, no empty segment and none starting with `.` (so no `..`), at most
+//! 512 bytes. A key can never
+//! name a path outside the store.
+
+mod key;
+mod local;
+mod memory;
+
+pub mod conformance;
+
+pub use key::{KeyError, ObjectKey};
+pub use local::LocalFsStore;
+pub use memory::MemoryStore;
+
+use std::fmt::Debug;
+
+/// What a listing reports about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: ObjectKey,
+    /// The object's size in bytes.
+    pub size: u64,
+}
+
+/// Errors from an object store; each carries the key or path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object {key} not found")]
+    NotFound {
+        /// The missing key.
+        key: ObjectKey,
+    },
+    /// An I/O error on the backing medium.
+    #[error("{op} {what}: {source}")]
+    Io {
+        /// The operation that failed (e.g. "write", "rename").
+        op: &'static str,
+        /// The key or path concerned.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key that the store refuses.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl StoreError {
+    /// True if this error means the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+
+    pub(crate) fn io(op: &'static str, what: impl ToString, source: std::io::Error) -> Self {
+        StoreError::Io {
+            op,
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+/// A store of immutable objects addressed by [`ObjectKey`].
+///
+/// Contract (checked by [`conformance::run_all`]):
+/// * `put` is atomic and durable when it returns: a reader sees the old object or the new
+///   one, never a torn mix, and after a crash the new object is there in full.
+/// * `put` replaces an existing object with the same key.
+/// * `get`/`head` of a missing key: `NotFound` / `None`.
+/// * `delete` of a missing key succeeds (idempotent).
+/// * `list(prefix)` returns every object whose key starts with `prefix`, sorted by key.
+pub trait ObjectStore: Send + Sync + Debug {
+    /// Stores `data` under `key`, atomically and durably.
+    fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError>;
+
+    /// Stores several objects; durable when it returns. Backends may batch the
+    /// durability work (one sync for many objects), which is why this exists.
+    fn put_many(&self, objects: &[(ObjectKey, Vec<u8>)]) -> Result<(), StoreError> {
+        for (key, data) in objects {
+            self.put(key, data)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a whole object.
+    fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError>;
+
+    /// The object's metadata, or `None` if it does not exist.
+    fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError>;
+
+    /// Removes an object; succeeds if it does not exist.
+    fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+}

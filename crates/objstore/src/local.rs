@@ -1,0 +1,268 @@
+//! The local-filesystem [`ObjectStore`]: one file per object.
+//!
+//! ```text
+//! <root>/
+//!   .tmp/<pid>-<n>      objects being written; renamed into place when complete
+//!   <key>               one file per object; key segments are directories
+//! ```
+//!
+//! A put writes the temp file, fsyncs it, renames it over the final name and fsyncs the
+//! parent directory (and any directory it had to create), so after a crash an object is
+//! either absent or complete. Temp files left by a crash are removed by
+//! [`LocalFsStore::remove_stale_temp_files`].
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::{ObjectKey, ObjectMeta, ObjectStore, StoreError};
+
+const TEMP_DIR: &str = ".tmp";
+
+/// Objects as files under a root directory.
+#[derive(Debug)]
+pub struct LocalFsStore {
+    root: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl LocalFsStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        create_dir_durably(&root.join(TEMP_DIR))?;
+        Ok(Self {
+            root,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes temp files older than `min_age` (left behind by crashed writers).
+    /// Returns how many were removed.
+    pub fn remove_stale_temp_files(&self, min_age: Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join(TEMP_DIR);
+        let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("read dir", dir.display(), e))?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("read dir", dir.display(), e))?;
+            let modified = entry.metadata().and_then(|m| m.modified());
+            let old_enough = match modified {
+                Ok(time) => now.duration_since(time).unwrap_or_default() >= min_age,
+                Err(_) => true,
+            };
+            if old_enough {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io("remove", entry.path().display(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn write_temp(&self, data: &[u8]) -> Result<PathBuf, StoreError> {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .root
+            .join(TEMP_DIR)
+            .join(format!("{}-{n}", std::process::id()));
+        let mut file = File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
+        file.write_all(data)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                let _ = fs::remove_file(&path);
+                StoreError::io("write", path.display(), e)
+            })?;
+        Ok(path)
+    }
+
+    /// Renames a complete temp file into place; the caller syncs the parent directory.
+    fn install(&self, temp: &Path, key: &ObjectKey) -> Result<PathBuf, StoreError> {
+        let target = self.path_of(key);
+        let parent = target.parent().unwrap_or(&self.root).to_path_buf();
+        create_dir_durably(&parent)?;
+        fs::rename(temp, &target).map_err(|e| {
+            let _ = fs::remove_file(temp);
+            StoreError::io("rename", key, e)
+        })?;
+        Ok(parent)
+    }
+}
+
+/// Creates `dir` and any missing ancestors, syncing each parent whose entries changed.
+fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(StoreError::io("create dir", dir.display(), e)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("sync dir", dir.display(), e))
+}
+
+impl ObjectStore for LocalFsStore {
+    fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
+        let temp = self.write_temp(data)?;
+        let parent = self.install(&temp, key)?;
+        sync_dir(&parent)
+    }
+
+    fn put_many(&self, objects: &[(ObjectKey, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        for (key, data) in objects {
+            let temp = self.write_temp(data)?;
+            dirs.insert(self.install(&temp, key)?);
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        fs::read(self.path_of(key)).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => StoreError::NotFound { key: key.clone() },
+            _ => StoreError::io("read", key, e),
+        })
+    }
+
+    fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        match fs::metadata(self.path_of(key)) {
+            Ok(meta) if meta.is_file() => Ok(Some(ObjectMeta {
+                key: key.clone(),
+                size: meta.len(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("stat", key, e)),
+        }
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let path = self.path_of(key);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("delete", key, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        // Start the walk at the deepest directory the prefix fully names.
+        let start_rel = match prefix.rfind('/') {
+            Some(slash) => &prefix[..slash],
+            None => "",
+        };
+        if start_rel.split('/').any(|s| s.starts_with('.')) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        let mut pending = vec![(self.root.join(start_rel), start_rel.to_string())];
+        while let Some((dir, rel)) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("read dir", dir.display(), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::io("read dir", dir.display(), e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue; // not a name this store ever writes
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let child_rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let file_type = entry
+                    .file_type()
+                    .map_err(|e| StoreError::io("stat", entry.path().display(), e))?;
+                if file_type.is_dir() {
+                    if child_rel.starts_with(prefix) || prefix.starts_with(&child_rel) {
+                        pending.push((entry.path(), child_rel));
+                    }
+                } else if file_type.is_file() && child_rel.starts_with(prefix) {
+                    let Ok(key) = ObjectKey::new(child_rel) else {
+                        continue;
+                    };
+                    let size = entry
+                        .metadata()
+                        .map_err(|e| StoreError::io("stat", entry.path().display(), e))?
+                        .len();
+                    found.push(ObjectMeta { key, size });
+                }
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::conformance::run_all(&LocalFsStore::open(dir.path()).unwrap());
+        let dir2 = tempfile::tempdir().unwrap();
+        crate::conformance::run_concurrent(std::sync::Arc::new(LocalFsStore::open(dir2.path()).unwrap()));
+    }
+
+    #[test]
+    fn objects_survive_reopen_and_temp_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ObjectKey::new("a/b/c").unwrap();
+        {
+            let store = LocalFsStore::open(dir.path()).unwrap();
+            store.put(&key, b"hello").unwrap();
+            fs::write(dir.path().join(".tmp/999-1"), b"torn").unwrap();
+        }
+        let store = LocalFsStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(&key).unwrap(), b"hello");
+        assert_eq!(store.remove_stale_temp_files(Duration::ZERO).unwrap(), 1);
+        assert!(store.list("").unwrap().iter().all(|m| m.key == key));
+    }
+
+    #[test]
+    fn foreign_files_are_not_listed_as_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFsStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join("UPPER"), b"x").unwrap();
+        fs::write(dir.path().join("ok"), b"x").unwrap();
+        let keys: Vec<_> = store.list("").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, vec![ObjectKey::new("ok").unwrap()]);
+    }
+}
