@@ -205,6 +205,20 @@ impl BlockStore {
         self.list_ids(&format!("{HOLDS_PREFIX}{snapshot}/"))
     }
 
+    /// Snapshots `holder` holds.
+    pub fn holds_by(&self, holder: &ResourceId) -> Result<Vec<ResourceId>, BlockStoreError> {
+        Ok(self
+            .objects
+            .list(HOLDS_PREFIX)?
+            .into_iter()
+            .filter_map(|m| {
+                let rest = &m.key.as_str()[HOLDS_PREFIX.len()..];
+                let (snapshot, who) = rest.split_once('/')?;
+                (who == holder.as_str()).then(|| ResourceId::new(snapshot).ok())?
+            })
+            .collect())
+    }
+
     /// Deletes a snapshot. Its manifest moves to `retained/` while anything holds it;
     /// its blocks are freed by GC once nothing references them.
     pub fn delete_snapshot(&self, id: &ResourceId) -> Result<(), BlockStoreError> {
@@ -273,6 +287,12 @@ impl WriteSession {
         }
     }
 
+    /// Pins one hash; false if this session had already pinned it.
+    fn pin_one(&self, hash: BlockHash) -> bool {
+        let mut pins = lock(&self.store.pins);
+        pins.get_mut(&self.id).is_some_and(|set| set.insert(hash))
+    }
+
     /// Stores a full block (exactly [`BLOCK_SIZE`] bytes), or finds it already stored.
     /// The block is durable when this returns. Callers skip all-zero blocks.
     pub fn put_block(&self, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
@@ -292,14 +312,24 @@ impl WriteSession {
         let key = block_key(&hash)?;
         {
             let _shared = self.store.gc_shared();
-            self.pin([hash]);
+            if !self.pin_one(hash) {
+                // Stored (or being stored) by this session already; the session only
+                // commits after every one of its puts has returned.
+                return Ok(PutBlock { hash, stored_bytes: 0 });
+            }
             if self.store.objects.head(&key)?.is_some() {
                 return Ok(PutBlock { hash, stored_bytes: 0 });
             }
         }
         // Pinned and absent: GC cannot delete what we are about to write.
         let encoded = block::encode(data);
-        self.store.objects.put(&key, &encoded)?;
+        if let Err(e) = self.store.objects.put(&key, &encoded) {
+            // Unpin so a retry in this session stores it instead of trusting the pin.
+            if let Some(set) = lock(&self.store.pins).get_mut(&self.id) {
+                set.remove(&hash);
+            }
+            return Err(e.into());
+        }
         Ok(PutBlock {
             hash,
             stored_bytes: encoded.len() as u64,
@@ -319,10 +349,10 @@ impl WriteSession {
         Ok(())
     }
 
-    /// Durably writes the manifest as a live snapshot, then ends the session.
+    /// Durably writes the manifest as a live snapshot. Pins last until the session drops.
     /// Every block the manifest lists must have been stored or referenced through this
     /// session, or be held by a live/retained manifest.
-    pub fn commit(self, manifest: &Manifest) -> Result<(), BlockStoreError> {
+    pub fn commit(&self, manifest: &Manifest) -> Result<(), BlockStoreError> {
         let key = live_key(&manifest.snapshot_id)?;
         {
             let _meta = self.store.meta();

@@ -1,1 +1,34 @@
-//! placeholder
+//! Volumes: block devices backed by a sparse local file, lazily filled from a snapshot.
+//!
+//! A [`Volume`] lives in its own directory:
+//!
+//! ```text
+//! <dir>/data.N   sparse segment files, 1 TiB each, one byte per volume byte
+//! <dir>/state    size, backing snapshot, presence and dirty bitmaps (format in `state`)
+//! ```
+//!
+//! * **Presence** says which 512 KiB blocks live in `data`. A volume created from a
+//!   snapshot starts with none present: creation is O(1) in the volume's size, and an
+//!   absent block is read from the backing snapshot on first access and kept
+//!   (copy-on-read), like EBS lazy loading.
+//! * **Dirty** says which blocks changed since the backing snapshot. A snapshot reads and
+//!   hashes only those; the rest inherit the parent's manifest entries. After a snapshot,
+//!   it becomes the volume's backing snapshot and parent of the next one.
+//! * **Durability**: [`Volume::flush`] syncs the data file, then replaces the state file.
+//!   After a crash (the state file was not marked clean) every present block is treated
+//!   as dirty, so the next snapshot re-reads them: slower, never wrong.
+//! * **Point in time**: [`Volume::begin_snapshot`] freezes the dirty set; a write to a
+//!   frozen block that the snapshot has not read yet first hands the old content to the
+//!   snapshot (copy-on-write), so later writes are never in it and never lost.
+
+mod bitmap;
+mod error;
+mod segments;
+mod snapshot;
+mod state;
+mod volume;
+
+pub use bitmap::Bitmap;
+pub use error::VolumeError;
+pub use snapshot::{PendingSnapshot, SnapshotProgress, SnapshotSummary};
+pub use volume::{MAX_VOLUME_SIZE, Volume};
