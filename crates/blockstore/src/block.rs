@@ -27,13 +27,13 @@ pub fn is_zero(data: &[u8]) -> bool {
 
 /// Encodes a block for storage: zstd if smaller, raw otherwise.
 pub fn encode(data: &[u8]) -> Vec<u8> {
-    if let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL) {
-        if compressed.len() + 1 < data.len() {
-            let mut out = Vec::with_capacity(compressed.len() + 1);
-            out.push(CODEC_ZSTD);
-            out.extend_from_slice(&compressed);
-            return out;
-        }
+    if let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
+        && compressed.len() + 1 < data.len()
+    {
+        let mut out = Vec::with_capacity(compressed.len() + 1);
+        out.push(CODEC_ZSTD);
+        out.extend_from_slice(&compressed);
+        return out;
     }
     let mut out = Vec::with_capacity(data.len() + 1);
     out.push(CODEC_RAW);
@@ -46,8 +46,9 @@ pub fn decode(stored: &[u8]) -> Result<Vec<u8>, String> {
     let (&codec, payload) = stored.split_first().ok_or("empty block object")?;
     let data = match codec {
         CODEC_RAW => payload.to_vec(),
-        CODEC_ZSTD => zstd::bulk::decompress(payload, BLOCK_SIZE)
-            .map_err(|e| format!("zstd: {e}"))?,
+        CODEC_ZSTD => {
+            zstd::bulk::decompress(payload, BLOCK_SIZE).map_err(|e| format!("zstd: {e}"))?
+        }
         other => return Err(format!("unknown codec {other}")),
     };
     if data.len() != BLOCK_SIZE {

@@ -40,7 +40,9 @@ pub struct ScrubReport {
 impl ScrubReport {
     /// True when nothing is corrupt, missing or undecodable.
     pub fn is_clean(&self) -> bool {
-        self.bad_manifests.is_empty() && self.corrupt_blocks.is_empty() && self.missing_blocks.is_empty()
+        self.bad_manifests.is_empty()
+            && self.corrupt_blocks.is_empty()
+            && self.missing_blocks.is_empty()
     }
 }
 
@@ -157,7 +159,9 @@ impl BlockStore {
             match decode_manifest(key.as_str(), &bytes) {
                 Ok(m) => {
                     for (_, hash) in m.entries() {
-                        referenced.entry(*hash).or_insert_with(|| m.snapshot_id.to_string());
+                        referenced
+                            .entry(*hash)
+                            .or_insert_with(|| m.snapshot_id.to_string());
                     }
                 }
                 Err(e) => report.bad_manifests.push((key.to_string(), e.to_string())),
@@ -203,7 +207,10 @@ impl BlockStore {
     pub fn stats(&self) -> Result<StoreStats, BlockStoreError> {
         let mut stats = StoreStats::default();
         let mut referenced = HashSet::new();
-        for (prefix_is_live, ids) in [(true, self.list_snapshots()?), (false, self.list_retained()?)] {
+        for (prefix_is_live, ids) in [
+            (true, self.list_snapshots()?),
+            (false, self.list_retained()?),
+        ] {
             for id in ids {
                 let manifest = match self.read_manifest(&id) {
                     Ok(m) => m,
@@ -238,7 +245,12 @@ impl BlockStore {
 
     /// Every block hash that a snapshot references (for tests and tools).
     pub fn referenced_by(&self, id: &ResourceId) -> Result<Vec<BlockHash>, BlockStoreError> {
-        Ok(self.read_manifest(id)?.entries().iter().map(|(_, h)| *h).collect())
+        Ok(self
+            .read_manifest(id)?
+            .entries()
+            .iter()
+            .map(|(_, h)| *h)
+            .collect())
     }
 
     /// Every stored block hash.

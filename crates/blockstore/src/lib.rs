@@ -25,12 +25,13 @@ mod gc;
 mod hash;
 mod ids;
 pub mod manifest;
+mod recent;
 mod store;
 
 pub use block::BLOCK_SIZE;
 pub use error::BlockStoreError;
 pub use gc::{GcReport, ScrubReport, StoreStats};
-pub use hash::BlockHash;
+pub use hash::{BlockHash, sha256};
 pub use ids::{IdError, ResourceId};
 pub use manifest::Manifest;
 pub use store::{BlockStore, PutBlock, WriteSession};

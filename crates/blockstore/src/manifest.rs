@@ -24,9 +24,7 @@
 //! All integers are little-endian. Decoding checks every field and the trailing checksum,
 //! and refuses anything else (including trailing bytes).
 
-use sha2::{Digest, Sha256};
-
-use crate::{BLOCK_SIZE, BlockHash, ResourceId};
+use crate::{BLOCK_SIZE, BlockHash, ResourceId, sha256};
 
 const MAGIC: &[u8; 8] = b"OAMIMAN1";
 const VERSION: u16 = 1;
@@ -90,17 +88,25 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.volume_size % 512 != 0 {
-            return Err(format!("volume size {} is not a multiple of 512", self.volume_size));
+        if !self.volume_size.is_multiple_of(512) {
+            return Err(format!(
+                "volume size {} is not a multiple of 512",
+                self.volume_size
+            ));
         }
         if self.volume_size > MAX_VOLUME_SIZE {
-            return Err(format!("volume size {} exceeds the maximum", self.volume_size));
+            return Err(format!(
+                "volume size {} exceeds the maximum",
+                self.volume_size
+            ));
         }
         let blocks = self.block_count();
         let mut previous: Option<u64> = None;
         for &(index, _) in &self.entries {
             if index >= blocks {
-                return Err(format!("block index {index} beyond the volume's {blocks} blocks"));
+                return Err(format!(
+                    "block index {index} beyond the volume's {blocks} blocks"
+                ));
             }
             if previous.is_some_and(|p| p >= index) {
                 return Err(format!("block index {index} repeated or out of order"));
@@ -133,7 +139,7 @@ impl Manifest {
             out.extend_from_slice(&index.to_le_bytes());
             out.extend_from_slice(&hash.0);
         }
-        let checksum = Sha256::digest(&out);
+        let checksum = sha256(&out);
         out.extend_from_slice(&checksum);
         out
     }
@@ -144,7 +150,7 @@ impl Manifest {
             return Err(format!("{} bytes is too short for a manifest", bytes.len()));
         }
         let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        if Sha256::digest(body).as_slice() != checksum {
+        if sha256(body).as_slice() != checksum {
             return Err("checksum mismatch".into());
         }
         let mut r = Reader { buf: body, pos: 0 };
@@ -169,7 +175,9 @@ impl Manifest {
         let count = r.u64()?;
         let remaining = (body.len() - r.pos) as u64;
         if count.checked_mul(ENTRY_LEN as u64) != Some(remaining) {
-            return Err(format!("entry count {count} does not match {remaining} bytes of entries"));
+            return Err(format!(
+                "entry count {count} does not match {remaining} bytes of entries"
+            ));
         }
         let mut entries = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -247,7 +255,11 @@ mod tests {
             Some(id("snap-0")),
             10 * BLOCK_SIZE as u64 + 512,
             1_700_000_000_000,
-            vec![(3, BlockHash::of(b"c")), (0, BlockHash::of(b"a")), (10, BlockHash::of(b"z"))],
+            vec![
+                (3, BlockHash::of(b"c")),
+                (0, BlockHash::of(b"a")),
+                (10, BlockHash::of(b"z")),
+            ],
         )
         .unwrap()
     }
@@ -272,14 +284,17 @@ mod tests {
             assert!(Manifest::decode(&bad).is_err(), "flip at byte {i} accepted");
         }
         for len in 0..bytes.len() {
-            assert!(Manifest::decode(&bytes[..len]).is_err(), "truncation to {len} accepted");
+            assert!(
+                Manifest::decode(&bytes[..len]).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 
     #[test]
     fn invalid_content_is_refused_even_with_a_good_checksum() {
         let reseal = |mut body: Vec<u8>| {
-            let sum = Sha256::digest(&body);
+            let sum = sha256(&body);
             body.extend_from_slice(&sum);
             body
         };
@@ -297,10 +312,13 @@ mod tests {
         assert!(Manifest::decode(&reseal(beyond)).is_err());
         // Out-of-order entries.
         assert!(
-            Manifest::new(id("s"), None, BLOCK_SIZE as u64 * 4, 0, vec![
-                (1, BlockHash::of(b"a")),
-                (1, BlockHash::of(b"b"))
-            ])
+            Manifest::new(
+                id("s"),
+                None,
+                BLOCK_SIZE as u64 * 4,
+                0,
+                vec![(1, BlockHash::of(b"a")), (1, BlockHash::of(b"b"))]
+            )
             .is_err()
         );
         // Bad volume size.

@@ -16,7 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use objstore::{ObjectKey, ObjectStore, StoreError};
 
+use crate::recent::RecentBlocks;
 use crate::{BLOCK_SIZE, BlockHash, BlockStoreError, Manifest, ResourceId, block};
+
+/// Blocks a write session remembers for its identical-block shortcut.
+const SESSION_RECENT_BLOCKS: usize = 8;
+/// Verified blocks the store keeps for repeated reads (16 MiB).
+const READ_CACHE_BLOCKS: usize = 32;
 
 const LIVE_PREFIX: &str = "snapshots/";
 const RETAINED_PREFIX: &str = "retained/";
@@ -59,6 +65,8 @@ pub struct BlockStore {
     meta_lock: Mutex<()>,
     pins: Mutex<HashMap<u64, HashSet<BlockHash>>>,
     next_session: AtomicU64,
+    /// Recently read and verified blocks.
+    read_cache: RecentBlocks,
 }
 
 /// What [`WriteSession::put_block`] did.
@@ -85,6 +93,7 @@ impl BlockStore {
             meta_lock: Mutex::new(()),
             pins: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            read_cache: RecentBlocks::new(READ_CACHE_BLOCKS),
         })
     }
 
@@ -116,11 +125,16 @@ impl BlockStore {
         WriteSession {
             store: Arc::clone(self),
             id,
+            recent: RecentBlocks::new(SESSION_RECENT_BLOCKS),
+            unpersisted: Mutex::new(Vec::new()),
         }
     }
 
     /// Reads a block and verifies it against its address.
     pub fn get_block(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockStoreError> {
+        if let Some(data) = self.read_cache.get(hash) {
+            return Ok(data);
+        }
         let stored = self.objects.get(&block_key(hash)?).map_err(|e| {
             if e.is_not_found() {
                 BlockStoreError::MissingBlock { hash: *hash }
@@ -128,14 +142,17 @@ impl BlockStore {
                 e.into()
             }
         })?;
-        let data = block::decode(&stored)
-            .map_err(|reason| BlockStoreError::CorruptBlock { hash: *hash, reason })?;
+        let data = block::decode(&stored).map_err(|reason| BlockStoreError::CorruptBlock {
+            hash: *hash,
+            reason,
+        })?;
         if BlockHash::of(&data) != *hash {
             return Err(BlockStoreError::CorruptBlock {
                 hash: *hash,
                 reason: "content does not match its SHA-256".into(),
             });
         }
+        self.read_cache.insert(*hash, &data);
         Ok(data)
     }
 
@@ -182,19 +199,29 @@ impl BlockStore {
 
     /// Records that `holder` (e.g. a volume) needs `snapshot`'s data. Fails if the
     /// snapshot is neither live nor retained.
-    pub fn add_hold(&self, snapshot: &ResourceId, holder: &ResourceId) -> Result<(), BlockStoreError> {
+    pub fn add_hold(
+        &self,
+        snapshot: &ResourceId,
+        holder: &ResourceId,
+    ) -> Result<(), BlockStoreError> {
         let _meta = self.meta();
         let exists = self.objects.head(&live_key(snapshot)?)?.is_some()
             || self.objects.head(&retained_key(snapshot)?)?.is_some();
         if !exists {
-            return Err(BlockStoreError::SnapshotNotFound { id: snapshot.clone() });
+            return Err(BlockStoreError::SnapshotNotFound {
+                id: snapshot.clone(),
+            });
         }
         self.objects.put(&hold_key(snapshot, holder)?, b"")?;
         Ok(())
     }
 
     /// Drops a hold; the snapshot's manifest, if deleted, is freed by the next GC.
-    pub fn remove_hold(&self, snapshot: &ResourceId, holder: &ResourceId) -> Result<(), BlockStoreError> {
+    pub fn remove_hold(
+        &self,
+        snapshot: &ResourceId,
+        holder: &ResourceId,
+    ) -> Result<(), BlockStoreError> {
         let _meta = self.meta();
         self.objects.delete(&hold_key(snapshot, holder)?)?;
         Ok(())
@@ -253,8 +280,18 @@ impl BlockStore {
 
     /// Keys of every manifest object, live and retained.
     pub(crate) fn manifest_keys(&self) -> Result<Vec<ObjectKey>, BlockStoreError> {
-        let mut keys: Vec<_> = self.objects.list(LIVE_PREFIX)?.into_iter().map(|m| m.key).collect();
-        keys.extend(self.objects.list(RETAINED_PREFIX)?.into_iter().map(|m| m.key));
+        let mut keys: Vec<_> = self
+            .objects
+            .list(LIVE_PREFIX)?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        keys.extend(
+            self.objects
+                .list(RETAINED_PREFIX)?
+                .into_iter()
+                .map(|m| m.key),
+        );
         Ok(keys)
     }
 }
@@ -272,6 +309,11 @@ pub(crate) fn decode_manifest(id: &str, bytes: &[u8]) -> Result<Manifest, BlockS
 pub struct WriteSession {
     store: Arc<BlockStore>,
     id: u64,
+    /// Blocks this session stored recently, to skip re-hashing runs of identical
+    /// blocks (a cheap fingerprint, then a full byte comparison).
+    recent: RecentBlocks,
+    /// Blocks stored with a pending name; made durable before the manifest is written.
+    unpersisted: Mutex<Vec<ObjectKey>>,
 }
 
 impl WriteSession {
@@ -294,7 +336,9 @@ impl WriteSession {
     }
 
     /// Stores a full block (exactly [`BLOCK_SIZE`] bytes), or finds it already stored.
-    /// The block is durable when this returns. Callers skip all-zero blocks.
+    /// When this returns the block is readable and its content durable; it survives a
+    /// crash for certain once [`persist`](Self::persist) or [`commit`](Self::commit)
+    /// returns (they sync directory entries in batches). Callers skip all-zero blocks.
     pub fn put_block(&self, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
         if data.len() != BLOCK_SIZE {
             return Err(BlockStoreError::BadBlockLength {
@@ -302,34 +346,55 @@ impl WriteSession {
                 actual: data.len(),
             });
         }
+        // Identical to a block this session stored moments ago? Then it is pinned and
+        // stored (or being stored) already: no need to hash 512 KiB again.
+        if let Some(hash) = self.recent.find(data) {
+            return Ok(PutBlock {
+                hash,
+                stored_bytes: 0,
+            });
+        }
         let hash = BlockHash::of(data);
-        self.put_hashed_block(hash, data)
+        let put = self.put_hashed_block(hash, data)?;
+        self.recent.insert(hash, data);
+        Ok(put)
     }
 
     /// Like [`put_block`](Self::put_block) for a caller that already hashed the data.
     /// The hash is trusted here; use `put_block` for untrusted input.
-    pub fn put_hashed_block(&self, hash: BlockHash, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
+    pub fn put_hashed_block(
+        &self,
+        hash: BlockHash,
+        data: &[u8],
+    ) -> Result<PutBlock, BlockStoreError> {
         let key = block_key(&hash)?;
         {
             let _shared = self.store.gc_shared();
             if !self.pin_one(hash) {
                 // Stored (or being stored) by this session already; the session only
                 // commits after every one of its puts has returned.
-                return Ok(PutBlock { hash, stored_bytes: 0 });
+                return Ok(PutBlock {
+                    hash,
+                    stored_bytes: 0,
+                });
             }
             if self.store.objects.head(&key)?.is_some() {
-                return Ok(PutBlock { hash, stored_bytes: 0 });
+                return Ok(PutBlock {
+                    hash,
+                    stored_bytes: 0,
+                });
             }
         }
         // Pinned and absent: GC cannot delete what we are about to write.
         let encoded = block::encode(data);
-        if let Err(e) = self.store.objects.put(&key, &encoded) {
+        if let Err(e) = self.store.objects.put_name_pending(&key, &encoded) {
             // Unpin so a retry in this session stores it instead of trusting the pin.
             if let Some(set) = lock(&self.store.pins).get_mut(&self.id) {
                 set.remove(&hash);
             }
             return Err(e.into());
         }
+        lock(&self.unpersisted).push(key);
         Ok(PutBlock {
             hash,
             stored_bytes: encoded.len() as u64,
@@ -349,11 +414,22 @@ impl WriteSession {
         Ok(())
     }
 
+    /// Makes every block this session stored survive a crash.
+    pub fn persist(&self) -> Result<(), BlockStoreError> {
+        let pending = std::mem::take(&mut *lock(&self.unpersisted));
+        if let Err(e) = self.store.objects.persist_names(&pending) {
+            lock(&self.unpersisted).extend(pending);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Durably writes the manifest as a live snapshot. Pins last until the session drops.
     /// Every block the manifest lists must have been stored or referenced through this
     /// session, or be held by a live/retained manifest.
     pub fn commit(&self, manifest: &Manifest) -> Result<(), BlockStoreError> {
         let key = live_key(&manifest.snapshot_id)?;
+        self.persist()?;
         {
             let _meta = self.store.meta();
             if self.store.objects.head(&key)?.is_some() {

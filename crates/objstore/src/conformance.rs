@@ -22,6 +22,7 @@ pub fn run_all<S: ObjectStore + 'static>(store: &S) {
     delete_is_idempotent(store);
     list_by_prefix(store);
     put_many_is_visible(store);
+    pending_names_are_visible(store);
     large_and_empty_objects(store);
 }
 
@@ -34,7 +35,9 @@ pub fn run_concurrent(store: Arc<dyn ObjectStore>) {
                 for i in 0..50 {
                     let k = key(&format!("conc/{t}/{i}"));
                     let data = format!("{t}-{i}").into_bytes();
-                    store.put(&k, &data).unwrap_or_else(|e| panic!("concurrent put: {e}"));
+                    store
+                        .put(&k, &data)
+                        .unwrap_or_else(|e| panic!("concurrent put: {e}"));
                     assert_eq!(store.get(&k).ok(), Some(data), "concurrent read-back");
                 }
             })
@@ -51,8 +54,14 @@ pub fn run_concurrent(store: Arc<dyn ObjectStore>) {
 
 fn put_get_roundtrip(store: &dyn ObjectStore) {
     let k = key("rt/one");
-    store.put(&k, b"payload").unwrap_or_else(|e| panic!("put: {e}"));
-    assert_eq!(store.get(&k).ok().as_deref(), Some(&b"payload"[..]), "get returns what put stored");
+    store
+        .put(&k, b"payload")
+        .unwrap_or_else(|e| panic!("put: {e}"));
+    assert_eq!(
+        store.get(&k).ok().as_deref(),
+        Some(&b"payload"[..]),
+        "get returns what put stored"
+    );
     let meta = store.head(&k).unwrap_or_else(|e| panic!("head: {e}"));
     assert_eq!(meta.map(|m| m.size), Some(7), "head reports the size");
 }
@@ -60,32 +69,65 @@ fn put_get_roundtrip(store: &dyn ObjectStore) {
 fn missing_objects(store: &dyn ObjectStore) {
     let k = key("missing/object");
     match store.get(&k) {
-        Err(e) => assert!(e.is_not_found(), "get of a missing key is NotFound, got {e}"),
+        Err(e) => assert!(
+            e.is_not_found(),
+            "get of a missing key is NotFound, got {e}"
+        ),
         Ok(_) => panic!("get of a missing key succeeded"),
     }
-    assert!(store.head(&k).unwrap_or_else(|e| panic!("head: {e}")).is_none(), "head of a missing key is None");
-    assert!(store.list("missing/").unwrap_or_else(|e| panic!("list: {e}")).is_empty());
+    assert!(
+        store
+            .head(&k)
+            .unwrap_or_else(|e| panic!("head: {e}"))
+            .is_none(),
+        "head of a missing key is None"
+    );
+    assert!(
+        store
+            .list("missing/")
+            .unwrap_or_else(|e| panic!("list: {e}"))
+            .is_empty()
+    );
 }
 
 fn overwrite_replaces(store: &dyn ObjectStore) {
     let k = key("ow/x");
-    store.put(&k, b"first version").unwrap_or_else(|e| panic!("put: {e}"));
-    store.put(&k, b"second").unwrap_or_else(|e| panic!("put: {e}"));
-    assert_eq!(store.get(&k).ok().as_deref(), Some(&b"second"[..]), "put replaces");
-    assert_eq!(store.list("ow/").map(|l| l.len()).ok(), Some(1), "one object after overwrite");
+    store
+        .put(&k, b"first version")
+        .unwrap_or_else(|e| panic!("put: {e}"));
+    store
+        .put(&k, b"second")
+        .unwrap_or_else(|e| panic!("put: {e}"));
+    assert_eq!(
+        store.get(&k).ok().as_deref(),
+        Some(&b"second"[..]),
+        "put replaces"
+    );
+    assert_eq!(
+        store.list("ow/").map(|l| l.len()).ok(),
+        Some(1),
+        "one object after overwrite"
+    );
 }
 
 fn delete_is_idempotent(store: &dyn ObjectStore) {
     let k = key("del/x");
     store.put(&k, b"x").unwrap_or_else(|e| panic!("put: {e}"));
     store.delete(&k).unwrap_or_else(|e| panic!("delete: {e}"));
-    assert!(store.head(&k).ok().flatten().is_none(), "deleted object is gone");
-    store.delete(&k).unwrap_or_else(|e| panic!("second delete must succeed: {e}"));
+    assert!(
+        store.head(&k).ok().flatten().is_none(),
+        "deleted object is gone"
+    );
+    store
+        .delete(&k)
+        .unwrap_or_else(|e| panic!("second delete must succeed: {e}"));
 }
 
 fn list_by_prefix(store: &dyn ObjectStore) {
     for k in ["ls/a/1", "ls/a/2", "ls/ab", "ls/b/1", "lsx"] {
-        store.put(&key(k), k.as_bytes()).unwrap_or_else(|e| panic!("put: {e}"));
+        store
+            .put(&key(k), k.as_bytes())
+            .unwrap_or_else(|e| panic!("put: {e}"));
     }
     let names = |prefix: &str| -> Vec<String> {
         store
@@ -95,7 +137,11 @@ fn list_by_prefix(store: &dyn ObjectStore) {
             .map(|m| m.key.as_str().to_string())
             .collect()
     };
-    assert_eq!(names("ls/a"), ["ls/a/1", "ls/a/2", "ls/ab"], "string-prefix semantics, sorted");
+    assert_eq!(
+        names("ls/a"),
+        ["ls/a/1", "ls/a/2", "ls/ab"],
+        "string-prefix semantics, sorted"
+    );
     assert_eq!(names("ls/a/"), ["ls/a/1", "ls/a/2"]);
     assert_eq!(names("ls/"), ["ls/a/1", "ls/a/2", "ls/ab", "ls/b/1"]);
     assert_eq!(names("ls"), ["ls/a/1", "ls/a/2", "ls/ab", "ls/b/1", "lsx"]);
@@ -113,16 +159,51 @@ fn put_many_is_visible(store: &dyn ObjectStore) {
     let batch: Vec<_> = (0..10)
         .map(|i| (key(&format!("many/{i:02}")), vec![i as u8; i * 100]))
         .collect();
-    store.put_many(&batch).unwrap_or_else(|e| panic!("put_many: {e}"));
+    store
+        .put_many(&batch)
+        .unwrap_or_else(|e| panic!("put_many: {e}"));
     for (k, data) in &batch {
-        assert_eq!(store.get(k).ok().as_ref(), Some(data), "put_many object {k}");
+        assert_eq!(
+            store.get(k).ok().as_ref(),
+            Some(data),
+            "put_many object {k}"
+        );
     }
+}
+
+fn pending_names_are_visible(store: &dyn ObjectStore) {
+    let keys: Vec<_> = (0..5).map(|i| key(&format!("pending/{i}/x"))).collect();
+    for k in &keys {
+        store
+            .put_name_pending(k, k.as_str().as_bytes())
+            .unwrap_or_else(|e| panic!("put_name_pending: {e}"));
+        assert_eq!(
+            store.get(k).ok().as_deref(),
+            Some(k.as_str().as_bytes()),
+            "readable at once"
+        );
+    }
+    store
+        .persist_names(&keys)
+        .unwrap_or_else(|e| panic!("persist_names: {e}"));
+    assert_eq!(store.list("pending/").map(|l| l.len()).ok(), Some(5));
 }
 
 fn large_and_empty_objects(store: &dyn ObjectStore) {
     let big: Vec<u8> = (0..(1 << 20) + 7).map(|i: u32| (i % 251) as u8).collect();
-    store.put(&key("big/one"), &big).unwrap_or_else(|e| panic!("put big: {e}"));
-    assert!(store.get(&key("big/one")).ok() == Some(big), "1 MiB object round-trips");
-    store.put(&key("big/empty"), b"").unwrap_or_else(|e| panic!("put empty: {e}"));
-    assert_eq!(store.get(&key("big/empty")).ok(), Some(Vec::new()), "empty object round-trips");
+    store
+        .put(&key("big/one"), &big)
+        .unwrap_or_else(|e| panic!("put big: {e}"));
+    assert!(
+        store.get(&key("big/one")).ok() == Some(big),
+        "1 MiB object round-trips"
+    );
+    store
+        .put(&key("big/empty"), b"")
+        .unwrap_or_else(|e| panic!("put empty: {e}"));
+    assert_eq!(
+        store.get(&key("big/empty")).ok(),
+        Some(Vec::new()),
+        "empty object round-trips"
+    );
 }

@@ -77,7 +77,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_keys() {
-        for key in ["a", "blocks/ab/abcdef", "snapshots/snap-0123.manifest", "x_y-z.1"] {
+        for key in [
+            "a",
+            "blocks/ab/abcdef",
+            "snapshots/snap-0123.manifest",
+            "x_y-z.1",
+        ] {
             assert!(ObjectKey::new(key).is_ok(), "{key}");
         }
     }
@@ -85,7 +90,20 @@ mod tests {
     #[test]
     fn refuses_path_tricks() {
         for key in [
-            "", "/abs", "a//b", "a/", "..", "a/../b", "./a", ".tmp/x", "a/.hidden", "A", "a b", "a\\b", "a\0b", "é",
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "..",
+            "a/../b",
+            "./a",
+            ".tmp/x",
+            "a/.hidden",
+            "A",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "é",
         ] {
             assert!(ObjectKey::new(key).is_err(), "{key:?} accepted");
         }

@@ -97,6 +97,20 @@ pub trait ObjectStore: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Stores `data` under `key` atomically, with its content durable but its *name* not
+    /// necessarily: after a crash the object is either complete or absent. Call
+    /// [`persist_names`](Self::persist_names) to make a batch of such puts durable with
+    /// less synchronisation than one `put` each.
+    fn put_name_pending(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
+        self.put(key, data)
+    }
+
+    /// Makes the names of objects stored with `put_name_pending` durable.
+    fn persist_names(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
+
     /// Reads a whole object.
     fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError>;
 

@@ -8,7 +8,8 @@
 //!
 //! A put writes the temp file, fsyncs it, renames it over the final name and fsyncs the
 //! parent directory (and any directory it had to create), so after a crash an object is
-//! either absent or complete. Temp files left by a crash are removed by
+//! either absent or complete. `put_name_pending` skips the directory sync, and
+//! `persist_names` syncs each directory of a batch once. Temp files left by a crash are removed by
 //! [`LocalFsStore::remove_stale_temp_files`].
 
 use std::collections::BTreeSet;
@@ -49,7 +50,8 @@ impl LocalFsStore {
     /// Returns how many were removed.
     pub fn remove_stale_temp_files(&self, min_age: Duration) -> Result<usize, StoreError> {
         let dir = self.root.join(TEMP_DIR);
-        let entries = fs::read_dir(&dir).map_err(|e| StoreError::io("read dir", dir.display(), e))?;
+        let entries =
+            fs::read_dir(&dir).map_err(|e| StoreError::io("read dir", dir.display(), e))?;
         let now = SystemTime::now();
         let mut removed = 0;
         for entry in entries {
@@ -80,7 +82,8 @@ impl LocalFsStore {
             .root
             .join(TEMP_DIR)
             .join(format!("{}-{n}", std::process::id()));
-        let mut file = File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
+        let mut file =
+            File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
         file.write_all(data)
             .and_then(|()| file.sync_data())
             .map_err(|e| {
@@ -133,6 +136,23 @@ impl ObjectStore for LocalFsStore {
         let temp = self.write_temp(data)?;
         let parent = self.install(&temp, key)?;
         sync_dir(&parent)
+    }
+
+    fn put_name_pending(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
+        let temp = self.write_temp(data)?;
+        self.install(&temp, key)?;
+        Ok(())
+    }
+
+    fn persist_names(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
+        let dirs: BTreeSet<PathBuf> = keys
+            .iter()
+            .map(|k| self.path_of(k).parent().unwrap_or(&self.root).to_path_buf())
+            .collect();
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
     }
 
     fn put_many(&self, objects: &[(ObjectKey, Vec<u8>)]) -> Result<(), StoreError> {
@@ -238,7 +258,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         crate::conformance::run_all(&LocalFsStore::open(dir.path()).unwrap());
         let dir2 = tempfile::tempdir().unwrap();
-        crate::conformance::run_concurrent(std::sync::Arc::new(LocalFsStore::open(dir2.path()).unwrap()));
+        crate::conformance::run_concurrent(std::sync::Arc::new(
+            LocalFsStore::open(dir2.path()).unwrap(),
+        ));
     }
 
     #[test]

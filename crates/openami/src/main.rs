@@ -1,1 +1,35 @@
-fn main() {}
+//! The `openami` binary: the server and its operator commands.
+//!
+//! * `openami serve` — runs the service on a data directory (see [`datadir`]).
+//! * `openami store stats|scrub|gc` — inspects and maintains the block store.
+//! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
+
+mod bench;
+mod cli;
+mod datadir;
+mod serve;
+mod store_cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli);
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cli: &cli::Cli) {
+    let default = if cli.verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENAMI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

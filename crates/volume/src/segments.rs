@@ -100,8 +100,13 @@ impl SegmentedFile {
     /// Deallocates `[offset, offset+len)`: it reads as zeros afterwards.
     pub fn punch_hole(&self, offset: u64, len: u64) -> Result<(), VolumeError> {
         let (file, at, i) = self.locate(offset)?;
-        fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, at, len)
-            .map_err(|e| VolumeError::io("punch hole", self.path(i), e.into()))
+        fallocate(
+            file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            at,
+            len,
+        )
+        .map_err(|e| VolumeError::io("punch hole", self.path(i), e.into()))
     }
 
     /// Makes all written data durable.
@@ -130,7 +135,10 @@ mod tests {
         assert_eq!(&buf[..4], b"left");
         file.read_exact_at(&mut buf, SEGMENT_SIZE).unwrap();
         assert_eq!(&buf, b"right");
-        assert_eq!(std::fs::metadata(dir.path().join("data.1")).unwrap().len(), 4096);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data.1")).unwrap().len(),
+            4096
+        );
         file.punch_hole(SEGMENT_SIZE, 4096).unwrap();
         file.read_exact_at(&mut buf, SEGMENT_SIZE).unwrap();
         assert_eq!(buf, [0; 5]);

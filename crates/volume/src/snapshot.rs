@@ -38,11 +38,9 @@ impl SnapshotProgress {
     pub fn percent(&self) -> u8 {
         let total = self.total_blocks.load(Ordering::Relaxed);
         let done = self.done_blocks.load(Ordering::Relaxed);
-        if total == 0 {
-            100
-        } else {
-            (done.min(total) * 100 / total) as u8
-        }
+        (done.min(total) * 100)
+            .checked_div(total)
+            .map_or(100, |percent| percent as u8)
     }
 }
 
@@ -86,11 +84,13 @@ impl SharedCapture {
         };
         match outcome {
             Ok(put) => {
-                if let Some(put) = put {
-                    if put.stored_bytes > 0 {
-                        self.progress.new_blocks.fetch_add(1, Ordering::Relaxed);
-                        self.progress.stored_bytes.fetch_add(put.stored_bytes, Ordering::Relaxed);
-                    }
+                if let Some(put) = put
+                    && put.stored_bytes > 0
+                {
+                    self.progress.new_blocks.fetch_add(1, Ordering::Relaxed);
+                    self.progress
+                        .stored_bytes
+                        .fetch_add(put.stored_bytes, Ordering::Relaxed);
                 }
                 let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
                 results.insert(b, put.map(|p| p.hash));
@@ -149,7 +149,9 @@ impl Volume {
     ) -> Result<PendingSnapshot, VolumeError> {
         let mut inner = self.lock();
         if inner.capture.is_some() {
-            return Err(VolumeError::SnapshotInProgress { id: self.id().clone() });
+            return Err(VolumeError::SnapshotInProgress {
+                id: self.id().clone(),
+            });
         }
         let frozen = inner.dirty.clone();
         inner.dirty.clear_all();
@@ -181,7 +183,10 @@ impl Volume {
 
     /// Takes a snapshot and waits for it: [`begin_snapshot`](Self::begin_snapshot) then
     /// [`PendingSnapshot::run`].
-    pub fn snapshot(self: &Arc<Self>, snapshot_id: ResourceId) -> Result<SnapshotSummary, VolumeError> {
+    pub fn snapshot(
+        self: &Arc<Self>,
+        snapshot_id: ResourceId,
+    ) -> Result<SnapshotSummary, VolumeError> {
         self.begin_snapshot(snapshot_id)?.run()
     }
 
@@ -218,22 +223,31 @@ impl PendingSnapshot {
     /// dirty again and nothing is committed.
     pub fn run(self) -> Result<SnapshotSummary, VolumeError> {
         let started = Instant::now();
-        let result = self.capture_all().and_then(|()| self.commit());
+        let result = self.capture_all().and_then(|()| {
+            let captured = started.elapsed();
+            let manifest = self.commit()?;
+            tracing::debug!(
+                snapshot = %self.shared.snapshot_id,
+                capture_ms = captured.as_millis() as u64,
+                commit_ms = (started.elapsed() - captured).as_millis() as u64,
+                "snapshot data stored"
+            );
+            Ok(manifest)
+        });
         let mut inner = self.volume.lock();
         match result {
             Ok(manifest) => {
                 inner.capture = None;
-                let old_backing = inner.backing.clone();
-                // Hold the new snapshot before pointing the state at it.
+                // Hold the new snapshot before the volume reads from it. The state file
+                // is rewritten at the next flush; the old hold goes only after that.
                 self.volume
                     .store
                     .add_hold(&manifest.snapshot_id, self.volume.id())?;
-                self.volume.set_backing(&mut inner, Arc::clone(&manifest));
-                self.volume.persist(&mut inner, false)?;
-                drop(inner);
-                if let Some(old) = old_backing {
-                    self.volume.store.remove_hold(&old, self.volume.id())?;
+                if let Some(old) = inner.backing.clone() {
+                    inner.released_holds.push(old);
                 }
+                self.volume.set_backing(&mut inner, Arc::clone(&manifest));
+                drop(inner);
                 let progress = &self.shared.progress;
                 Ok(SnapshotSummary {
                     manifest,
@@ -267,7 +281,11 @@ impl PendingSnapshot {
                 });
             }
         });
-        let first = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let first = shared
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         match first {
             Some(reason) => Err(VolumeError::SnapshotFailed {
                 id: shared.snapshot_id.clone(),
@@ -284,7 +302,8 @@ impl PendingSnapshot {
             Some(id) => Some(self.volume.store.read_manifest(id)?),
             None => None,
         };
-        let results = std::mem::take(&mut *shared.results.lock().unwrap_or_else(|p| p.into_inner()));
+        let results =
+            std::mem::take(&mut *shared.results.lock().unwrap_or_else(|p| p.into_inner()));
         let mut entries: Vec<(u64, BlockHash)> = parent
             .iter()
             .flat_map(|m| m.entries().iter().copied())

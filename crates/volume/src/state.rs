@@ -24,8 +24,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-use blockstore::{BLOCK_SIZE, ResourceId};
-use sha2::{Digest, Sha256};
+use blockstore::{BLOCK_SIZE, ResourceId, sha256};
 
 use crate::bitmap::Bitmap;
 
@@ -73,7 +72,7 @@ impl VolumeState {
         }
         out.extend_from_slice(self.presence.as_bytes());
         out.extend_from_slice(self.dirty.as_bytes());
-        let sum = Sha256::digest(&out);
+        let sum = sha256(&out);
         out.extend_from_slice(&sum);
         out
     }
@@ -83,7 +82,7 @@ impl VolumeState {
             return Err("too short".into());
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if Sha256::digest(body).as_slice() != sum {
+        if sha256(body).as_slice() != sum {
             return Err("checksum mismatch".into());
         }
         if &body[..8] != MAGIC {
@@ -101,7 +100,7 @@ impl VolumeState {
         let flags = u16_at(10);
         let size = u64_at(16);
         let blocks = u64_at(24);
-        if size % 512 != 0 || blocks != block_count(size) {
+        if !size.is_multiple_of(512) || blocks != block_count(size) {
             return Err(format!("inconsistent size {size} / block count {blocks}"));
         }
         let mut pos = 32;
@@ -121,7 +120,8 @@ impl VolumeState {
         if body.len() != pos + 2 * map_len {
             return Err("bitmap length does not match the block count".into());
         }
-        let presence = Bitmap::from_bytes(blocks, &body[pos..pos + map_len]).ok_or("bad presence bitmap")?;
+        let presence =
+            Bitmap::from_bytes(blocks, &body[pos..pos + map_len]).ok_or("bad presence bitmap")?;
         let dirty = Bitmap::from_bytes(blocks, &body[pos + map_len..]).ok_or("bad dirty bitmap")?;
         Ok(VolumeState {
             clean: flags & FLAG_CLEAN != 0,

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use blockstore::{BLOCK_SIZE, BlockStore, BlockStoreError, Manifest, ResourceId};
 
+use crate::VolumeError;
 use crate::bitmap::Bitmap;
 use crate::segments::SegmentedFile;
 use crate::snapshot::Capture;
 use crate::state::{VolumeState, block_count};
-use crate::VolumeError;
 
 /// Largest volume: 64 TiB (the EBS io2 Block Express maximum).
 pub const MAX_VOLUME_SIZE: u64 = blockstore::manifest::MAX_VOLUME_SIZE;
@@ -38,13 +38,16 @@ pub(crate) struct Inner {
     pub dirty: Bitmap,
     /// The bitmaps or backing changed since the state file was last written.
     state_changed: bool,
+    /// Holds on former backing snapshots, dropped once a state naming the new backing
+    /// is durable (until then a crash would reopen the volume on the old one).
+    pub released_holds: Vec<ResourceId>,
     pub capture: Option<Capture>,
 }
 
 fn check_size(size: u64) -> Result<(), VolumeError> {
     let reason = if size == 0 {
         "must be positive"
-    } else if size % 512 != 0 {
+    } else if !size.is_multiple_of(512) {
         "must be a multiple of 512 bytes"
     } else if size > MAX_VOLUME_SIZE {
         "exceeds the 64 TiB maximum"
@@ -80,7 +83,10 @@ impl Volume {
         store: Arc<BlockStore>,
     ) -> Result<Arc<Volume>, VolumeError> {
         if !store.snapshot_exists(snapshot)? {
-            return Err(BlockStoreError::SnapshotNotFound { id: snapshot.clone() }.into());
+            return Err(BlockStoreError::SnapshotNotFound {
+                id: snapshot.clone(),
+            }
+            .into());
         }
         let manifest = store.read_manifest(snapshot)?;
         let size = size.unwrap_or(manifest.volume_size);
@@ -88,7 +94,10 @@ impl Volume {
         if size < manifest.volume_size {
             return Err(VolumeError::InvalidSize {
                 size,
-                reason: format!("smaller than snapshot {snapshot} ({} bytes)", manifest.volume_size),
+                reason: format!(
+                    "smaller than snapshot {snapshot} ({} bytes)",
+                    manifest.volume_size
+                ),
             });
         }
         store.add_hold(snapshot, &id)?;
@@ -128,6 +137,7 @@ impl Volume {
                 dirty: Bitmap::new(blocks),
                 state_changed: true,
                 capture: None,
+                released_holds: Vec::new(),
             }),
         };
         volume.persist(&mut volume.lock(), false)?;
@@ -181,6 +191,7 @@ impl Volume {
                 dirty: state.dirty,
                 state_changed: true,
                 capture: None,
+                released_holds: Vec::new(),
             }),
         };
         volume.persist(&mut volume.lock(), false)?;
@@ -211,7 +222,11 @@ impl Volume {
     /// (present blocks, dirty blocks, total blocks).
     pub fn block_counts(&self) -> (u64, u64, u64) {
         let inner = self.lock();
-        (inner.presence.count_ones(), inner.dirty.count_ones(), inner.presence.len())
+        (
+            inner.presence.count_ones(),
+            inner.dirty.count_ones(),
+            inner.presence.len(),
+        )
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -253,10 +268,10 @@ impl Volume {
     }
 
     fn backing_manifest(&self, inner: &mut Inner) -> Result<Option<Arc<Manifest>>, VolumeError> {
-        if inner.backing_manifest.is_none() {
-            if let Some(id) = &inner.backing {
-                inner.backing_manifest = Some(Arc::new(self.store.read_manifest(id)?));
-            }
+        if inner.backing_manifest.is_none()
+            && let Some(id) = &inner.backing
+        {
+            inner.backing_manifest = Some(Arc::new(self.store.read_manifest(id)?));
         }
         Ok(inner.backing_manifest.clone())
     }
@@ -277,7 +292,11 @@ impl Volume {
     }
 
     /// The full current content of block `b`, zero-padded past the end of the volume.
-    pub(crate) fn read_block_locked(&self, inner: &mut Inner, b: u64) -> Result<Vec<u8>, VolumeError> {
+    pub(crate) fn read_block_locked(
+        &self,
+        inner: &mut Inner,
+        b: u64,
+    ) -> Result<Vec<u8>, VolumeError> {
         if inner.presence.get(b) {
             let mut buf = vec![0; BLOCK_SIZE];
             let len = Self::block_len(inner, b);
@@ -339,7 +358,11 @@ impl Volume {
             let mut inner = self.lock();
             if inner.presence.get(b) {
                 inner.data.read_exact_at(out, b * BS + within as u64)?;
-            } else if self.backing_manifest(&mut inner)?.and_then(|m| m.get(b)).is_none() {
+            } else if self
+                .backing_manifest(&mut inner)?
+                .and_then(|m| m.get(b))
+                .is_none()
+            {
                 out.fill(0);
             } else {
                 let content = self.fill_locked(&mut inner, b)?;
@@ -364,7 +387,9 @@ impl Volume {
             if !whole && !inner.presence.get(b) {
                 self.fill_locked(&mut inner, b)?;
             }
-            inner.data.write_all_at(&data[done..done + len], b * BS + within as u64)?;
+            inner
+                .data
+                .write_all_at(&data[done..done + len], b * BS + within as u64)?;
             Self::mark_written(&mut inner, b);
             done += len;
         }
@@ -387,7 +412,9 @@ impl Volume {
                 if !inner.presence.get(b) {
                     self.fill_locked(&mut inner, b)?;
                 }
-                inner.data.write_all_at(&vec![0; seg], b * BS + within as u64)?;
+                inner
+                    .data
+                    .write_all_at(&vec![0; seg], b * BS + within as u64)?;
             }
             Self::mark_written(&mut inner, b);
         }
@@ -429,6 +456,12 @@ impl Volume {
             .write_atomically(&self.dir, STATE_FILE)
             .map_err(|e| VolumeError::io("write state", self.dir.join(STATE_FILE), e))?;
         inner.state_changed = false;
+        for old in std::mem::take(&mut inner.released_holds) {
+            if let Err(e) = self.store.remove_hold(&old, &self.id) {
+                // Harmless: the next open removes holds on anything but the backing.
+                tracing::warn!(volume = %self.id, snapshot = %old, error = %e, "cannot drop hold");
+            }
+        }
         Ok(())
     }
 
@@ -455,7 +488,9 @@ impl Volume {
     pub fn close(&self) -> Result<(), VolumeError> {
         let mut inner = self.lock();
         if inner.capture.is_some() {
-            return Err(VolumeError::SnapshotInProgress { id: self.id.clone() });
+            return Err(VolumeError::SnapshotInProgress {
+                id: self.id.clone(),
+            });
         }
         self.persist(&mut inner, true)
     }

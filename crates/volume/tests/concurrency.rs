@@ -1,5 +1,7 @@
 //! Snapshots taken while writers run, and GC running while snapshots are created.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;
@@ -18,7 +20,13 @@ fn snapshot_is_point_in_time_and_concurrent_writes_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let blocks = 48u64;
-    let vol = Volume::create(&dir.path().join("v"), id("vol-1"), blocks * BS as u64, store.clone()).unwrap();
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        blocks * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     let mut model = vec![0u8; blocks as usize * BS];
     for b in 0..blocks {
         let data = pattern(1000 + b);
@@ -32,8 +40,12 @@ fn snapshot_is_point_in_time_and_concurrent_writes_are_kept() {
     let model = Arc::new(Mutex::new(model));
     let writes_during = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let (vol, model, writes_during, progress) =
-            (vol.clone(), model.clone(), writes_during.clone(), progress.clone());
+        let (vol, model, writes_during, progress) = (
+            vol.clone(),
+            model.clone(),
+            writes_during.clone(),
+            progress.clone(),
+        );
         std::thread::spawn(move || {
             let mut rng = Rng(42);
             for round in 0..3u64 {
@@ -50,7 +62,8 @@ fn snapshot_is_point_in_time_and_concurrent_writes_are_kept() {
                         writes_during.fetch_add(1, Ordering::Relaxed);
                     }
                     vol.write_at(&data, off).unwrap();
-                    model.lock().unwrap()[off as usize..(off + len) as usize].copy_from_slice(&data);
+                    model.lock().unwrap()[off as usize..(off + len) as usize]
+                        .copy_from_slice(&data);
                 }
             }
         })
@@ -61,14 +74,21 @@ fn snapshot_is_point_in_time_and_concurrent_writes_are_kept() {
         writes_during.load(Ordering::Relaxed) > 0,
         "the writer never overlapped the snapshot; the test proves nothing"
     );
-    assert_eq!(summary.blocks_read, blocks, "every frozen block captured exactly once");
+    assert_eq!(
+        summary.blocks_read, blocks,
+        "every frozen block captured exactly once"
+    );
     assert_eq!(
         snapshot_content(&store, &id("snap-1")),
         at_snapshot,
         "the snapshot holds exactly the state at begin_snapshot"
     );
     let final_model = model.lock().unwrap().clone();
-    assert_eq!(volume_content(&vol), final_model, "no concurrent write was lost");
+    assert_eq!(
+        volume_content(&vol),
+        final_model,
+        "no concurrent write was lost"
+    );
     vol.snapshot(id("snap-2")).unwrap();
     assert_eq!(snapshot_content(&store, &id("snap-2")), final_model);
     assert!(store.scrub().unwrap().is_clean());
@@ -79,7 +99,13 @@ fn gc_concurrent_with_snapshot_creation_never_frees_a_referenced_block() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let blocks = 16u64;
-    let vol = Volume::create(&dir.path().join("v"), id("vol-1"), blocks * BS as u64, store.clone()).unwrap();
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        blocks * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     // A small pool of block contents: blocks drop out of every manifest and come back
     // as dedup hits while GC considers them garbage.
     let pool: Vec<Vec<u8>> = (0..8).map(pattern).collect();
@@ -111,18 +137,31 @@ fn gc_concurrent_with_snapshot_creation_never_frees_a_referenced_block() {
             store.delete_snapshot(&id(&old)).unwrap();
         }
         for (name, content) in &live {
-            assert_eq!(&snapshot_content(&store, &id(name)), content, "{name} after GC");
+            assert_eq!(
+                &snapshot_content(&store, &id(name)),
+                content,
+                "{name} after GC"
+            );
         }
     }
     done.store(true, Ordering::Relaxed);
     collector.join().unwrap();
-    assert!(gc_runs.load(Ordering::Relaxed) >= 5, "GC really ran concurrently");
+    assert!(
+        gc_runs.load(Ordering::Relaxed) >= 5,
+        "GC really ran concurrently"
+    );
     assert!(store.scrub().unwrap().is_clean());
+    // The flush makes the new backing durable, which releases the hold on the old one.
+    vol.flush().unwrap();
     store.gc().unwrap();
+    assert!(store.list_retained().unwrap().is_empty());
     let referenced: HashSet<_> = live
         .iter()
         .flat_map(|(name, _)| store.referenced_by(&id(name)).unwrap())
         .collect();
     let stored: HashSet<_> = store.stored_blocks().unwrap().into_iter().collect();
-    assert_eq!(stored, referenced, "after a quiet GC exactly the referenced blocks remain");
+    assert_eq!(
+        stored, referenced,
+        "after a quiet GC exactly the referenced blocks remain"
+    );
 }

@@ -13,6 +13,8 @@
 //! R <offset> <len> <file>   (parent) after a crash, this range holds the bytes in <file>
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -42,7 +44,10 @@ impl Journal {
 #[ignore = "run as a child process by crash_at_random_points_loses_nothing"]
 fn crash_child() {
     let dir = std::env::var("OPENAMI_CRASH_DIR").expect("OPENAMI_CRASH_DIR");
-    let seed: u64 = std::env::var("OPENAMI_CRASH_SEED").unwrap().parse().unwrap();
+    let seed: u64 = std::env::var("OPENAMI_CRASH_SEED")
+        .unwrap()
+        .parse()
+        .unwrap();
     let dir = Path::new(&dir);
     let store = open_store(dir);
     let vol = Volume::open(&dir.join("vol"), store.clone()).unwrap();
@@ -61,14 +66,19 @@ fn crash_child() {
         .collect();
     for n in 0.. {
         // Keep a handful of snapshots so verification stays quick.
-        let choice = if completed.len() > 4 { 8 } else { rng.below(10) };
+        let choice = if completed.len() > 4 {
+            8
+        } else {
+            rng.below(10)
+        };
         match choice {
             0..=4 => {
                 let off = rng.below(SIZE);
                 let len = (rng.below(BS as u64 * 2) + 1).min(SIZE - off);
                 let data_seed = rng.next();
                 journal.log(format!("W {off} {len} {data_seed}"));
-                vol.write_at(&Rng(data_seed).bytes(len as usize), off).unwrap();
+                vol.write_at(&Rng(data_seed).bytes(len as usize), off)
+                    .unwrap();
             }
             5 => {
                 let off = rng.below(SIZE);
@@ -180,7 +190,10 @@ fn verify_after_crash(dir: &Path, round: u64) {
 
     let check_snapshots = |when: &str| {
         for name in &e.completed {
-            assert!(store.snapshot_exists(&id(name)).unwrap(), "round {round}: completed {name} lost ({when})");
+            assert!(
+                store.snapshot_exists(&id(name)).unwrap(),
+                "round {round}: completed {name} lost ({when})"
+            );
         }
         for name in e.completed.iter().chain(&e.maybe) {
             if store.snapshot_exists(&id(name)).unwrap() {
@@ -191,12 +204,18 @@ fn verify_after_crash(dir: &Path, round: u64) {
             }
         }
         for name in &e.deleted {
-            assert!(!store.snapshot_exists(&id(name)).unwrap(), "round {round}: deleted {name} is back");
+            assert!(
+                !store.snapshot_exists(&id(name)).unwrap(),
+                "round {round}: deleted {name} is back"
+            );
         }
     };
     check_snapshots("after crash");
     let scrub = store.scrub().unwrap();
-    assert!(scrub.is_clean(), "round {round}: scrub after crash: {scrub:?}");
+    assert!(
+        scrub.is_clean(),
+        "round {round}: scrub after crash: {scrub:?}"
+    );
 
     let vol = Volume::open(&dir.join("vol"), store.clone()).unwrap();
     let content = volume_content(&vol);
@@ -205,23 +224,42 @@ fn verify_after_crash(dir: &Path, round: u64) {
             continue;
         }
         let r = b as usize * BS..(b as usize + 1) * BS;
-        assert!(content[r.clone()] == e.model[r], "round {round}: flushed block {b} differs");
+        assert!(
+            content[r.clone()] == e.model[r],
+            "round {round}: flushed block {b} differs"
+        );
     }
 
     store.gc().unwrap();
     let mut referenced = HashSet::new();
-    for snap in store.list_snapshots().unwrap().into_iter().chain(store.list_retained().unwrap()) {
+    for snap in store
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .chain(store.list_retained().unwrap())
+    {
         referenced.extend(store.referenced_by(&snap).unwrap());
     }
     let stored: HashSet<_> = store.stored_blocks().unwrap().into_iter().collect();
-    assert_eq!(stored, referenced, "round {round}: GC left unreferenced blocks or lost some");
+    assert_eq!(
+        stored, referenced,
+        "round {round}: GC left unreferenced blocks or lost some"
+    );
     check_snapshots("after GC");
-    assert!(store.scrub().unwrap().is_clean(), "round {round}: scrub after GC");
+    assert!(
+        store.scrub().unwrap().is_clean(),
+        "round {round}: scrub after GC"
+    );
 
     // Bring the journal back in line with reality: record what the uncertain blocks
     // really hold (the volume is not written, so a lost dirty bit would show up as a
     // wrong snapshot later).
-    let mut journal = Journal(OpenOptions::new().append(true).open(dir.join("journal")).unwrap());
+    let mut journal = Journal(
+        OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal"))
+            .unwrap(),
+    );
     if !journal_ends_with_newline(dir) {
         journal.log(String::new());
     }
@@ -255,7 +293,13 @@ fn crash_at_random_points_loses_nothing() {
     let mut lines_seen = 0;
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("OPENAMI_CRASH_DIR", dir.path())
             .env("OPENAMI_CRASH_SEED", (round + 1).to_string())
             .stdout(Stdio::null())
@@ -263,17 +307,29 @@ fn crash_at_random_points_loses_nothing() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(40 + rng.below(400)));
-        assert!(child.try_wait().unwrap().is_none(), "round {round}: the child died on its own");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the child died on its own"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let lines = std::fs::read_to_string(dir.path().join("journal")).unwrap().lines().count();
-        assert!(lines > lines_seen, "round {round}: the child made no progress");
+        let lines = std::fs::read_to_string(dir.path().join("journal"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            lines > lines_seen,
+            "round {round}: the child made no progress"
+        );
         lines_seen = lines;
         verify_after_crash(dir.path(), round);
     }
     let journal = std::fs::read_to_string(dir.path().join("journal")).unwrap();
     let completed_snapshots = journal.lines().filter(|l| l.starts_with("s ")).count();
     let gcs = journal.lines().filter(|l| l.starts_with("g")).count();
-    assert!(completed_snapshots > KILLS as usize, "snapshots were exercised");
+    assert!(
+        completed_snapshots > KILLS as usize,
+        "snapshots were exercised"
+    );
     assert!(gcs > KILLS as usize, "GC was exercised");
 }

@@ -1,5 +1,7 @@
 //! Volume I/O, copy-on-read, incremental snapshots, holds, GC and scrub.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::os::unix::fs::MetadataExt;
@@ -27,7 +29,10 @@ fn huge_empty_volume_allocates_nothing_and_reads_zeros() {
         allocated += meta.blocks() * 512;
     }
     assert!(total_len >= size, "data segments cover the volume");
-    assert!(allocated < 1 << 20, "nothing is allocated: {allocated} bytes");
+    assert!(
+        allocated < 1 << 20,
+        "nothing is allocated: {allocated} bytes"
+    );
     let mut buf = vec![1u8; 4096];
     vol.read_at(&mut buf, size - 4096).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
@@ -49,7 +54,12 @@ fn invalid_sizes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     for size in [0, 1000, (64u64 << 40) + 512] {
-        let r = Volume::create(&dir.path().join(format!("v{size}")), id("vol-x"), size, store.clone());
+        let r = Volume::create(
+            &dir.path().join(format!("v{size}")),
+            id("vol-x"),
+            size,
+            store.clone(),
+        );
         assert!(matches!(r, Err(VolumeError::InvalidSize { .. })), "{size}");
     }
 }
@@ -121,11 +131,23 @@ fn volume_from_snapshot_is_lazy_and_copy_on_read() {
     expected.resize(size as usize * 2, 0);
     assert_eq!(volume_content(&vol), expected);
     assert!(matches!(
-        Volume::create_from_snapshot(&dir.path().join("small"), id("vol-s"), &id("snap-a"), Some(BS as u64), store.clone()),
+        Volume::create_from_snapshot(
+            &dir.path().join("small"),
+            id("vol-s"),
+            &id("snap-a"),
+            Some(BS as u64),
+            store.clone()
+        ),
         Err(VolumeError::InvalidSize { .. })
     ));
     assert!(matches!(
-        Volume::create_from_snapshot(&dir.path().join("none"), id("vol-n"), &id("snap-missing"), None, store),
+        Volume::create_from_snapshot(
+            &dir.path().join("none"),
+            id("vol-n"),
+            &id("snap-missing"),
+            None,
+            store
+        ),
         Err(VolumeError::Store(BlockStoreError::SnapshotNotFound { .. }))
     ));
 }
@@ -135,7 +157,13 @@ fn snapshots_are_incremental_deduplicated_and_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let blocks = 40u64;
-    let vol = Volume::create(&dir.path().join("v"), id("vol-1"), blocks * BS as u64, store.clone()).unwrap();
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        blocks * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     let mut rng = Rng(3);
     let repeated = rng.bytes(BS);
     for b in 0..blocks {
@@ -148,8 +176,15 @@ fn snapshots_are_incremental_deduplicated_and_exact() {
     let full = vol.snapshot(id("snap-1")).unwrap();
     assert_eq!(full.blocks_read, 30, "every written block is read once");
     assert_eq!(full.new_blocks, 21, "20 random + 1 repeated block stored");
-    assert_eq!(full.manifest.entries().len(), 30, "zero blocks are not listed");
-    assert_eq!(snapshot_content(&store, &id("snap-1")), volume_content(&vol));
+    assert_eq!(
+        full.manifest.entries().len(),
+        30,
+        "zero blocks are not listed"
+    );
+    assert_eq!(
+        snapshot_content(&store, &id("snap-1")),
+        volume_content(&vol)
+    );
 
     vol.write_at(&rng.bytes(100), 5 * BS as u64 + 7).unwrap();
     vol.write_zeroes(6 * BS as u64, BS as u64).unwrap();
@@ -158,7 +193,10 @@ fn snapshots_are_incremental_deduplicated_and_exact() {
     assert_eq!(inc.new_blocks, 1);
     assert_eq!(inc.manifest.parent_id, Some(id("snap-1")));
     assert_eq!(inc.manifest.entries().len(), 29);
-    assert_eq!(snapshot_content(&store, &id("snap-2")), volume_content(&vol));
+    assert_eq!(
+        snapshot_content(&store, &id("snap-2")),
+        volume_content(&vol)
+    );
     let nothing = vol.snapshot(id("snap-3")).unwrap();
     assert_eq!(nothing.blocks_read, 0);
     assert_eq!(nothing.manifest.entries(), inc.manifest.entries());
@@ -177,25 +215,44 @@ fn grow_then_snapshot_covers_the_new_space() {
     vol.write_at(&[9u8; 512], 3 * BS as u64).unwrap();
     let s = vol.snapshot(id("snap-2")).unwrap();
     assert_eq!(s.manifest.volume_size, 3 * BS as u64 + 512);
-    assert_eq!(snapshot_content(&store, &id("snap-2")), volume_content(&vol));
+    assert_eq!(
+        snapshot_content(&store, &id("snap-2")),
+        volume_content(&vol)
+    );
 }
 
 #[test]
 fn deleted_snapshot_stays_readable_while_a_volume_needs_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let src = Volume::create(&dir.path().join("src"), id("vol-src"), 4 * BS as u64, store.clone()).unwrap();
+    let src = Volume::create(
+        &dir.path().join("src"),
+        id("vol-src"),
+        4 * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     let content = Rng(9).bytes(4 * BS);
     src.write_at(&content, 0).unwrap();
     src.snapshot(id("snap-a")).unwrap();
     Volume::destroy(&dir.path().join("src"), &store).unwrap();
 
-    let clone = Volume::create_from_snapshot(&dir.path().join("c"), id("vol-c"), &id("snap-a"), None, store.clone()).unwrap();
+    let clone = Volume::create_from_snapshot(
+        &dir.path().join("c"),
+        id("vol-c"),
+        &id("snap-a"),
+        None,
+        store.clone(),
+    )
+    .unwrap();
     store.delete_snapshot(&id("snap-a")).unwrap();
     assert!(!store.snapshot_exists(&id("snap-a")).unwrap());
     assert_eq!(store.list_retained().unwrap(), [id("snap-a")]);
     let report = store.gc().unwrap();
-    assert_eq!(report.blocks_deleted, 0, "the clone still reads these blocks");
+    assert_eq!(
+        report.blocks_deleted, 0,
+        "the clone still reads these blocks"
+    );
     assert_eq!(volume_content(&clone), content);
 
     drop(clone);
@@ -210,7 +267,13 @@ fn deleted_snapshot_stays_readable_while_a_volume_needs_it() {
 fn scrub_reports_corrupt_and_missing_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let vol = Volume::create(&dir.path().join("v"), id("vol-1"), 3 * BS as u64, store.clone()).unwrap();
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        3 * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     vol.write_at(&Rng(5).bytes(3 * BS), 0).unwrap();
     let s = vol.snapshot(id("snap-1")).unwrap();
     assert!(store.scrub().unwrap().is_clean());
@@ -227,7 +290,10 @@ fn scrub_reports_corrupt_and_missing_blocks() {
     assert!(!report.is_clean());
     assert_eq!(report.corrupt_blocks.len(), 1);
     assert_eq!(report.corrupt_blocks[0].0, entries[0].1);
-    assert_eq!(report.missing_blocks, [("snap-1".to_string(), entries[1].1)]);
+    assert_eq!(
+        report.missing_blocks,
+        [("snap-1".to_string(), entries[1].1)]
+    );
     assert!(matches!(
         store.get_block(&entries[0].1),
         Err(BlockStoreError::CorruptBlock { .. })
@@ -238,7 +304,13 @@ fn scrub_reports_corrupt_and_missing_blocks() {
 fn stats_account_for_dedup_and_compression() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let vol = Volume::create(&dir.path().join("v"), id("vol-1"), 8 * BS as u64, store.clone()).unwrap();
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        8 * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
     let text = vec![b'a'; BS];
     for b in 0..8 {
         vol.write_at(&text, b * BS as u64).unwrap();

@@ -1,0 +1,114 @@
+//! A small, bounded set of recently seen blocks keyed by hash and by a cheap fingerprint.
+//!
+//! Used twice: a write session skips re-hashing a block identical to one it just stored
+//! (fingerprint match, then a full byte comparison — never the fingerprint alone), and
+//! the store skips re-reading and re-verifying a block it just read.
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use crate::BlockHash;
+
+/// Bytes sampled from each end of a block for the fingerprint.
+const SAMPLE: usize = 4096;
+
+#[derive(Debug)]
+struct Entry {
+    hash: BlockHash,
+    fingerprint: u64,
+    data: Arc<Vec<u8>>,
+}
+
+/// At most `capacity` blocks; the oldest is evicted first.
+#[derive(Debug)]
+pub(crate) struct RecentBlocks {
+    capacity: usize,
+    entries: Mutex<VecDeque<Entry>>,
+}
+
+fn fingerprint(data: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    data.len().hash(&mut h);
+    data[..SAMPLE.min(data.len())].hash(&mut h);
+    data[data.len().saturating_sub(SAMPLE)..].hash(&mut h);
+    h.finish()
+}
+
+impl RecentBlocks {
+    pub fn new(capacity: usize) -> Self {
+        RecentBlocks {
+            capacity,
+            entries: Mutex::new(VecDeque::with_capacity(capacity)),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers a block whose content is known to hash to `hash`.
+    pub fn insert(&self, hash: BlockHash, data: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries();
+        if entries.iter().any(|e| e.hash == hash) {
+            return;
+        }
+        if entries.len() == self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(Entry {
+            hash,
+            fingerprint: fingerprint(data),
+            data: Arc::new(data.to_vec()),
+        });
+    }
+
+    /// The hash of a remembered block with exactly this content.
+    pub fn find(&self, data: &[u8]) -> Option<BlockHash> {
+        let fp = fingerprint(data);
+        let candidates: Vec<(BlockHash, Arc<Vec<u8>>)> = self
+            .entries()
+            .iter()
+            .filter(|e| e.fingerprint == fp)
+            .map(|e| (e.hash, Arc::clone(&e.data)))
+            .collect();
+        candidates
+            .into_iter()
+            .find(|(_, known)| known.as_slice() == data)
+            .map(|(hash, _)| hash)
+    }
+
+    /// A copy of a remembered block.
+    pub fn get(&self, hash: &BlockHash) -> Option<Vec<u8>> {
+        let data = self
+            .entries()
+            .iter()
+            .find(|e| e.hash == *hash)
+            .map(|e| Arc::clone(&e.data))?;
+        Some(data.as_slice().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_only_identical_content_and_evicts_oldest() {
+        let recent = RecentBlocks::new(2);
+        let a = vec![1u8; 10_000];
+        let mut a_middle = a.clone();
+        a_middle[5000] = 2; // same fingerprint (ends unchanged), different content
+        recent.insert(BlockHash::of(&a), &a);
+        assert_eq!(recent.find(&a), Some(BlockHash::of(&a)));
+        assert_eq!(recent.find(&a_middle), None);
+        let (b, c) = (vec![3u8; 100], vec![4u8; 100]);
+        recent.insert(BlockHash::of(&b), &b);
+        recent.insert(BlockHash::of(&c), &c);
+        assert_eq!(recent.find(&a), None, "oldest evicted");
+        assert_eq!(recent.get(&BlockHash::of(&c)), Some(c));
+    }
+}
