@@ -60,6 +60,12 @@ fn check_size(size: u64) -> Result<(), VolumeError> {
     })
 }
 
+fn read_state(dir: &Path) -> Result<VolumeState, VolumeError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = fs::read(&path).map_err(|e| VolumeError::io("read", &path, e))?;
+    VolumeState::decode(&bytes).map_err(|reason| VolumeError::BadState { path, reason })
+}
+
 impl Volume {
     /// Creates an empty volume of `size` bytes in `dir` (which must not exist).
     /// Nothing is allocated: the data file is sparse.
@@ -152,12 +158,7 @@ impl Volume {
     /// Opens an existing volume. After an unclean shutdown every present block is
     /// treated as dirty (the next snapshot re-reads them).
     pub fn open(dir: &Path, store: Arc<BlockStore>) -> Result<Arc<Volume>, VolumeError> {
-        let state_path = dir.join(STATE_FILE);
-        let bytes = fs::read(&state_path).map_err(|e| VolumeError::io("read", &state_path, e))?;
-        let mut state = VolumeState::decode(&bytes).map_err(|reason| VolumeError::BadState {
-            path: state_path.clone(),
-            reason,
-        })?;
+        let mut state = read_state(dir)?;
         if state.deleting {
             return Err(VolumeError::Deleted { id: state.id });
         }
@@ -497,16 +498,11 @@ impl Volume {
 
     /// Deletes the volume: its files and its hold on the backing snapshot.
     pub fn destroy(dir: &Path, store: &BlockStore) -> Result<(), VolumeError> {
-        let state_path = dir.join(STATE_FILE);
-        let bytes = fs::read(&state_path).map_err(|e| VolumeError::io("read", &state_path, e))?;
-        let mut state = VolumeState::decode(&bytes).map_err(|reason| VolumeError::BadState {
-            path: state_path.clone(),
-            reason,
-        })?;
+        let mut state = read_state(dir)?;
         state.deleting = true;
         state
             .write_atomically(dir, STATE_FILE)
-            .map_err(|e| VolumeError::io("write state", &state_path, e))?;
+            .map_err(|e| VolumeError::io("write state", dir.join(STATE_FILE), e))?;
         for held in store.holds_by(&state.id)? {
             store.remove_hold(&held, &state.id)?;
         }

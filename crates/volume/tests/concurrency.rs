@@ -78,6 +78,9 @@ fn snapshot_is_point_in_time_and_concurrent_writes_are_kept() {
         summary.blocks_read, blocks,
         "every frozen block captured exactly once"
     );
+    assert_eq!(progress.total_blocks.load(Ordering::Relaxed), blocks);
+    assert_eq!(progress.done_blocks.load(Ordering::Relaxed), blocks);
+    assert_eq!(progress.percent(), 100);
     assert_eq!(
         snapshot_content(&store, &id("snap-1")),
         at_snapshot,
