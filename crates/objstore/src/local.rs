@@ -236,10 +236,12 @@ impl ObjectStore for LocalFsStore {
                     let Ok(key) = ObjectKey::new(child_rel) else {
                         continue;
                     };
-                    let size = entry
-                        .metadata()
-                        .map_err(|e| StoreError::io("stat", entry.path().display(), e))?
-                        .len();
+                    let size = match entry.metadata() {
+                        Ok(meta) => meta.len(),
+                        // Deleted between readdir and stat: not there any more.
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StoreError::io("stat", entry.path().display(), e)),
+                    };
                     found.push(ObjectMeta { key, size });
                 }
             }
