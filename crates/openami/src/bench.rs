@@ -21,7 +21,8 @@ use anyhow::{Context, bail, ensure};
 use blockstore::{BLOCK_SIZE, ResourceId};
 use volume::Volume;
 
-use crate::datadir::DataDir;
+use engine::DataDir;
+
 use crate::store_cmd::human;
 
 /// Arguments of `openami bench store`.
@@ -117,12 +118,14 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
     let size = args.size_mib << 20;
     let blocks = size.div_ceil(BLOCK_SIZE as u64);
     let data = DataDir::open(&work.join("data"), true)?;
-    let store = data.store.clone();
+    let region = data.region("us-east-1")?;
+    let store = region.store.clone();
+    let volumes = region.volumes_dir.clone();
     let raw_path = work.join("source.raw");
 
     eprintln!("preparing a {} volume and raw file ...", human(size));
     let vol = Volume::create(
-        &work.join("data/volumes/vol-bench"),
+        &volumes.join("vol-bench"),
         id("vol-bench")?,
         size,
         store.clone(),
@@ -188,7 +191,7 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
 
     let mut create_times = Vec::new();
     for i in 0..args.create_samples.max(1) {
-        let dir = work.join(format!("data/volumes/vol-c{i}"));
+        let dir = volumes.join(format!("vol-c{i}"));
         let t = Instant::now();
         let v = Volume::create_from_snapshot(
             &dir,
@@ -205,7 +208,7 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
     let create_max = create_times[create_times.len() - 1];
 
     // Read back a volume created from the full snapshot and compare with the raw file.
-    let clone = Volume::open(&work.join("data/volumes/vol-c0"), store.clone())?;
+    let clone = Volume::open(&volumes.join("vol-c0"), store.clone())?;
     let mut source = File::open(&raw_path).context("opening raw file")?;
     let chunk = 4 << 20;
     let mut got = vec![0u8; chunk];

@@ -21,7 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the openami server on a data directory.
     Serve(ServeArgs),
-    /// Inspect and maintain the block store of a data directory.
+    /// Manage accounts (works while the server runs).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Inspect and maintain the block stores of a data directory.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Benchmarks.
@@ -43,9 +46,47 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
-    /// Seconds between background garbage collections of the block store (0 = never).
+    /// Seconds between background garbage collections of the block stores (0 = never).
     #[arg(long, env = "OPENAMI_GC_INTERVAL", default_value_t = 600)]
     pub gc_interval: u64,
+    /// Regions served, comma-separated.
+    #[arg(
+        long,
+        env = "OPENAMI_REGIONS",
+        value_delimiter = ',',
+        default_value = "us-east-1,us-west-2,eu-west-1,ap-northeast-2"
+    )]
+    pub regions: Vec<String>,
+    /// Endpoint URL that DescribeRegions reports (default: http://<listen>).
+    #[arg(long, env = "OPENAMI_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and print {"AccountId","AccessKeyId","SecretAccessKey"} as JSON.
+    Create {
+        /// Unique account name.
+        name: String,
+        /// 12-digit account id (default: random).
+        #[arg(long)]
+        account_id: Option<String>,
+        /// Access key id (default: random); needs --secret-access-key.
+        #[arg(long, requires = "secret_access_key")]
+        access_key_id: Option<String>,
+        /// Secret access key; needs --access-key-id.
+        #[arg(long, requires = "access_key_id")]
+        secret_access_key: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RegionArg {
+    /// Only this region (default: every region with storage in the data directory).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +95,8 @@ pub enum StoreCommand {
     Stats {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        region: RegionArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -63,6 +106,8 @@ pub enum StoreCommand {
     Scrub {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        region: RegionArg,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -72,6 +117,8 @@ pub enum StoreCommand {
     Gc {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        region: RegionArg,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -88,6 +135,7 @@ pub enum BenchCommand {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Account(cmd) => crate::account_cmd::run(cmd),
         Command::Store(cmd) => crate::store_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)

@@ -1,12 +1,13 @@
 //! The `openami` binary: the server and its operator commands.
 //!
-//! * `openami serve` — runs the service on a data directory (see [`datadir`]).
-//! * `openami store stats|scrub|gc` — inspects and maintains the block store.
+//! * `openami serve` — runs the service on a data directory (layout in `engine::datadir`).
+//! * `openami account create` — adds an account and prints its credentials.
+//! * `openami store stats|scrub|gc` — inspects and maintains the block stores.
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 
+mod account_cmd;
 mod bench;
 mod cli;
-mod datadir;
 mod serve;
 mod store_cmd;
 

@@ -1,8 +1,9 @@
-//! `openami serve`: the HTTP server on the embedded default (local object store).
+//! `openami serve`: the HTTP server on the embedded default (SQLite catalog, local
+//! object stores).
 //!
-//! For now it answers `GET /health`; the EC2 Query API and EBS direct APIs mount here.
-//! It owns the data directory exclusively, collects garbage in the background and shuts
-//! down cleanly on SIGTERM or SIGINT.
+//! It serves the EC2 Query API at `/` and `GET /health`, owns the data directory
+//! exclusively, collects garbage in the background and shuts down cleanly on SIGTERM or
+//! SIGINT (waiting for snapshots in progress).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,45 +14,71 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use engine::{Cloud, DataDir};
+
 use crate::cli::ServeArgs;
-use crate::datadir::DataDir;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    for region in &args.regions {
+        anyhow::ensure!(
+            engine::datadir::valid_region_name(region),
+            "invalid region name {region:?}"
+        );
+    }
     let data = DataDir::open(&args.data.data_dir, true)?;
     let _owner = data.lock_exclusive()?;
-    // We own the directory: any temp file in the object store is from a crashed writer.
-    let removed = data
-        .local_objects()
-        .remove_stale_temp_files(Duration::ZERO)
-        .context("cleaning temp files")?;
-    if removed > 0 {
-        tracing::info!(removed, "removed temp files left by a crash");
+    for region in &args.regions {
+        // We own the directory: any temp file in an object store is from a crashed writer.
+        let removed = data
+            .region(region)?
+            .objects
+            .remove_stale_temp_files(Duration::ZERO)
+            .context("cleaning temp files")?;
+        if removed > 0 {
+            tracing::info!(region, removed, "removed temp files left by a crash");
+        }
     }
+    let cloud = Cloud::open(data, &args.regions).context("opening the cloud")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, Arc::new(data)))
+    let result = runtime.block_on(serve(args, Arc::clone(&cloud)));
+    cloud.shutdown();
+    result
 }
 
-async fn serve(args: ServeArgs, data: Arc<DataDir>) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, cloud: Arc<Cloud>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(
         listen = %local,
-        data_dir = %data.root().display(),
+        data_dir = %cloud.data_dir().root().display(),
+        regions = ?args.regions,
         "openami serving"
     );
     if args.gc_interval > 0 {
         tokio::spawn(periodic_gc(
-            Arc::clone(&data),
+            Arc::clone(&cloud),
             Duration::from_secs(args.gc_interval),
         ));
     }
+    let endpoint = args
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let api = api::router(
+        Arc::clone(&cloud),
+        api::ApiConfig {
+            regions: args.regions.clone(),
+            endpoint,
+        },
+    );
     let app = Router::new()
         .route("/health", get(health))
+        .merge(api)
         .fallback(not_found);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -75,16 +102,27 @@ async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "not found\n")
 }
 
-async fn periodic_gc(data: Arc<DataDir>, every: Duration) {
+async fn periodic_gc(cloud: Arc<Cloud>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await; // the first tick is immediate; skip it
     loop {
         ticker.tick().await;
-        let store = Arc::clone(&data.store);
-        match tokio::task::spawn_blocking(move || store.gc()).await {
-            Ok(Ok(report)) => tracing::debug!(?report, "background gc"),
-            Ok(Err(e)) => tracing::error!(error = %e, "background gc failed"),
-            Err(e) => tracing::error!(error = %e, "background gc panicked"),
+        for region in cloud.region_names().to_vec() {
+            let cloud = Arc::clone(&cloud);
+            let outcome = tokio::task::spawn_blocking(move || {
+                cloud
+                    .region(&region)
+                    .map(|r| (region.clone(), r.store.gc()))
+            })
+            .await;
+            match outcome {
+                Ok(Ok((region, Ok(report)))) => tracing::debug!(region, ?report, "background gc"),
+                Ok(Ok((region, Err(e)))) => {
+                    tracing::error!(region, error = %e, "background gc failed")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "background gc: no such region"),
+                Err(e) => tracing::error!(error = %e, "background gc panicked"),
+            }
         }
     }
 }

@@ -5,121 +5,155 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::cli::StoreCommand;
-use crate::datadir::DataDir;
+use engine::{DataDir, RegionStorage};
+
+use crate::cli::{RegionArg, StoreCommand};
+
+/// The regions a store command works on.
+fn regions(data_dir: &std::path::Path, region: &RegionArg) -> anyhow::Result<Vec<RegionStorage>> {
+    let dir = DataDir::open(data_dir, false)?;
+    let names = match &region.region {
+        Some(name) => vec![name.clone()],
+        None => dir.existing_regions()?,
+    };
+    names
+        .iter()
+        .map(|n| dir.region(n).with_context(|| format!("opening region {n}")))
+        .collect()
+}
 
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StoreCommand::Stats { data, json } => {
-            let dir = DataDir::open(&data.data_dir, false)?;
-            let s = dir.store.stats().context("computing statistics")?;
-            if json {
-                println!(
-                    "{}",
-                    json!({
-                        "snapshots": s.snapshots,
-                        "retained_snapshots": s.retained_snapshots,
-                        "provisioned_bytes": s.provisioned_bytes,
-                        "logical_bytes": s.logical_bytes,
-                        "unique_bytes": s.unique_bytes,
-                        "stored_bytes": s.stored_bytes,
-                        "stored_blocks": s.stored_blocks,
-                        "unreferenced_blocks": s.unreferenced_blocks,
-                        "unreferenced_bytes": s.unreferenced_bytes,
-                        "dedup_ratio": s.dedup_ratio(),
-                        "compression_ratio": s.compression_ratio(),
-                    })
-                );
-            } else {
-                println!(
-                    "snapshots            {} (+{} deleted, still held)",
-                    s.snapshots, s.retained_snapshots
-                );
-                println!("provisioned          {}", human(s.provisioned_bytes));
-                println!("logical (non-zero)   {}", human(s.logical_bytes));
-                println!("unique (after dedup) {}", human(s.unique_bytes));
-                println!("stored (compressed)  {}", human(s.stored_bytes));
-                println!("dedup ratio          {:.2}x", s.dedup_ratio());
-                println!("compression ratio    {:.2}x", s.compression_ratio());
-                println!("stored blocks        {}", s.stored_blocks);
-                println!(
-                    "unreferenced         {} blocks, {} (freed by gc)",
-                    s.unreferenced_blocks,
-                    human(s.unreferenced_bytes)
-                );
+        StoreCommand::Stats { data, region, json } => {
+            for r in regions(&data.data_dir, &region)? {
+                let s = r.store.stats().context("computing statistics")?;
+                print_stats(&r.name, &s, json);
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Scrub { data, json } => {
-            let dir = DataDir::open(&data.data_dir, false)?;
-            let r = dir.store.scrub().context("scrubbing")?;
-            if json {
-                println!(
-                    "{}",
-                    json!({
-                        "clean": r.is_clean(),
-                        "manifests_checked": r.manifests_checked,
-                        "blocks_checked": r.blocks_checked,
-                        "unreferenced_blocks": r.unreferenced_blocks,
-                        "bad_manifests": r.bad_manifests.iter().map(|(k, why)| json!({"key": k, "reason": why})).collect::<Vec<_>>(),
-                        "corrupt_blocks": r.corrupt_blocks.iter().map(|(h, why)| json!({"block": h.to_hex(), "reason": why})).collect::<Vec<_>>(),
-                        "missing_blocks": r.missing_blocks.iter().map(|(s, h)| json!({"snapshot": s, "block": h.to_hex()})).collect::<Vec<_>>(),
-                    })
-                );
-            } else {
-                println!(
-                    "checked {} manifests and {} blocks ({} unreferenced)",
-                    r.manifests_checked, r.blocks_checked, r.unreferenced_blocks
-                );
-                for (key, why) in &r.bad_manifests {
-                    println!("BAD MANIFEST {key}: {why}");
-                }
-                for (hash, why) in &r.corrupt_blocks {
-                    println!("CORRUPT BLOCK {hash}: {why}");
-                }
-                for (snap, hash) in &r.missing_blocks {
-                    println!("MISSING BLOCK {hash} (referenced by {snap})");
-                }
-                println!(
-                    "{}",
-                    if r.is_clean() {
-                        "scrub: clean"
-                    } else {
-                        "scrub: PROBLEMS FOUND"
-                    }
-                );
+        StoreCommand::Scrub { data, region, json } => {
+            let mut clean = true;
+            for r in regions(&data.data_dir, &region)? {
+                let report = r.store.scrub().context("scrubbing")?;
+                clean &= report.is_clean();
+                print_scrub(&r.name, &report, json);
             }
-            Ok(if r.is_clean() {
+            Ok(if clean {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
-        StoreCommand::Gc { data, json } => {
+        StoreCommand::Gc { data, region, json } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             let _owner = dir.lock_exclusive()?;
-            let r = dir.store.gc().context("collecting garbage")?;
-            if json {
-                println!(
-                    "{}",
-                    json!({
-                        "manifests_dropped": r.manifests_dropped,
-                        "blocks_examined": r.blocks_examined,
-                        "blocks_deleted": r.blocks_deleted,
-                        "bytes_freed": r.bytes_freed,
-                    })
-                );
-            } else {
-                println!(
-                    "gc: examined {} blocks, deleted {} ({} freed), dropped {} retained manifests",
-                    r.blocks_examined,
-                    r.blocks_deleted,
-                    human(r.bytes_freed),
-                    r.manifests_dropped
-                );
+            for r in regions(&data.data_dir, &region)? {
+                let report = r.store.gc().context("collecting garbage")?;
+                print_gc(&r.name, &report, json);
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_stats(region: &str, s: &blockstore::StoreStats, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "region": region,
+                "snapshots": s.snapshots,
+                "retained_snapshots": s.retained_snapshots,
+                "provisioned_bytes": s.provisioned_bytes,
+                "logical_bytes": s.logical_bytes,
+                "unique_bytes": s.unique_bytes,
+                "stored_bytes": s.stored_bytes,
+                "stored_blocks": s.stored_blocks,
+                "unreferenced_blocks": s.unreferenced_blocks,
+                "unreferenced_bytes": s.unreferenced_bytes,
+                "dedup_ratio": s.dedup_ratio(),
+                "compression_ratio": s.compression_ratio(),
+            })
+        );
+        return;
+    }
+    println!("region {region}");
+    println!(
+        "  snapshots            {} (+{} deleted, still held)",
+        s.snapshots, s.retained_snapshots
+    );
+    println!("  provisioned          {}", human(s.provisioned_bytes));
+    println!("  logical (non-zero)   {}", human(s.logical_bytes));
+    println!("  unique (after dedup) {}", human(s.unique_bytes));
+    println!("  stored (compressed)  {}", human(s.stored_bytes));
+    println!("  dedup ratio          {:.2}x", s.dedup_ratio());
+    println!("  compression ratio    {:.2}x", s.compression_ratio());
+    println!("  stored blocks        {}", s.stored_blocks);
+    println!(
+        "  unreferenced         {} blocks, {} (freed by gc)",
+        s.unreferenced_blocks,
+        human(s.unreferenced_bytes)
+    );
+}
+
+fn print_scrub(region: &str, r: &blockstore::ScrubReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "region": region,
+                "clean": r.is_clean(),
+                "manifests_checked": r.manifests_checked,
+                "blocks_checked": r.blocks_checked,
+                "unreferenced_blocks": r.unreferenced_blocks,
+                "bad_manifests": r.bad_manifests.iter().map(|(k, why)| json!({"key": k, "reason": why})).collect::<Vec<_>>(),
+                "corrupt_blocks": r.corrupt_blocks.iter().map(|(h, why)| json!({"block": h.to_hex(), "reason": why})).collect::<Vec<_>>(),
+                "missing_blocks": r.missing_blocks.iter().map(|(s, h)| json!({"snapshot": s, "block": h.to_hex()})).collect::<Vec<_>>(),
+            })
+        );
+        return;
+    }
+    println!(
+        "region {region}: checked {} manifests and {} blocks ({} unreferenced)",
+        r.manifests_checked, r.blocks_checked, r.unreferenced_blocks
+    );
+    for (key, why) in &r.bad_manifests {
+        println!("BAD MANIFEST {key}: {why}");
+    }
+    for (hash, why) in &r.corrupt_blocks {
+        println!("CORRUPT BLOCK {hash}: {why}");
+    }
+    for (snap, hash) in &r.missing_blocks {
+        println!("MISSING BLOCK {hash} (referenced by {snap})");
+    }
+    let verdict = if r.is_clean() {
+        "clean"
+    } else {
+        "PROBLEMS FOUND"
+    };
+    println!("scrub {region}: {verdict}");
+}
+
+fn print_gc(region: &str, r: &blockstore::GcReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "region": region,
+                "manifests_dropped": r.manifests_dropped,
+                "blocks_examined": r.blocks_examined,
+                "blocks_deleted": r.blocks_deleted,
+                "bytes_freed": r.bytes_freed,
+            })
+        );
+    } else {
+        println!(
+            "gc {region}: examined {} blocks, deleted {} ({} freed), dropped {} retained manifests",
+            r.blocks_examined,
+            r.blocks_deleted,
+            human(r.bytes_freed),
+            r.manifests_dropped
+        );
     }
 }
 

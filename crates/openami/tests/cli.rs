@@ -101,7 +101,8 @@ fn serve_creates_the_data_dir_answers_health_owns_the_dir_and_stops_on_sigterm()
     assert_eq!(status, 200);
     assert!(body.contains("\"status\":\"ok\""), "{body}");
     assert_eq!(http_get(port, "/nope").unwrap().0, 404);
-    assert!(data_dir.join("objects").is_dir() && data_dir.join("volumes").is_dir());
+    assert!(data_dir.join("regions/us-east-1/objects").is_dir());
+    assert!(data_dir.join("catalog.db").is_file());
 
     // A second server, and an offline GC, are refused while this one owns the directory.
     let second = Command::new(BIN)
@@ -129,24 +130,30 @@ fn serve_honours_env_vars_and_sigint() {
         .arg("serve")
         .env("OPENAMI_DATA_DIR", tmp.path().join("envdata"))
         .env("OPENAMI_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OPENAMI_REGIONS", "eu-west-1,us-west-2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_healthy(&mut server, port);
-    assert!(tmp.path().join("envdata/objects").is_dir());
+    assert!(
+        tmp.path()
+            .join("envdata/regions/eu-west-1/objects")
+            .is_dir()
+    );
     signal(&server, "-INT");
     assert!(wait_exit(&mut server).success());
 }
 
 fn seed_data_dir(data_dir: &Path) -> Arc<BlockStore> {
-    std::fs::create_dir_all(data_dir.join("volumes")).unwrap();
+    let region = data_dir.join("regions/us-east-1");
+    std::fs::create_dir_all(region.join("volumes")).unwrap();
     let store = BlockStore::new(Arc::new(
-        LocalFsStore::open(data_dir.join("objects")).unwrap(),
+        LocalFsStore::open(region.join("objects")).unwrap(),
     ));
     let bs = blockstore::BLOCK_SIZE;
     let vol = Volume::create(
-        &data_dir.join("volumes/vol-1"),
+        &data_dir.join("regions/us-east-1/volumes/vol-1"),
         ResourceId::new("vol-1").unwrap(),
         4 * bs as u64,
         store.clone(),
@@ -184,14 +191,17 @@ fn store_stats_scrub_and_gc_report_on_a_real_store() {
 
     let scrub = run(&["store", "scrub"], &data_dir);
     assert!(scrub.status.success());
-    assert!(String::from_utf8_lossy(&scrub.stdout).contains("scrub: clean"));
+    assert!(String::from_utf8_lossy(&scrub.stdout).contains("scrub us-east-1: clean"));
 
     // Corrupt one block on disk: scrub names it and fails.
     let hash = store
         .referenced_by(&ResourceId::new("snap-1").unwrap())
         .unwrap()[0];
     let hex = hash.to_hex();
-    let path = data_dir.join("objects/blocks").join(&hex[..2]).join(&hex);
+    let path = data_dir
+        .join("regions/us-east-1/objects/blocks")
+        .join(&hex[..2])
+        .join(&hex);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
@@ -201,7 +211,7 @@ fn store_stats_scrub_and_gc_report_on_a_real_store() {
     assert!(String::from_utf8_lossy(&scrub.stdout).contains(&format!("CORRUPT BLOCK {hex}")));
 
     // Delete the snapshot (and the volume holding it): gc frees its blocks.
-    Volume::destroy(&data_dir.join("volumes/vol-1"), &store).unwrap();
+    Volume::destroy(&data_dir.join("regions/us-east-1/volumes/vol-1"), &store).unwrap();
     store
         .delete_snapshot(&ResourceId::new("snap-1").unwrap())
         .unwrap();

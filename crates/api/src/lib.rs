@@ -1,0 +1,244 @@
+//! The EC2 Query API over HTTP.
+//!
+//! `POST /` (form-encoded body) or `GET /?…` with `Action` and `Version=2016-11-15`.
+//! Each request is verified once with SigV4 ([`sigv4::verify`]: header or presigned
+//! query; region from the credential scope must be served), turned into the typed
+//! [`Action`] enum, executed by the [`engine`] on a blocking thread, and answered with
+//! botocore-shaped XML — or the AWS error envelope:
+//!
+//! ```text
+//! <Response><Errors><Error><Code>…</Code><Message>…</Message></Error></Errors><RequestID>…</RequestID></Response>
+//! ```
+
+pub mod action;
+pub mod params;
+mod respond;
+pub mod xml;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use engine::{Caller, Cloud, Ec2Error, Ec2Result};
+use sigv4::{CredentialLookup, Policy, RequestParts, Secret};
+
+use crate::action::Action;
+use crate::params::Params;
+
+/// Largest request body accepted (EC2 Query requests are small).
+pub const MAX_BODY: usize = 1 << 20;
+const XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+/// API configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Regions served (credential scopes naming others are refused).
+    pub regions: Vec<String>,
+    /// The endpoint URL reported by DescribeRegions.
+    pub endpoint: String,
+}
+
+#[derive(Debug)]
+struct ApiState {
+    cloud: Arc<Cloud>,
+    policy: Policy,
+    endpoint: String,
+}
+
+/// The router serving the EC2 API at `/`.
+pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
+    let state = Arc::new(ApiState {
+        cloud,
+        policy: Policy::new("ec2", config.regions),
+        endpoint: config.endpoint,
+    });
+    Router::new()
+        .route("/", any(ec2))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+struct CatalogCredentials<'a>(&'a engine::Catalog);
+
+impl CredentialLookup for CatalogCredentials<'_> {
+    fn secret_for(&self, access_key_id: &str) -> Option<Secret> {
+        match self.0.access_key(access_key_id) {
+            Ok(found) => found.map(|(_, secret)| Secret::new(secret)),
+            Err(e) => {
+                tracing::error!(error = %e, "credential lookup failed");
+                None
+            }
+        }
+    }
+}
+
+fn request_id() -> String {
+    let h = hex::encode(engine::ids::random_bytes::<16>());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+async fn ec2(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let outcome =
+        tokio::task::spawn_blocking(move || handle(&state, &method, &uri, &headers, &body)).await;
+    let (status, body, action) = match outcome {
+        Ok(Ok((action, inner))) => (
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{XMLNS}\"><requestId>{request_id}</requestId>{inner}</{action}Response>"
+            ),
+            action,
+        ),
+        Ok(Err((action, e))) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            error_body(&e, &request_id),
+            action.unwrap_or_default(),
+        ),
+        Err(join) => {
+            let e = Ec2Error::internal("request handler", join);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(&e, &request_id),
+                String::new(),
+            )
+        }
+    };
+    tracing::info!(
+        action = %action,
+        status = status.as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        request_id = %request_id,
+        "ec2 request"
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn error_body(e: &Ec2Error, request_id: &str) -> String {
+    let mut x = xml::Xml::new();
+    x.elem("Response", |x| {
+        x.elem("Errors", |x| {
+            x.elem("Error", |x| {
+                x.text("Code", &e.code).text("Message", &e.message);
+            });
+        })
+        .text("RequestID", request_id);
+    });
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}", x.finish())
+}
+
+type Handled = Result<(String, String), (Option<String>, Ec2Error)>;
+
+fn handle(
+    state: &ApiState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Handled {
+    let query = uri.query().unwrap_or("");
+    let fail = |e: Ec2Error| (None, e);
+    if method != Method::GET && method != Method::POST {
+        return Err(fail(Ec2Error::client(
+            "UnsupportedHttpVerb",
+            format!("The HTTP verb {method} is not supported; use GET or POST"),
+        )));
+    }
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let verified = sigv4::verify(
+        &RequestParts {
+            method: method.as_str(),
+            path: uri.path(),
+            query,
+            headers: &header_list,
+            body,
+        },
+        &state.policy,
+        SystemTime::now(),
+        &CatalogCredentials(state.cloud.catalog()),
+    )
+    .map_err(|e| {
+        fail(Ec2Error {
+            code: e.aws_code().to_string(),
+            message: e.to_string(),
+            status: e.http_status(),
+        })
+    })?;
+    let account_id = state
+        .cloud
+        .catalog()
+        .access_key(&verified.access_key_id)
+        .map_err(|e| fail(e.into()))?
+        .map(|(account, _)| account)
+        .ok_or_else(|| {
+            fail(Ec2Error::client(
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            ))
+        })?;
+    let caller = Caller {
+        account_id,
+        region: verified.region,
+    };
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let sources: Vec<&[u8]> = if form && method == Method::POST {
+        vec![body, query.as_bytes()]
+    } else {
+        vec![query.as_bytes()]
+    };
+    let params = Params::parse(&sources).map_err(fail)?;
+    let name = params.required("Action").map_err(fail)?;
+    let named = |e: Ec2Error| (Some(name.clone()), e);
+    run(state, &caller, &params, &name)
+        .map(|inner| (name.clone(), inner))
+        .map_err(named)
+}
+
+fn run(state: &ApiState, caller: &Caller, params: &Params, name: &str) -> Ec2Result<String> {
+    if params.get("Version").is_none() {
+        return Err(Ec2Error::missing("Version"));
+    }
+    let action = Action::parse(name, params)?;
+    if params.bool("DryRun")? == Some(true) {
+        return Err(Ec2Error {
+            code: "DryRunOperation".into(),
+            message: "Request would have succeeded, but DryRun flag is set.".into(),
+            status: 412,
+        });
+    }
+    respond::execute(&state.cloud, caller, &state.endpoint, action)
+}

@@ -1,0 +1,600 @@
+//! The catalog: openami's control-plane state in SQLite (WAL mode).
+//!
+//! It stores what the EC2 API talks about — accounts and access keys, and resources
+//! (volumes, snapshots, images, ...) — while their bytes live in the block store. The
+//! catalog is deliberately schema-light: a resource is a row with the columns every query
+//! filters on (id, kind, owner account, region, state) plus a JSON document the engine
+//! defines, so adding a field needs no migration. Tags and permissions have their own
+//! tables because they are queried across resources.
+//!
+//! ```text
+//! schema_version(version)
+//! accounts(account_id PK, name UNIQUE, created_at_ms)
+//! access_keys(access_key_id PK, account_id → accounts, secret, created_at_ms)
+//! resources(id PK, kind, account_id, region, state, doc JSON, created_at_ms)
+//!     index (kind, region)
+//! tags(resource_id, key, value)                   PK (resource_id, key)
+//! permissions(resource_id, attribute, grantee)    PK (resource_id, attribute, grantee)
+//!     grantee: a 12-digit account id, or "all"
+//! ```
+//!
+//! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
+//! number is kept in `schema_version`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema migrations, applied in order. Never edit one that has shipped; append.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    account_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id),
+    secret TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE resources (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    state TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX resources_by_kind_region ON resources(kind, region);
+CREATE TABLE tags (
+    resource_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (resource_id, key)
+);
+CREATE TABLE permissions (
+    resource_id TEXT NOT NULL,
+    attribute TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    PRIMARY KEY (resource_id, attribute, grantee)
+);
+"#];
+
+/// Catalog errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// SQLite failed.
+    #[error("catalog database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row with this key exists already.
+    #[error("{what} {key} already exists")]
+    AlreadyExists {
+        /// What kind of row.
+        what: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// The database was written by a newer openami.
+    #[error("catalog schema version {found} is newer than this openami ({supported})")]
+    TooNew {
+        /// Version in the database.
+        found: usize,
+        /// Newest this build knows.
+        supported: usize,
+    },
+}
+
+/// An account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// 12-digit account id.
+    pub account_id: String,
+    /// Unique human name.
+    pub name: String,
+}
+
+/// A resource row: indexed columns plus the engine's JSON document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRow {
+    /// e.g. `vol-0123…`.
+    pub id: String,
+    /// e.g. `volume`, `snapshot`, `image`.
+    pub kind: String,
+    /// Owner.
+    pub account_id: String,
+    /// Region it lives in.
+    pub region: String,
+    /// Lifecycle state (also inside the document; kept here for queries).
+    pub state: String,
+    /// The engine's JSON document.
+    pub doc: String,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The catalog database.
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(err, _)
+            if err.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}
+
+fn row_to_resource(row: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceRow> {
+    Ok(ResourceRow {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        account_id: row.get(2)?,
+        region: row.get(3)?,
+        state: row.get(4)?,
+        doc: row.get(5)?,
+        created_at_ms: row.get(6)?,
+    })
+}
+
+const RESOURCE_COLUMNS: &str = "id, kind, account_id, region, state, doc, created_at_ms";
+
+impl Catalog {
+    /// Opens (creating and migrating) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::setup(conn)
+    }
+
+    /// A private in-memory catalog (tests).
+    pub fn in_memory() -> Result<Self, CatalogError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, CatalogError> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let tx = conn.transaction()?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let current: usize = tx
+            .query_row("SELECT version FROM schema_version", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map_or(0, |v| v as usize);
+        if current > MIGRATIONS.len() {
+            return Err(CatalogError::TooNew {
+                found: current,
+                supported: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            tracing::info!(version = i + 1, "applying catalog migration");
+            tx.execute_batch(sql)?;
+        }
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![MIGRATIONS.len() as i64],
+        )?;
+        tx.commit()?;
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // SQLite keeps the database consistent; a panic while holding the guard leaves
+        // at most an open transaction, which rusqlite rolls back on drop.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates an account with its first access key.
+    pub fn create_account(
+        &self,
+        account: &Account,
+        access_key_id: &str,
+        secret: &str,
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO accounts (account_id, name, created_at_ms) VALUES (?1, ?2, ?3)",
+            params![account.account_id, account.name, now],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CatalogError::AlreadyExists {
+                    what: "account",
+                    key: format!("{} ({})", account.name, account.account_id),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        tx.execute(
+            "INSERT INTO access_keys (access_key_id, account_id, secret, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![access_key_id, account.account_id, secret, now],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CatalogError::AlreadyExists {
+                    what: "access key",
+                    key: access_key_id.to_string(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every account, by id.
+    pub fn accounts(&self) -> Result<Vec<Account>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT account_id, name FROM accounts ORDER BY account_id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Account {
+                account_id: r.get(0)?,
+                name: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The account and secret of an access key.
+    pub fn access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<(String, String)>, CatalogError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT account_id, secret FROM access_keys WHERE access_key_id = ?1",
+                params![access_key_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Inserts a new resource; fails if the id exists.
+    pub fn insert_resource(&self, row: &ResourceRow) -> Result<(), CatalogError> {
+        self.conn()
+            .execute(
+                "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    CatalogError::AlreadyExists {
+                        what: "resource",
+                        key: row.id.clone(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Replaces a resource's state and document. Returns false if it does not exist.
+    pub fn update_resource(&self, id: &str, state: &str, doc: &str) -> Result<bool, CatalogError> {
+        let n = self.conn().execute(
+            "UPDATE resources SET state = ?2, doc = ?3 WHERE id = ?1",
+            params![id, state, doc],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// One resource.
+    pub fn resource(&self, id: &str) -> Result<Option<ResourceRow>, CatalogError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"),
+                params![id],
+                row_to_resource,
+            )
+            .optional()?)
+    }
+
+    /// Every resource of a kind in a region, by id.
+    pub fn resources(&self, kind: &str, region: &str) -> Result<Vec<ResourceRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = ?1 AND region = ?2 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![kind, region], row_to_resource)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every resource of a kind in any region (for recovery at startup).
+    pub fn resources_of_kind(&self, kind: &str) -> Result<Vec<ResourceRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![kind], row_to_resource)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a resource with its tags and permissions. Returns false if absent.
+    pub fn delete_resource(&self, id: &str) -> Result<bool, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM resources WHERE id = ?1", params![id])?;
+        tx.execute("DELETE FROM tags WHERE resource_id = ?1", params![id])?;
+        tx.execute(
+            "DELETE FROM permissions WHERE resource_id = ?1",
+            params![id],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// Sets tags (replacing values of existing keys).
+    pub fn set_tags(
+        &self,
+        resource_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT INTO tags (resource_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_id, key) DO UPDATE SET value = excluded.value",
+                params![resource_id, key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes tags: a key alone removes it whatever its value; with a value, only if
+    /// the value matches.
+    pub fn delete_tags(
+        &self,
+        resource_id: &str,
+        tags: &[(String, Option<String>)],
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (key, value) in tags {
+            match value {
+                Some(v) => tx.execute(
+                    "DELETE FROM tags WHERE resource_id = ?1 AND key = ?2 AND value = ?3",
+                    params![resource_id, key, v],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM tags WHERE resource_id = ?1 AND key = ?2",
+                    params![resource_id, key],
+                )?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes every tag of a resource.
+    pub fn clear_tags(&self, resource_id: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM tags WHERE resource_id = ?1",
+            params![resource_id],
+        )?;
+        Ok(())
+    }
+
+    /// Tags of every resource, by resource id (sorted by key).
+    pub fn all_tags(&self) -> Result<HashMap<String, Vec<(String, String)>>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT resource_id, key, value FROM tags ORDER BY resource_id, key")?;
+        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?;
+        for row in rows {
+            let (id, k, v) = row?;
+            out.entry(id).or_default().push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Tags of one resource, sorted by key.
+    pub fn tags(&self, resource_id: &str) -> Result<Vec<(String, String)>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT key, value FROM tags WHERE resource_id = ?1 ORDER BY key")?;
+        let rows = stmt.query_map(params![resource_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Grants `attribute` (e.g. `launchPermission`) on a resource to a grantee.
+    pub fn add_permission(
+        &self,
+        resource_id: &str,
+        attribute: &str,
+        grantee: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO permissions (resource_id, attribute, grantee) VALUES (?1, ?2, ?3)",
+            params![resource_id, attribute, grantee],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes a grant (no error if absent).
+    pub fn remove_permission(
+        &self,
+        resource_id: &str,
+        attribute: &str,
+        grantee: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM permissions WHERE resource_id = ?1 AND attribute = ?2 AND grantee = ?3",
+            params![resource_id, attribute, grantee],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes every grant of an attribute.
+    pub fn clear_permissions(
+        &self,
+        resource_id: &str,
+        attribute: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM permissions WHERE resource_id = ?1 AND attribute = ?2",
+            params![resource_id, attribute],
+        )?;
+        Ok(())
+    }
+
+    /// Grantees of an attribute on every resource, by resource id (sorted).
+    pub fn all_permissions(
+        &self,
+        attribute: &str,
+    ) -> Result<HashMap<String, Vec<String>>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT resource_id, grantee FROM permissions WHERE attribute = ?1 ORDER BY resource_id, grantee",
+        )?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let rows = stmt.query_map(params![attribute], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?))
+        })?;
+        for row in rows {
+            let (id, grantee) = row?;
+            out.entry(id).or_default().push(grantee);
+        }
+        Ok(out)
+    }
+
+    /// Grantees of an attribute on one resource (sorted).
+    pub fn permissions(
+        &self,
+        resource_id: &str,
+        attribute: &str,
+    ) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT grantee FROM permissions WHERE resource_id = ?1 AND attribute = ?2 ORDER BY grantee",
+        )?;
+        let rows = stmt.query_map(params![resource_id, attribute], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, name: &str) -> Account {
+        Account {
+            account_id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn accounts_keys_and_uniqueness() {
+        let c = Catalog::in_memory().unwrap();
+        c.create_account(&account("111111111111", "alice"), "AKIAALICE", "s1")
+            .unwrap();
+        assert_eq!(
+            c.access_key("AKIAALICE").unwrap(),
+            Some(("111111111111".into(), "s1".into()))
+        );
+        assert!(c.access_key("nope").unwrap().is_none());
+        assert!(matches!(
+            c.create_account(&account("222222222222", "alice"), "AKIAB", "s"),
+            Err(CatalogError::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            c.create_account(&account("222222222222", "bob"), "AKIAALICE", "s"),
+            Err(CatalogError::AlreadyExists { .. })
+        ));
+        // The failed creation left nothing behind.
+        assert_eq!(c.accounts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn resources_tags_permissions() {
+        let c = Catalog::in_memory().unwrap();
+        let row = ResourceRow {
+            id: "vol-1".into(),
+            kind: "volume".into(),
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            state: "creating".into(),
+            doc: "{}".into(),
+            created_at_ms: 1,
+        };
+        c.insert_resource(&row).unwrap();
+        assert!(c.insert_resource(&row).is_err());
+        assert!(
+            c.update_resource("vol-1", "available", "{\"a\":1}")
+                .unwrap()
+        );
+        assert_eq!(c.resource("vol-1").unwrap().unwrap().state, "available");
+        assert_eq!(c.resources("volume", "us-east-1").unwrap().len(), 1);
+        assert!(c.resources("volume", "eu-west-1").unwrap().is_empty());
+        c.set_tags(
+            "vol-1",
+            &[("Name".into(), "a".into()), ("env".into(), "x".into())],
+        )
+        .unwrap();
+        c.set_tags("vol-1", &[("Name".into(), "b".into())]).unwrap();
+        c.delete_tags("vol-1", &[("env".into(), Some("wrong".into()))])
+            .unwrap();
+        assert_eq!(c.tags("vol-1").unwrap().len(), 2);
+        c.delete_tags("vol-1", &[("env".into(), None)]).unwrap();
+        assert_eq!(
+            c.tags("vol-1").unwrap(),
+            [("Name".to_string(), "b".to_string())]
+        );
+        c.add_permission("vol-1", "createVolumePermission", "all")
+            .unwrap();
+        c.add_permission("vol-1", "createVolumePermission", "all")
+            .unwrap();
+        assert_eq!(
+            c.permissions("vol-1", "createVolumePermission").unwrap(),
+            ["all"]
+        );
+        assert!(c.delete_resource("vol-1").unwrap());
+        assert!(c.tags("vol-1").unwrap().is_empty());
+        assert!(
+            c.permissions("vol-1", "createVolumePermission")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_does_not_rerun_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let c = Catalog::open(&path).unwrap();
+            c.create_account(&account("111111111111", "alice"), "AKIA1", "s")
+                .unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.accounts().unwrap().len(), 1);
+    }
+}

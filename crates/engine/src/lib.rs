@@ -1,0 +1,212 @@
+//! The engine: openami's cloud. It implements EC2 semantics — accounts, regions,
+//! volumes, snapshots, tags, sharing — over the catalog (control plane) and the block
+//! store and volumes (data plane). Every call takes an already-authenticated [`Caller`];
+//! the HTTP layer never touches storage.
+//!
+//! Resources are catalog rows whose JSON documents are defined here ([`volumes`],
+//! [`snapshots`]). Long work (snapshot data) runs on background threads and updates the
+//! catalog when done; states follow AWS (`pending` → `completed` | `error`).
+
+pub mod datadir;
+mod error;
+pub mod ids;
+pub mod query;
+pub mod regions;
+pub mod snapshots;
+pub mod tags;
+pub mod volumes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use catalog::Account;
+use volume::{SnapshotProgress, Volume};
+
+pub use catalog::Catalog;
+pub use datadir::{DataDir, DataDirError, OwnerLock, RegionStorage};
+pub use error::{Ec2Error, Ec2Result};
+
+/// Regions served when none are configured.
+pub const DEFAULT_REGIONS: &[&str] = &["us-east-1", "us-west-2", "eu-west-1", "ap-northeast-2"];
+
+/// Who is calling: the account that owns the verified access key, and the region from
+/// the request's credential scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// 12-digit account id.
+    pub account_id: String,
+    /// Region the request addresses.
+    pub region: String,
+}
+
+/// Errors opening the cloud.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory failed.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+}
+
+/// The cloud over one data directory.
+#[derive(Debug)]
+pub struct Cloud {
+    data: DataDir,
+    catalog: Catalog,
+    regions: HashMap<String, RegionStorage>,
+    region_names: Vec<String>,
+    /// Volumes opened for I/O or snapshots, by id.
+    open_volumes: Mutex<HashMap<String, Arc<Volume>>>,
+    /// Snapshots being taken: snapshot id → (volume id, live progress).
+    snapshot_progress: Mutex<HashMap<String, (String, Arc<SnapshotProgress>)>>,
+    /// Background work, joined at shutdown.
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cloud {
+    /// Opens the cloud on `data` serving `regions`, and recovers from a previous crash
+    /// (snapshots that were being taken are marked `error`).
+    pub fn open(data: DataDir, regions: &[String]) -> Result<Arc<Self>, OpenError> {
+        let catalog = Catalog::open(&data.catalog_path())?;
+        let mut storages = HashMap::new();
+        for name in regions {
+            storages.insert(name.clone(), data.region(name)?);
+        }
+        let cloud = Arc::new(Cloud {
+            data,
+            catalog,
+            regions: storages,
+            region_names: regions.to_vec(),
+            open_volumes: Mutex::new(HashMap::new()),
+            snapshot_progress: Mutex::new(HashMap::new()),
+            workers: Mutex::new(Vec::new()),
+        });
+        cloud.recover()?;
+        Ok(cloud)
+    }
+
+    fn recover(&self) -> Result<(), OpenError> {
+        for row in self.catalog.resources_of_kind(snapshots::KIND)? {
+            if row.state == "pending"
+                && let Err(e) = snapshots::fail_interrupted(self, &row)
+            {
+                tracing::error!(snapshot = %row.id, error = %e, "cannot mark interrupted snapshot");
+            }
+        }
+        Ok(())
+    }
+
+    /// The catalog (accounts are managed through it).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Regions served, in configuration order.
+    pub fn region_names(&self) -> &[String] {
+        &self.region_names
+    }
+
+    /// A served region's storage.
+    pub fn region(&self, name: &str) -> Ec2Result<&RegionStorage> {
+        self.regions.get(name).ok_or_else(|| {
+            Ec2Error::client("InvalidParameterValue", format!("Invalid region: {name}"))
+        })
+    }
+
+    /// Creates an account with a fresh (or given) id and access key; returns
+    /// (account id, access key id, secret).
+    pub fn create_account(
+        &self,
+        name: &str,
+        account_id: Option<&str>,
+        key: Option<(&str, &str)>,
+    ) -> Ec2Result<(String, String, String)> {
+        create_account(&self.catalog, name, account_id, key)
+    }
+
+    /// Waits for background work (snapshots in progress) and closes open volumes.
+    pub fn shutdown(&self) {
+        let workers: Vec<_> = lock(&self.workers).drain(..).collect();
+        for worker in workers {
+            let _ = worker.join();
+        }
+        for (id, volume) in lock(&self.open_volumes).drain() {
+            if let Err(e) = volume.close() {
+                tracing::error!(volume = %id, error = %e, "closing volume");
+            }
+        }
+    }
+
+    pub(crate) fn spawn_worker(&self, name: String, work: impl FnOnce() + Send + 'static) {
+        match std::thread::Builder::new().name(name).spawn(work) {
+            Ok(handle) => {
+                let mut workers = lock(&self.workers);
+                workers.retain(|w| !w.is_finished());
+                workers.push(handle);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+        }
+    }
+}
+
+/// Creates an account directly in a catalog (used by `openami account create`, which may
+/// run while a server has the data directory open: SQLite handles the concurrency).
+pub fn create_account(
+    catalog: &Catalog,
+    name: &str,
+    account_id: Option<&str>,
+    key: Option<(&str, &str)>,
+) -> Ec2Result<(String, String, String)> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(Ec2Error::invalid_value("account names are 1-64 characters"));
+    }
+    let account_id = match account_id {
+        Some(id) if ids::is_account_id(id) => id.to_string(),
+        Some(id) => {
+            return Err(Ec2Error::invalid_value(format!(
+                "account id {id:?} is not 12 digits"
+            )));
+        }
+        None => ids::new_account_id(),
+    };
+    let (key_id, secret) = match key {
+        Some((id, secret)) => {
+            if id.len() < 16 || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(Ec2Error::invalid_value(
+                    "access key ids are 16-128 letters and digits",
+                ));
+            }
+            if secret.len() < 16 || secret.len() > 128 {
+                return Err(Ec2Error::invalid_value(
+                    "secret access keys are 16-128 characters",
+                ));
+            }
+            (id.to_string(), secret.to_string())
+        }
+        None => ids::new_access_key(),
+    };
+    let account = Account {
+        account_id: account_id.clone(),
+        name: name.to_string(),
+    };
+    catalog
+        .create_account(&account, &key_id, &secret)
+        .map_err(|e| match e {
+            catalog::CatalogError::AlreadyExists { what, key } => {
+                Ec2Error::client("AlreadyExists", format!("{what} {key} already exists"))
+            }
+            other => other.into(),
+        })?;
+    Ok((account_id, key_id, secret))
+}
