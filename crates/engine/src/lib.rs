@@ -5,12 +5,14 @@
 //!
 //! Resources are catalog rows whose JSON documents are defined here ([`volumes`],
 //! [`snapshots`]). Long work (snapshot data) runs on background threads and updates the
-//! catalog when done; states follow AWS (`pending` → `completed` | `error`).
+//! catalog when done; states follow AWS (`pending` → `completed` | `error`). At startup
+//! `recovery` makes the catalog and the stores agree again after a crash.
 
 pub mod datadir;
 mod error;
 pub mod ids;
 pub mod query;
+mod recovery;
 pub mod regions;
 pub mod snapshots;
 pub mod tags;
@@ -48,6 +50,9 @@ pub enum OpenError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// Startup recovery failed.
+    #[error("recovering after restart: {0}")]
+    Recovery(String),
 }
 
 /// The cloud over one data directory.
@@ -92,14 +97,7 @@ impl Cloud {
     }
 
     fn recover(&self) -> Result<(), OpenError> {
-        for row in self.catalog.resources_of_kind(snapshots::KIND)? {
-            if row.state == "pending"
-                && let Err(e) = snapshots::fail_interrupted(self, &row)
-            {
-                tracing::error!(snapshot = %row.id, error = %e, "cannot mark interrupted snapshot");
-            }
-        }
-        Ok(())
+        self.reconcile().map_err(|e| OpenError::Recovery(e.message))
     }
 
     /// The catalog (accounts are managed through it).

@@ -172,6 +172,17 @@ pub(crate) fn usable_snapshot(
     })
 }
 
+/// Marks a snapshot whose data was stored before openami stopped as completed.
+pub(crate) fn mark_completed(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()> {
+    let mut doc = doc_of(row)?;
+    doc.progress = 100;
+    doc.completion_time_ms.get_or_insert_with(now_ms);
+    cloud
+        .catalog
+        .update_resource(&row.id, "completed", &encode(&doc)?)?;
+    Ok(())
+}
+
 /// Marks a snapshot that was pending when openami stopped as failed.
 pub(crate) fn fail_interrupted(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()> {
     let mut doc = doc_of(row)?;
