@@ -1,11 +1,16 @@
 //! The closed set of actions the API accepts, parsed from query parameters into typed
 //! requests. This enum is the one boundary between HTTP and the engine.
 
+use engine::images::{CopyImage, DescribeImages, ModifyImageAttribute, RegisterImage};
 use engine::query::{Filter, Page, TagSpecification};
 use engine::snapshots::Grantee;
 use engine::volumes::{CreateVolume, ModifyVolume};
 use engine::{Ec2Error, Ec2Result};
 
+use crate::images::{
+    self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
+    ImageDeprecation, ImageRequest,
+};
 use crate::params::Params;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
@@ -126,6 +131,40 @@ pub enum Action {
         /// Filter.N
         filters: Vec<Filter>,
     },
+    /// RegisterImage.
+    RegisterImage(RegisterImage),
+    /// DescribeImages.
+    DescribeImages(DescribeImages),
+    /// DeregisterImage.
+    DeregisterImage(DeregisterImage),
+    /// DescribeImageAttribute.
+    DescribeImageAttribute(ImageAttributeRequest),
+    /// ModifyImageAttribute.
+    ModifyImageAttribute(ModifyImageAttribute),
+    /// ResetImageAttribute (launchPermission).
+    ResetImageAttribute(ImageRequest),
+    /// CopyImage.
+    CopyImage(CopyImage),
+    /// EnableImageDeprecation.
+    EnableImageDeprecation(ImageDeprecation),
+    /// DisableImageDeprecation.
+    DisableImageDeprecation(ImageRequest),
+    /// EnableImageDeregistrationProtection.
+    EnableImageDeregistrationProtection(DeregistrationProtection),
+    /// DisableImageDeregistrationProtection.
+    DisableImageDeregistrationProtection(ImageRequest),
+    /// EnableImage.
+    EnableImage(ImageRequest),
+    /// DisableImage.
+    DisableImage(ImageRequest),
+    /// CancelImageLaunchPermission.
+    CancelImageLaunchPermission(ImageRequest),
+    /// GetImageBlockPublicAccessState.
+    GetImageBlockPublicAccessState,
+    /// EnableImageBlockPublicAccess.
+    EnableImageBlockPublicAccess(BlockPublicAccess),
+    /// DisableImageBlockPublicAccess.
+    DisableImageBlockPublicAccess,
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -313,6 +352,37 @@ impl Action {
                 ids: p.list("ZoneId")?,
                 filters: p.filters()?,
             },
+            "RegisterImage" => Action::RegisterImage(images::parse_register(p)?),
+            "DescribeImages" => Action::DescribeImages(images::parse_describe(p)?),
+            "DeregisterImage" => Action::DeregisterImage(images::parse_deregister(p)?),
+            "DescribeImageAttribute" => {
+                Action::DescribeImageAttribute(images::parse_describe_attribute(p)?)
+            }
+            "ModifyImageAttribute" => {
+                Action::ModifyImageAttribute(images::parse_modify_attribute(p)?)
+            }
+            "ResetImageAttribute" => Action::ResetImageAttribute(images::parse_reset_attribute(p)?),
+            "CopyImage" => Action::CopyImage(images::parse_copy(p)?),
+            "EnableImageDeprecation" => {
+                Action::EnableImageDeprecation(images::parse_deprecation(p)?)
+            }
+            "DisableImageDeprecation" => Action::DisableImageDeprecation(images::parse_image(p)?),
+            "EnableImageDeregistrationProtection" => {
+                Action::EnableImageDeregistrationProtection(images::parse_protection(p)?)
+            }
+            "DisableImageDeregistrationProtection" => {
+                Action::DisableImageDeregistrationProtection(images::parse_image(p)?)
+            }
+            "EnableImage" => Action::EnableImage(images::parse_image(p)?),
+            "DisableImage" => Action::DisableImage(images::parse_image(p)?),
+            "CancelImageLaunchPermission" => {
+                Action::CancelImageLaunchPermission(images::parse_image(p)?)
+            }
+            "GetImageBlockPublicAccessState" => Action::GetImageBlockPublicAccessState,
+            "EnableImageBlockPublicAccess" => {
+                Action::EnableImageBlockPublicAccess(images::parse_block_public_access(p)?)
+            }
+            "DisableImageBlockPublicAccess" => Action::DisableImageBlockPublicAccess,
             other => return Err(unknown_action(other)),
         })
     }

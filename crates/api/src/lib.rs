@@ -1,6 +1,7 @@
 //! The EC2 Query API over HTTP.
 //!
-//! `POST /` (form-encoded body) or `GET /?…` with `Action` and `Version=2016-11-15`.
+//! EC2: `POST /` (form-encoded body) or `GET /?…` with `Action` and `Version=2016-11-15`.
+//! The EBS direct APIs live under `/snapshots` (see `ebs`).
 //! Each request is verified once with SigV4 ([`sigv4::verify`]: header or presigned
 //! query; region from the credential scope must be served), turned into the typed
 //! [`Action`] enum, executed by the [`engine`] on a blocking thread, and answered with
@@ -11,6 +12,8 @@
 //! ```
 
 pub mod action;
+mod ebs;
+pub mod images;
 pub mod params;
 mod respond;
 pub mod xml;
@@ -59,8 +62,9 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
     });
     Router::new()
         .route("/", any(ec2))
+        .with_state(Arc::clone(&state))
+        .merge(ebs::router(state))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
 }
 
 struct CatalogCredentials<'a>(&'a engine::Catalog);

@@ -9,6 +9,7 @@ use engine::volumes::{VolumeDoc, VolumeView};
 use engine::{Caller, Cloud, Ec2Result};
 
 use crate::action::Action;
+use crate::images;
 use crate::xml::Xml;
 
 fn volume_fields(x: &mut Xml, id: &str, state: &str, d: &VolumeDoc, tags: &[(String, String)]) {
@@ -203,6 +204,45 @@ pub fn execute(
                     .text("optInStatus", "opt-in-not-required")
                     .elem("messageSet", |_| {});
             });
+        }
+        Action::RegisterImage(req) => images::register_image(&mut x, cloud, caller, req)?,
+        Action::DescribeImages(req) => images::describe_images(&mut x, cloud, caller, &req)?,
+        Action::DeregisterImage(req) => images::deregister_image(&mut x, cloud, caller, req)?,
+        Action::DescribeImageAttribute(req) => {
+            images::describe_image_attribute(&mut x, cloud, caller, req)?
+        }
+        Action::ModifyImageAttribute(req) => {
+            images::modify_image_attribute(&mut x, cloud, caller, req)?
+        }
+        Action::ResetImageAttribute(req) => {
+            images::reset_image_attribute(&mut x, cloud, caller, req)?
+        }
+        Action::CopyImage(req) => images::copy_image(&mut x, cloud, caller, req)?,
+        Action::EnableImageDeprecation(req) => {
+            images::enable_image_deprecation(&mut x, cloud, caller, req)?
+        }
+        Action::DisableImageDeprecation(req) => {
+            images::disable_image_deprecation(&mut x, cloud, caller, req)?
+        }
+        Action::EnableImageDeregistrationProtection(req) => {
+            images::enable_deregistration_protection(&mut x, cloud, caller, req)?
+        }
+        Action::DisableImageDeregistrationProtection(req) => {
+            images::disable_deregistration_protection(&mut x, cloud, caller, req)?
+        }
+        Action::EnableImage(req) => images::set_image_enabled(&mut x, cloud, caller, req, true)?,
+        Action::DisableImage(req) => images::set_image_enabled(&mut x, cloud, caller, req, false)?,
+        Action::CancelImageLaunchPermission(req) => {
+            images::cancel_launch_permission(&mut x, cloud, caller, req)?
+        }
+        Action::GetImageBlockPublicAccessState => {
+            images::get_block_public_access(&mut x, cloud, caller)?
+        }
+        Action::EnableImageBlockPublicAccess(req) => {
+            images::set_block_public_access(&mut x, cloud, caller, Some(req))?
+        }
+        Action::DisableImageBlockPublicAccess => {
+            images::set_block_public_access(&mut x, cloud, caller, None)?
         }
     }
     Ok(x.finish())

@@ -44,6 +44,9 @@ pub enum BlockStoreError {
         /// The duplicate id.
         id: ResourceId,
     },
+    /// The caller's extra GC roots could not be read (GC did nothing).
+    #[error("reading external GC roots: {0}")]
+    ExternalRoots(String),
     /// A block buffer of the wrong length.
     #[error("a block must be exactly {expected} bytes, got {actual}")]
     BadBlockLength {

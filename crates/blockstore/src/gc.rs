@@ -110,6 +110,17 @@ impl BlockStore {
     ///
     /// A manifest that fails to decode aborts GC (it might reference anything).
     pub fn gc(&self) -> Result<GcReport, BlockStoreError> {
+        self.gc_with_roots(&|| Ok(HashSet::new()))
+    }
+
+    /// [`gc`](Self::gc) that also keeps the blocks `extra_roots` returns — references
+    /// the caller keeps outside the store, e.g. blocks of uploads in progress recorded
+    /// in the catalog. It is called under the exclusive GC lock, after every writer that
+    /// could add to it has either finished or is still pinning its blocks.
+    pub fn gc_with_roots(
+        &self,
+        extra_roots: &dyn Fn() -> Result<HashSet<BlockHash>, String>,
+    ) -> Result<GcReport, BlockStoreError> {
         let mut report = GcReport {
             manifests_dropped: self.drop_unheld_retained()?,
             ..GcReport::default()
@@ -131,6 +142,7 @@ impl BlockStore {
             .collect();
         self.mark(&new_keys, &mut referenced)?;
         referenced.extend(self.pinned_hashes());
+        referenced.extend(extra_roots().map_err(BlockStoreError::ExternalRoots)?);
         for meta in candidates {
             let Some(hash) = hash_of_block_key(&meta.key) else {
                 continue;

@@ -16,6 +16,8 @@
 //! tags(resource_id, key, value)                   PK (resource_id, key)
 //! permissions(resource_id, attribute, grantee)    PK (resource_id, attribute, grantee)
 //!     grantee: a 12-digit account id, or "all"
+//! upload_blocks(snapshot_id, block_index, hash)   PK (snapshot_id, block_index)
+//!     blocks of EBS direct uploads in progress ('' = written as zeros)
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -29,7 +31,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema migrations, applied in order. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+/// Blocks written to EBS direct snapshot uploads that are not completed yet. `hash` is
+/// the hex SHA-256 of the block, or '' for a block written as zeros.
+const MIGRATION_2: &str = r#"
+CREATE TABLE upload_blocks (
+    snapshot_id TEXT NOT NULL,
+    block_index INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, block_index)
+);
+"#;
+
+const MIGRATION_1: &str = r#"
 CREATE TABLE accounts (
     account_id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -63,7 +78,7 @@ CREATE TABLE permissions (
     grantee TEXT NOT NULL,
     PRIMARY KEY (resource_id, attribute, grantee)
 );
-"#];
+"#;
 
 /// Catalog errors.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +217,15 @@ impl Catalog {
         // SQLite keeps the database consistent; a panic while holding the guard leaves
         // at most an open transaction, which rusqlite rolls back on drop.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// SQLite's `data_version`: it changes when *another* connection (e.g. an operator
+    /// command in another process) commits, never for this connection's own writes. Caches
+    /// of catalog data compare it to notice changes made behind their back.
+    pub fn data_version(&self) -> Result<i64, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Creates an account with its first access key.
@@ -485,6 +509,60 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Records (or overwrites) one block of an upload in progress.
+    pub fn put_upload_block(
+        &self,
+        snapshot_id: &str,
+        index: u64,
+        hash: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO upload_blocks (snapshot_id, block_index, hash) VALUES (?1, ?2, ?3) ON CONFLICT (snapshot_id, block_index) DO UPDATE SET hash = excluded.hash",
+            params![snapshot_id, index as i64, hash],
+        )?;
+        Ok(())
+    }
+
+    /// The blocks of an upload, by index.
+    pub fn upload_blocks(&self, snapshot_id: &str) -> Result<Vec<(u64, String)>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT block_index, hash FROM upload_blocks WHERE snapshot_id = ?1 ORDER BY block_index",
+        )?;
+        let rows = stmt.query_map(params![snapshot_id], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Number of blocks written to an upload.
+    pub fn upload_block_count(&self, snapshot_id: &str) -> Result<u64, CatalogError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM upload_blocks WHERE snapshot_id = ?1",
+            params![snapshot_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Every block hash of every upload in progress (GC roots).
+    pub fn all_upload_hashes(&self) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT DISTINCT hash FROM upload_blocks WHERE hash != ''")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets an upload's blocks (after completion or failure).
+    pub fn clear_upload(&self, snapshot_id: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM upload_blocks WHERE snapshot_id = ?1",
+            params![snapshot_id],
+        )?;
+        Ok(())
+    }
+
     /// Grantees of an attribute on one resource (sorted).
     pub fn permissions(
         &self,
@@ -582,6 +660,26 @@ mod tests {
             c.permissions("vol-1", "createVolumePermission")
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn data_version_tracks_other_connections_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let mine = Catalog::open(&path).unwrap();
+        let other = Catalog::open(&path).unwrap();
+        let v0 = mine.data_version().unwrap();
+        mine.create_account(&account("111111111111", "a"), "AKIA1", "s")
+            .unwrap();
+        assert_eq!(mine.data_version().unwrap(), v0, "own writes do not count");
+        other
+            .create_account(&account("222222222222", "b"), "AKIA2", "s")
+            .unwrap();
+        assert_ne!(
+            mine.data_version().unwrap(),
+            v0,
+            "another connection's commit does"
         );
     }
 

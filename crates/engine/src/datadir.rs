@@ -151,6 +151,44 @@ impl DataDir {
         Ok(names)
     }
 
+    /// A 32-byte secret kept in `<data-dir>/<name>` (created, mode 0600, on first use).
+    pub fn secret_key(&self, name: &str) -> Result<[u8; 32], DataDirError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.root.join(name);
+        match fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                return Ok(key);
+            }
+            Ok(_) => {
+                return Err(DataDirError::Io {
+                    what: "reading key",
+                    path,
+                    source: std::io::Error::other("key file is not 32 bytes"),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("reading", &path)(e)),
+        }
+        let key = crate::ids::random_bytes::<32>();
+        let temp = self.root.join(format!(".{name}.tmp"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io("creating", &temp))?;
+        file.write_all(&key).map_err(io("writing", &temp))?;
+        file.sync_all().map_err(io("syncing", &temp))?;
+        fs::rename(&temp, &path).map_err(io("renaming", &path))?;
+        File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", &self.root))?;
+        Ok(key)
+    }
+
     /// Takes exclusive ownership of the directory, or explains who has it.
     pub fn lock_exclusive(&self) -> Result<OwnerLock, DataDirError> {
         let path = self.root.join("openami.lock");

@@ -4,13 +4,16 @@
 //! the HTTP layer never touches storage.
 //!
 //! Resources are catalog rows whose JSON documents are defined here ([`volumes`],
-//! [`snapshots`]). Long work (snapshot data) runs on background threads and updates the
-//! catalog when done; states follow AWS (`pending` → `completed` | `error`). At startup
+//! [`snapshots`], [`images`]). Long work (snapshot data, image copies) runs on background
+//! threads and updates the catalog when done; states follow AWS (`pending` → `completed` |
+//! `error`, images `pending` → `available` | `failed`). At startup
 //! `recovery` makes the catalog and the stores agree again after a crash.
 
 pub mod datadir;
+pub mod ebs;
 mod error;
 pub mod ids;
+pub mod images;
 pub mod query;
 mod recovery;
 pub mod regions;
@@ -68,6 +71,12 @@ pub struct Cloud {
     snapshot_progress: Mutex<HashMap<String, (String, Arc<SnapshotProgress>)>>,
     /// Background work, joined at shutdown.
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Images of each region, parsed (see `images`).
+    image_index: images::ImageIndex,
+    /// Key of EBS direct block tokens.
+    token_secret: [u8; 32],
+    /// Last PutSnapshotBlock per upload (ms), for upload timeouts.
+    upload_activity: Mutex<HashMap<String, i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,9 +85,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Cloud {
     /// Opens the cloud on `data` serving `regions`, and recovers from a previous crash
-    /// (snapshots that were being taken are marked `error`).
+    /// (snapshots that were being taken are marked `error`; images being copied become
+    /// `available` if their snapshots were complete, else `failed`).
     pub fn open(data: DataDir, regions: &[String]) -> Result<Arc<Self>, OpenError> {
         let catalog = Catalog::open(&data.catalog_path())?;
+        let token_secret = data.secret_key("block-token.key")?;
         let mut storages = HashMap::new();
         for name in regions {
             storages.insert(name.clone(), data.region(name)?);
@@ -91,13 +102,18 @@ impl Cloud {
             open_volumes: Mutex::new(HashMap::new()),
             snapshot_progress: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
+            image_index: images::ImageIndex::default(),
+            token_secret,
+            upload_activity: Mutex::new(HashMap::new()),
         });
         cloud.recover()?;
         Ok(cloud)
     }
 
     fn recover(&self) -> Result<(), OpenError> {
-        self.reconcile().map_err(|e| OpenError::Recovery(e.message))
+        self.reconcile()
+            .map_err(|e| OpenError::Recovery(e.message))?;
+        images::recover(self).map_err(|e| OpenError::Recovery(e.message))
     }
 
     /// The catalog (accounts are managed through it).

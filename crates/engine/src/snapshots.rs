@@ -38,6 +38,9 @@ pub struct SnapshotDoc {
     pub encrypted: bool,
     /// For copies: the source region and snapshot.
     pub source: Option<(String, String)>,
+    /// For EBS direct uploads in progress (StartSnapshot): their parameters.
+    #[serde(default)]
+    pub upload: Option<crate::ebs::UploadDoc>,
 }
 
 /// A snapshot as Describe calls return it.
@@ -114,11 +117,11 @@ impl Grantee {
     }
 }
 
-fn doc_of(row: &ResourceRow) -> Ec2Result<SnapshotDoc> {
+pub(crate) fn doc_of(row: &ResourceRow) -> Ec2Result<SnapshotDoc> {
     serde_json::from_str(&row.doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
 
-fn encode(doc: &SnapshotDoc) -> Ec2Result<String> {
+pub(crate) fn encode(doc: &SnapshotDoc) -> Ec2Result<String> {
     serde_json::to_string(doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
 
@@ -127,7 +130,7 @@ fn rid(id: &str) -> Ec2Result<ResourceId> {
 }
 
 /// Can `caller` see (and create volumes from) this snapshot row?
-fn visible(caller: &Caller, row: &ResourceRow, grantees: &[String]) -> bool {
+pub(crate) fn visible(caller: &Caller, row: &ResourceRow, grantees: &[String]) -> bool {
     row.kind == KIND
         && row.region == caller.region
         && (row.account_id == caller.account_id
@@ -195,7 +198,9 @@ pub(crate) fn fail_interrupted(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()
 }
 
 impl Cloud {
-    fn finish_snapshot(&self, id: &str, result: Result<(), String>) {
+    /// Records the end of a snapshot's background work: `completed`, or `error` with the
+    /// reason.
+    pub(crate) fn finish_snapshot(&self, id: &str, result: Result<(), String>) {
         let outcome = (|| -> Ec2Result<()> {
             let Some(row) = self.catalog.resource(id)? else {
                 return Ok(());
@@ -221,7 +226,7 @@ impl Cloud {
         lock(&self.snapshot_progress).remove(id);
     }
 
-    fn insert_snapshot(
+    pub(crate) fn insert_snapshot(
         &self,
         caller: &Caller,
         id: &str,
@@ -278,6 +283,7 @@ impl Cloud {
             state_message: None,
             encrypted: volume_doc.encrypted,
             source: None,
+            upload: None,
         };
         self.insert_snapshot(caller, &id, &doc, &tags)?;
         lock(&self.snapshot_progress).insert(id.clone(), (row.id.clone(), pending.progress()));
@@ -458,9 +464,8 @@ impl Cloud {
     }
 
     /// The image (if any) whose block device mapping uses a snapshot.
-    pub(crate) fn image_using_snapshot(&self, _snapshot_id: &str) -> Ec2Result<Option<String>> {
-        // Images arrive with RegisterImage; until then no snapshot is in use by one.
-        Ok(None)
+    pub(crate) fn image_using_snapshot(&self, snapshot_id: &str) -> Ec2Result<Option<String>> {
+        crate::images::image_using_snapshot(self, snapshot_id)
     }
 
     /// DescribeSnapshotAttribute(createVolumePermission): only the owner may ask.
@@ -541,6 +546,7 @@ impl Cloud {
             state_message: None,
             encrypted: source.encrypted,
             source: Some((source_region.to_string(), source_id.to_string())),
+            upload: None,
         };
         self.insert_snapshot(caller, &id, &doc, &tags)?;
         let cloud = Arc::clone(self);

@@ -41,7 +41,7 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
     Some(match prefix {
         "vol" => "volume",
         "snap" => "snapshot",
-        "ami" => "image",
+        "ami" | "aki" | "ari" => "image",
         "i" => "instance",
         _ => return None,
     })
@@ -60,11 +60,23 @@ fn not_found(id: &str) -> Ec2Error {
 impl Cloud {
     fn check_taggable(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
         match self.catalog.resource(id)? {
-            Some(row) if row.account_id == caller.account_id && row.region == caller.region => {
+            Some(row)
+                if row.account_id == caller.account_id
+                    && row.region == caller.region
+                    && resource_type_of(id).is_some() =>
+            {
                 Ok(())
             }
             _ => Err(not_found(id)),
         }
+    }
+
+    /// Keeps the image index in step with an image's tags.
+    fn tags_changed(&self, id: &str) -> Ec2Result<()> {
+        if resource_type_of(id) == Some("image") {
+            self.refresh_image(id)?;
+        }
+        Ok(())
     }
 
     /// CreateTags on resources the caller owns.
@@ -99,6 +111,7 @@ impl Cloud {
         }
         for id in resources {
             self.catalog.set_tags(id, tags)?;
+            self.tags_changed(id)?;
         }
         Ok(())
     }
@@ -122,6 +135,7 @@ impl Cloud {
             } else {
                 self.catalog.delete_tags(id, tags)?;
             }
+            self.tags_changed(id)?;
         }
         Ok(())
     }
@@ -138,7 +152,11 @@ impl Cloud {
         page.check(5, 1000, false)?;
         let all_tags = self.catalog.all_tags()?;
         let mut out = Vec::new();
-        for kind in [crate::volumes::KIND, crate::snapshots::KIND] {
+        for kind in [
+            crate::volumes::KIND,
+            crate::snapshots::KIND,
+            crate::images::KIND,
+        ] {
             for row in self.catalog.resources(kind, &caller.region)? {
                 if row.account_id != caller.account_id {
                     continue;

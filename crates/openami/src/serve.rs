@@ -110,9 +110,10 @@ async fn periodic_gc(cloud: Arc<Cloud>, every: Duration) {
         for region in cloud.region_names().to_vec() {
             let cloud = Arc::clone(&cloud);
             let outcome = tokio::task::spawn_blocking(move || {
-                cloud
-                    .region(&region)
-                    .map(|r| (region.clone(), r.store.gc()))
+                if let Err(e) = cloud.expire_uploads() {
+                    tracing::error!(error = %e.message, "expiring uploads");
+                }
+                Ok::<_, engine::Ec2Error>((region.clone(), cloud.gc_region(&region)))
             })
             .await;
             match outcome {

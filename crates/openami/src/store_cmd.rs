@@ -47,8 +47,12 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::Gc { data, region, json } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             let _owner = dir.lock_exclusive()?;
+            // Blocks of EBS direct uploads in progress are recorded in the catalog.
+            let catalog =
+                engine::Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
             for r in regions(&data.data_dir, &region)? {
-                let report = r.store.gc().context("collecting garbage")?;
+                let report = engine::ebs::gc_with_uploads(&catalog, &r.store)
+                    .context("collecting garbage")?;
                 print_gc(&r.name, &report, json);
             }
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,486 @@
+//! The EBS direct APIs over HTTP (REST-JSON, SigV4 service `ebs`), on the same listener
+//! as EC2:
+//!
+//! ```text
+//! POST /snapshots                              StartSnapshot
+//! PUT  /snapshots/{id}/blocks/{index}          PutSnapshotBlock   (body: 512 KiB)
+//! POST /snapshots/completion/{id}              CompleteSnapshot
+//! GET  /snapshots/{id}/blocks                  ListSnapshotBlocks
+//! GET  /snapshots/{id}/blocks/{index}          GetSnapshotBlock   (?blockToken=)
+//! GET  /snapshots/{id}/changedblocks           ListChangedBlocks
+//! ```
+//!
+//! Errors are JSON `{"Message": …, "Reason": …}` with the exception name in
+//! `x-amzn-ErrorType`, as botocore's rest-json parser expects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use engine::Caller;
+use engine::ebs::{BlockPage, BlockWrite, EbsError, EbsResult, StartSnapshot};
+use serde_json::{Value, json};
+use sigv4::{Policy, RequestParts};
+
+use crate::{ApiState, CatalogCredentials};
+
+/// The EBS direct block size.
+const BLOCK_SIZE: u64 = 512 * 1024;
+
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
+    let ebs = Arc::new(EbsState {
+        policy: Policy::new("ebs", state.policy.regions.clone()),
+        api: state,
+    });
+    Router::new()
+        .route("/snapshots", post(start_snapshot))
+        .route("/snapshots/completion/{id}", post(complete_snapshot))
+        .route("/snapshots/{id}/blocks", get(list_snapshot_blocks))
+        .route(
+            "/snapshots/{id}/blocks/{index}",
+            get(get_snapshot_block).put(put_snapshot_block),
+        )
+        .route("/snapshots/{id}/changedblocks", get(list_changed_blocks))
+        .with_state(ebs)
+}
+
+#[derive(Debug)]
+pub(crate) struct EbsState {
+    api: Arc<ApiState>,
+    policy: Policy,
+}
+
+fn error_response(e: &EbsError) -> Response {
+    let mut body = json!({ "Message": e.message, "message": e.message });
+    if let Some(reason) = e.reason {
+        body["Reason"] = json!(reason);
+    }
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [
+            ("x-amzn-ErrorType", e.kind),
+            ("content-type", "application/json"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn auth_error(e: &sigv4::AuthError) -> EbsError {
+    let (kind, status) = match e.aws_code() {
+        "AuthFailure" => ("UnrecognizedClientException", 403),
+        "MissingAuthenticationToken" => ("MissingAuthenticationTokenException", 403),
+        "IncompleteSignature" => ("IncompleteSignatureException", 400),
+        _ => ("InvalidSignatureException", 403),
+    };
+    EbsError {
+        kind,
+        status,
+        reason: None,
+        message: e.to_string(),
+    }
+}
+
+/// Verifies the request once and returns the caller.
+fn authenticate(
+    state: &EbsState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> EbsResult<Caller> {
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let verified = sigv4::verify(
+        &RequestParts {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers: &header_list,
+            body,
+        },
+        &state.policy,
+        SystemTime::now(),
+        &CatalogCredentials(state.api.cloud.catalog()),
+    )
+    .map_err(|e| auth_error(&e))?;
+    let account = state
+        .api
+        .cloud
+        .catalog()
+        .access_key(&verified.access_key_id)
+        .map_err(|e| EbsError::from(engine::Ec2Error::from(e)))?
+        .map(|(account, _)| account)
+        .ok_or_else(|| EbsError {
+            kind: "UnrecognizedClientException",
+            status: 403,
+            reason: None,
+            message: "The security token included in the request is invalid.".into(),
+        })?;
+    Ok(Caller {
+        account_id: account,
+        region: verified.region,
+    })
+}
+
+/// Runs `work` on a blocking thread after authentication.
+async fn run(
+    state: Arc<EbsState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    work: impl FnOnce(&EbsState, Caller, &HeaderMap, &Uri, &[u8]) -> EbsResult<Response>
+    + Send
+    + 'static,
+) -> Response {
+    let started = std::time::Instant::now();
+    let path = uri.path().to_string();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let caller = authenticate(&state, &method, &uri, &headers, &body)?;
+        work(&state, caller, &headers, &uri, &body)
+    })
+    .await;
+    let response = match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&EbsError::from(engine::Ec2Error::internal(
+            "ebs handler",
+            e,
+        ))),
+    };
+    tracing::info!(
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "ebs request"
+    );
+    response
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn int_param<T: std::str::FromStr>(value: Option<&str>, name: &str) -> EbsResult<Option<T>> {
+    value
+        .map(|v| {
+            v.parse::<T>().map_err(|_| {
+                EbsError::validation(
+                    "INVALID_PARAMETER_VALUE",
+                    format!("{name} must be a non-negative integer, got {v:?}."),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The body shared by ListSnapshotBlocks and ListChangedBlocks.
+fn page_response<T>(key: &str, blocks: Vec<Value>, page: &BlockPage<T>) -> Response {
+    let mut out = json!({
+        key: blocks,
+        "ExpiryTime": page.expiry_secs,
+        "VolumeSize": page.volume_size,
+        "BlockSize": BLOCK_SIZE,
+    });
+    if let Some(t) = &page.next_token {
+        out["NextToken"] = json!(t);
+    }
+    json_response(StatusCode::OK, out)
+}
+
+fn epoch_secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+async fn start_snapshot(
+    State(s): State<Arc<EbsState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(s, method, uri, headers, body, |s, caller, _, _, body| {
+        let v: Value = serde_json::from_slice(body).map_err(|e| EbsError::validation("INVALID_PARAMETER_VALUE", format!("The request body is not valid JSON: {e}")))?;
+        let volume_size = v.get("VolumeSize").and_then(Value::as_i64).ok_or_else(|| EbsError::validation("INVALID_VOLUME_SIZE", "VolumeSize is required."))?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let tags = v
+            .get("Tags")
+            .and_then(Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .map(|t| (t.get("Key").and_then(Value::as_str).unwrap_or("").to_string(), t.get("Value").and_then(Value::as_str).unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let started = s.api.cloud.start_snapshot(
+            &caller,
+            StartSnapshot {
+                volume_size,
+                parent_snapshot_id: text("ParentSnapshotId"),
+                tags,
+                description: text("Description"),
+                client_token: text("ClientToken"),
+                encrypted: v.get("Encrypted").and_then(Value::as_bool).unwrap_or(false),
+                timeout: v.get("Timeout").and_then(Value::as_i64),
+            },
+        )?;
+        let mut out = json!({
+            "SnapshotId": started.snapshot_id,
+            "OwnerId": started.owner_id,
+            "Status": started.status,
+            "StartTime": epoch_secs(started.start_time_ms),
+            "VolumeSize": started.volume_size,
+            "BlockSize": BLOCK_SIZE,
+            "Description": started.description,
+            "Tags": started.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
+        });
+        if let Some(parent) = started.parent_snapshot_id {
+            out["ParentSnapshotId"] = json!(parent);
+        }
+        Ok(json_response(StatusCode::CREATED, out))
+    })
+    .await
+}
+
+async fn put_snapshot_block(
+    State(s): State<Arc<EbsState>>,
+    Path((id, index)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(
+        s,
+        method,
+        uri,
+        headers,
+        body,
+        move |s, caller, headers, _, body| {
+            let index: u64 = int_param(Some(&index), "BlockIndex")?.unwrap_or(0);
+            let checksum = header(headers, "x-amz-checksum").ok_or_else(|| {
+                EbsError::validation("INVALID_PARAMETER_VALUE", "x-amz-Checksum is required.")
+            })?;
+            let algorithm = header(headers, "x-amz-checksum-algorithm").ok_or_else(|| {
+                EbsError::validation(
+                    "INVALID_PARAMETER_VALUE",
+                    "x-amz-Checksum-Algorithm is required.",
+                )
+            })?;
+            let length =
+                int_param::<u64>(header(headers, "x-amz-data-length"), "x-amz-Data-Length")?;
+            let block = BlockWrite {
+                index,
+                data: body,
+                data_length: length,
+                checksum,
+                algorithm,
+            };
+            let sum = s.api.cloud.put_snapshot_block(&caller, &id, block)?;
+            Ok((
+                StatusCode::CREATED,
+                [
+                    ("x-amz-Checksum", sum.as_str()),
+                    ("x-amz-Checksum-Algorithm", "SHA256"),
+                ],
+                "{}",
+            )
+                .into_response())
+        },
+    )
+    .await
+}
+
+async fn complete_snapshot(
+    State(s): State<Arc<EbsState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(
+        s,
+        method,
+        uri,
+        headers,
+        body,
+        move |s, caller, headers, _, _| {
+            let count = int_param::<u64>(
+                header(headers, "x-amz-changedblockscount"),
+                "x-amz-ChangedBlocksCount",
+            )?
+            .ok_or_else(|| {
+                EbsError::validation(
+                    "INVALID_PARAMETER_VALUE",
+                    "x-amz-ChangedBlocksCount is required.",
+                )
+            })?;
+            let status = s.api.cloud.complete_snapshot(
+                &caller,
+                &id,
+                count,
+                header(headers, "x-amz-checksum"),
+                header(headers, "x-amz-checksum-algorithm"),
+                header(headers, "x-amz-checksum-aggregation-method"),
+            )?;
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                json!({ "Status": status }),
+            ))
+        },
+    )
+    .await
+}
+
+async fn list_snapshot_blocks(
+    State(s): State<Arc<EbsState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(
+        s,
+        method,
+        uri,
+        headers,
+        body,
+        move |s, caller, _, uri, _| {
+            let q = query(uri);
+            let page = s.api.cloud.list_snapshot_blocks(
+                &caller,
+                &id,
+                q.get("pageToken").map(String::as_str),
+                int_param(q.get("maxResults").map(String::as_str), "MaxResults")?,
+                int_param(
+                    q.get("startingBlockIndex").map(String::as_str),
+                    "StartingBlockIndex",
+                )?,
+            )?;
+            let blocks = page
+                .blocks
+                .iter()
+                .map(|(i, t)| json!({"BlockIndex": i, "BlockToken": t}))
+                .collect();
+            Ok(page_response("Blocks", blocks, &page))
+        },
+    )
+    .await
+}
+
+async fn list_changed_blocks(
+    State(s): State<Arc<EbsState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(
+        s,
+        method,
+        uri,
+        headers,
+        body,
+        move |s, caller, _, uri, _| {
+            let q = query(uri);
+            let page = s.api.cloud.list_changed_blocks(
+                &caller,
+                q.get("firstSnapshotId").map(String::as_str),
+                &id,
+                q.get("pageToken").map(String::as_str),
+                int_param(q.get("maxResults").map(String::as_str), "MaxResults")?,
+                int_param(
+                    q.get("startingBlockIndex").map(String::as_str),
+                    "StartingBlockIndex",
+                )?,
+            )?;
+            let blocks: Vec<Value> = page
+                .blocks
+                .iter()
+                .map(|c| {
+                    let mut b = json!({"BlockIndex": c.index});
+                    if let Some(t) = &c.first_token {
+                        b["FirstBlockToken"] = json!(t);
+                    }
+                    if let Some(t) = &c.second_token {
+                        b["SecondBlockToken"] = json!(t);
+                    }
+                    b
+                })
+                .collect();
+            Ok(page_response("ChangedBlocks", blocks, &page))
+        },
+    )
+    .await
+}
+
+async fn get_snapshot_block(
+    State(s): State<Arc<EbsState>>,
+    Path((id, index)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(
+        s,
+        method,
+        uri,
+        headers,
+        body,
+        move |s, caller, _, uri, _| {
+            let index: u64 = int_param(Some(&index), "BlockIndex")?.unwrap_or(0);
+            let q = query(uri);
+            let token = q.get("blockToken").ok_or_else(|| {
+                EbsError::validation("INVALID_BLOCK_TOKEN", "blockToken is required.")
+            })?;
+            let (data, checksum) = s.api.cloud.get_snapshot_block(&caller, &id, index, token)?;
+            let length = data.len().to_string();
+            Ok((
+                StatusCode::OK,
+                [
+                    ("x-amz-Data-Length", length.as_str()),
+                    ("x-amz-Checksum", checksum.as_str()),
+                    ("x-amz-Checksum-Algorithm", "SHA256"),
+                    ("content-type", "application/octet-stream"),
+                ],
+                Body::from(data),
+            )
+                .into_response())
+        },
+    )
+    .await
+}

@@ -1,0 +1,834 @@
+//! EBS direct APIs: StartSnapshot, PutSnapshotBlock, CompleteSnapshot,
+//! ListSnapshotBlocks, ListChangedBlocks, GetSnapshotBlock.
+//!
+//! An upload is an ordinary snapshot row in state `pending` whose document carries an
+//! [`UploadDoc`]. Each acknowledged block is durable before PutSnapshotBlock answers: the
+//! block object is stored and its name persisted, then `(snapshot, index, hash)` is
+//! committed to the catalog's `upload_blocks` table, which GC treats as roots (see
+//! [`Cloud::gc_region`]). CompleteSnapshot checks the count and the LINEAR checksum
+//! (SHA-256 over the concatenated 32-byte block digests in index order), writes the
+//! manifest — the parent's entries overridden by the uploaded blocks — and the snapshot
+//! is `completed`.
+//!
+//! Block tokens are `base64(expiry u64 BE ‖ block SHA-256 ‖ HMAC-SHA256(key, snapshot ‖
+//! index ‖ hash ‖ expiry))`, keyed by a per-data-directory secret, so GetSnapshotBlock
+//! needs no state and a token cannot be forged or moved to another block.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use blockstore::{BLOCK_SIZE, BlockHash, Manifest, ResourceId};
+use catalog::now_ms;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::snapshots::{self, CREATE_VOLUME_PERMISSION, SnapshotDoc};
+use crate::{Caller, Cloud, Ec2Error, ids, lock};
+
+/// Block tokens stay valid this long (AWS: 7 days).
+const TOKEN_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+/// Largest EBS volume in GiB.
+const MAX_VOLUME_GIB: i64 = 65_536;
+const GIB: u64 = 1 << 30;
+
+/// What an upload in progress remembers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadDoc {
+    /// Snapshot the upload is incremental to.
+    pub parent: Option<String>,
+    /// Minutes without completion after which the upload fails.
+    pub timeout_minutes: i64,
+    /// The StartSnapshot idempotency token.
+    pub client_token: Option<String>,
+}
+
+/// An EBS direct error: the exception name, HTTP status, reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EbsError {
+    /// e.g. `ValidationException`.
+    pub kind: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// The `Reason` enum value, if the exception has one.
+    pub reason: Option<&'static str>,
+    /// Human message.
+    pub message: String,
+}
+
+impl EbsError {
+    /// `ValidationException` with a reason.
+    pub fn validation(reason: &'static str, message: impl Into<String>) -> Self {
+        EbsError {
+            kind: "ValidationException",
+            status: 400,
+            reason: Some(reason),
+            message: message.into(),
+        }
+    }
+
+    fn not_found(id: &str) -> Self {
+        EbsError {
+            kind: "ResourceNotFoundException",
+            status: 404,
+            reason: Some("SNAPSHOT_NOT_FOUND"),
+            message: format!("The snapshot '{id}' does not exist."),
+        }
+    }
+}
+
+impl From<Ec2Error> for EbsError {
+    fn from(e: Ec2Error) -> Self {
+        if e.status >= 500 {
+            EbsError {
+                kind: "InternalServerException",
+                status: 500,
+                reason: None,
+                message: e.message,
+            }
+        } else {
+            EbsError {
+                kind: "ValidationException",
+                status: 400,
+                reason: Some("INVALID_PARAMETER_VALUE"),
+                message: e.message,
+            }
+        }
+    }
+}
+
+macro_rules! internal {
+    ($($t:ty),*) => {$(
+        impl From<$t> for EbsError {
+            fn from(e: $t) -> Self {
+                Ec2Error::internal("ebs", e).into()
+            }
+        }
+    )*};
+}
+internal!(catalog::CatalogError, blockstore::BlockStoreError);
+
+/// EBS direct results.
+pub type EbsResult<T> = Result<T, EbsError>;
+
+/// StartSnapshot parameters.
+#[derive(Clone, Debug, Default)]
+pub struct StartSnapshot {
+    /// Size in GiB.
+    pub volume_size: i64,
+    /// Parent for incremental uploads.
+    pub parent_snapshot_id: Option<String>,
+    /// Tags.
+    pub tags: Vec<(String, String)>,
+    /// Description.
+    pub description: Option<String>,
+    /// Idempotency token.
+    pub client_token: Option<String>,
+    /// Encrypted.
+    pub encrypted: bool,
+    /// Minutes until an uncompleted upload fails (10–4320, default 60).
+    pub timeout: Option<i64>,
+}
+
+/// What StartSnapshot returns.
+#[derive(Clone, Debug)]
+pub struct StartedSnapshot {
+    /// New snapshot id.
+    pub snapshot_id: String,
+    /// Owner.
+    pub owner_id: String,
+    /// Always `pending`.
+    pub status: String,
+    /// Start time (ms).
+    pub start_time_ms: i64,
+    /// GiB.
+    pub volume_size: i64,
+    /// Parent.
+    pub parent_snapshot_id: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// One page of blocks: (index, token) or (index, first token, second token).
+#[derive(Clone, Debug)]
+pub struct BlockPage<T> {
+    /// Blocks of this page.
+    pub blocks: Vec<T>,
+    /// When the tokens expire (seconds since the epoch).
+    pub expiry_secs: u64,
+    /// Snapshot size in GiB.
+    pub volume_size: i64,
+    /// Next page.
+    pub next_token: Option<String>,
+}
+
+/// One PutSnapshotBlock request.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockWrite<'a> {
+    /// Block index.
+    pub index: u64,
+    /// The block's bytes.
+    pub data: &'a [u8],
+    /// `x-amz-Data-Length`, if sent.
+    pub data_length: Option<u64>,
+    /// `x-amz-Checksum`: base64 SHA-256.
+    pub checksum: &'a str,
+    /// `x-amz-Checksum-Algorithm`.
+    pub algorithm: &'a str,
+}
+
+/// A changed block between two snapshots.
+#[derive(Clone, Debug)]
+pub struct ChangedBlock {
+    /// Index.
+    pub index: u64,
+    /// Token in the first snapshot (absent if the block is zero there).
+    pub first_token: Option<String>,
+    /// Token in the second snapshot (absent if zero there).
+    pub second_token: Option<String>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn rid(id: &str) -> EbsResult<ResourceId> {
+    ResourceId::new(id).map_err(|_| {
+        EbsError::validation("INVALID_SNAPSHOT_ID", format!("Invalid snapshot id: {id}"))
+    })
+}
+
+fn check_snapshot_id(id: &str) -> EbsResult<()> {
+    if ids::is_valid("snap", id) {
+        Ok(())
+    } else {
+        Err(EbsError::validation(
+            "INVALID_SNAPSHOT_ID",
+            format!("The snapshot ID '{id}' is malformed."),
+        ))
+    }
+}
+
+/// Page tokens are the last index returned, in base64.
+fn decode_page_token(token: Option<&str>) -> EbsResult<Option<u64>> {
+    token
+        .map(|t| {
+            B64.decode(t)
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| {
+                    EbsError::validation("INVALID_PAGE_TOKEN", "The page token is invalid.")
+                })
+        })
+        .transpose()
+}
+
+fn page_token(index: u64) -> String {
+    B64.encode(index.to_be_bytes())
+}
+
+fn check_max_results(max: Option<i64>) -> EbsResult<usize> {
+    match max {
+        None => Ok(10_000),
+        Some(n) if (100..=10_000).contains(&n) => Ok(n as usize),
+        Some(n) => Err(EbsError::validation(
+            "INVALID_PARAMETER_VALUE",
+            format!("MaxResults {n} is out of range (100-10000)."),
+        )),
+    }
+}
+
+impl Cloud {
+    fn token_key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.token_secret)
+    }
+
+    fn mac(&self, snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> hmac::Tag {
+        let mut msg = Vec::with_capacity(snapshot.len() + 48);
+        msg.extend_from_slice(snapshot.as_bytes());
+        msg.extend_from_slice(&index.to_be_bytes());
+        msg.extend_from_slice(&hash.0);
+        msg.extend_from_slice(&expiry.to_be_bytes());
+        hmac::sign(&self.token_key(), &msg)
+    }
+
+    fn block_token(&self, snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> String {
+        let mut raw = Vec::with_capacity(72);
+        raw.extend_from_slice(&expiry.to_be_bytes());
+        raw.extend_from_slice(&hash.0);
+        raw.extend_from_slice(self.mac(snapshot, index, hash, expiry).as_ref());
+        B64.encode(raw)
+    }
+
+    fn verify_token(&self, snapshot: &str, index: u64, token: &str) -> EbsResult<BlockHash> {
+        let bad = || EbsError::validation("INVALID_BLOCK_TOKEN", "The block token is invalid.");
+        let raw = B64.decode(token).map_err(|_| bad())?;
+        if raw.len() != 72 {
+            return Err(bad());
+        }
+        let mut expiry = [0u8; 8];
+        expiry.copy_from_slice(&raw[..8]);
+        let expiry = u64::from_be_bytes(expiry);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&raw[8..40]);
+        let hash = BlockHash(hash);
+        let mut msg = Vec::new();
+        msg.extend_from_slice(snapshot.as_bytes());
+        msg.extend_from_slice(&index.to_be_bytes());
+        msg.extend_from_slice(&hash.0);
+        msg.extend_from_slice(&expiry.to_be_bytes());
+        hmac::verify(&self.token_key(), &msg, &raw[40..]).map_err(|_| bad())?;
+        if now_secs() > expiry {
+            return Err(EbsError::validation(
+                "INVALID_BLOCK_TOKEN",
+                "The block token has expired.",
+            ));
+        }
+        Ok(hash)
+    }
+
+    /// A snapshot the caller may read (own or shared), completed, with its manifest.
+    fn readable_manifest(&self, caller: &Caller, id: &str) -> EbsResult<(SnapshotDoc, Manifest)> {
+        check_snapshot_id(id)?;
+        let row = self.catalog.resource(id)?;
+        let grantees = self.catalog.permissions(id, CREATE_VOLUME_PERMISSION)?;
+        let row = match row {
+            Some(row) if snapshots::visible(caller, &row, &grantees) => row,
+            _ => return Err(EbsError::not_found(id)),
+        };
+        if row.state != "completed" {
+            return Err(EbsError::validation(
+                "INVALID_SNAPSHOT_ID",
+                format!("The snapshot '{id}' is not completed ({}).", row.state),
+            ));
+        }
+        let doc = snapshots::doc_of(&row)?;
+        let storage = self.region(&row.region)?;
+        let manifest = storage.store.read_manifest(&rid(id)?)?;
+        Ok((doc, manifest))
+    }
+
+    /// The caller's upload in progress, failing it if its timeout passed.
+    fn open_upload(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> EbsResult<(catalog::ResourceRow, SnapshotDoc, UploadDoc)> {
+        check_snapshot_id(id)?;
+        let row = match self.catalog.resource(id)? {
+            Some(row)
+                if row.kind == snapshots::KIND
+                    && row.account_id == caller.account_id
+                    && row.region == caller.region =>
+            {
+                row
+            }
+            _ => return Err(EbsError::not_found(id)),
+        };
+        let doc = snapshots::doc_of(&row)?;
+        let Some(upload) = doc.upload.clone() else {
+            return Err(EbsError::validation(
+                "INVALID_SNAPSHOT_ID",
+                format!("The snapshot '{id}' was not started with StartSnapshot."),
+            ));
+        };
+        if row.state != "pending" {
+            return Err(EbsError::validation(
+                "INVALID_SNAPSHOT_ID",
+                format!("The snapshot '{id}' is {}, not pending.", row.state),
+            ));
+        }
+        let last = lock(&self.upload_activity)
+            .get(id)
+            .copied()
+            .unwrap_or(doc.start_time_ms);
+        if now_ms() > last + upload.timeout_minutes * 60_000 {
+            self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
+            return Err(EbsError::validation(
+                "INVALID_SNAPSHOT_ID",
+                format!("The snapshot '{id}' timed out and is in the error state."),
+            ));
+        }
+        Ok((row, doc, upload))
+    }
+
+    fn fail_upload(&self, id: &str, reason: &str) -> EbsResult<()> {
+        if let Some(row) = self.catalog.resource(id)? {
+            let mut doc = snapshots::doc_of(&row)?;
+            doc.state_message = Some(reason.into());
+            self.catalog
+                .update_resource(id, "error", &snapshots::encode(&doc)?)?;
+        }
+        self.catalog.clear_upload(id)?;
+        lock(&self.upload_activity).remove(id);
+        Ok(())
+    }
+
+    /// Fails every upload whose timeout has passed (called periodically).
+    pub fn expire_uploads(&self) -> EbsResult<usize> {
+        let mut expired = 0;
+        for row in self.catalog.resources_of_kind(snapshots::KIND)? {
+            if row.state != "pending" {
+                continue;
+            }
+            let doc = snapshots::doc_of(&row)?;
+            if let Some(upload) = &doc.upload {
+                let last = lock(&self.upload_activity)
+                    .get(&row.id)
+                    .copied()
+                    .unwrap_or(doc.start_time_ms);
+                if now_ms() > last + upload.timeout_minutes * 60_000 {
+                    self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
+                    expired += 1;
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Garbage-collects one region's block store, keeping the blocks of uploads in
+    /// progress (recorded in the catalog).
+    pub fn gc_region(&self, region: &str) -> Result<blockstore::GcReport, Ec2Error> {
+        let storage = self.region(region)?;
+        gc_with_uploads(&self.catalog, &storage.store).map_err(|e| Ec2Error::internal("gc", e))
+    }
+
+    /// StartSnapshot.
+    pub fn start_snapshot(
+        &self,
+        caller: &Caller,
+        req: StartSnapshot,
+    ) -> EbsResult<StartedSnapshot> {
+        if req.volume_size < 1 || req.volume_size > MAX_VOLUME_GIB {
+            return Err(EbsError::validation(
+                "INVALID_VOLUME_SIZE",
+                format!(
+                    "Volume size {} GiB is out of range (1-{MAX_VOLUME_GIB}).",
+                    req.volume_size
+                ),
+            ));
+        }
+        let timeout = req.timeout.unwrap_or(60);
+        if !(10..=4320).contains(&timeout) {
+            return Err(EbsError::validation(
+                "INVALID_PARAMETER_VALUE",
+                format!("Timeout {timeout} is out of range (10-4320 minutes)."),
+            ));
+        }
+        for (k, v) in &req.tags {
+            crate::query::check_tag(k, v)
+                .map_err(|e| EbsError::validation("INVALID_TAG", e.message))?;
+        }
+        let description = req.description.clone().unwrap_or_default();
+        if description.len() > 255 {
+            return Err(EbsError::validation(
+                "INVALID_PARAMETER_VALUE",
+                "Description must be at most 255 characters.",
+            ));
+        }
+        if let Some(token) = &req.client_token {
+            for row in self.catalog.resources(snapshots::KIND, &caller.region)? {
+                if row.account_id != caller.account_id {
+                    continue;
+                }
+                let doc = snapshots::doc_of(&row)?;
+                if doc.upload.as_ref().and_then(|u| u.client_token.as_ref()) == Some(token) {
+                    return Ok(self.started(
+                        &row.id,
+                        caller,
+                        &doc,
+                        &row.state,
+                        self.catalog.tags(&row.id)?,
+                    ));
+                }
+            }
+        }
+        if let Some(parent) = &req.parent_snapshot_id {
+            let (parent_doc, _) = self.readable_manifest(caller, parent)?;
+            if parent_doc.volume_size_gib > req.volume_size {
+                return Err(EbsError::validation(
+                    "INVALID_VOLUME_SIZE",
+                    format!(
+                        "Volume size {} GiB is smaller than the parent snapshot's {} GiB.",
+                        req.volume_size, parent_doc.volume_size_gib
+                    ),
+                ));
+            }
+        }
+        let id = ids::new_id("snap");
+        let doc = SnapshotDoc {
+            volume_id: "vol-ffffffff".into(),
+            volume_size_gib: req.volume_size,
+            description,
+            progress: 0,
+            start_time_ms: now_ms(),
+            completion_time_ms: None,
+            state_message: None,
+            encrypted: req.encrypted,
+            source: None,
+            upload: Some(UploadDoc {
+                parent: req.parent_snapshot_id.clone(),
+                timeout_minutes: timeout,
+                client_token: req.client_token.clone(),
+            }),
+        };
+        self.insert_snapshot(caller, &id, &doc, &req.tags)?;
+        Ok(self.started(&id, caller, &doc, "pending", req.tags))
+    }
+
+    fn started(
+        &self,
+        id: &str,
+        caller: &Caller,
+        doc: &SnapshotDoc,
+        state: &str,
+        tags: Vec<(String, String)>,
+    ) -> StartedSnapshot {
+        StartedSnapshot {
+            snapshot_id: id.to_string(),
+            owner_id: caller.account_id.clone(),
+            status: state.to_string(),
+            start_time_ms: doc.start_time_ms,
+            volume_size: doc.volume_size_gib,
+            parent_snapshot_id: doc.upload.as_ref().and_then(|u| u.parent.clone()),
+            description: doc.description.clone(),
+            tags,
+        }
+    }
+
+    /// PutSnapshotBlock: `block.checksum` is the base64 SHA-256 of the data. Returns it.
+    pub fn put_snapshot_block(
+        &self,
+        caller: &Caller,
+        id: &str,
+        block: BlockWrite<'_>,
+    ) -> EbsResult<String> {
+        let BlockWrite {
+            index,
+            data,
+            data_length,
+            checksum,
+            algorithm,
+        } = block;
+        let (row, doc, _) = self.open_upload(caller, id)?;
+        if algorithm != "SHA256" {
+            return Err(EbsError::validation(
+                "INVALID_PARAMETER_VALUE",
+                format!("Checksum algorithm {algorithm} is not supported; use SHA256."),
+            ));
+        }
+        let blocks = (doc.volume_size_gib as u64 * GIB).div_ceil(BLOCK_SIZE as u64);
+        if index >= blocks {
+            return Err(EbsError::validation(
+                "INVALID_BLOCK",
+                format!("Block index {index} is beyond the volume's {blocks} blocks."),
+            ));
+        }
+        if data.len() != BLOCK_SIZE || data_length.is_some_and(|l| l != BLOCK_SIZE as u64) {
+            return Err(EbsError::validation(
+                "INVALID_BLOCK",
+                format!("Block data must be exactly {BLOCK_SIZE} bytes."),
+            ));
+        }
+        let hash = BlockHash::of(data);
+        if B64.encode(hash.0) != checksum {
+            return Err(EbsError::validation(
+                "INVALID_BLOCK",
+                "The checksum does not match the block data.",
+            ));
+        }
+        let storage = self.region(&row.region)?;
+        let recorded = if blockstore::block::is_zero(data) {
+            String::new()
+        } else {
+            let session = storage.store.session();
+            session.put_hashed_block(hash, data)?;
+            session.persist()?;
+            // Recorded while the session still pins the block: GC sees one or the other.
+            let hex = hash.to_hex();
+            self.catalog.put_upload_block(id, index, &hex)?;
+            drop(session);
+            hex
+        };
+        if recorded.is_empty() {
+            self.catalog.put_upload_block(id, index, "")?;
+        }
+        lock(&self.upload_activity).insert(id.to_string(), now_ms());
+        Ok(B64.encode(hash.0))
+    }
+
+    /// CompleteSnapshot: verifies the count (and the LINEAR checksum if given) and
+    /// commits the manifest.
+    pub fn complete_snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        changed_blocks_count: u64,
+        checksum: Option<&str>,
+        algorithm: Option<&str>,
+        aggregation: Option<&str>,
+    ) -> EbsResult<String> {
+        let (row, doc, upload) = self.open_upload(caller, id)?;
+        let written = self.catalog.upload_blocks(id)?;
+        if written.len() as u64 != changed_blocks_count {
+            return Err(EbsError::validation(
+                "INVALID_PARAMETER_VALUE",
+                format!(
+                    "ChangedBlocksCount {changed_blocks_count} does not match the {} blocks written.",
+                    written.len()
+                ),
+            ));
+        }
+        if let Some(expected) = checksum {
+            if algorithm.unwrap_or("SHA256") != "SHA256"
+                || aggregation.unwrap_or("LINEAR") != "LINEAR"
+            {
+                return Err(EbsError::validation(
+                    "INVALID_PARAMETER_VALUE",
+                    "Only SHA256 with LINEAR aggregation is supported.",
+                ));
+            }
+            let mut digests = Vec::with_capacity(written.len() * 32);
+            for (_, hex) in &written {
+                let hash = if hex.is_empty() {
+                    BlockHash::of(&vec![0u8; BLOCK_SIZE])
+                } else {
+                    parse_hash(hex)?
+                };
+                digests.extend_from_slice(&hash.0);
+            }
+            if B64.encode(blockstore::sha256(&digests)) != expected {
+                self.fail_upload(
+                    id,
+                    "The aggregate checksum did not match the blocks written",
+                )?;
+                return Err(EbsError::validation(
+                    "INVALID_PARAMETER_VALUE",
+                    "The aggregate checksum does not match the blocks written; the snapshot failed.",
+                ));
+            }
+        }
+        let storage = self.region(&row.region)?;
+        let volume_size = doc.volume_size_gib as u64 * GIB;
+        let mut entries: BTreeMap<u64, BlockHash> = BTreeMap::new();
+        if let Some(parent) = &upload.parent {
+            let (_, manifest) = self.readable_manifest(caller, parent)?;
+            entries.extend(manifest.entries().iter().copied());
+        }
+        for (index, hex) in &written {
+            if hex.is_empty() {
+                entries.remove(index);
+            } else {
+                entries.insert(*index, parse_hash(hex)?);
+            }
+        }
+        let session = storage.store.session();
+        let hashes: Vec<BlockHash> = entries
+            .values()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        session.reference_blocks(&hashes)?;
+        let manifest = Manifest::new(
+            rid(id)?,
+            upload.parent.as_deref().map(rid).transpose()?,
+            volume_size,
+            now_ms() as u64,
+            entries.into_iter().collect(),
+        )
+        .map_err(|e| EbsError::from(Ec2Error::internal("manifest", e)))?;
+        session.commit(&manifest)?;
+        let mut done = doc.clone();
+        done.progress = 100;
+        done.completion_time_ms = Some(now_ms());
+        self.catalog
+            .update_resource(id, "completed", &snapshots::encode(&done)?)?;
+        self.catalog.clear_upload(id)?;
+        lock(&self.upload_activity).remove(id);
+        Ok("completed".into())
+    }
+
+    /// ListSnapshotBlocks.
+    pub fn list_snapshot_blocks(
+        &self,
+        caller: &Caller,
+        id: &str,
+        next_token: Option<&str>,
+        max_results: Option<i64>,
+        starting_index: Option<u64>,
+    ) -> EbsResult<BlockPage<(u64, String)>> {
+        let (doc, manifest) = self.readable_manifest(caller, id)?;
+        let max = check_max_results(max_results)?;
+        let after = decode_page_token(next_token)?;
+        let expiry = now_secs() + TOKEN_LIFETIME_SECS;
+        let mut blocks = Vec::new();
+        let mut more = None;
+        for (index, hash) in manifest.entries() {
+            if starting_index.is_some_and(|s| *index < s) || after.is_some_and(|a| *index <= a) {
+                continue;
+            }
+            if blocks.len() == max {
+                more = blocks.last().map(|(i, _): &(u64, String)| page_token(*i));
+                break;
+            }
+            blocks.push((*index, self.block_token(id, *index, hash, expiry)));
+        }
+        Ok(BlockPage {
+            blocks,
+            expiry_secs: expiry,
+            volume_size: doc.volume_size_gib,
+            next_token: more,
+        })
+    }
+
+    /// ListChangedBlocks between `first` (optional) and `second` of one lineage.
+    pub fn list_changed_blocks(
+        &self,
+        caller: &Caller,
+        first: Option<&str>,
+        second: &str,
+        next_token: Option<&str>,
+        max_results: Option<i64>,
+        starting_index: Option<u64>,
+    ) -> EbsResult<BlockPage<ChangedBlock>> {
+        let (doc, second_manifest) = self.readable_manifest(caller, second)?;
+        let first_manifest = match first {
+            Some(first) => {
+                let (_, m) = self.readable_manifest(caller, first)?;
+                if !self.same_lineage(caller, first, second)? {
+                    return Err(EbsError::validation(
+                        "UNRELATED_SNAPSHOTS",
+                        format!("The snapshots {first} and {second} are not of the same lineage."),
+                    ));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        let max = check_max_results(max_results)?;
+        let after = decode_page_token(next_token)?;
+        let expiry = now_secs() + TOKEN_LIFETIME_SECS;
+        let mut indexes: Vec<u64> = second_manifest.entries().iter().map(|(i, _)| *i).collect();
+        if let Some(m) = &first_manifest {
+            indexes.extend(m.entries().iter().map(|(i, _)| *i));
+        }
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut blocks = Vec::new();
+        let mut more = None;
+        for index in indexes {
+            if starting_index.is_some_and(|s| index < s) || after.is_some_and(|a| index <= a) {
+                continue;
+            }
+            let a = first_manifest.as_ref().and_then(|m| m.get(index));
+            let b = second_manifest.get(index);
+            if a == b {
+                continue;
+            }
+            if blocks.len() == max {
+                more = blocks.last().map(|c: &ChangedBlock| page_token(c.index));
+                break;
+            }
+            blocks.push(ChangedBlock {
+                index,
+                first_token: a
+                    .zip(first)
+                    .map(|(h, f)| self.block_token(f, index, &h, expiry)),
+                second_token: b.map(|h| self.block_token(second, index, &h, expiry)),
+            });
+        }
+        Ok(BlockPage {
+            blocks,
+            expiry_secs: expiry,
+            volume_size: doc.volume_size_gib,
+            next_token: more,
+        })
+    }
+
+    /// True if one snapshot is an ancestor of the other (parent links), or both were
+    /// taken from the same volume.
+    fn same_lineage(&self, caller: &Caller, a: &str, b: &str) -> EbsResult<bool> {
+        let ancestors = |start: &str| -> EbsResult<Vec<String>> {
+            let storage = self.region(&caller.region)?;
+            let mut chain = vec![start.to_string()];
+            let mut current = start.to_string();
+            for _ in 0..10_000 {
+                let Ok(m) = storage.store.read_manifest(&rid(&current)?) else {
+                    break;
+                };
+                match m.parent_id {
+                    Some(p) => {
+                        current = p.to_string();
+                        chain.push(current.clone());
+                    }
+                    None => break,
+                }
+            }
+            Ok(chain)
+        };
+        if ancestors(b)?.iter().any(|x| x == a) || ancestors(a)?.iter().any(|x| x == b) {
+            return Ok(true);
+        }
+        let volume_of = |id: &str| -> EbsResult<Option<String>> {
+            Ok(self
+                .catalog
+                .resource(id)?
+                .map(|r| snapshots::doc_of(&r))
+                .transpose()?
+                .map(|d| d.volume_id))
+        };
+        let (va, vb) = (volume_of(a)?, volume_of(b)?);
+        Ok(va.is_some() && va == vb && va.as_deref() != Some("vol-ffffffff"))
+    }
+
+    /// GetSnapshotBlock: (data, base64 checksum).
+    pub fn get_snapshot_block(
+        &self,
+        caller: &Caller,
+        id: &str,
+        index: u64,
+        token: &str,
+    ) -> EbsResult<(Vec<u8>, String)> {
+        let (_, manifest) = self.readable_manifest(caller, id)?;
+        let hash = self.verify_token(id, index, token)?;
+        if manifest.get(index) != Some(hash) {
+            return Err(EbsError::validation(
+                "INVALID_BLOCK_TOKEN",
+                "The block token does not belong to this block.",
+            ));
+        }
+        let storage = self.region(&caller.region)?;
+        let data = storage.store.get_block(&hash)?;
+        Ok((data, B64.encode(hash.0)))
+    }
+}
+
+fn parse_hash(hex: &str) -> EbsResult<BlockHash> {
+    hex.parse()
+        .map_err(|_| EbsError::from(Ec2Error::internal("upload block hash", hex)))
+}
+
+/// GC of a region store that keeps blocks of uploads in progress (catalog roots).
+pub fn gc_with_uploads(
+    catalog: &catalog::Catalog,
+    store: &Arc<blockstore::BlockStore>,
+) -> Result<blockstore::GcReport, blockstore::BlockStoreError> {
+    store.gc_with_roots(&|| {
+        let hexes = catalog.all_upload_hashes().map_err(|e| e.to_string())?;
+        hexes
+            .iter()
+            .map(|h| {
+                h.parse::<BlockHash>()
+                    .map_err(|e| format!("bad upload hash {h}: {e}"))
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,207 @@
+//! DescribeImages.
+
+use std::ops::Bound;
+
+use catalog::now_ms;
+
+use crate::query::{Filter, Page, check_filters};
+use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids};
+
+use super::index::{Indexed, RegionImages};
+use super::{ImageFilters, ImageView, check_image_id, launchable, not_found};
+
+/// DescribeImages parameters.
+#[derive(Clone, Debug, Default)]
+pub struct DescribeImages {
+    /// `ImageId.N`.
+    pub image_ids: Vec<String>,
+    /// `Owner.N`: account ids, `self`, `amazon`, `aws-marketplace`.
+    pub owners: Vec<String>,
+    /// `ExecutableBy.N`: account ids, `self`, `all`.
+    pub executable_by: Vec<String>,
+    /// `Filter.N`.
+    pub filters: Vec<Filter>,
+    /// `IncludeDeprecated`.
+    pub include_deprecated: bool,
+    /// `IncludeDisabled`.
+    pub include_disabled: bool,
+    /// `MaxResults` / `NextToken`.
+    pub page: Page,
+}
+
+/// An `Owner.N` value, resolved.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Account(String),
+    Alias(String),
+}
+
+fn owners(caller: &Caller, given: &[String]) -> Ec2Result<Vec<Owner>> {
+    given
+        .iter()
+        .map(|o| match o.as_str() {
+            "self" => Ok(Owner::Account(caller.account_id.clone())),
+            "amazon" | "aws-marketplace" => Ok(Owner::Alias(o.clone())),
+            id if ids::is_account_id(id) => Ok(Owner::Account(id.to_string())),
+            other => Err(Ec2Error::invalid_value(format!(
+                "Invalid owner: {other}. Expected an account id, self, amazon or aws-marketplace"
+            ))),
+        })
+        .collect()
+}
+
+fn executable_by(caller: &Caller, given: &[String]) -> Ec2Result<Vec<String>> {
+    given
+        .iter()
+        .map(|e| match e.as_str() {
+            "self" => Ok(caller.account_id.clone()),
+            "all" => Ok("all".to_string()),
+            id if ids::is_account_id(id) => Ok(id.to_string()),
+            other => Err(Ec2Error::invalid_value(format!(
+                "Invalid value for ExecutableBy: {other}. Expected an account id, self or all"
+            ))),
+        })
+        .collect()
+}
+
+/// The ids that can match, sorted, when a `name` or `image-id` filter names them without
+/// wildcards; `None` when every image must be looked at.
+fn narrowed(r: &RegionImages, filters: &[Filter]) -> Option<Vec<String>> {
+    let exact = |f: &&Filter| !f.values.iter().any(|v| v.contains(['*', '?']));
+    let f = filters
+        .iter()
+        .filter(exact)
+        .find(|f| f.name == "name" || f.name == "image-id")?;
+    let mut ids: Vec<String> = if f.name == "name" {
+        f.values
+            .iter()
+            .flat_map(|n| r.names.get(n).into_iter().flatten().cloned())
+            .collect()
+    } else {
+        f.values.clone()
+    };
+    ids.sort();
+    ids.dedup();
+    Some(ids)
+}
+
+impl Cloud {
+    /// DescribeImages. With no ids, owners or executable-by, every image the caller may
+    /// launch: its own, those shared with its account, and public ones. Deprecated
+    /// images of others are hidden unless asked for by id or with `IncludeDeprecated`;
+    /// disabled images (only ever visible to their owner) unless asked for by id or with
+    /// `IncludeDisabled`. An id the caller cannot see fails the whole call. Results are
+    /// sorted by id; `NextToken` is the last id of the previous page.
+    pub fn describe_images(
+        &self,
+        caller: &Caller,
+        req: &DescribeImages,
+    ) -> Ec2Result<(Vec<ImageView>, Option<String>)> {
+        check_filters(&req.filters)?;
+        let filters = ImageFilters::new(&req.filters)?;
+        let mut page = req.page.clone();
+        page.check(5, 1000, !req.image_ids.is_empty())?;
+        for id in &req.image_ids {
+            check_image_id(id)?;
+        }
+        let mut wanted = req.image_ids.clone();
+        wanted.sort();
+        wanted.dedup();
+        let owners = owners(caller, &req.owners)?;
+        let executable = executable_by(caller, &req.executable_by)?;
+        let now = now_ms();
+        let limit = page.max_results.map_or(usize::MAX, |n| n.max(0) as usize);
+        let keep = |i: &Indexed, asked: bool| -> bool {
+            let v = &i.view;
+            let own = v.owner_id == caller.account_id;
+            if !launchable(caller, &v.owner_id, &v.state, &i.grants)
+                || (!asked && !req.include_deprecated && !own && v.doc.deprecated(now))
+                || (!asked && !req.include_disabled && v.state == "disabled")
+            {
+                return false;
+            }
+            if !owners.is_empty()
+                && !owners.iter().any(|o| match o {
+                    Owner::Account(id) => *id == v.owner_id,
+                    Owner::Alias(alias) => v.doc.owner_alias.as_deref() == Some(alias),
+                })
+            {
+                return false;
+            }
+            if !executable.is_empty()
+                && !executable.iter().any(|e| {
+                    if e == "all" {
+                        v.public
+                    } else {
+                        *e == v.owner_id || i.grants.contains(e)
+                    }
+                })
+            {
+                return false;
+            }
+            filters.matches(v, own)
+        };
+        let view = |i: &Indexed| {
+            let mut v = i.view.clone();
+            if v.owner_id != caller.account_id {
+                v.tags.clear();
+            }
+            v
+        };
+        self.with_region_images(&caller.region, |r| {
+            let mut out = Vec::new();
+            if !wanted.is_empty() {
+                for id in &wanted {
+                    match r.images.get(id) {
+                        Some(i) if keep(i, true) => out.push(view(i)),
+                        // Filtered out is fine; invisible or absent is an error.
+                        Some(i)
+                            if launchable(caller, &i.view.owner_id, &i.view.state, &i.grants) => {}
+                        _ => return Err(not_found(id)),
+                    }
+                }
+                return Ok((out, None));
+            }
+            let after = |id: &str| page.next_token.as_deref().is_none_or(|t| id > t);
+            let mut more = false;
+            let mut consider = |i: &Indexed| -> bool {
+                if keep(i, false) {
+                    if out.len() == limit {
+                        more = true;
+                        return false;
+                    }
+                    out.push(view(i));
+                }
+                true
+            };
+            match narrowed(r, &req.filters) {
+                Some(ids) => {
+                    for id in ids.iter().filter(|id| after(id)) {
+                        if let Some(i) = r.images.get(id)
+                            && !consider(i)
+                        {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let start = match &page.next_token {
+                        Some(token) => Bound::Excluded(token.clone()),
+                        None => Bound::Unbounded,
+                    };
+                    for (_, i) in r.images.range((start, Bound::Unbounded)) {
+                        if !consider(i) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let token = if more {
+                out.last().map(|v| v.id.clone())
+            } else {
+                None
+            };
+            Ok((out, token))
+        })?
+    }
+}
