@@ -7,10 +7,12 @@
 //! image (row, launch permissions, tags), [`Cloud::refresh_image`] re-reads that image
 //! from the catalog while holding the index's write lock, so the index ends in the state
 //! of the last change whatever the interleaving of concurrent writers. Images written to
-//! the catalog behind the engine's back (an operator import while the server runs) appear
-//! after a restart.
+//! the catalog behind the engine's back (an operator import while the server runs) are
+//! noticed through SQLite's `data_version`, which changes only when another connection
+//! commits: the index is then dropped and reloaded on next use.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use catalog::ResourceRow;
@@ -73,6 +75,8 @@ impl RegionImages {
 #[derive(Debug, Default)]
 pub struct ImageIndex {
     regions: RwLock<HashMap<String, RegionImages>>,
+    /// The catalog's `data_version` when the index was last known to be current.
+    catalog_version: AtomicI64,
 }
 
 impl ImageIndex {
@@ -111,6 +115,16 @@ impl Cloud {
         region: &str,
         f: impl FnOnce(&RegionImages) -> R,
     ) -> Ec2Result<R> {
+        let version = self.catalog.data_version()?;
+        if self
+            .image_index
+            .catalog_version
+            .swap(version, Ordering::SeqCst)
+            != version
+        {
+            // Another process changed the catalog (or this is the first use): start over.
+            self.image_index.write().clear();
+        }
         {
             let regions = self.image_index.read();
             if let Some(r) = regions.get(region) {
