@@ -24,6 +24,10 @@ pub enum Command {
     /// Manage accounts (works while the server runs).
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Publish operator image catalogs: Quick Start (`amazon`) and marketplace images
+    /// (works while the server runs).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Inspect and maintain the block stores of a data directory.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -82,6 +86,42 @@ pub enum AccountCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Import the JSON `aws ec2 describe-images` prints, keeping image ids, names and
+    /// attributes. Prints {"Imported":[...],"Skipped":[...],"Errors":[...]} as JSON;
+    /// exits with status 1 if any image was refused.
+    Import(CatalogImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CatalogImportArgs {
+    /// The describe-images JSON ({"Images":[...]} or a list); `-` reads standard input.
+    pub file: String,
+    /// Region the images are published in.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Owner alias of every image: amazon (Quick Start), aws-marketplace, or another
+    /// lowercase alias (default: each image's ImageOwnerAlias).
+    #[arg(long)]
+    pub owner_alias: Option<String>,
+    /// 12-digit owner account of every image (default: each image's OwnerId).
+    #[arg(long)]
+    pub owner_id: Option<String>,
+    /// Keep the images owner-only, even those marked Public.
+    #[arg(long)]
+    pub private: bool,
+    /// Overwrite images whose ids exist already (default: skip them).
+    #[arg(long)]
+    pub replace: bool,
+    /// A local completed snapshot (of --region) to put behind every image's root device,
+    /// so that the images can be used; public images need a public snapshot.
+    #[arg(long, value_name = "SNAP")]
+    pub root_snapshot: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RegionArg {
     /// Only this region (default: every region with storage in the data directory).
@@ -136,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Account(cmd) => crate::account_cmd::run(cmd),
+        Command::Catalog(CatalogCommand::Import(args)) => crate::catalog_cmd::import(args),
         Command::Store(cmd) => crate::store_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)

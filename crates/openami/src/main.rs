@@ -2,11 +2,14 @@
 //!
 //! * `openami serve` — runs the service on a data directory (layout in `engine::datadir`).
 //! * `openami account create` — adds an account and prints its credentials.
+//! * `openami catalog import` — publishes Quick Start / marketplace images from the JSON
+//!   `aws ec2 describe-images` prints.
 //! * `openami store stats|scrub|gc` — inspects and maintains the block stores.
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 
 mod account_cmd;
 mod bench;
+mod catalog_cmd;
 mod cli;
 mod serve;
 mod store_cmd;

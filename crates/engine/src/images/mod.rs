@@ -24,11 +24,16 @@
 //! Reads go through an in-memory index of each region's images (`index`), refreshed from
 //! the catalog after every change, and DescribeImages compiles its filters once per call
 //! (`filter`): listing or filtering tens of thousands of images parses nothing.
+//!
+//! Operator catalogs (Quick Start images of `amazon`, marketplace images with product
+//! codes) are written straight to the catalog by [`import`], from the JSON
+//! `aws ec2 describe-images` prints.
 
 mod attributes;
 mod copy;
 mod describe;
 mod filter;
+pub mod import;
 mod index;
 mod register;
 pub mod validate;
@@ -47,6 +52,7 @@ pub use copy::CopyImage;
 pub(crate) use copy::recover;
 pub use describe::DescribeImages;
 pub(crate) use filter::ImageFilters;
+pub use import::{ImportError, ImportOptions, ImportReport, import_images};
 pub use index::ImageIndex;
 pub use register::{EbsRequest, MappingRequest, RegisterImage, SnapshotDeletion};
 
