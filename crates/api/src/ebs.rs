@@ -105,15 +105,7 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> EbsResult<Caller> {
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let header_list = crate::header_pairs(headers);
     let verified = sigv4::verify(
         &RequestParts {
             method: method.as_str(),

@@ -81,6 +81,19 @@ impl CredentialLookup for CatalogCredentials<'_> {
     }
 }
 
+/// Headers as (name, value) strings, for SigV4 verification.
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 fn request_id() -> String {
     let h = hex::encode(engine::ids::random_bytes::<16>());
     format!(
@@ -171,15 +184,7 @@ fn handle(
             format!("The HTTP verb {method} is not supported; use GET or POST"),
         )));
     }
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let header_list = header_pairs(headers);
     let verified = sigv4::verify(
         &RequestParts {
             method: method.as_str(),

@@ -14,15 +14,26 @@ pub struct Filter {
 
 /// Matches `text` against a pattern where `*` is any run and `?` any one character.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    // Bytewise matching is exact for UTF-8 unless a `?` (one character) meets a
+    // multi-byte character; only then compare characters.
+    if text.is_ascii() || !pattern.contains('?') {
+        wild(pattern.as_bytes(), text.as_bytes(), b'*', b'?')
+    } else {
+        let p: Vec<char> = pattern.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        wild(&p, &t, '*', '?')
+    }
+}
+
+/// Glob matching with backtracking to the last `any`, in O(len(p) × len(t)) worst case.
+fn wild<T: Copy + PartialEq>(p: &[T], t: &[T], any: T, one: T) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -33,7 +44,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 /// What a resource exposes to filters.
@@ -242,6 +253,11 @@ mod tests {
         assert!(wildcard_match("*x*y", "aaxbby"));
         assert!(!wildcard_match("abc", "abcd"));
         assert!(wildcard_match("", ""));
+        assert!(
+            wildcard_match("caf?", "café"),
+            "? is one character, not one byte"
+        );
+        assert!(!wildcard_match("caf??", "café"));
     }
 
     #[test]

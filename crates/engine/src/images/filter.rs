@@ -274,36 +274,9 @@ impl Pattern {
     fn matches(&self, text: &str) -> bool {
         match self {
             Pattern::Exact(p) => p == text,
-            // Bytewise matching is exact for UTF-8 unless a `?` (one character) meets a
-            // multi-byte character.
-            Pattern::Wild(p) if text.is_ascii() || !p.contains('?') => {
-                wild_bytes(p.as_bytes(), text.as_bytes())
-            }
             Pattern::Wild(p) => wildcard_match(p, text),
         }
     }
-}
-
-/// `*`/`?` matching over bytes (the algorithm of [`wildcard_match`], without allocating).
-fn wild_bytes(p: &[u8], t: &[u8]) -> bool {
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// What a filter looks at.
