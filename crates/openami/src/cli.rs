@@ -31,6 +31,10 @@ pub enum Command {
     /// Inspect and maintain the block stores of a data directory.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Upload and download snapshots with the EBS direct APIs of any endpoint (openami
+    /// or AWS).
+    #[command(subcommand)]
+    Snapshot(crate::snapshot_cmd::SnapshotCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -178,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Account(cmd) => crate::account_cmd::run(cmd),
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog_cmd::import(args),
         Command::Store(cmd) => crate::store_cmd::run(cmd),
+        Command::Snapshot(cmd) => crate::snapshot_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
         }

@@ -5,13 +5,16 @@
 //! * `openami catalog import` — publishes Quick Start / marketplace images from the JSON
 //!   `aws ec2 describe-images` prints.
 //! * `openami store stats|scrub|gc` — inspects and maintains the block stores.
+//! * `openami snapshot upload|download` — an EBS direct client (openami or AWS).
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 
 mod account_cmd;
 mod bench;
 mod catalog_cmd;
 mod cli;
+mod ebs_client;
 mod serve;
+mod snapshot_cmd;
 mod store_cmd;
 
 use clap::Parser;

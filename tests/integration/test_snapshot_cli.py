@@ -1,0 +1,160 @@
+"""`openami snapshot upload|download`: the EBS direct client against an openami server,
+checked with boto3 (DescribeSnapshots, ListSnapshotBlocks/GetSnapshotBlock,
+ListChangedBlocks)."""
+
+import os
+import subprocess
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from conftest import FAST_WAITER, Server, openami_bin
+
+BLOCK = 512 * 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop()
+
+
+def cli_env(creds):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    return env
+
+
+def snapshot_cmd(srv, creds, *args, check=True, endpoint=None):
+    out = subprocess.run([openami_bin(), "snapshot", *args, "--endpoint", endpoint or srv.endpoint,
+                          "--region", "us-east-1", "--no-progress"],
+                         env=cli_env(creds), capture_output=True, text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def clients(srv, creds):
+    kw = dict(endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+              aws_secret_access_key=creds["SecretAccessKey"], config=Config(retries={"max_attempts": 1}))
+    return boto3.client("ebs", **kw), boto3.client("ec2", **kw)
+
+
+def snapshot_blocks(ebs, sid):
+    out, kw = {}, {"SnapshotId": sid, "MaxResults": 100}
+    while True:
+        page = ebs.list_snapshot_blocks(**kw)
+        for b in page["Blocks"]:
+            got = ebs.get_snapshot_block(SnapshotId=sid, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"])
+            out[b["BlockIndex"]] = got["BlockData"].read()
+        if not page.get("NextToken"):
+            return out
+        kw["NextToken"] = page["NextToken"]
+
+
+def nonzero_blocks(data):
+    out = {}
+    for i in range(0, len(data), BLOCK):
+        block = data[i:i + BLOCK].ljust(BLOCK, b"\0")
+        if block.count(0) != BLOCK:
+            out[i // BLOCK] = block
+    return out
+
+
+def check_download(srv, creds, sid, path, expected):
+    snapshot_cmd(srv, creds, "download", sid, str(path))
+    assert path.stat().st_size == GIB
+    with open(path, "rb") as f:
+        assert f.read(len(expected)) == expected
+        while chunk := f.read(64 * MIB):
+            assert chunk.count(0) == len(chunk)
+
+
+def test_upload_download_incremental(own_server, tmp_path):
+    srv = own_server
+    creds = srv.create_account("cli-user")
+    ebs, ec2 = clients(srv, creds)
+
+    # 20 MiB plus a partial last block: random, zero and random regions.
+    data = bytearray(os.urandom(20 * MIB + 1000))
+    data[4 * MIB:12 * MIB] = bytes(8 * MIB)
+    data[13 * MIB + 5:13 * MIB + 9] = bytes(4)
+    image = tmp_path / "disk.raw"
+    image.write_bytes(data)
+
+    up = snapshot_cmd(srv, creds, "upload", str(image), "--description", "from the cli", "--workers", "4")
+    sid = up.stdout.strip()
+    assert sid.startswith("snap-"), up.stdout
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST_WAITER)
+    snap = ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
+    assert snap["State"] == "completed" and snap["VolumeSize"] == 1 and snap["Description"] == "from the cli"
+    expected = nonzero_blocks(bytes(data))
+    assert snapshot_blocks(ebs, sid) == expected
+    check_download(srv, creds, sid, tmp_path / "down.raw", bytes(data) + bytes(BLOCK - 1000))
+
+    # Incremental: rewrite 1 MiB (blocks 2-3), zero block 32 (at 16 MiB), keep the rest.
+    child_data = bytearray(data)
+    child_data[MIB:2 * MIB] = os.urandom(MIB)
+    child_data[8 * BLOCK * 4:8 * BLOCK * 4 + BLOCK] = bytes(BLOCK)
+    image2 = tmp_path / "disk2.raw"
+    image2.write_bytes(child_data)
+    up2 = snapshot_cmd(srv, creds, "upload", str(image2), "--parent", sid)
+    child = up2.stdout.strip()
+    assert "wrote 3 of 41 blocks" in up2.stderr, up2.stderr
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[child], WaiterConfig=FAST_WAITER)
+    changed, kw = [], {"FirstSnapshotId": sid, "SecondSnapshotId": child}
+    while True:
+        page = ebs.list_changed_blocks(**kw)
+        changed += [c["BlockIndex"] for c in page["ChangedBlocks"]]
+        if not page.get("NextToken"):
+            break
+        kw["NextToken"] = page["NextToken"]
+    assert changed == [2, 3, 32]
+    assert snapshot_blocks(ebs, child) == nonzero_blocks(bytes(child_data))
+    check_download(srv, creds, child, tmp_path / "down2.raw", bytes(child_data) + bytes(BLOCK - 1000))
+
+    # A shorter file on the same parent: the parent's blocks past its end become zeros.
+    short = tmp_path / "short.raw"
+    short.write_bytes(bytes(child_data[:MIB]))
+    up3 = snapshot_cmd(srv, creds, "upload", str(short), "--parent", child)
+    truncated = up3.stdout.strip()
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[truncated], WaiterConfig=FAST_WAITER)
+    assert snapshot_blocks(ebs, truncated) == nonzero_blocks(bytes(child_data[:MIB]))
+
+    # An empty file is an empty 1 GiB snapshot.
+    empty = tmp_path / "empty.raw"
+    empty.write_bytes(b"")
+    sid_empty = snapshot_cmd(srv, creds, "upload", str(empty)).stdout.strip()
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid_empty], WaiterConfig=FAST_WAITER)
+    assert snapshot_blocks(ebs, sid_empty) == {}
+
+
+def test_errors(own_server, tmp_path):
+    srv = own_server
+    creds = srv.create_account("cli-errors")
+    image = tmp_path / "small.raw"
+    image.write_bytes(os.urandom(BLOCK))
+
+    bad_creds = {"AccessKeyId": "AKIANOBODY0000000000", "SecretAccessKey": "x" * 40}
+    out = snapshot_cmd(srv, bad_creds, "upload", str(image), check=False)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "UnrecognizedClientException" in out.stderr and "StartSnapshot" in out.stderr, out.stderr
+
+    out = subprocess.run([openami_bin(), "snapshot", "upload", str(image), "--endpoint", "http://127.0.0.1:9",
+                          "--region", "us-east-1", "--attempts", "2"],
+                         env=cli_env(creds), capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "cannot reach" in out.stderr, out.stderr
+
+    out = snapshot_cmd(srv, creds, "download", "snap-00000000000000000", str(tmp_path / "x.raw"), check=False)
+    assert out.returncode != 0 and "ResourceNotFoundException" in out.stderr, out.stderr
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "missing"))
+    out = subprocess.run([openami_bin(), "snapshot", "upload", str(image), "--endpoint", srv.endpoint,
+                          "--region", "us-east-1"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "no credentials" in out.stderr, out.stderr
