@@ -183,6 +183,20 @@ fn query(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
+/// `pageToken`, `maxResults` and `startingBlockIndex` of the two List calls.
+type Paging<'a> = (Option<&'a str>, Option<i64>, Option<u64>);
+
+fn paging(q: &HashMap<String, String>) -> EbsResult<Paging<'_>> {
+    Ok((
+        q.get("pageToken").map(String::as_str),
+        int_param(q.get("maxResults").map(String::as_str), "MaxResults")?,
+        int_param(
+            q.get("startingBlockIndex").map(String::as_str),
+            "StartingBlockIndex",
+        )?,
+    ))
+}
+
 fn int_param<T: std::str::FromStr>(value: Option<&str>, name: &str) -> EbsResult<Option<T>> {
     value
         .map(|v| {
@@ -371,16 +385,11 @@ async fn list_snapshot_blocks(
         body,
         move |s, caller, _, uri, _| {
             let q = query(uri);
-            let page = s.api.cloud.list_snapshot_blocks(
-                &caller,
-                &id,
-                q.get("pageToken").map(String::as_str),
-                int_param(q.get("maxResults").map(String::as_str), "MaxResults")?,
-                int_param(
-                    q.get("startingBlockIndex").map(String::as_str),
-                    "StartingBlockIndex",
-                )?,
-            )?;
+            let (token, max, start) = paging(&q)?;
+            let page = s
+                .api
+                .cloud
+                .list_snapshot_blocks(&caller, &id, token, max, start)?;
             let blocks = page
                 .blocks
                 .iter()
@@ -408,17 +417,12 @@ async fn list_changed_blocks(
         body,
         move |s, caller, _, uri, _| {
             let q = query(uri);
-            let page = s.api.cloud.list_changed_blocks(
-                &caller,
-                q.get("firstSnapshotId").map(String::as_str),
-                &id,
-                q.get("pageToken").map(String::as_str),
-                int_param(q.get("maxResults").map(String::as_str), "MaxResults")?,
-                int_param(
-                    q.get("startingBlockIndex").map(String::as_str),
-                    "StartingBlockIndex",
-                )?,
-            )?;
+            let (token, max, start) = paging(&q)?;
+            let first = q.get("firstSnapshotId").map(String::as_str);
+            let page = s
+                .api
+                .cloud
+                .list_changed_blocks(&caller, first, &id, token, max, start)?;
             let blocks: Vec<Value> = page
                 .blocks
                 .iter()

@@ -251,12 +251,10 @@ impl Cloud {
     }
 
     fn mac(&self, snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> hmac::Tag {
-        let mut msg = Vec::with_capacity(snapshot.len() + 48);
-        msg.extend_from_slice(snapshot.as_bytes());
-        msg.extend_from_slice(&index.to_be_bytes());
-        msg.extend_from_slice(&hash.0);
-        msg.extend_from_slice(&expiry.to_be_bytes());
-        hmac::sign(&self.token_key(), &msg)
+        hmac::sign(
+            &self.token_key(),
+            &token_message(snapshot, index, hash, expiry),
+        )
     }
 
     fn block_token(&self, snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> String {
@@ -279,11 +277,7 @@ impl Cloud {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&raw[8..40]);
         let hash = BlockHash(hash);
-        let mut msg = Vec::new();
-        msg.extend_from_slice(snapshot.as_bytes());
-        msg.extend_from_slice(&index.to_be_bytes());
-        msg.extend_from_slice(&hash.0);
-        msg.extend_from_slice(&expiry.to_be_bytes());
+        let msg = token_message(snapshot, index, &hash, expiry);
         hmac::verify(&self.token_key(), &msg, &raw[40..]).map_err(|_| bad())?;
         if now_secs() > expiry {
             return Err(EbsError::validation(
@@ -322,16 +316,9 @@ impl Cloud {
         id: &str,
     ) -> EbsResult<(catalog::ResourceRow, SnapshotDoc, UploadDoc)> {
         check_snapshot_id(id)?;
-        let row = match self.catalog.resource(id)? {
-            Some(row)
-                if row.kind == snapshots::KIND
-                    && row.account_id == caller.account_id
-                    && row.region == caller.region =>
-            {
-                row
-            }
-            _ => return Err(EbsError::not_found(id)),
-        };
+        let row = self
+            .owned_row(caller, snapshots::KIND, id)?
+            .ok_or_else(|| EbsError::not_found(id))?;
         let doc = snapshots::doc_of(&row)?;
         let Some(upload) = doc.upload.clone() else {
             return Err(EbsError::validation(
@@ -345,11 +332,7 @@ impl Cloud {
                 format!("The snapshot '{id}' is {}, not pending.", row.state),
             ));
         }
-        let last = lock(&self.upload_activity)
-            .get(id)
-            .copied()
-            .unwrap_or(doc.start_time_ms);
-        if now_ms() > last + upload.timeout_minutes * 60_000 {
+        if self.upload_timed_out(id, &doc, &upload) {
             self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
             return Err(EbsError::validation(
                 "INVALID_SNAPSHOT_ID",
@@ -357,6 +340,16 @@ impl Cloud {
             ));
         }
         Ok((row, doc, upload))
+    }
+
+    /// True once an upload has gone `timeout_minutes` without a block written (counted
+    /// from its start when no block was written since this process started).
+    fn upload_timed_out(&self, id: &str, doc: &SnapshotDoc, upload: &UploadDoc) -> bool {
+        let last = lock(&self.upload_activity)
+            .get(id)
+            .copied()
+            .unwrap_or(doc.start_time_ms);
+        now_ms() > last + upload.timeout_minutes * 60_000
     }
 
     fn fail_upload(&self, id: &str, reason: &str) -> EbsResult<()> {
@@ -379,15 +372,11 @@ impl Cloud {
                 continue;
             }
             let doc = snapshots::doc_of(&row)?;
-            if let Some(upload) = &doc.upload {
-                let last = lock(&self.upload_activity)
-                    .get(&row.id)
-                    .copied()
-                    .unwrap_or(doc.start_time_ms);
-                if now_ms() > last + upload.timeout_minutes * 60_000 {
-                    self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
-                    expired += 1;
-                }
+            if let Some(upload) = &doc.upload
+                && self.upload_timed_out(&row.id, &doc, upload)
+            {
+                self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
+                expired += 1;
             }
         }
         Ok(expired)
@@ -809,6 +798,16 @@ impl Cloud {
         let data = storage.store.get_block(&hash)?;
         Ok((data, B64.encode(hash.0)))
     }
+}
+
+/// What a block token's HMAC covers: snapshot ‖ index ‖ block hash ‖ expiry.
+fn token_message(snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(snapshot.len() + 48);
+    msg.extend_from_slice(snapshot.as_bytes());
+    msg.extend_from_slice(&index.to_be_bytes());
+    msg.extend_from_slice(&hash.0);
+    msg.extend_from_slice(&expiry.to_be_bytes());
+    msg
 }
 
 fn parse_hash(hex: &str) -> EbsResult<BlockHash> {

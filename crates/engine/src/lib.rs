@@ -116,6 +116,18 @@ impl Cloud {
         images::recover(self).map_err(|e| OpenError::Recovery(e.message))
     }
 
+    /// The row of resource `id` if it is a `kind` the caller owns in its region.
+    pub(crate) fn owned_row(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        id: &str,
+    ) -> Ec2Result<Option<catalog::ResourceRow>> {
+        Ok(self.catalog.resource(id)?.filter(|row| {
+            row.kind == kind && row.account_id == caller.account_id && row.region == caller.region
+        }))
+    }
+
     /// The catalog (accounts are managed through it).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

@@ -423,20 +423,8 @@ impl Cloud {
     /// The caller's own snapshot, or `InvalidSnapshot.NotFound`.
     pub(crate) fn owned_snapshot(&self, caller: &Caller, id: &str) -> Ec2Result<ResourceRow> {
         ids::check("snap", "InvalidSnapshotID.Malformed", id)?;
-        match self.catalog.resource(id)? {
-            Some(row)
-                if row.kind == KIND
-                    && row.account_id == caller.account_id
-                    && row.region == caller.region =>
-            {
-                Ok(row)
-            }
-            _ => Err(Ec2Error::not_found(
-                "InvalidSnapshot.NotFound",
-                "snapshot",
-                id,
-            )),
-        }
+        self.owned_row(caller, KIND, id)?
+            .ok_or_else(|| Ec2Error::not_found("InvalidSnapshot.NotFound", "snapshot", id))
     }
 
     /// DeleteSnapshot. Refused while a registered image uses it.

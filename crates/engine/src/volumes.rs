@@ -253,16 +253,8 @@ impl Cloud {
     /// A volume the caller owns in its region, or `InvalidVolume.NotFound`.
     pub(crate) fn owned_volume(&self, caller: &Caller, id: &str) -> Ec2Result<ResourceRow> {
         ids::check("vol", "InvalidVolumeID.Malformed", id)?;
-        match self.catalog.resource(id)? {
-            Some(row)
-                if row.kind == KIND
-                    && row.account_id == caller.account_id
-                    && row.region == caller.region =>
-            {
-                Ok(row)
-            }
-            _ => Err(Ec2Error::not_found("InvalidVolume.NotFound", "volume", id)),
-        }
+        self.owned_row(caller, KIND, id)?
+            .ok_or_else(|| Ec2Error::not_found("InvalidVolume.NotFound", "volume", id))
     }
 
     /// The open handle of a volume (opening it on first use).
