@@ -45,10 +45,7 @@ pub struct FileDevice {
 impl FileDevice {
     /// Opens `path` for reading and (unless `read_only`) writing.
     pub fn open(path: &Path, read_only: bool) -> io::Result<FileDevice> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(!read_only).open(path)?;
         Self::from_file(file, read_only)
     }
 

@@ -26,17 +26,13 @@ pub(crate) struct Negotiated {
 
 /// Transmission flags for an export.
 pub(crate) fn transmission_flags(export: &Export) -> u16 {
-    let mut f = TF_HAS_FLAGS
-        | TF_SEND_FLUSH
-        | TF_SEND_FUA
-        | TF_SEND_TRIM
-        | TF_SEND_WRITE_ZEROES
-        | TF_SEND_CACHE
-        | TF_CAN_MULTI_CONN;
+    let f = TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_CACHE | TF_CAN_MULTI_CONN;
     if export.device.read_only() {
-        f |= TF_READ_ONLY;
+        // Writes are refused (EPERM), so the write-only features are not advertised.
+        f | TF_READ_ONLY
+    } else {
+        f | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES
     }
-    f
 }
 
 /// Reads and discards `n` bytes.
@@ -176,7 +172,9 @@ pub(crate) fn negotiate<S: Read + Write>(
             }
         }
     }
-    Err(NbdError::Protocol(format!("more than {MAX_OPTIONS} options")))
+    Err(NbdError::Protocol(format!(
+        "more than {MAX_OPTIONS} options"
+    )))
 }
 
 fn reply<W: Write>(s: &mut W, option: u32, code: u32, data: &[u8]) -> io::Result<()> {

@@ -37,7 +37,8 @@
 //!
 //! The empty export name selects the only export when exactly one is served.
 //! Transmission flags: `HAS_FLAGS | SEND_FLUSH | SEND_FUA | SEND_TRIM | SEND_WRITE_ZEROES |
-//! SEND_CACHE | CAN_MULTI_CONN`, plus `READ_ONLY` for read-only devices. The
+//! SEND_CACHE | CAN_MULTI_CONN`; a read-only device gets `HAS_FLAGS | READ_ONLY | SEND_FLUSH |
+//! SEND_CACHE | CAN_MULTI_CONN`. The
 //! request/reply layouts are drawn in [`proto`]. Commands and their errors:
 //!
 //! | command | action | errors |
@@ -117,7 +118,11 @@ pub enum NbdError {
 }
 
 impl NbdError {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         NbdError::Io {
             context,
             path: path.into(),

@@ -96,7 +96,9 @@ impl Default for ServerConfig {
 impl ServerConfig {
     fn validate(&self) -> Result<(), NbdError> {
         if self.max_payload < 65536 {
-            return Err(NbdError::InvalidConfig("max_payload must be at least 64 KiB"));
+            return Err(NbdError::InvalidConfig(
+                "max_payload must be at least 64 KiB",
+            ));
         }
         if !self.preferred_block_size.is_power_of_two()
             || self.preferred_block_size < 512
@@ -151,7 +153,11 @@ impl NbdServer {
                 Some("longer than 4096 bytes")
             } else if export.name.contains('\0') {
                 Some("contains NUL")
-            } else if export.description.as_ref().is_some_and(|d| d.len() > MAX_STRING) {
+            } else if export
+                .description
+                .as_ref()
+                .is_some_and(|d| d.len() > MAX_STRING)
+            {
                 Some("description longer than 4096 bytes")
             } else if map.contains_key(&export.name) {
                 Some("served twice")
@@ -286,7 +292,10 @@ fn start_connection(shared: &Arc<Shared>, stream: UnixStream) {
         );
         return;
     }
-    let clone = match stream.set_nonblocking(false).and_then(|()| stream.try_clone()) {
+    let clone = match stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.try_clone())
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "NBD: cannot set up connection");
