@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 
@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Simultaneous connections; more are closed at once. Default 64.
     pub max_connections: usize,
+    /// On shutdown, how long in-flight requests get to finish and be answered before
+    /// the connections are cut. Default 2 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             max_in_flight_requests: 128,
             handshake_timeout: Duration::from_secs(30),
             max_connections: 64,
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -340,7 +344,8 @@ fn serve_connection(mut stream: UnixStream, shared: &Shared) -> Result<(), NbdEr
 }
 
 /// A running server. [`shutdown`](Self::shutdown) (or dropping the handle) stops
-/// accepting, disconnects every client (in-flight requests finish first), joins every
+/// accepting, stops reading requests, lets in-flight requests finish and be answered
+/// (for up to [`ServerConfig::shutdown_grace`]), disconnects every client, joins every
 /// thread and removes the socket file.
 #[derive(Debug)]
 pub struct ServerHandle {
@@ -384,13 +389,22 @@ impl ServerHandle {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
+        // Stop reading first: in-flight requests finish and their replies go out (the
+        // spec's graceful shutdown); after the grace period, cut whatever is left.
         let threads = {
             let mut conns = self.shared.conns();
             for stream in conns.streams.values() {
-                let _ = stream.shutdown(Shutdown::Both);
+                let _ = stream.shutdown(Shutdown::Read);
             }
             std::mem::take(&mut conns.threads)
         };
+        let deadline = Instant::now() + self.shared.config.shutdown_grace;
+        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for stream in self.shared.conns().streams.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         for t in threads {
             let _ = t.join();
         }
