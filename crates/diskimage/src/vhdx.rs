@@ -63,6 +63,18 @@ const LOGICAL_SECTOR_SIZE: [u8; 16] = guid(
     0x4709,
     [0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F],
 );
+const VIRTUAL_DISK_ID: [u8; 16] = guid(
+    0xBECA_12AB,
+    0xB2E6,
+    0x4523,
+    [0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46],
+);
+const PHYSICAL_SECTOR_SIZE: [u8; 16] = guid(
+    0xCDA3_48C7,
+    0x445D,
+    0x4471,
+    [0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56],
+);
 const PARENT_LOCATOR: [u8; 16] = guid(
     0xA8D3_5F2D,
     0xB30B,
@@ -279,6 +291,8 @@ impl Metadata {
                 size = Some(le64(&item(8)?, 0));
             } else if id == LOGICAL_SECTOR_SIZE {
                 sector = Some(u64::from(le32(&item(4)?, 0)));
+            } else if id == VIRTUAL_DISK_ID || id == PHYSICAL_SECTOR_SIZE {
+                // Known, not needed for reading.
             } else if id == PARENT_LOCATOR {
                 return Err(src.refuse("it has a parent locator (differencing disk)"));
             } else if flags & 4 != 0 {
