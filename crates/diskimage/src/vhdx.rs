@@ -191,6 +191,12 @@ impl VhdxReader {
         let blocks = meta.size.div_ceil(meta.block);
         let entries = blocks + blocks.saturating_sub(1) / chunk_ratio.max(1);
         let bat_bytes = entries * 8;
+        if bat_bytes > limits.max_metadata_bytes {
+            return Err(src.too_large(format!(
+                "BAT of {bat_bytes} bytes is more than the limit of {} bytes",
+                limits.max_metadata_bytes
+            )));
+        }
         if bat_bytes > bat_len {
             return Err(src.corrupt(
                 bat_at,

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use diskimage::DiskReader;
 
+pub mod vhdx;
+
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1 << 20;
 
