@@ -56,6 +56,33 @@ impl Budget {
     }
 }
 
+/// Recycled payload buffers, so a request does not pay for zeroing fresh memory.
+/// Holds at most [`POOL_BUFFERS`] buffers of at most [`POOL_MAX_BUFFER`] bytes.
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+const POOL_BUFFERS: usize = 8;
+const POOL_MAX_BUFFER: usize = 1 << 20;
+
+impl Pool {
+    /// A buffer of at least `len` bytes (contents unspecified; use `[..len]`).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = lock(&self.0).pop().unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.len() <= POOL_MAX_BUFFER {
+            let mut pool = lock(&self.0);
+            if pool.len() < POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
 /// The write half: replies are written whole under the mutex.
 struct Writer {
     stream: Mutex<UnixStream>,
@@ -90,10 +117,12 @@ struct Ctx {
     max_payload: u32,
     writer: Writer,
     budget: Budget,
+    pool: Pool,
 }
 
 struct Job {
     req: Request,
+    /// A WRITE's payload is `data[..req.length]` (a pooled buffer may be longer).
     data: Vec<u8>,
     cost: u64,
 }
@@ -159,25 +188,29 @@ impl Ctx {
         let dev = &*self.device;
         let result = match req.kind {
             CMD_READ => {
-                let mut buf = vec![0u8; REPLY_LEN + req.length as usize];
+                let n = REPLY_LEN + req.length as usize;
+                let mut buf = self.pool.take(n);
                 let read = if len == 0 {
                     Ok(())
                 } else {
-                    dev.read_at(&mut buf[REPLY_LEN..], req.offset)
+                    dev.read_at(&mut buf[REPLY_LEN..n], req.offset)
                 };
                 match read {
                     Ok(()) => {
                         encode_reply(&mut buf[..REPLY_LEN], 0, req.cookie);
-                        self.writer.send(&buf);
-                        drop(buf);
+                        self.writer.send(&buf[..n]);
+                        self.pool.give(buf);
                         self.budget.release(cost);
                         return;
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        self.pool.give(buf);
+                        Err(e)
+                    }
                 }
             }
             CMD_WRITE if len == 0 => Ok(()),
-            CMD_WRITE => dev.write_at(&data, req.offset),
+            CMD_WRITE => dev.write_at(&data[..req.length as usize], req.offset),
             CMD_FLUSH => dev.flush(),
             CMD_TRIM if len == 0 => Ok(()),
             CMD_TRIM => dev.trim(req.offset, len),
@@ -195,7 +228,7 @@ impl Ctx {
         } else {
             result
         };
-        drop(data);
+        self.pool.give(data);
         let code = match result {
             Ok(()) => 0,
             Err(e) => {
@@ -252,6 +285,7 @@ pub(crate) fn serve(
             max_bytes: config.max_in_flight_bytes,
             max_requests: config.max_in_flight_requests,
         },
+        pool: Pool(Mutex::new(Vec::new())),
     });
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
@@ -313,8 +347,8 @@ fn read_loop<R: Read>(reader: &mut R, ctx: &Ctx, tx: &mpsc::Sender<Job>) -> Resu
         ctx.budget.acquire(cost);
         let mut data = Vec::new();
         if req.kind == CMD_WRITE {
-            data = vec![0u8; req.length as usize];
-            if let Err(e) = reader.read_exact(&mut data) {
+            data = ctx.pool.take(req.length as usize);
+            if let Err(e) = reader.read_exact(&mut data[..req.length as usize]) {
                 ctx.budget.release(cost);
                 return Err(e.into());
             }
