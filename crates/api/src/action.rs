@@ -11,6 +11,7 @@ use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
 };
+use crate::instances::InstanceAction;
 use crate::params::Params;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
@@ -165,6 +166,8 @@ pub enum Action {
     EnableImageBlockPublicAccess(BlockPublicAccess),
     /// DisableImageBlockPublicAccess.
     DisableImageBlockPublicAccess,
+    /// Instance actions (RunInstances, DescribeInstances, …).
+    Instance(InstanceAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -383,7 +386,10 @@ impl Action {
                 Action::EnableImageBlockPublicAccess(images::parse_block_public_access(p)?)
             }
             "DisableImageBlockPublicAccess" => Action::DisableImageBlockPublicAccess,
-            other => return Err(unknown_action(other)),
+            other => match InstanceAction::parse(other, p)? {
+                Some(action) => Action::Instance(action),
+                None => return Err(unknown_action(other)),
+            },
         })
     }
 }

@@ -14,6 +14,7 @@
 pub mod action;
 mod ebs;
 pub mod images;
+pub mod instances;
 pub mod params;
 mod respond;
 pub mod xml;

@@ -19,7 +19,18 @@ fn volume_fields(x: &mut Xml, id: &str, state: &str, d: &VolumeDoc, tags: &[(Str
         .text("availabilityZone", &d.availability_zone)
         .text("status", state)
         .text("createTime", &iso8601(d.create_time_ms))
-        .elem("attachmentSet", |_| {})
+        .elem("attachmentSet", |x| {
+            if let Some(a) = &d.attachment {
+                x.elem("item", |x| {
+                    x.text("volumeId", id)
+                        .text("instanceId", &a.instance_id)
+                        .text("device", &a.device)
+                        .text("status", &a.state)
+                        .text("attachTime", &iso8601(a.attach_time_ms))
+                        .text("deleteOnTermination", &a.delete_on_termination.to_string());
+                });
+            }
+        })
         .text("volumeType", &d.volume_type)
         .opt("iops", d.iops)
         .opt("throughput", d.throughput)
@@ -241,6 +252,7 @@ pub fn execute(
         Action::EnableImageBlockPublicAccess(req) => {
             images::set_block_public_access(&mut x, cloud, caller, Some(req))?
         }
+        Action::Instance(action) => crate::instances::execute(&mut x, cloud, caller, action)?,
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

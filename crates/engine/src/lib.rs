@@ -14,6 +14,7 @@ pub mod ebs;
 mod error;
 pub mod ids;
 pub mod images;
+pub mod instances;
 pub mod query;
 mod recovery;
 pub mod regions;
@@ -77,6 +78,10 @@ pub struct Cloud {
     token_secret: [u8; 32],
     /// Last PutSnapshotBlock per upload (ms), for upload timeouts.
     upload_activity: Mutex<HashMap<String, i64>>,
+    /// How machines are run.
+    compute: instances::ComputeConfig,
+    /// Machines of running instances, by instance id.
+    machines: Mutex<HashMap<String, Arc<instances::machine::Machine>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +93,16 @@ impl Cloud {
     /// (snapshots that were being taken are marked `error`; images being copied become
     /// `available` if their snapshots were complete, else `failed`).
     pub fn open(data: DataDir, regions: &[String]) -> Result<Arc<Self>, OpenError> {
+        Self::open_with(data, regions, instances::ComputeConfig::default())
+    }
+
+    /// [`Cloud::open`] with a compute configuration. Instances are not booted until
+    /// [`Cloud::resume_instances`] is called (the server does; admin commands do not).
+    pub fn open_with(
+        data: DataDir,
+        regions: &[String],
+        compute: instances::ComputeConfig,
+    ) -> Result<Arc<Self>, OpenError> {
         let catalog = Catalog::open(&data.catalog_path())?;
         let token_secret = data.secret_key("block-token.key")?;
         let mut storages = HashMap::new();
@@ -105,6 +120,8 @@ impl Cloud {
             image_index: images::ImageIndex::default(),
             token_secret,
             upload_activity: Mutex::new(HashMap::new()),
+            compute,
+            machines: Mutex::new(HashMap::new()),
         });
         cloud.recover()?;
         Ok(cloud)
@@ -126,6 +143,18 @@ impl Cloud {
         Ok(self.catalog.resource(id)?.filter(|row| {
             row.kind == kind && row.account_id == caller.account_id && row.region == caller.region
         }))
+    }
+
+    /// How machines are run.
+    pub fn compute_config(&self) -> &instances::ComputeConfig {
+        &self.compute
+    }
+
+    /// Boots the instances that were running when openami last stopped, finishes
+    /// interrupted stops and terminations (the server calls this once at start).
+    pub fn resume_instances(self: &Arc<Self>) -> Result<(), OpenError> {
+        self.recover_instances()
+            .map_err(|e| OpenError::Recovery(e.message))
     }
 
     /// The catalog (accounts are managed through it).
@@ -163,6 +192,7 @@ impl Cloud {
 
     /// Waits for background work (snapshots in progress) and closes open volumes.
     pub fn shutdown(&self) {
+        self.shutdown_machines();
         let workers: Vec<_> = lock(&self.workers).drain(..).collect();
         for worker in workers {
             let _ = worker.join();

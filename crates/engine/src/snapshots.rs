@@ -6,6 +6,7 @@ use std::sync::Arc;
 use blockstore::{Manifest, ResourceId};
 use catalog::{ResourceRow, now_ms};
 use serde::{Deserialize, Serialize};
+use volume::PendingSnapshot;
 
 use crate::query::{
     Filter, Filterable, Page, TagSpecification, check_filters, iso8601, matches, tags_for,
@@ -256,6 +257,24 @@ impl Cloud {
         tag_specifications: &[TagSpecification],
     ) -> Ec2Result<SnapshotView> {
         let tags = tags_for(tag_specifications, "snapshot")?;
+        let (view, pending) = self.begin_volume_snapshot(caller, volume_id, description, tags)?;
+        let cloud = Arc::clone(self);
+        let snap = view.id.clone();
+        self.spawn_worker(format!("snapshot {snap}"), move || {
+            cloud.store_snapshot(pending);
+        });
+        Ok(view)
+    }
+
+    /// Fixes the point in time of a snapshot of one of the caller's volumes and records
+    /// it as `pending`; [`Cloud::store_snapshot`] then stores its data.
+    pub(crate) fn begin_volume_snapshot(
+        &self,
+        caller: &Caller,
+        volume_id: &str,
+        description: Option<String>,
+        tags: Vec<(String, String)>,
+    ) -> Ec2Result<(SnapshotView, PendingSnapshot)> {
         let description = description.unwrap_or_default();
         if description.len() > 255 {
             return Err(Ec2Error::invalid_value(
@@ -287,22 +306,29 @@ impl Cloud {
         };
         self.insert_snapshot(caller, &id, &doc, &tags)?;
         lock(&self.snapshot_progress).insert(id.clone(), (row.id.clone(), pending.progress()));
-        let cloud = Arc::clone(self);
-        let snap = id.clone();
-        self.spawn_worker(format!("snapshot {id}"), move || {
-            let result = pending.run().map(|_| ()).map_err(|e| {
-                tracing::error!(snapshot = %snap, error = %e, "snapshot failed");
-                "Snapshot data could not be stored".to_string()
-            });
-            cloud.finish_snapshot(&snap, result);
+        Ok((
+            SnapshotView {
+                id,
+                owner_id: caller.account_id.clone(),
+                state: "pending".into(),
+                doc,
+                tags,
+            },
+            pending,
+        ))
+    }
+
+    /// Stores the data of a snapshot begun by [`Cloud::begin_volume_snapshot`] and records
+    /// the outcome; true if it completed.
+    pub(crate) fn store_snapshot(&self, pending: PendingSnapshot) -> bool {
+        let snap = pending.snapshot_id().to_string();
+        let result = pending.run().map(|_| ()).map_err(|e| {
+            tracing::error!(snapshot = %snap, error = %e, "snapshot failed");
+            "Snapshot data could not be stored".to_string()
         });
-        Ok(SnapshotView {
-            id,
-            owner_id: caller.account_id.clone(),
-            state: "pending".into(),
-            doc,
-            tags,
-        })
+        let ok = result.is_ok();
+        self.finish_snapshot(&snap, result);
+        ok
     }
 
     fn view_snapshot(

@@ -38,6 +38,28 @@ pub struct VolumeDoc {
     /// Idempotency token of the CreateVolume call.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// The instance it is attached to.
+    #[serde(default)]
+    pub attachment: Option<AttachmentDoc>,
+}
+
+/// A volume's attachment to an instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentDoc {
+    /// The instance.
+    pub instance_id: String,
+    /// Device name, e.g. `/dev/sdf`.
+    pub device: String,
+    /// When it was attached.
+    pub attach_time_ms: i64,
+    /// Delete the volume when the instance terminates.
+    pub delete_on_termination: bool,
+    /// attaching | attached | detaching.
+    pub state: String,
+}
+
+pub(crate) fn encode(doc: &VolumeDoc) -> Ec2Result<String> {
+    serde_json::to_string(doc).map_err(|e| Ec2Error::internal("volume document", e))
 }
 
 /// A volume as Describe calls return it.
@@ -57,6 +79,8 @@ impl Filterable for VolumeView {
     fn filter_values(&self, name: &str) -> Option<Vec<String>> {
         let d = &self.doc;
         let one = |s: String| Some(vec![s]);
+        let attached =
+            |f: &dyn Fn(&AttachmentDoc) -> String| Some(d.attachment.iter().map(f).collect());
         match name {
             "volume-id" => one(self.id.clone()),
             "status" => one(self.state.clone()),
@@ -69,11 +93,13 @@ impl Filterable for VolumeView {
             "create-time" => one(crate::query::iso8601(d.create_time_ms)),
             "iops" => Some(d.iops.iter().map(|i| i.to_string()).collect()),
             "throughput" => Some(d.throughput.iter().map(|i| i.to_string()).collect()),
-            "attachment.instance-id"
-            | "attachment.device"
-            | "attachment.status"
-            | "attachment.attach-time"
-            | "attachment.delete-on-termination" => Some(Vec::new()),
+            "attachment.instance-id" => attached(&|a| a.instance_id.clone()),
+            "attachment.device" => attached(&|a| a.device.clone()),
+            "attachment.status" => attached(&|a| a.state.clone()),
+            "attachment.attach-time" => attached(&|a| crate::query::iso8601(a.attach_time_ms)),
+            "attachment.delete-on-termination" => {
+                attached(&|a| a.delete_on_termination.to_string())
+            }
             _ => None,
         }
     }
@@ -315,21 +341,6 @@ impl Cloud {
                 "Multi-Attach is supported only for io1 and io2 volumes",
             ));
         }
-        let storage = self.region(&caller.region)?;
-        let id = ids::new_id("vol");
-        let vol_id = resource_id(&id)?;
-        let dir = storage.volumes_dir.join(&id);
-        let bytes = size as u64 * GIB;
-        let handle = match &source {
-            Some(src) => Volume::create_from_snapshot(
-                &dir,
-                vol_id,
-                &resource_id(&src.id)?,
-                Some(bytes),
-                Arc::clone(&storage.store),
-            )?,
-            None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store))?,
-        };
         let doc = VolumeDoc {
             size_gib: size,
             volume_type,
@@ -342,15 +353,48 @@ impl Cloud {
             multi_attach: req.multi_attach.unwrap_or(false),
             create_time_ms: now_ms(),
             client_token: req.client_token.clone(),
+            attachment: None,
+        };
+        self.materialize_volume(&caller.account_id, &caller.region, doc, tags)
+    }
+
+    /// Creates the data and the catalog row of a new volume described by `doc` (its
+    /// snapshot, if any, already checked), `available` or `in-use` when `doc` says it is
+    /// attached.
+    pub(crate) fn materialize_volume(
+        &self,
+        account_id: &str,
+        region: &str,
+        doc: VolumeDoc,
+        tags: Vec<(String, String)>,
+    ) -> Ec2Result<VolumeView> {
+        let storage = self.region(region)?;
+        let id = ids::new_id("vol");
+        let vol_id = resource_id(&id)?;
+        let dir = storage.volumes_dir.join(&id);
+        let bytes = doc.size_gib as u64 * GIB;
+        let handle = match &doc.snapshot_id {
+            Some(src) => Volume::create_from_snapshot(
+                &dir,
+                vol_id,
+                &resource_id(src)?,
+                Some(bytes),
+                Arc::clone(&storage.store),
+            )?,
+            None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store))?,
+        };
+        let state = if doc.attachment.is_some() {
+            "in-use"
+        } else {
+            "available"
         };
         let row = ResourceRow {
             id: id.clone(),
             kind: KIND.into(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            state: "available".into(),
-            doc: serde_json::to_string(&doc)
-                .map_err(|e| Ec2Error::internal("volume document", e))?,
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            state: state.into(),
+            doc: encode(&doc)?,
             created_at_ms: doc.create_time_ms,
         };
         if let Err(e) = self.catalog.insert_resource(&row) {
@@ -479,9 +523,8 @@ impl Cloud {
             let handle = self.volume_handle(&row.region, &row.id)?;
             handle.grow(target.size_gib as u64 * GIB)?;
         }
-        let doc =
-            serde_json::to_string(&target).map_err(|e| Ec2Error::internal("volume document", e))?;
-        self.catalog.update_resource(&row.id, &row.state, &doc)?;
+        self.catalog
+            .update_resource(&row.id, &row.state, &encode(&target)?)?;
         Ok(VolumeModification {
             volume_id: row.id,
             original,

@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Endpoint URL that DescribeRegions reports (default: http://<listen>).
     #[arg(long, env = "OPENAMI_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// QEMU accelerator for instances: auto (KVM when it really boots a guest here, else
+    /// TCG), kvm or tcg.
+    #[arg(long, env = "OPENAMI_ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: String,
+    /// Most instances active at once on this host.
+    #[arg(long, env = "OPENAMI_MAX_INSTANCES", default_value_t = 8)]
+    pub max_instances: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,7 +38,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(region, removed, "removed temp files left by a crash");
         }
     }
-    let cloud = Cloud::open(data, &args.regions).context("opening the cloud")?;
+    let compute = engine::instances::ComputeConfig {
+        accelerator: match args.accel.as_str() {
+            "kvm" => engine::instances::Accelerator::Kvm,
+            "tcg" => engine::instances::Accelerator::Tcg,
+            _ => engine::instances::Accelerator::Auto,
+        },
+        max_instances: args.max_instances,
+    };
+    let cloud = Cloud::open_with(data, &args.regions, compute).context("opening the cloud")?;
+    cloud.resume_instances().context("resuming instances")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

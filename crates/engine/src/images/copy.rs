@@ -228,7 +228,7 @@ impl Cloud {
         }
     }
 
-    fn finish_image(&self, id: &str, failure: Option<String>) -> Ec2Result<()> {
+    pub(crate) fn finish_image(&self, id: &str, failure: Option<String>) -> Ec2Result<()> {
         let _writing = writing();
         // The image may have been deregistered while it was being copied.
         let Some(row) = self.catalog.resource(id)? else {

@@ -421,13 +421,31 @@ impl Cloud {
         self.refresh_image(&row.id)
     }
 
+    /// Records a launch of image `id` (its `LastLaunchedTime`), whoever launched it.
+    pub(crate) fn touch_image_launched(&self, id: &str) {
+        let result = (|| -> Ec2Result<()> {
+            let _writing = writing();
+            let Some(row) = self.catalog.resource(id)? else {
+                return Ok(());
+            };
+            let mut doc = doc_of(&row)?;
+            doc.last_launched_ms = Some(catalog::now_ms());
+            self.catalog
+                .update_resource(&row.id, &row.state, &encode(&doc)?)?;
+            self.refresh_image(&row.id)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(image = %id, error = %e, "cannot record the launch time");
+        }
+    }
+
     /// The id of the caller's image (in its region) named `name`, if any.
-    fn image_named(&self, caller: &Caller, name: &str) -> Ec2Result<Option<String>> {
+    pub(crate) fn image_named(&self, caller: &Caller, name: &str) -> Ec2Result<Option<String>> {
         self.with_region_images(&caller.region, |r| r.named(&caller.account_id, name))
     }
 
     /// Inserts a new image row with its tags, refusing a name already in use.
-    fn insert_image(
+    pub(crate) fn insert_image(
         &self,
         caller: &Caller,
         id: &str,

@@ -1,0 +1,579 @@
+//! Instance actions: parsing their query parameters into engine requests and rendering
+//! their responses as botocore's model shapes them (`reservationSet`, `instancesSet`,
+//! `instanceState`, …).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use engine::instances::{
+    CreateImage, CreateSnapshots, InstanceAttribute, InstanceAttributeValue, InstanceDevice,
+    InstanceView, ModifyInstanceAttribute, RunInstances, StateChange, VolumeAttachment, state_code,
+};
+use engine::query::{Filter, Page, iso8601};
+use engine::{Caller, Cloud, Ec2Error, Ec2Result};
+
+use crate::images::parse_mappings;
+use crate::params::Params;
+use crate::xml::Xml;
+
+/// One instance request, typed.
+#[derive(Debug, Clone)]
+pub enum InstanceAction {
+    /// RunInstances.
+    Run(RunInstances),
+    /// DescribeInstances.
+    Describe {
+        /// InstanceId.N
+        ids: Vec<String>,
+        /// Filter.N
+        filters: Vec<Filter>,
+        /// MaxResults / NextToken
+        page: Page,
+    },
+    /// DescribeInstanceStatus.
+    Status {
+        /// InstanceId.N
+        ids: Vec<String>,
+        /// Filter.N
+        filters: Vec<Filter>,
+        /// MaxResults / NextToken
+        page: Page,
+        /// IncludeAllInstances
+        include_all: bool,
+    },
+    /// StartInstances.
+    Start(Vec<String>),
+    /// StopInstances.
+    Stop {
+        /// InstanceId.N
+        ids: Vec<String>,
+        /// Force
+        force: bool,
+    },
+    /// RebootInstances.
+    Reboot(Vec<String>),
+    /// TerminateInstances.
+    Terminate(Vec<String>),
+    /// GetConsoleOutput.
+    ConsoleOutput(String),
+    /// DescribeInstanceAttribute.
+    DescribeAttribute {
+        /// InstanceId
+        id: String,
+        /// Attribute
+        attribute: InstanceAttribute,
+    },
+    /// ModifyInstanceAttribute.
+    ModifyAttribute(ModifyInstanceAttribute),
+    /// AttachVolume.
+    Attach {
+        /// VolumeId
+        volume_id: String,
+        /// InstanceId
+        instance_id: String,
+        /// Device
+        device: String,
+    },
+    /// DetachVolume.
+    Detach {
+        /// VolumeId
+        volume_id: String,
+        /// InstanceId
+        instance_id: Option<String>,
+        /// Device
+        device: Option<String>,
+        /// Force
+        force: bool,
+    },
+    /// CreateImage.
+    CreateImage(CreateImage),
+    /// CreateSnapshots.
+    CreateSnapshots(CreateSnapshots),
+}
+
+fn required_int(p: &Params, name: &str) -> Ec2Result<i64> {
+    p.int(name)?.ok_or_else(|| Ec2Error::missing(name))
+}
+
+fn modify_attribute(p: &Params) -> Ec2Result<ModifyInstanceAttribute> {
+    let mut req = ModifyInstanceAttribute {
+        instance_id: p.required("InstanceId")?,
+        ..Default::default()
+    };
+    let value = |name: &str| p.string(&format!("{name}.Value"));
+    let flag = |name: &str| p.bool(&format!("{name}.Value"));
+    req.instance_type = value("InstanceType");
+    req.user_data = value("UserData");
+    req.disable_api_termination = flag("DisableApiTermination")?;
+    req.disable_api_stop = flag("DisableApiStop")?;
+    req.shutdown_behavior = value("InstanceInitiatedShutdownBehavior");
+    req.ebs_optimized = flag("EbsOptimized")?;
+    for i in 1..=27 {
+        let key = |k: &str| format!("BlockDeviceMapping.{i}.{k}");
+        let Some(device) = p.string(&key("DeviceName")) else {
+            continue;
+        };
+        let delete = p
+            .bool(&key("Ebs.DeleteOnTermination"))?
+            .ok_or_else(|| Ec2Error::missing("BlockDeviceMapping.Ebs.DeleteOnTermination"))?;
+        req.delete_on_termination.push((device, delete));
+    }
+    for unsupported in [
+        "Kernel",
+        "Ramdisk",
+        "SourceDestCheck",
+        "SriovNetSupport",
+        "EnaSupport",
+    ] {
+        if p.get(&format!("{unsupported}.Value")).is_some() {
+            req.unsupported = Some(unsupported.to_string());
+        }
+    }
+    if !p.list("GroupId")?.is_empty() {
+        req.unsupported = Some("groupSet".into());
+    }
+    // The `Attribute` + `Value` form.
+    if let Some(attr) = p.string("Attribute") {
+        let v = p
+            .string("Value")
+            .ok_or_else(|| Ec2Error::missing("Value"))?;
+        let as_bool = |v: &str| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(Ec2Error::invalid_value(format!(
+                "Value ({other}) for parameter value is invalid. Expected 'true' or 'false'."
+            ))),
+        };
+        match InstanceAttribute::parse(&attr)? {
+            InstanceAttribute::InstanceType => req.instance_type = Some(v),
+            InstanceAttribute::UserData => req.user_data = Some(v),
+            InstanceAttribute::DisableApiTermination => {
+                req.disable_api_termination = Some(as_bool(&v)?)
+            }
+            InstanceAttribute::DisableApiStop => req.disable_api_stop = Some(as_bool(&v)?),
+            InstanceAttribute::InstanceInitiatedShutdownBehavior => req.shutdown_behavior = Some(v),
+            InstanceAttribute::EbsOptimized => req.ebs_optimized = Some(as_bool(&v)?),
+            other => req.unsupported = Some(other.as_str().to_string()),
+        }
+    }
+    Ok(req)
+}
+
+impl InstanceAction {
+    /// Parses an instance action, or `None` if `name` is not one.
+    pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<InstanceAction>> {
+        Ok(Some(match name {
+            "RunInstances" => InstanceAction::Run(RunInstances {
+                image_id: p.required("ImageId")?,
+                min_count: required_int(p, "MinCount")?,
+                max_count: required_int(p, "MaxCount")?,
+                instance_type: p.string("InstanceType"),
+                block_device_mappings: parse_mappings(p)?,
+                user_data: p.string("UserData"),
+                client_token: p.string("ClientToken"),
+                tag_specifications: p.tag_specifications()?,
+                shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
+                disable_api_termination: p.bool("DisableApiTermination")?,
+                disable_api_stop: p.bool("DisableApiStop")?,
+                availability_zone: p.string("Placement.AvailabilityZone"),
+                ebs_optimized: p.bool("EbsOptimized")?,
+                key_name: p.string("KeyName"),
+                subnet_id: p.string("SubnetId"),
+                security_groups: p
+                    .list("SecurityGroupId")?
+                    .into_iter()
+                    .chain(p.list("SecurityGroup")?)
+                    .collect(),
+                kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
+            }),
+            "DescribeInstances" => InstanceAction::Describe {
+                ids: p.list("InstanceId")?,
+                filters: p.filters()?,
+                page: p.page()?,
+            },
+            "DescribeInstanceStatus" => InstanceAction::Status {
+                ids: p.list("InstanceId")?,
+                filters: p.filters()?,
+                page: p.page()?,
+                include_all: p.bool("IncludeAllInstances")?.unwrap_or(false),
+            },
+            "StartInstances" => InstanceAction::Start(p.list("InstanceId")?),
+            "StopInstances" => InstanceAction::Stop {
+                ids: p.list("InstanceId")?,
+                force: p.bool("Force")?.unwrap_or(false),
+            },
+            "RebootInstances" => InstanceAction::Reboot(p.list("InstanceId")?),
+            "TerminateInstances" => InstanceAction::Terminate(p.list("InstanceId")?),
+            "GetConsoleOutput" => InstanceAction::ConsoleOutput(p.required("InstanceId")?),
+            "DescribeInstanceAttribute" => InstanceAction::DescribeAttribute {
+                id: p.required("InstanceId")?,
+                attribute: InstanceAttribute::parse(&p.required("Attribute")?)?,
+            },
+            "ModifyInstanceAttribute" => InstanceAction::ModifyAttribute(modify_attribute(p)?),
+            "AttachVolume" => InstanceAction::Attach {
+                volume_id: p.required("VolumeId")?,
+                instance_id: p.required("InstanceId")?,
+                device: p.required("Device")?,
+            },
+            "DetachVolume" => InstanceAction::Detach {
+                volume_id: p.required("VolumeId")?,
+                instance_id: p.string("InstanceId"),
+                device: p.string("Device"),
+                force: p.bool("Force")?.unwrap_or(false),
+            },
+            "CreateImage" => InstanceAction::CreateImage(CreateImage {
+                instance_id: p.required("InstanceId")?,
+                name: p.required("Name")?,
+                description: p.string("Description"),
+                no_reboot: p.bool("NoReboot")?.unwrap_or(false),
+                block_device_mappings: parse_mappings(p)?,
+                tag_specifications: p.tag_specifications()?,
+            }),
+            "CreateSnapshots" => InstanceAction::CreateSnapshots(CreateSnapshots {
+                instance_id: p.required("InstanceSpecification.InstanceId")?,
+                exclude_boot_volume: p
+                    .bool("InstanceSpecification.ExcludeBootVolume")?
+                    .unwrap_or(false),
+                exclude_data_volume_ids: p.list("InstanceSpecification.ExcludeDataVolumeId")?,
+                description: p.string("Description"),
+                tag_specifications: p.tag_specifications()?,
+                copy_tags_from_volume: match p.get("CopyTagsFromSource") {
+                    None => false,
+                    Some("volume") => true,
+                    Some(other) => {
+                        return Err(Ec2Error::invalid_value(format!(
+                            "Value ({other}) for parameter CopyTagsFromSource is invalid. Expected 'volume'."
+                        )));
+                    }
+                },
+            }),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+fn state_xml(x: &mut Xml, name: &str, state: &str) {
+    x.elem(name, |x| {
+        x.text("code", &state_code(state).to_string())
+            .text("name", state);
+    });
+}
+
+fn device_xml(x: &mut Xml, d: &InstanceDevice) {
+    x.text("deviceName", &d.device_name).elem("ebs", |x| {
+        x.text("volumeId", &d.volume_id)
+            .text("status", &d.status)
+            .text("attachTime", &iso8601(d.attach_time_ms))
+            .text("deleteOnTermination", &d.delete_on_termination.to_string());
+    });
+}
+
+/// One `Instance` (an `instancesSet` item).
+fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
+    let d = &v.doc;
+    let running = v.state == "running";
+    x.text("instanceId", &v.id).text("imageId", &d.image_id);
+    state_xml(x, "instanceState", &v.state);
+    x.text(
+        "privateDnsName",
+        &if v.state == "terminated" {
+            String::new()
+        } else {
+            v.private_dns_name(region)
+        },
+    )
+    .text("dnsName", "")
+    .text("reason", &d.state_transition_reason)
+    .opt("keyName", d.key_name.as_ref())
+    .text("amiLaunchIndex", &d.ami_launch_index.to_string());
+    x.list("productCodes", &d.product_codes, |x, c| {
+        x.text("productCode", &c.id).text("type", &c.kind);
+    });
+    x.text("instanceType", &d.instance_type)
+        .text("launchTime", &iso8601(d.launch_time_ms))
+        .elem("placement", |x| {
+            x.text("availabilityZone", &d.availability_zone)
+                .text("groupName", "")
+                .text("tenancy", "default");
+        })
+        .opt("kernelId", d.kernel_id.as_ref())
+        .opt("ramdiskId", d.ramdisk_id.as_ref())
+        .opt("platform", d.platform.as_ref().map(|p| p.to_lowercase()))
+        .elem("monitoring", |x| {
+            x.text("state", "disabled");
+        });
+    if v.state != "terminated" {
+        x.text("privateIpAddress", &d.private_ip);
+    }
+    x.elem("groupSet", |_| {});
+    if let Some(r) = &d.state_reason {
+        x.elem("stateReason", |x| {
+            x.text("code", &r.code).text("message", &r.message);
+        });
+    }
+    x.text("architecture", &d.architecture)
+        .text("rootDeviceType", &d.root_device_type)
+        .text("rootDeviceName", &d.root_device_name)
+        .list("blockDeviceMapping", &d.block_devices, device_xml)
+        .text("virtualizationType", &d.virtualization_type)
+        .opt("clientToken", d.client_token.as_ref());
+    if !v.tags.is_empty() {
+        x.tags(&v.tags);
+    }
+    x.text("hypervisor", "xen")
+        .elem("networkInterfaceSet", |_| {})
+        .text("ebsOptimized", &d.ebs_optimized.to_string())
+        .text("enaSupport", &d.ena_support.to_string())
+        .elem("cpuOptions", |x| {
+            x.text("coreCount", &d.vcpus.div_ceil(2).max(1).to_string())
+                .text("threadsPerCore", if d.vcpus > 1 { "2" } else { "1" });
+        })
+        .elem("capacityReservationSpecification", |x| {
+            x.text("capacityReservationPreference", "open");
+        })
+        .elem("hibernationOptions", |x| {
+            x.text("configured", "false");
+        })
+        .elem("metadataOptions", |x| {
+            x.text("state", if running { "applied" } else { "pending" })
+                .text("httpTokens", "optional")
+                .text("httpPutResponseHopLimit", "1")
+                .text("httpEndpoint", "enabled")
+                .text("httpProtocolIpv6", "disabled")
+                .text("instanceMetadataTags", "disabled");
+        })
+        .elem("enclaveOptions", |x| {
+            x.text("enabled", "false");
+        })
+        .opt("bootMode", d.boot_mode.as_ref())
+        .text("platformDetails", &d.platform_details)
+        .text("usageOperation", &d.usage_operation)
+        .text("usageOperationUpdateTime", &iso8601(d.launch_time_ms))
+        .elem("maintenanceOptions", |x| {
+            x.text("autoRecovery", "default");
+        })
+        .text(
+            "currentInstanceBootMode",
+            if d.boot_mode.as_deref() == Some("uefi") {
+                "uefi"
+            } else {
+                "legacy-bios"
+            },
+        );
+}
+
+fn reservation_xml(
+    x: &mut Xml,
+    reservation: &str,
+    owner: &str,
+    items: &[&InstanceView],
+    region: &str,
+) {
+    x.text("reservationId", reservation)
+        .text("ownerId", owner)
+        .elem("groupSet", |_| {})
+        .elem("instancesSet", |x| {
+            for v in items {
+                x.elem("item", |x| instance_xml(x, v, region));
+            }
+        });
+}
+
+fn changes_xml(x: &mut Xml, changes: &[StateChange]) {
+    x.list("instancesSet", changes, |x, c| {
+        x.text("instanceId", &c.instance_id);
+        state_xml(x, "currentState", &c.current);
+        state_xml(x, "previousState", &c.previous);
+    });
+}
+
+fn attachment_xml(x: &mut Xml, a: &VolumeAttachment) {
+    x.text("volumeId", &a.volume_id)
+        .text("instanceId", &a.instance_id)
+        .text("device", &a.device)
+        .text("status", &a.state)
+        .text("attachTime", &iso8601(a.attach_time_ms))
+        .text("deleteOnTermination", &a.delete_on_termination.to_string());
+}
+
+fn status_summary(x: &mut Xml, name: &str, status: &str) {
+    x.elem(name, |x| {
+        x.text("status", status).elem("details", |x| {
+            x.elem("item", |x| {
+                x.text("name", "reachability").text(
+                    "status",
+                    if status == "ok" {
+                        "passed"
+                    } else {
+                        "initializing"
+                    },
+                );
+            });
+        });
+    });
+}
+
+/// Executes an instance action; the inner XML of its response.
+pub fn execute(
+    x: &mut Xml,
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    action: InstanceAction,
+) -> Ec2Result<()> {
+    let region = caller.region.clone();
+    match action {
+        InstanceAction::Run(req) => {
+            let views = cloud.run_instances(caller, req)?;
+            let reservation = views
+                .first()
+                .map(|v| v.doc.reservation_id.clone())
+                .unwrap_or_default();
+            let refs: Vec<&InstanceView> = views.iter().collect();
+            reservation_xml(x, &reservation, &caller.account_id, &refs, &region);
+        }
+        InstanceAction::Describe { ids, filters, page } => {
+            let (views, token) = cloud.describe_instances(caller, &ids, &filters, &page)?;
+            let mut reservations: Vec<(String, Vec<&InstanceView>)> = Vec::new();
+            for v in &views {
+                match reservations
+                    .iter_mut()
+                    .find(|(r, _)| *r == v.doc.reservation_id)
+                {
+                    Some((_, list)) => list.push(v),
+                    None => reservations.push((v.doc.reservation_id.clone(), vec![v])),
+                }
+            }
+            x.elem("reservationSet", |x| {
+                for (r, list) in &reservations {
+                    x.elem("item", |x| {
+                        reservation_xml(x, r, &caller.account_id, list, &region)
+                    });
+                }
+            });
+            x.opt("nextToken", token);
+        }
+        InstanceAction::Status {
+            ids,
+            filters,
+            page,
+            include_all,
+        } => {
+            let (views, token) =
+                cloud.describe_instance_status(caller, &ids, &filters, &page, include_all)?;
+            x.list("instanceStatusSet", &views, |x, v| {
+                x.text("instanceId", &v.id)
+                    .text("availabilityZone", &v.doc.availability_zone);
+                state_xml(x, "instanceState", &v.state);
+                let status = if v.state == "running" {
+                    "ok"
+                } else {
+                    "not-applicable"
+                };
+                status_summary(x, "systemStatus", status);
+                status_summary(x, "instanceStatus", status);
+                x.elem("eventsSet", |_| {});
+            });
+            x.opt("nextToken", token);
+        }
+        InstanceAction::Start(ids) => changes_xml(x, &cloud.start_instances(caller, &ids)?),
+        InstanceAction::Stop { ids, force } => {
+            changes_xml(x, &cloud.stop_instances(caller, &ids, force)?)
+        }
+        InstanceAction::Reboot(ids) => {
+            cloud.reboot_instances(caller, &ids)?;
+            x.text("return", "true");
+        }
+        InstanceAction::Terminate(ids) => changes_xml(x, &cloud.terminate_instances(caller, &ids)?),
+        InstanceAction::ConsoleOutput(id) => {
+            let bytes = cloud.console_output(caller, &id)?;
+            x.text("instanceId", &id)
+                .text("timestamp", &iso8601(now_ms()))
+                .text(
+                    "output",
+                    &base64::engine::general_purpose::STANDARD.encode(bytes),
+                );
+        }
+        InstanceAction::DescribeAttribute { id, attribute } => {
+            let value = cloud.describe_instance_attribute(caller, &id, attribute)?;
+            x.text("instanceId", &id);
+            let name = attribute.as_str();
+            match value {
+                InstanceAttributeValue::Text(v) => {
+                    x.elem(name, |x| {
+                        x.opt("value", v);
+                    });
+                }
+                InstanceAttributeValue::Bool(b) => {
+                    x.elem(name, |x| {
+                        x.text("value", &b.to_string());
+                    });
+                }
+                InstanceAttributeValue::Devices(devices) => {
+                    x.list(name, &devices, device_xml);
+                }
+                InstanceAttributeValue::ProductCodes(codes) => {
+                    x.list(name, &codes, |x, c| {
+                        x.text("productCode", &c.id).text("type", &c.kind);
+                    });
+                }
+                InstanceAttributeValue::Groups => {
+                    x.elem(name, |_| {});
+                }
+            }
+        }
+        InstanceAction::ModifyAttribute(req) => {
+            cloud.modify_instance_attribute(caller, req)?;
+            x.text("return", "true");
+        }
+        InstanceAction::Attach {
+            volume_id,
+            instance_id,
+            device,
+        } => attachment_xml(
+            x,
+            &cloud.attach_volume(caller, &volume_id, &instance_id, &device)?,
+        ),
+        InstanceAction::Detach {
+            volume_id,
+            instance_id,
+            device,
+            force,
+        } => attachment_xml(
+            x,
+            &cloud.detach_volume(
+                caller,
+                &volume_id,
+                instance_id.as_deref(),
+                device.as_deref(),
+                force,
+            )?,
+        ),
+        InstanceAction::CreateImage(req) => {
+            x.text("imageId", &cloud.create_image(caller, req)?);
+        }
+        InstanceAction::CreateSnapshots(req) => {
+            let views = cloud.create_snapshots(caller, req)?;
+            x.list("snapshotSet", &views, |x, s| {
+                x.text("description", &s.doc.description);
+                if !s.tags.is_empty() {
+                    x.tags(&s.tags);
+                }
+                x.text("encrypted", &s.doc.encrypted.to_string())
+                    .text("volumeId", &s.doc.volume_id)
+                    .text("state", &s.state)
+                    .text("volumeSize", &s.doc.volume_size_gib.to_string())
+                    .text("startTime", &iso8601(s.doc.start_time_ms))
+                    .text("progress", &format!("{}%", s.doc.progress))
+                    .text("ownerId", &s.owner_id)
+                    .text("snapshotId", &s.id);
+            });
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,533 @@
+//! The instance lifecycle: boot, stop, start, reboot, terminate, and what happens when a
+//! guest powers itself off or its machine dies.
+//!
+//! ```text
+//!   RunInstances ─▶ pending ──boot──▶ running ──StopInstances──▶ stopping ──▶ stopped
+//!                      ▲                │  │                                    │
+//!                      └──StartInstances┼──┼────────────────────────────────────┘
+//!                                       │  └─guest powers off─▶ stopped | terminated
+//!                 TerminateInstances ───┴──▶ shutting-down ──▶ terminated (visible 1 h)
+//! ```
+//!
+//! Every transition is a catalog write under one lock (`transitions`), so an API call and
+//! a machine's supervisor never interleave their read-modify-writes. Each booted machine
+//! has a supervisor thread that waits for its QEMU process to end and then finishes the
+//! transition the ending implies: the one an API call asked for (its *intent*), or the
+//! instance-initiated shutdown behaviour when the guest powered itself off.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use catalog::{ResourceRow, now_ms};
+
+use super::machine::{Exit, Intent, Machine};
+use super::{InstanceDoc, KIND, doc_of, encode, user_initiated};
+use crate::images::StateReason;
+use crate::volumes::{self, VolumeDoc};
+use crate::{Caller, Cloud, Ec2Error, Ec2Result, lock};
+
+/// Serializes instance state transitions.
+static TRANSITIONS: Mutex<()> = Mutex::new(());
+
+fn transitions() -> MutexGuard<'static, ()> {
+    TRANSITIONS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Holds the transition lock (attachments change instance documents too).
+pub(crate) fn lock_transitions() -> MutexGuard<'static, ()> {
+    transitions()
+}
+
+/// How long a stop waits for the guest to power off after the ACPI request before the
+/// machine is ended.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The result of a Start/Stop/Terminate call for one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// The instance.
+    pub instance_id: String,
+    /// State before the call.
+    pub previous: String,
+    /// State after the call.
+    pub current: String,
+}
+
+fn reason(code: &str, message: &str) -> Option<StateReason> {
+    Some(StateReason {
+        code: code.into(),
+        message: message.into(),
+    })
+}
+
+fn incorrect_state(id: &str, state: &str, action: &str) -> Ec2Error {
+    Ec2Error::client(
+        "IncorrectInstanceState",
+        format!(
+            "The instance '{id}' is not in a state from which it can be {action} (it is {state})."
+        ),
+    )
+}
+
+impl Cloud {
+    /// Writes a new state (and document) for an instance.
+    fn set_instance(&self, id: &str, state: &str, doc: &InstanceDoc) -> Ec2Result<()> {
+        self.catalog.update_resource(id, state, &encode(doc)?)?;
+        Ok(())
+    }
+
+    /// Boots the machine of a `pending` instance on a worker thread; the instance becomes
+    /// `running` once QEMU runs, and a supervisor follows the machine until it ends.
+    pub(crate) fn boot_in_background(self: &Arc<Self>, id: &str, user_data: Option<Vec<u8>>) {
+        let cloud = Arc::clone(self);
+        let instance = id.to_string();
+        self.spawn_worker(format!("boot {id}"), move || {
+            cloud.boot_and_supervise(&instance, user_data);
+        });
+    }
+
+    fn boot_and_supervise(self: &Arc<Self>, id: &str, user_data: Option<Vec<u8>>) {
+        let Ok(Some(row)) = self.catalog.resource(id) else {
+            return;
+        };
+        let launched = doc_of(&row).and_then(|doc| {
+            let user_data = match user_data {
+                Some(u) => Some(u),
+                None => match &doc.user_data {
+                    Some(b64) => Some(super::launch::decode_user_data(b64)?),
+                    None => None,
+                },
+            };
+            Machine::launch(self, &row, &doc, user_data)
+        });
+        let machine = match launched {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(instance = %id, error = %e, "cannot boot instance");
+                self.after_failed_boot(id);
+                return;
+            }
+        };
+        {
+            let _t = transitions();
+            let current = self.catalog.resource(id).ok().flatten();
+            match current {
+                Some(row) if row.state == "pending" => {
+                    if let Ok(mut doc) = doc_of(&row) {
+                        doc.state_reason = None;
+                        doc.state_transition_reason = String::new();
+                        doc.launch_time_ms = now_ms();
+                        if let Err(e) = self.set_instance(id, "running", &doc) {
+                            tracing::error!(instance = %id, error = %e, "cannot record running");
+                        }
+                    }
+                    lock(&self.machines).insert(id.to_string(), Arc::clone(&machine));
+                }
+                other => {
+                    // Stopped or terminated while booting.
+                    let stopping = other.is_some_and(|r| r.state == "stopping");
+                    machine.set_intent(if stopping {
+                        Intent::Stop
+                    } else {
+                        Intent::Terminate
+                    });
+                    lock(&self.machines).insert(id.to_string(), Arc::clone(&machine));
+                    machine.kill();
+                }
+            }
+        }
+        let exit = machine.wait();
+        machine.release();
+        lock(&self.machines).remove(id);
+        self.after_exit(id, machine.intent(), exit);
+    }
+
+    /// A machine that could not be started: a first launch ends terminated, a start of a
+    /// stopped instance leaves it stopped.
+    fn after_failed_boot(&self, id: &str) {
+        let _t = transitions();
+        let Ok(Some(row)) = self.catalog.resource(id) else {
+            return;
+        };
+        let Ok(mut doc) = doc_of(&row) else {
+            return;
+        };
+        doc.state_reason = reason(
+            "Server.InternalError",
+            "Server.InternalError: Internal error on launch",
+        );
+        let first_launch = doc.state_transition_reason.is_empty();
+        if first_launch || doc.root_device_type != "ebs" || row.state == "shutting-down" {
+            drop(_t);
+            self.finish_terminate(id, doc.state_reason.clone());
+        } else if let Err(e) = self.set_instance(id, "stopped", &doc) {
+            tracing::error!(instance = %id, error = %e, "cannot record failed start");
+        }
+    }
+
+    /// Finishes the transition a machine's end implies.
+    fn after_exit(&self, id: &str, intent: Option<Intent>, exit: Exit) {
+        let Ok(Some(row)) = self.catalog.resource(id) else {
+            return;
+        };
+        let Ok(doc) = doc_of(&row) else {
+            return;
+        };
+        let instance_store = doc.root_device_type != "ebs";
+        let (terminate, why) = match (intent, &exit) {
+            // openami is shutting down: the instance boots again at the next start.
+            (Some(Intent::Detach), _) => return,
+            (Some(Intent::Terminate), _) => (
+                true,
+                reason(
+                    "Client.UserInitiatedShutdown",
+                    "Client.UserInitiatedShutdown: User initiated shutdown",
+                ),
+            ),
+            (Some(Intent::Stop), _) => (
+                false,
+                reason(
+                    "Client.UserInitiatedShutdown",
+                    "Client.UserInitiatedShutdown: User initiated shutdown",
+                ),
+            ),
+            (None, Exit::GuestPowerOff) => (
+                instance_store || doc.shutdown_behavior == "terminate",
+                reason(
+                    "Client.InstanceInitiatedShutdown",
+                    "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                ),
+            ),
+            (None, Exit::Other(detail)) => {
+                tracing::warn!(instance = %id, %detail, "machine ended unexpectedly");
+                (
+                    instance_store,
+                    reason(
+                        "Server.InternalError",
+                        "Server.InternalError: Internal error",
+                    ),
+                )
+            }
+        };
+        if terminate {
+            self.finish_terminate(id, why);
+        } else {
+            let _t = transitions();
+            let Ok(Some(row)) = self.catalog.resource(id) else {
+                return;
+            };
+            let Ok(mut doc) = doc_of(&row) else {
+                return;
+            };
+            if row.state == "shutting-down" || row.state == "terminated" {
+                drop(_t);
+                self.finish_terminate(id, why);
+                return;
+            }
+            doc.state_reason = why;
+            if doc.state_transition_reason.is_empty() || intent.is_none() {
+                doc.state_transition_reason = user_initiated(now_ms());
+            }
+            if let Err(e) = self.set_instance(id, "stopped", &doc) {
+                tracing::error!(instance = %id, error = %e, "cannot record stopped");
+            }
+        }
+    }
+
+    /// Deletes an instance's DeleteOnTermination volumes, detaches the others, frees its
+    /// local disks and marks it `terminated`.
+    pub(crate) fn finish_terminate(&self, id: &str, why: Option<StateReason>) {
+        let _t = transitions();
+        let result = (|| -> Ec2Result<()> {
+            let Some(row) = self.catalog.resource(id)? else {
+                return Ok(());
+            };
+            if row.state == "terminated" {
+                return Ok(());
+            }
+            let mut doc = doc_of(&row)?;
+            for device in std::mem::take(&mut doc.block_devices) {
+                self.release_volume(&row.region, &device.volume_id, device.delete_on_termination)?;
+            }
+            super::machine::destroy_local_disks(self, &row)?;
+            doc.state_reason = why;
+            doc.terminated_ms = Some(now_ms());
+            if doc.state_transition_reason.is_empty() {
+                doc.state_transition_reason = user_initiated(now_ms());
+            }
+            self.set_instance(id, "terminated", &doc)
+        })();
+        if let Err(e) = result {
+            tracing::error!(instance = %id, error = %e, "cannot finish termination");
+        }
+    }
+
+    /// Detaches a volume from its (terminating) instance, deleting it if asked.
+    fn release_volume(&self, region: &str, volume_id: &str, delete: bool) -> Ec2Result<()> {
+        let Some(row) = self.catalog.resource(volume_id)? else {
+            return Ok(());
+        };
+        if delete {
+            let storage = self.region(region)?;
+            lock(&self.open_volumes).remove(volume_id);
+            volume::Volume::destroy(&storage.volumes_dir.join(volume_id), &storage.store)?;
+            self.catalog.clear_tags(volume_id)?;
+            self.catalog.delete_resource(volume_id)?;
+        } else {
+            let mut doc: VolumeDoc = serde_json::from_str(&row.doc)
+                .map_err(|e| Ec2Error::internal("volume document", e))?;
+            doc.attachment = None;
+            self.catalog
+                .update_resource(volume_id, "available", &volumes::encode(&doc)?)?;
+        }
+        Ok(())
+    }
+
+    /// Rows of the caller's instances named in `ids`, all of which must exist.
+    fn instance_rows(&self, caller: &Caller, ids: &[String]) -> Ec2Result<Vec<ResourceRow>> {
+        if ids.is_empty() {
+            return Err(Ec2Error::missing("InstanceId"));
+        }
+        ids.iter()
+            .map(|id| self.owned_instance(caller, id))
+            .collect()
+    }
+
+    /// StopInstances.
+    pub fn stop_instances(
+        self: &Arc<Self>,
+        caller: &Caller,
+        ids: &[String],
+        force: bool,
+    ) -> Ec2Result<Vec<StateChange>> {
+        let _t = transitions();
+        let rows = self.instance_rows(caller, ids)?;
+        for row in &rows {
+            let doc = doc_of(row)?;
+            if doc.root_device_type != "ebs" {
+                return Err(Ec2Error::client(
+                    "UnsupportedOperation",
+                    format!(
+                        "The instance '{}' does not have an 'ebs' root device type and cannot be stopped.",
+                        row.id
+                    ),
+                ));
+            }
+            if doc.disable_api_stop {
+                return Err(Ec2Error::client(
+                    "OperationNotPermitted",
+                    format!(
+                        "The instance '{}' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.",
+                        row.id
+                    ),
+                ));
+            }
+            if matches!(row.state.as_str(), "terminated" | "shutting-down") {
+                return Err(incorrect_state(&row.id, &row.state, "stopped"));
+            }
+        }
+        let mut out = Vec::new();
+        for row in rows {
+            let previous = row.state.clone();
+            if previous == "stopped" || previous == "stopping" {
+                out.push(StateChange {
+                    instance_id: row.id,
+                    previous: previous.clone(),
+                    current: previous,
+                });
+                continue;
+            }
+            let mut doc = doc_of(&row)?;
+            doc.state_transition_reason = user_initiated(now_ms());
+            self.set_instance(&row.id, "stopping", &doc)?;
+            match lock(&self.machines).get(&row.id).cloned() {
+                Some(machine) => {
+                    machine.set_intent(Intent::Stop);
+                    self.spawn_worker(format!("stop {}", row.id), move || {
+                        machine.shut_down(if force { Duration::ZERO } else { STOP_GRACE });
+                    });
+                }
+                None => {
+                    // Still booting: the boot thread sees `stopping` and ends the machine.
+                }
+            }
+            out.push(StateChange {
+                instance_id: row.id,
+                previous,
+                current: "stopping".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// StartInstances.
+    pub fn start_instances(
+        self: &Arc<Self>,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Ec2Result<Vec<StateChange>> {
+        let _t = transitions();
+        let rows = self.instance_rows(caller, ids)?;
+        for row in &rows {
+            if !matches!(row.state.as_str(), "stopped" | "running" | "pending") {
+                return Err(incorrect_state(&row.id, &row.state, "started"));
+            }
+        }
+        let capacity = self.compute_config().max_instances;
+        let starting = rows.iter().filter(|r| r.state == "stopped").count();
+        if self.active_instance_count()? + starting > capacity {
+            return Err(Ec2Error {
+                code: "InsufficientInstanceCapacity".into(),
+                message: "We currently do not have sufficient capacity on this host.".into(),
+                status: 500,
+            });
+        }
+        let mut out = Vec::new();
+        for row in rows {
+            let previous = row.state.clone();
+            if previous != "stopped" {
+                out.push(StateChange {
+                    instance_id: row.id,
+                    previous: previous.clone(),
+                    current: previous,
+                });
+                continue;
+            }
+            let mut doc = doc_of(&row)?;
+            doc.state_reason = None;
+            doc.state_transition_reason = user_initiated(now_ms());
+            self.set_instance(&row.id, "pending", &doc)?;
+            self.boot_in_background(&row.id, None);
+            out.push(StateChange {
+                instance_id: row.id,
+                previous,
+                current: "pending".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// RebootInstances: resets running machines.
+    pub fn reboot_instances(&self, caller: &Caller, ids: &[String]) -> Ec2Result<()> {
+        let rows = self.instance_rows(caller, ids)?;
+        for row in &rows {
+            if row.state == "terminated" || row.state == "shutting-down" {
+                return Err(incorrect_state(&row.id, &row.state, "rebooted"));
+            }
+        }
+        for row in rows {
+            if let Some(machine) = lock(&self.machines).get(&row.id).cloned() {
+                machine.reset()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// TerminateInstances.
+    pub fn terminate_instances(
+        self: &Arc<Self>,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Ec2Result<Vec<StateChange>> {
+        let _t = transitions();
+        let rows = self.instance_rows(caller, ids)?;
+        for row in &rows {
+            if doc_of(row)?.disable_api_termination && row.state != "terminated" {
+                return Err(Ec2Error::client(
+                    "OperationNotPermitted",
+                    format!(
+                        "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
+                        row.id
+                    ),
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for row in rows {
+            let previous = row.state.clone();
+            if previous == "terminated" || previous == "shutting-down" {
+                out.push(StateChange {
+                    instance_id: row.id,
+                    previous: previous.clone(),
+                    current: previous,
+                });
+                continue;
+            }
+            let mut doc = doc_of(&row)?;
+            doc.state_transition_reason = user_initiated(now_ms());
+            self.set_instance(&row.id, "shutting-down", &doc)?;
+            match lock(&self.machines).get(&row.id).cloned() {
+                Some(machine) => {
+                    machine.set_intent(Intent::Terminate);
+                    machine.kill();
+                }
+                None if previous == "pending" => {
+                    // The boot thread sees `shutting-down` and finishes the termination.
+                }
+                None => {
+                    let cloud = Arc::clone(self);
+                    let id = row.id.clone();
+                    self.spawn_worker(format!("terminate {id}"), move || {
+                        cloud.finish_terminate(
+                            &id,
+                            reason(
+                                "Client.UserInitiatedShutdown",
+                                "Client.UserInitiatedShutdown: User initiated shutdown",
+                            ),
+                        );
+                    });
+                }
+            }
+            out.push(StateChange {
+                instance_id: row.id,
+                previous,
+                current: "shutting-down".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a restart: machines of the previous run are gone (QEMU exits with its
+    /// parent); instances that were running boot again (as after a host reboot), those
+    /// stopping are stopped, those shutting down are terminated.
+    pub(crate) fn recover_instances(self: &Arc<Self>) -> Ec2Result<()> {
+        for row in self.catalog.resources_of_kind(KIND)? {
+            super::machine::reap_leftover(self, &row);
+            match row.state.as_str() {
+                "pending" | "running" => {
+                    let mut doc = doc_of(&row)?;
+                    doc.state_reason = None;
+                    self.set_instance(&row.id, "pending", &doc)?;
+                    self.boot_in_background(&row.id, None);
+                }
+                "stopping" => {
+                    let mut doc = doc_of(&row)?;
+                    doc.state_reason = reason(
+                        "Client.UserInitiatedShutdown",
+                        "Client.UserInitiatedShutdown: User initiated shutdown",
+                    );
+                    self.set_instance(&row.id, "stopped", &doc)?;
+                }
+                "shutting-down" => self.finish_terminate(
+                    &row.id,
+                    reason(
+                        "Client.UserInitiatedShutdown",
+                        "Client.UserInitiatedShutdown: User initiated shutdown",
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        self.purge_terminated()
+    }
+
+    /// Stops every machine (openami is shutting down): instances stay `running` in the
+    /// catalog and boot again at the next start.
+    pub fn shutdown_machines(&self) {
+        let machines: Vec<Arc<Machine>> = lock(&self.machines).values().cloned().collect();
+        for m in machines {
+            m.set_intent(Intent::Detach);
+            m.kill();
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The machine behind a running instance: one QEMU process (see the `compute` crate) whose
+//! EBS volumes are served by openami over NBD, one unix socket per volume, and whose
+//! instance-store disks are raw files in the instance's directory.
+//!
+//! ```text
+//!  <data>/regions/<r>/instances/<i-…>/disks/root.raw       instance-store root (full copy)
+//!  <data>/regions/<r>/instances/<i-…>/disks/ephemeralN.raw  instance-store volumes (sparse)
+//!  <data>/regions/<r>/instances/<i-…>/console.log           console of the last boot
+//!  <runtime>/<i-…>/                                          QEMU run dir (QMP, pid, console)
+//!  <runtime>/<i-…>/<vol-…>.sock                             NBD export of one EBS volume
+//! ```
+//!
+//! `<runtime>` is a short directory under the system temp dir keyed by the data dir
+//! (unix socket paths are limited to 108 bytes). When openami stops it ends its machines;
+//! a machine left behind by a crash is found through its run dir and ended at the next
+//! start (its NBD server is gone with the old process), and the lifecycle boots the
+//! instances that were running again.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog::ResourceRow;
+use nbd::{BlockDevice, NbdServer, ServerHandle};
+use volume::Volume;
+
+use super::InstanceDoc;
+use crate::{Cloud, Ec2Error, Ec2Result, lock};
+
+/// How openami runs machines.
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    /// Accelerator for QEMU.
+    pub accelerator: Accelerator,
+    /// Most instances active at once on this host.
+    pub max_instances: usize,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            accelerator: Accelerator::Auto,
+            max_instances: 8,
+        }
+    }
+}
+
+/// QEMU accelerator choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accelerator {
+    /// KVM when it really boots a guest here, else TCG.
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG (software emulation).
+    Tcg,
+}
+
+/// Why a machine is being ended, set before it is asked to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// StopInstances.
+    Stop,
+    /// TerminateInstances.
+    Terminate,
+    /// openami is shutting down; the instance keeps its state.
+    Detach,
+}
+
+/// How a machine ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The guest powered itself off.
+    GuestPowerOff,
+    /// Anything else (killed, crashed, asked to quit), with a description.
+    Other(String),
+}
+
+/// `nbd::BlockDevice` over a volume.
+struct VolumeDevice(Arc<Volume>);
+
+fn io_error(e: volume::VolumeError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl BlockDevice for VolumeDevice {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_at(buf, offset).map_err(io_error)
+    }
+    fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_at(data, offset).map_err(io_error)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0.write_zeroes(offset, len).map_err(io_error)
+    }
+    fn trim(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0.trim(offset, len).map_err(io_error)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush().map_err(io_error)
+    }
+}
+
+fn machine_error(context: &str, e: impl std::fmt::Display) -> Ec2Error {
+    Ec2Error::internal(context, e)
+}
+
+/// A running instance's machine.
+pub(crate) struct Machine {
+    instance_id: String,
+    vm: Mutex<compute::Vm>,
+    runtime_dir: PathBuf,
+    console_keep: PathBuf,
+    exports: Mutex<HashMap<String, ServerHandle>>,
+    intent: Mutex<Option<Intent>>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The instance's directory in the data dir.
+pub(crate) fn instance_dir(cloud: &Cloud, region: &str, id: &str) -> PathBuf {
+    cloud
+        .data_dir()
+        .root()
+        .join("regions")
+        .join(region)
+        .join("instances")
+        .join(id)
+}
+
+/// The short runtime directory of this data dir's machines.
+fn runtime_root(cloud: &Cloud) -> PathBuf {
+    let key = ring::digest::digest(
+        &ring::digest::SHA256,
+        cloud.data_dir().root().as_os_str().as_encoded_bytes(),
+    );
+    std::env::temp_dir().join(format!("openami-{}", hex::encode(&key.as_ref()[..4])))
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+}
+
+impl Machine {
+    /// Prepares the disks of an instance and boots its machine.
+    pub(crate) fn launch(
+        cloud: &Arc<Cloud>,
+        row: &ResourceRow,
+        doc: &InstanceDoc,
+        user_data: Option<Vec<u8>>,
+    ) -> Ec2Result<Arc<Machine>> {
+        let dir = instance_dir(cloud, &row.region, &row.id);
+        let disks_dir = dir.join("disks");
+        create_private_dir(&disks_dir).map_err(|e| machine_error("instance dir", e))?;
+        let runtime_dir = runtime_root(cloud).join(&row.id);
+        let _ = std::fs::remove_dir_all(&runtime_dir);
+        create_private_dir(&runtime_dir).map_err(|e| machine_error("runtime dir", e))?;
+
+        let mut exports = HashMap::new();
+        let mut disks = Vec::new();
+        // Boot order: the root device first.
+        let mut ordered: Vec<(String, DiskKind)> = Vec::new();
+        for d in &doc.block_devices {
+            ordered.push((d.device_name.clone(), DiskKind::Volume(d.volume_id.clone())));
+        }
+        for e in &doc.ephemeral_disks {
+            ordered.push((e.device_name.clone(), DiskKind::Local(e.clone())));
+        }
+        ordered.sort_by_key(|(device, _)| (device != &doc.root_device_name, device.clone()));
+        for (_, kind) in ordered {
+            match kind {
+                DiskKind::Volume(volume_id) => {
+                    let handle = cloud.volume_handle(&row.region, &volume_id)?;
+                    let (server, socket) = serve_volume(&runtime_dir, &volume_id, handle)?;
+                    disks.push(compute::DiskSpec {
+                        id: volume_id.clone(),
+                        source: compute::DiskSource::Nbd {
+                            socket,
+                            export: volume_id.clone(),
+                        },
+                        read_only: false,
+                        serial: Some(volume_id.replace('-', "")),
+                    });
+                    exports.insert(volume_id, server);
+                }
+                DiskKind::Local(disk) => {
+                    let path = disks_dir.join(format!("{}.raw", disk.virtual_name));
+                    prepare_local_disk(cloud, row, doc, &disk, &path)?;
+                    disks.push(compute::DiskSpec {
+                        id: disk.virtual_name.clone(),
+                        source: compute::DiskSource::File {
+                            path,
+                            format: compute::DiskFormat::Raw,
+                        },
+                        read_only: false,
+                        serial: None,
+                    });
+                }
+            }
+        }
+        let spec = compute::VmSpec {
+            name: row.id.clone(),
+            vcpus: doc.vcpus.max(1),
+            memory_mib: doc.memory_mib.max(128),
+            boot_mode: match doc.boot_mode.as_deref() {
+                Some("uefi") => compute::BootMode::Uefi,
+                _ => compute::BootMode::Bios,
+            },
+            disks,
+            user_data,
+            accel: match cloud.compute_config().accelerator {
+                Accelerator::Auto => compute::Accel::Auto,
+                Accelerator::Kvm => compute::Accel::Kvm,
+                Accelerator::Tcg => compute::Accel::Tcg,
+            },
+            run_dir: runtime_dir.clone(),
+        };
+        let vm = compute::Vm::launch(spec).map_err(|e| machine_error("launching QEMU", e))?;
+        Ok(Arc::new(Machine {
+            instance_id: row.id.clone(),
+            vm: Mutex::new(vm),
+            runtime_dir,
+            console_keep: dir.join("console.log"),
+            exports: Mutex::new(exports),
+            intent: Mutex::new(None),
+        }))
+    }
+
+    pub(crate) fn set_intent(&self, intent: Intent) {
+        let mut current = lock(&self.intent);
+        // Terminate wins over stop; detach (openami shutting down) wins over nothing.
+        if *current != Some(Intent::Terminate) {
+            *current = Some(intent);
+        }
+    }
+
+    pub(crate) fn intent(&self) -> Option<Intent> {
+        *lock(&self.intent)
+    }
+
+    fn vm(&self) -> std::sync::MutexGuard<'_, compute::Vm> {
+        lock(&self.vm)
+    }
+
+    /// Ends the machine at once.
+    pub(crate) fn kill(&self) {
+        if let Err(e) = self.vm().kill() {
+            tracing::warn!(instance = %self.instance_id, error = %e, "cannot kill machine");
+        }
+    }
+
+    /// ACPI power button; if the guest has not powered off after `grace`, QEMU quits.
+    pub(crate) fn shut_down(&self, grace: Duration) {
+        if !grace.is_zero()
+            && let Err(e) = self.vm().system_powerdown()
+        {
+            tracing::warn!(instance = %self.instance_id, error = %e, "ACPI powerdown failed");
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.vm().poll_exit(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Err(e) = self.vm().quit() {
+            tracing::warn!(instance = %self.instance_id, error = %e, "quit failed; killing");
+            self.kill();
+        }
+    }
+
+    fn qmp(&self, command: &str) -> Ec2Result<()> {
+        let vm = self.vm();
+        let qmp = vm.qmp().map_err(|e| machine_error(command, e))?;
+        qmp.execute(command, None)
+            .map(drop)
+            .map_err(|e| machine_error(command, e))
+    }
+
+    /// Hardware reset (RebootInstances).
+    pub(crate) fn reset(&self) -> Ec2Result<()> {
+        self.qmp("system_reset")
+    }
+
+    /// Pauses the vCPUs.
+    pub(crate) fn pause(&self) -> Ec2Result<()> {
+        self.qmp("stop")
+    }
+
+    /// Resumes the vCPUs.
+    pub(crate) fn resume(&self) -> Ec2Result<()> {
+        self.qmp("cont")
+    }
+
+    /// Serves a volume and plugs it into the running machine.
+    pub(crate) fn hot_plug(&self, volume_id: &str, handle: Arc<Volume>) -> Ec2Result<()> {
+        let (server, socket) = serve_volume(&self.runtime_dir, volume_id, handle)?;
+        let plugged = self.vm().attach_disk(compute::DiskSpec {
+            id: volume_id.to_string(),
+            source: compute::DiskSource::Nbd {
+                socket,
+                export: volume_id.to_string(),
+            },
+            read_only: false,
+            serial: Some(volume_id.replace('-', "")),
+        });
+        if let Err(e) = plugged {
+            server.shutdown();
+            return Err(Ec2Error::client(
+                "IncorrectState",
+                format!("The volume could not be attached to the running instance: {e}"),
+            ));
+        }
+        lock(&self.exports).insert(volume_id.to_string(), server);
+        Ok(())
+    }
+
+    /// Unplugs a volume from the running machine and stops serving it. Without `force`,
+    /// a guest that does not release the disk within the timeout keeps it.
+    pub(crate) fn unplug(&self, volume_id: &str, force: bool) -> Ec2Result<()> {
+        let result = self.vm().detach_disk(volume_id, UNPLUG_TIMEOUT);
+        if let Err(e) = &result
+            && !force
+        {
+            return Err(Ec2Error::client(
+                "IncorrectState",
+                format!("The volume could not be detached from the running instance: {e}"),
+            ));
+        }
+        if let Some(server) = lock(&self.exports).remove(volume_id) {
+            server.shutdown();
+        }
+        Ok(())
+    }
+
+    /// Blocks until the machine has ended.
+    pub(crate) fn wait(&self) -> Exit {
+        loop {
+            let polled = self.vm().poll_exit();
+            match polled {
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Ok(Some(compute::ExitReason::GuestPoweroff)) => return Exit::GuestPowerOff,
+                Ok(Some(other)) => return Exit::Other(format!("{other:?}")),
+                Err(e) => return Exit::Other(e.to_string()),
+            }
+        }
+    }
+
+    /// After the end: stops the NBD exports and keeps the console.
+    pub(crate) fn release(&self) {
+        for (_, server) in lock(&self.exports).drain() {
+            server.shutdown();
+        }
+        match self.vm().console_output() {
+            Ok(console) => {
+                if let Err(e) = std::fs::write(&self.console_keep, console) {
+                    tracing::warn!(instance = %self.instance_id, error = %e, "cannot keep the console");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(instance = %self.instance_id, error = %e, "cannot read the console")
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+
+    fn console(&self) -> Ec2Result<Vec<u8>> {
+        self.vm()
+            .console_output()
+            .map_err(|e| machine_error("console", e))
+    }
+}
+
+/// How long DetachVolume waits for a guest to release a hot-plugged disk.
+const UNPLUG_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum DiskKind {
+    Volume(String),
+    Local(super::EphemeralDisk),
+}
+
+fn serve_volume(
+    runtime_dir: &Path,
+    volume_id: &str,
+    handle: Arc<Volume>,
+) -> Ec2Result<(ServerHandle, PathBuf)> {
+    let socket = runtime_dir.join(format!("{volume_id}.sock"));
+    let device: Arc<dyn BlockDevice> = Arc::new(VolumeDevice(handle));
+    let server = NbdServer::bind_unix(&socket, [(volume_id.to_string(), device)])
+        .map_err(|e| machine_error("serving a volume over NBD", e))?;
+    Ok((server, socket))
+}
+
+/// Creates an instance-store disk if it does not exist: the root of an instance-store
+/// image is a full copy of its template snapshot, other disks start empty (sparse).
+fn prepare_local_disk(
+    cloud: &Cloud,
+    row: &ResourceRow,
+    doc: &InstanceDoc,
+    disk: &super::EphemeralDisk,
+    path: &Path,
+) -> Ec2Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let partial = path.with_extension("partial");
+    let file = std::fs::File::create(&partial).map_err(|e| machine_error("local disk", e))?;
+    file.set_len(disk.size_bytes)
+        .map_err(|e| machine_error("local disk", e))?;
+    if disk.virtual_name == "root" {
+        let image = cloud
+            .catalog()
+            .resource(&doc.image_id)?
+            .ok_or_else(|| crate::images::not_found(&doc.image_id))?;
+        let template = crate::images::doc_of(&image)?
+            .instance_store_template
+            .ok_or_else(|| crate::images::not_found(&doc.image_id))?;
+        let storage = cloud.region(&row.region)?;
+        let manifest = storage.store.read_manifest(
+            &blockstore::ResourceId::new(&template).map_err(|e| machine_error("template id", e))?,
+        )?;
+        let block = blockstore::BLOCK_SIZE as u64;
+        for (index, hash) in manifest.entries() {
+            let data = storage.store.get_block(hash)?;
+            std::os::unix::fs::FileExt::write_all_at(&file, &data, index * block)
+                .map_err(|e| machine_error("copying the instance-store root", e))?;
+        }
+    }
+    file.sync_all()
+        .map_err(|e| machine_error("local disk", e))?;
+    std::fs::rename(&partial, path).map_err(|e| machine_error("local disk", e))?;
+    Ok(())
+}
+
+/// Deletes an instance's local disks, console and runtime directory (termination).
+pub(crate) fn destroy_local_disks(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()> {
+    let dir = instance_dir(cloud, &row.region, &row.id);
+    match std::fs::remove_dir_all(dir.join("disks")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(machine_error("deleting instance-store disks", e)),
+    }
+    let _ = std::fs::remove_dir_all(runtime_root(cloud).join(&row.id));
+    Ok(())
+}
+
+/// Kills a QEMU process left by a previous run of openami for this instance, if any.
+pub(crate) fn reap_leftover(cloud: &Cloud, row: &ResourceRow) {
+    let run_dir = runtime_root(cloud).join(&row.id);
+    if run_dir.exists() {
+        match compute::Vm::adopt(&run_dir) {
+            Ok(Some(mut vm)) => {
+                if let Err(e) = vm.kill() {
+                    tracing::warn!(instance = %row.id, error = %e, "cannot end a leftover machine");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(instance = %row.id, error = %e, "cannot adopt a leftover machine")
+            }
+        }
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+}
+
+/// The last `limit` bytes of the instance's console: live for a running machine, else
+/// what its last boot printed.
+pub(crate) fn console_tail(cloud: &Cloud, row: &ResourceRow, limit: usize) -> Ec2Result<Vec<u8>> {
+    if let Some(m) = lock(&cloud.machines).get(&row.id).cloned() {
+        let all = m.console()?;
+        return Ok(all[all.len().saturating_sub(limit)..].to_vec());
+    }
+    let path = instance_dir(cloud, &row.region, &row.id).join("console.log");
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(machine_error("console", e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| machine_error("console", e))?
+        .len();
+    file.seek(SeekFrom::Start(len.saturating_sub(limit as u64)))
+        .map_err(|e| machine_error("console", e))?;
+    let mut out = Vec::new();
+    file.read_to_end(&mut out)
+        .map_err(|e| machine_error("console", e))?;
+    Ok(out)
+}

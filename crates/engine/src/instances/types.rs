@@ -1,0 +1,99 @@
+//! The instance types openami offers: vCPUs, memory and instance storage, as EC2 defines
+//! them. A machine gets the type's vCPUs and memory (QEMU only touches memory the guest
+//! uses).
+
+/// One instance type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceType {
+    /// e.g. `t3.micro`.
+    pub name: &'static str,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Instance-store volumes: (count, GiB each).
+    pub instance_store: Option<(u32, u64)>,
+    /// Architecture.
+    pub architecture: &'static str,
+}
+
+const fn t(name: &'static str, vcpus: u32, memory_mib: u64) -> InstanceType {
+    InstanceType {
+        name,
+        vcpus,
+        memory_mib,
+        instance_store: None,
+        architecture: "x86_64",
+    }
+}
+
+const fn d(name: &'static str, vcpus: u32, memory_mib: u64, count: u32, gib: u64) -> InstanceType {
+    InstanceType {
+        name,
+        vcpus,
+        memory_mib,
+        instance_store: Some((count, gib)),
+        architecture: "x86_64",
+    }
+}
+
+/// Every type openami launches.
+pub const INSTANCE_TYPES: &[InstanceType] = &[
+    t("t2.nano", 1, 512),
+    t("t2.micro", 1, 1024),
+    t("t2.small", 1, 2048),
+    t("t2.medium", 2, 4096),
+    t("t2.large", 2, 8192),
+    t("t3.nano", 2, 512),
+    t("t3.micro", 2, 1024),
+    t("t3.small", 2, 2048),
+    t("t3.medium", 2, 4096),
+    t("t3.large", 2, 8192),
+    t("t3.xlarge", 4, 16384),
+    t("t3.2xlarge", 8, 32768),
+    t("m5.large", 2, 8192),
+    t("m5.xlarge", 4, 16384),
+    t("m5.2xlarge", 8, 32768),
+    t("c5.large", 2, 4096),
+    t("c5.xlarge", 4, 8192),
+    t("c5.2xlarge", 8, 16384),
+    t("r5.large", 2, 16384),
+    t("r5.xlarge", 4, 32768),
+    d("m5d.large", 2, 8192, 1, 75),
+    d("m5d.xlarge", 4, 16384, 1, 150),
+    d("c5d.large", 2, 4096, 1, 50),
+    d("c5d.xlarge", 4, 8192, 1, 100),
+    d("i3.large", 2, 15616, 1, 475),
+    d("m1.small", 1, 1740, 1, 160),
+    d("m3.medium", 1, 3840, 1, 4),
+];
+
+/// The named instance type, or `InvalidParameterValue` as EC2 words it.
+pub fn instance_type(name: &str) -> crate::Ec2Result<InstanceType> {
+    INSTANCE_TYPES
+        .iter()
+        .find(|t| t.name == name)
+        .copied()
+        .ok_or_else(|| {
+            crate::Ec2Error::invalid_value(format!("Invalid value '{name}' for InstanceType."))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_and_unknown_types() {
+        let micro = instance_type("t3.micro").unwrap();
+        assert_eq!((micro.vcpus, micro.memory_mib), (2, 1024));
+        assert_eq!(
+            instance_type("m5d.large").unwrap().instance_store,
+            Some((1, 75))
+        );
+        assert_eq!(
+            instance_type("x9.huge").unwrap_err().code,
+            "InvalidParameterValue"
+        );
+    }
+}
