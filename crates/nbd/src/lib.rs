@@ -59,9 +59,10 @@
 //!
 //! The backend ([`BlockDevice`]) is blocking file I/O, so the server uses std threads: one
 //! accept thread (polling the listener and a wake-up socket), and per connection one reader
-//! thread that parses requests (reading WRITE payloads) and a small worker pool that runs
-//! them and writes the replies under a mutex, so pipelined requests run concurrently and
-//! may complete out of order (matched by cookie). In-flight requests and bytes per
+//! thread that parses requests (reading WRITE payloads) and a small worker pool (started on
+//! demand, at most [`ServerConfig::workers_per_connection`]) that runs them and writes the
+//! replies under a mutex, so pipelined requests run concurrently and may complete out of
+//! order (matched by cookie). An idle connection costs two threads. In-flight requests and bytes per
 //! connection are bounded ([`ServerConfig`]): the reader stops reading when the budget is
 //! spent, so memory never follows what a client asks for. A tokio runtime would only move
 //! the same blocking calls into `spawn_blocking`.

@@ -66,7 +66,8 @@ pub struct ServerConfig {
     pub max_payload: u32,
     /// Preferred block size advertised to clients. Default 4096.
     pub preferred_block_size: u32,
-    /// Worker threads per connection (pipelined requests run this many at a time). Default 4.
+    /// Most worker threads per connection (pipelined requests run this many at a time;
+    /// they start on demand, an idle connection has one). Default 4.
     pub workers_per_connection: usize,
     /// Request payload bytes (READ and WRITE lengths) in flight per connection before the
     /// server stops reading requests. Default 64 MiB, at least `max_payload`.
@@ -328,6 +329,7 @@ fn start_connection(shared: &Arc<Shared>, stream: UnixStream) {
 
 fn serve_connection(mut stream: UnixStream, shared: &Shared) -> Result<(), NbdError> {
     stream.set_read_timeout(Some(shared.config.handshake_timeout))?;
+    stream.set_write_timeout(Some(shared.config.handshake_timeout))?;
     let negotiated = handshake::negotiate(&mut stream, &shared.exports, &shared.config);
     let negotiated = match negotiated {
         Ok(Some(n)) => n,
@@ -339,6 +341,7 @@ fn serve_connection(mut stream: UnixStream, shared: &Shared) -> Result<(), NbdEr
         }
     };
     stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
     tracing::debug!(export = %negotiated.export.name, "NBD client entered transmission");
     transmission::serve(stream, negotiated, &shared.config)
 }

@@ -12,7 +12,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -118,6 +118,8 @@ struct Ctx {
     writer: Writer,
     budget: Budget,
     pool: Pool,
+    /// Workers waiting for a job.
+    idle: AtomicUsize,
 }
 
 struct Job {
@@ -255,7 +257,9 @@ fn write_allocated_zeroes(dev: &dyn BlockDevice, offset: u64, len: u64) -> io::R
 
 fn worker(ctx: &Ctx, queue: &Mutex<Receiver<Job>>) {
     loop {
+        ctx.idle.fetch_add(1, Ordering::SeqCst);
         let job = lock(queue).recv();
+        ctx.idle.fetch_sub(1, Ordering::SeqCst);
         match job {
             Ok(job) => ctx.run(job),
             Err(_) => return,
@@ -286,37 +290,59 @@ pub(crate) fn serve(
             max_requests: config.max_in_flight_requests,
         },
         pool: Pool(Mutex::new(Vec::new())),
+        idle: AtomicUsize::new(0),
     });
     let (tx, rx) = mpsc::channel::<Job>();
-    let rx = Arc::new(Mutex::new(rx));
-    let mut workers = Vec::with_capacity(config.workers_per_connection);
-    let mut result = Ok(());
-    for i in 0..config.workers_per_connection {
-        let (ctx, rx) = (Arc::clone(&ctx), Arc::clone(&rx));
-        let spawned = std::thread::Builder::new()
-            .name(format!("nbd-worker-{i}"))
-            .spawn(move || worker(&ctx, &rx));
-        match spawned {
-            Ok(h) => workers.push(h),
-            Err(e) => {
-                result = Err(e.into());
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        let mut reader = BufReader::with_capacity(64 * 1024, &stream);
-        result = read_loop(&mut reader, &ctx, &tx);
-    }
-    drop(tx);
-    for w in workers {
+    let mut pool = Workers {
+        ctx: Arc::clone(&ctx),
+        queue: Arc::new(Mutex::new(rx)),
+        tx,
+        handles: Vec::with_capacity(config.workers_per_connection),
+        max: config.workers_per_connection,
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, &stream);
+    let result = read_loop(&mut reader, &ctx, &mut pool);
+    drop(pool.tx);
+    for w in pool.handles {
         let _ = w.join();
     }
     let _ = stream.shutdown(Shutdown::Both);
     result
 }
 
-fn read_loop<R: Read>(reader: &mut R, ctx: &Ctx, tx: &mpsc::Sender<Job>) -> Result<(), NbdError> {
+/// The worker threads of one connection, started on demand (an idle connection holds
+/// one): a request that finds no idle worker starts another, up to `max`.
+struct Workers {
+    ctx: Arc<Ctx>,
+    queue: Arc<Mutex<Receiver<Job>>>,
+    tx: mpsc::Sender<Job>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    max: usize,
+}
+
+impl Workers {
+    fn submit(&mut self, job: Job) -> Result<(), NbdError> {
+        let busy =
+            self.handles.len() - self.ctx.idle.load(Ordering::SeqCst).min(self.handles.len());
+        if self.handles.len() < self.max && busy == self.handles.len() {
+            let (ctx, queue) = (Arc::clone(&self.ctx), Arc::clone(&self.queue));
+            let spawned = std::thread::Builder::new()
+                .name(format!("nbd-worker-{}", self.handles.len()))
+                .spawn(move || worker(&ctx, &queue));
+            match spawned {
+                Ok(h) => self.handles.push(h),
+                // Fewer workers still serve; none at all cannot.
+                Err(e) if self.handles.is_empty() => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "NBD: cannot start another worker"),
+            }
+        }
+        self.tx
+            .send(job)
+            .map_err(|_| NbdError::Protocol("worker pool gone".into()))
+    }
+}
+
+fn read_loop<R: Read>(reader: &mut R, ctx: &Ctx, workers: &mut Workers) -> Result<(), NbdError> {
     loop {
         if ctx.writer.dead.load(Ordering::Relaxed) {
             return Ok(());
@@ -353,9 +379,9 @@ fn read_loop<R: Read>(reader: &mut R, ctx: &Ctx, tx: &mpsc::Sender<Job>) -> Resu
                 return Err(e.into());
             }
         }
-        if tx.send(Job { req, data, cost }).is_err() {
+        if let Err(e) = workers.submit(Job { req, data, cost }) {
             ctx.budget.release(cost);
-            return Err(NbdError::Protocol("worker pool gone".into()));
+            return Err(e);
         }
     }
 }
