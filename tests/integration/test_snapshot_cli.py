@@ -3,6 +3,7 @@ checked with boto3 (DescribeSnapshots, ListSnapshotBlocks/GetSnapshotBlock,
 ListChangedBlocks)."""
 
 import os
+import shutil
 import subprocess
 
 import boto3
@@ -158,3 +159,86 @@ def test_errors(own_server, tmp_path):
     out = subprocess.run([openami_bin(), "snapshot", "upload", str(image), "--endpoint", srv.endpoint,
                           "--region", "us-east-1"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "no credentials" in out.stderr, out.stderr
+
+
+def need_qemu_img():
+    if shutil.which("qemu-img") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("qemu-img is required under CI=true (apt-get install qemu-utils)")
+        pytest.skip("qemu-img not installed")
+
+
+def qemu_img(*args):
+    out = subprocess.run(["qemu-img", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"qemu-img {args}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def own_snapshots(ec2):
+    return {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+
+def test_image_formats(own_server, tmp_path):
+    """Upload qcow2 and vhdx images made by qemu-img (their virtual disks become the
+    snapshot), download as qcow2/vmdk/vhd and compare with qemu-img; hostile images are
+    refused before a snapshot is started."""
+    need_qemu_img()
+    srv = own_server
+    creds = srv.create_account("cli-formats")
+    ebs, ec2 = clients(srv, creds)
+
+    # 20 MiB + 192 KiB: random, a zero run, a repeated block, a lone sector.
+    data = bytearray(os.urandom(20 * MIB + 192 * 1024))
+    data[4 * MIB:12 * MIB] = bytes(8 * MIB)
+    data[13 * MIB:14 * MIB] = bytes(data[:BLOCK]) * 2
+    data[15 * MIB:17 * MIB] = bytes(2 * MIB)
+    data[16 * MIB + 4096:16 * MIB + 4608] = os.urandom(512)
+    raw = tmp_path / "orig.raw"
+    raw.write_bytes(data)
+    expected = nonzero_blocks(bytes(data))
+
+    sids = {}
+    for fmt in ["qcow2", "vhdx"]:
+        img = tmp_path / f"orig.{fmt}"
+        qemu_img("convert", "-f", "raw", "-O", fmt, str(raw), str(img))
+        up = snapshot_cmd(srv, creds, "upload", str(img), "--workers", "4")
+        sid = up.stdout.strip()
+        assert sid.startswith("snap-") and f"({fmt} image)" in up.stderr, up.stderr
+        ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST_WAITER)
+        assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["VolumeSize"] == 1
+        assert snapshot_blocks(ebs, sid) == expected, fmt
+        sids[fmt] = sid
+
+    # --format raw uploads the container file's bytes as they are.
+    qcow2 = tmp_path / "orig.qcow2"
+    up = snapshot_cmd(srv, creds, "upload", str(qcow2), "--format", "raw")
+    sid_raw = up.stdout.strip()
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid_raw], WaiterConfig=FAST_WAITER)
+    assert snapshot_blocks(ebs, sid_raw) == nonzero_blocks(qcow2.read_bytes())
+
+    # Downloads in every writable format, by extension or --format.
+    for name, fmt, extra in [("down.qcow2", "qcow2", []), ("down.vmdk", "vmdk", []),
+                             ("down.vhd", "vpc", []), ("down-vmdk.img", "vmdk", ["--format", "vmdk"])]:
+        out = tmp_path / name
+        snapshot_cmd(srv, creds, "download", sids["qcow2"], str(out), *extra)
+        if fmt != "vpc":
+            assert "No errors" in qemu_img("check", "-f", fmt, str(out))
+        info = qemu_img("info", "-f", fmt, str(out))
+        assert "1 GiB" in info, info
+        assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", fmt, str(raw), str(out))
+
+    # Hostile: a qcow2 with a backing file is refused before any snapshot exists.
+    before = own_snapshots(ec2)
+    hostile = tmp_path / "hostile.qcow2"
+    qemu_img("create", "-f", "qcow2", "-b", str(raw), "-F", "raw", str(hostile))
+    out = snapshot_cmd(srv, creds, "upload", str(hostile), check=False)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "backing file" in out.stderr and "refused" in out.stderr, out.stderr
+    assert own_snapshots(ec2) == before
+
+    # So is an unknown --format, and downloading as vhdx.
+    out = snapshot_cmd(srv, creds, "upload", str(raw), "--format", "iso", check=False)
+    assert out.returncode != 0 and "unknown format" in out.stderr, out.stderr
+    out = snapshot_cmd(srv, creds, "download", sids["qcow2"], str(tmp_path / "x.vhdx"), check=False)
+    assert out.returncode != 0 and "vhdx is not supported" in out.stderr, out.stderr
+    assert own_snapshots(ec2) == before

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use diskimage::DiskFormat;
 
 use crate::ebs_client::{self, Client, ClientConfig, credentials};
 
@@ -37,19 +38,24 @@ pub struct ClientArgs {
 /// `openami snapshot ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum SnapshotCommand {
-    /// Upload a raw disk image as a new snapshot with the EBS direct APIs; prints the
-    /// snapshot id.
+    /// Upload a disk image (raw, qcow2, vmdk, vhd or vhdx; detected) as a new snapshot with
+    /// the EBS direct APIs; prints the snapshot id.
     Upload(UploadArgs),
-    /// Download a snapshot into a (sparse) raw disk image of the volume's size.
+    /// Download a snapshot into a disk image (sparse raw, qcow2, vmdk or vhd) of the
+    /// volume's size.
     Download(DownloadArgs),
 }
 
 /// `openami snapshot upload`.
 #[derive(Debug, clap::Args)]
 pub struct UploadArgs {
-    /// The raw image to upload.
+    /// The image to upload; its virtual disk becomes the snapshot.
     pub file: PathBuf,
-    /// Volume size in GiB (default: the file size rounded up, or the parent's size if
+    /// The image format: raw, qcow2, vmdk, vhd (or vpc), vhdx (default: detected from the
+    /// file's magic bytes; anything unrecognised is raw).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<DiskFormat>,
+    /// Volume size in GiB (default: the virtual size rounded up, or the parent's size if
     /// larger).
     #[arg(long)]
     pub volume_size: Option<u64>,
@@ -70,8 +76,17 @@ pub struct DownloadArgs {
     pub snapshot: String,
     /// The file to write (created or truncated).
     pub file: PathBuf,
+    /// The image format to write: raw, qcow2, vmdk (streamOptimized), vhd (dynamic)
+    /// (default: from FILE's extension .qcow2/.vmdk/.vhd/.vpc, else raw).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<DiskFormat>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+fn parse_format(s: &str) -> Result<DiskFormat, String> {
+    DiskFormat::from_name(s)
+        .ok_or_else(|| format!("unknown format {s:?} (raw, qcow2, vmdk, vhd, vhdx)"))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -121,26 +136,35 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
             let client = client(&args.client)?;
             let req = ebs_client::upload::UploadRequest {
                 file: &args.file,
+                format: args.format,
                 volume_size: args.volume_size,
                 description: args.description.clone(),
                 parent: args.parent.clone(),
             };
             let done = runtime()?.block_on(ebs_client::upload::upload(&client, req))?;
             eprintln!(
-                "{}: wrote {} of {} blocks, status {}",
-                done.snapshot_id, done.changed_blocks, done.file_blocks, done.status
+                "{}: wrote {} of {} blocks ({} image), status {}",
+                done.snapshot_id, done.changed_blocks, done.file_blocks, done.format, done.status
             );
             println!("{}", done.snapshot_id);
         }
         SnapshotCommand::Download(args) => {
+            let format = args
+                .format
+                .or_else(|| DiskFormat::from_extension(&args.file))
+                .unwrap_or(DiskFormat::Raw);
+            if format == DiskFormat::Vhdx {
+                bail!("writing vhdx is not supported: use --format raw, qcow2, vmdk or vhd");
+            }
             let client = client(&args.client)?;
             let done = runtime()?.block_on(ebs_client::download::download(
                 &client,
                 &args.snapshot,
                 &args.file,
+                format,
             ))?;
             eprintln!(
-                "{}: {} blocks ({} non-zero) into {} ({} GiB)",
+                "{}: {} blocks ({} non-zero) into {} ({format}, {} GiB)",
                 args.snapshot,
                 done.blocks,
                 done.written,

@@ -1,21 +1,22 @@
-//! `openami snapshot download SNAPSHOT FILE`: a snapshot to a raw disk image.
+//! `openami snapshot download SNAPSHOT FILE [--format F]`: a snapshot to a disk image
+//! (raw, qcow2, vmdk streamOptimized or dynamic vhd; see [`diskimage::DiskWriter`]).
 //!
 //! ListSnapshotBlocks (every page), then GetSnapshotBlock for each listed block on
-//! `workers` tasks, each verified against its `x-amz-Checksum` and written at
-//! `index × 512 KiB`. FILE is created (or truncated) and sized to the volume
-//! (VolumeSize GiB) first, so blocks that are not listed, and listed blocks that are all
-//! zeros, stay holes of a sparse file.
+//! `workers` tasks, each verified against its `x-amz-Checksum`. The image writers take
+//! blocks in increasing order, so blocks are fetched in windows of `4 × workers` listed
+//! blocks (in index order, in parallel) and each window is written in order before the next
+//! starts; memory stays at one window. Blocks that are not listed, and listed blocks that
+//! are all zeros, are not written: holes of a sparse raw file, unallocated clusters/grains/
+//! blocks of the other formats. The virtual disk is the volume (VolumeSize GiB).
 //!
 //! Block tokens expire (ListSnapshotBlocks reports when); a download that outlasts them
 //! fails and has to be restarted.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt as _;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow};
+use diskimage::{DiskFormat, DiskWriter};
 
 use super::{BLOCK_SIZE, Client, for_each_parallel, list_all_blocks, progress_bar};
 
@@ -26,74 +27,101 @@ pub struct Downloaded {
     pub blocks: u64,
     /// Blocks written to the file (the rest were all zeros).
     pub written: u64,
-    /// The volume size in GiB, which is the file's length.
+    /// The volume size in GiB, which is the image's virtual size.
     pub volume_size: u64,
 }
 
-/// Downloads `snapshot` into `file`.
-pub async fn download(client: &Client, snapshot: &str, file: &Path) -> anyhow::Result<Downloaded> {
-    let (blocks, volume_gib) = list_all_blocks(client, snapshot)
+/// Downloads `snapshot` into `file` as an image of `format`.
+pub async fn download(
+    client: &Client,
+    snapshot: &str,
+    file: &Path,
+    format: DiskFormat,
+) -> anyhow::Result<Downloaded> {
+    let (mut blocks, volume_gib) = list_all_blocks(client, snapshot)
         .await
         .with_context(|| format!("listing the blocks of {snapshot}"))?;
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(file)
-        .with_context(|| format!("creating {}", file.display()))?;
-    out.set_len(volume_gib << 30)
-        .with_context(|| format!("sizing {} to {volume_gib} GiB", file.display()))?;
+    blocks.sort_by_key(|b| b.index);
+    let path: PathBuf = file.to_owned();
+    let writer =
+        tokio::task::spawn_blocking(move || DiskWriter::create(&path, format, volume_gib << 30))
+            .await
+            .map_err(|e| anyhow!("creating task failed: {e}"))?
+            .with_context(|| format!("creating {} ({format})", file.display()))?;
+    let writer = Arc::new(Mutex::new(Some(writer)));
 
     let bar = progress_bar(
         client.config().progress,
         blocks.len() as u64 * BLOCK_SIZE,
         "download",
     );
-    let written = Arc::new(AtomicU64::new(0));
-    let count = blocks.len();
-    let state = Arc::new((out, blocks));
-    {
-        let (client, bar, written, state) =
-            (client.clone(), bar.clone(), written.clone(), state.clone());
-        let snapshot_id = snapshot.to_owned();
-        let workers = client.config().workers;
-        for_each_parallel(workers, count, move |i| {
-            let (client, bar, written, state, snapshot) = (
-                client.clone(),
-                bar.clone(),
-                written.clone(),
-                state.clone(),
-                snapshot_id.clone(),
-            );
-            async move {
-                let block = &state.1[i];
-                let index = block.index;
-                let (data, _) = super::get_block(&client, &snapshot, block).await?;
-                if !blockstore::block::is_zero(&data) {
-                    let st = state.clone();
-                    tokio::task::spawn_blocking(move || {
-                        st.0.write_all_at(&data, index * BLOCK_SIZE)
-                            .with_context(|| format!("writing block {index}"))
-                    })
-                    .await
-                    .map_err(|e| anyhow!("writing task failed: {e}"))??;
-                    written.fetch_add(1, Ordering::Relaxed);
+    let workers = client.config().workers;
+    let window = workers.max(1) * 4;
+    let blocks = Arc::new(blocks);
+    let mut written = 0u64;
+    for start in (0..blocks.len()).step_by(window) {
+        let end = (start + window).min(blocks.len());
+        let fetched: Arc<Mutex<Vec<Option<Vec<u8>>>>> =
+            Arc::new(Mutex::new(vec![None; end - start]));
+        {
+            let (client, bar, blocks, fetched) =
+                (client.clone(), bar.clone(), blocks.clone(), fetched.clone());
+            let snapshot_id = snapshot.to_owned();
+            for_each_parallel(workers, end - start, move |i| {
+                let (client, bar, blocks, fetched, snapshot) = (
+                    client.clone(),
+                    bar.clone(),
+                    blocks.clone(),
+                    fetched.clone(),
+                    snapshot_id.clone(),
+                );
+                async move {
+                    let (data, _) =
+                        super::get_block(&client, &snapshot, &blocks[start + i]).await?;
+                    if !blockstore::block::is_zero(&data) {
+                        fetched.lock().map_err(|_| anyhow!("lock poisoned"))?[i] = Some(data);
+                    }
+                    bar.inc(BLOCK_SIZE);
+                    Ok(())
                 }
-                bar.inc(BLOCK_SIZE);
-                Ok(())
+            })
+            .await
+            .with_context(|| format!("downloading {snapshot}"))?;
+        }
+        let data = std::mem::take(&mut *fetched.lock().map_err(|_| anyhow!("lock poisoned"))?);
+        let (writer, blocks) = (writer.clone(), blocks.clone());
+        written += tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+            let mut guard = writer.lock().map_err(|_| anyhow!("lock poisoned"))?;
+            let w = guard
+                .as_mut()
+                .ok_or_else(|| anyhow!("writer already finished"))?;
+            let mut n = 0;
+            for (i, data) in data.into_iter().enumerate() {
+                if let Some(data) = data {
+                    let index = blocks[start + i].index;
+                    w.write_block(index * BLOCK_SIZE, &data)
+                        .with_context(|| format!("writing block {index}"))?;
+                    n += 1;
+                }
             }
+            Ok(n)
         })
         .await
-        .with_context(|| format!("downloading {snapshot}"))?;
+        .map_err(|e| anyhow!("writing task failed: {e}"))??;
     }
     bar.finish_and_clear();
-    state
-        .0
-        .sync_all()
-        .with_context(|| format!("syncing {}", file.display()))?;
+    let w = writer
+        .lock()
+        .map_err(|_| anyhow!("lock poisoned"))?
+        .take()
+        .ok_or_else(|| anyhow!("writer already finished"))?;
+    tokio::task::spawn_blocking(move || w.finish())
+        .await
+        .map_err(|e| anyhow!("finishing task failed: {e}"))?
+        .with_context(|| format!("finishing {}", file.display()))?;
     Ok(Downloaded {
-        blocks: count as u64,
-        written: written.load(Ordering::Relaxed),
+        blocks: blocks.len() as u64,
+        written,
         volume_size: volume_gib,
     })
 }

@@ -1,9 +1,15 @@
-//! `openami snapshot upload FILE`: a raw disk image to a new snapshot.
+//! `openami snapshot upload FILE`: a disk image to a new snapshot.
 //!
-//! StartSnapshot (VolumeSize = the file size rounded up to GiB unless given), then
+//! FILE is opened with [`diskimage`] first: its format is detected (raw, qcow2, vmdk,
+//! vhd, vhdx) unless given, and hostile or corrupt images (backing files, other extents,
+//! differencing disks, bad checksums…) are refused before any snapshot is started. What is
+//! uploaded is the image's *virtual* disk.
+//!
+//! StartSnapshot (VolumeSize = the virtual size rounded up to GiB unless given), then
 //! PutSnapshotBlock for every 512 KiB block that is not all zeros (the last block
 //! zero-padded), then CompleteSnapshot with the block count and the LINEAR aggregate
-//! checksum of the written blocks.
+//! checksum of the written blocks. Blocks the image's metadata shows unallocated (holes of
+//! a raw file, unallocated clusters, grains or blocks) are not even read.
 //!
 //! # Incremental uploads (`--parent`)
 //!
@@ -18,12 +24,11 @@
 //! still cheaper than rewriting every block and keeps ListChangedBlocks exact.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
+use diskimage::{DiskFormat, DiskReader};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -34,9 +39,11 @@ const GIB: u64 = 1 << 30;
 /// What to upload.
 #[derive(Debug, Clone)]
 pub struct UploadRequest<'a> {
-    /// The raw image.
+    /// The image.
     pub file: &'a Path,
-    /// Volume size in GiB (default: the file size rounded up).
+    /// Its format (detected when `None`).
+    pub format: Option<DiskFormat>,
+    /// Volume size in GiB (default: the virtual size rounded up).
     pub volume_size: Option<u64>,
     /// Snapshot description.
     pub description: Option<String>,
@@ -53,17 +60,24 @@ pub struct Uploaded {
     pub changed_blocks: u64,
     /// Blocks in the file (non-zero or not).
     pub file_blocks: u64,
+    /// The image's format.
+    pub format: DiskFormat,
     /// The status CompleteSnapshot returned.
     pub status: String,
 }
 
 /// Uploads `req.file` as a new snapshot.
 pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<Uploaded> {
-    let file = File::open(req.file).with_context(|| format!("opening {}", req.file.display()))?;
-    let size = file
-        .metadata()
-        .with_context(|| format!("reading {}", req.file.display()))?
-        .len();
+    let path = req.file.to_owned();
+    let format = req.format;
+    let file: Box<dyn DiskReader> = tokio::task::spawn_blocking(move || {
+        diskimage::open_as(&path, format, diskimage::Limits::default())
+    })
+    .await
+    .map_err(|e| anyhow!("opening task failed: {e}"))?
+    .with_context(|| format!("refusing to upload {}", req.file.display()))?;
+    let format = file.format();
+    let size = file.virtual_size();
     let file_blocks = size.div_ceil(BLOCK_SIZE);
     let needed_gib = size.div_ceil(GIB).max(1);
 
@@ -76,7 +90,7 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
     }
     let volume_gib = match req.volume_size {
         Some(v) if v < needed_gib => {
-            bail!("--volume-size {v} GiB is smaller than the file ({needed_gib} GiB needed)")
+            bail!("--volume-size {v} GiB is smaller than the disk ({needed_gib} GiB needed)")
         }
         Some(v) => v,
         None => needed_gib.max(parent_gib),
@@ -121,7 +135,7 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
                 };
                 let (data, len) = if index < file_blocks {
                     let st = state.clone();
-                    tokio::task::spawn_blocking(move || read_block(&st.0, index, size))
+                    tokio::task::spawn_blocking(move || read_block(st.0.as_ref(), index, size))
                         .await
                         .map_err(|e| anyhow!("reading task failed: {e}"))??
                 } else {
@@ -156,18 +170,25 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
         snapshot_id,
         changed_blocks: written.len() as u64,
         file_blocks,
+        format,
         status,
     })
 }
 
-/// Reads block `index` of a file of `size` bytes, zero-padded; returns the block and how
-/// many bytes came from the file.
-fn read_block(file: &File, index: u64, size: u64) -> anyhow::Result<(Vec<u8>, u64)> {
+/// Reads block `index` of a virtual disk of `size` bytes, zero-padded; returns the block
+/// and how many bytes came from the disk. A range the metadata shows unallocated is not
+/// read.
+fn read_block(disk: &dyn DiskReader, index: u64, size: u64) -> anyhow::Result<(Vec<u8>, u64)> {
     let offset = index * BLOCK_SIZE;
     let len = (size - offset).min(BLOCK_SIZE);
     let mut data = vec![0; BLOCK_SIZE as usize];
-    file.read_exact_at(&mut data[..len as usize], offset)
-        .with_context(|| format!("reading block {index}"))?;
+    if !disk
+        .range_is_zero(offset, len)
+        .with_context(|| format!("mapping block {index}"))?
+    {
+        disk.read_at(offset, &mut data[..len as usize])
+            .with_context(|| format!("reading block {index}"))?;
+    }
     Ok((data, len))
 }
 
