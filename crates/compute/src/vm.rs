@@ -18,6 +18,9 @@ use crate::spec::{DiskSource, DiskSpec, VmSpec};
 /// How much of the console [`Vm::console_output`] returns (as GetConsoleOutput does).
 pub const CONSOLE_TAIL: u64 = 64 * 1024;
 
+/// How often [`Vm::stop`] presses the ACPI power button again.
+const POWERDOWN_REPEAT: Duration = Duration::from_secs(3);
+
 /// How long QEMU gets to exit after `quit` before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -302,17 +305,26 @@ impl Vm {
         }
     }
 
-    /// Stops the VM: ACPI power button, up to `timeout` for the guest to power off, then
-    /// `quit`, then SIGKILL. Returns how it ended (if it had already ended, that).
+    /// Stops the VM: ACPI power button (pressed again every 3 s), up to `timeout` for the
+    /// guest to power off, then `quit`, then SIGKILL. Returns how it ended (if it had already ended, that).
     pub fn stop(&mut self, timeout: Duration) -> Result<ExitReason> {
         if let Some(r) = self.poll_exit()? {
             return Ok(r);
         }
-        if let Err(e) = self.system_powerdown() {
-            tracing::warn!(run_dir = %self.run_dir.display(), "system_powerdown: {e}");
-        }
-        if let Some(r) = self.wait_timeout(timeout)? {
-            return Ok(r);
+        // The button is pressed again every few seconds: a guest still booting (or whose
+        // ACPI handling was not ready yet) misses a press, and an extra press does no harm.
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Err(e) = self.system_powerdown() {
+                tracing::warn!(run_dir = %self.run_dir.display(), "system_powerdown: {e}");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(r) = self.wait_timeout(left.min(POWERDOWN_REPEAT))? {
+                return Ok(r);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         tracing::info!(run_dir = %self.run_dir.display(), "guest ignored ACPI powerdown; quitting");
         self.quit()
@@ -369,7 +381,10 @@ impl Vm {
             return Ok(Some(r.clone()));
         }
         let ended = self.process_end()?;
-        let shutdown = self.shutdown_reason();
+        let mut shutdown = self.shutdown_reason();
+        if ended.is_none() && shutdown.is_none() {
+            shutdown = self.emulation_stopped();
+        }
         let reason = match (ended, shutdown) {
             (None, None) => return Ok(None),
             (None, Some(reason)) => {
@@ -516,6 +531,28 @@ impl Vm {
                 detail: format!("QEMU shut down with reason {other}"),
             },
         })
+    }
+
+    /// A guest stopped by the accelerator (e.g. a KVM internal error) never shuts down;
+    /// when the last event is STOP, ask QEMU why.
+    fn emulation_stopped(&self) -> Option<ExitReason> {
+        let qmp = self.qmp.as_ref()?;
+        let last = qmp
+            .events()
+            .into_iter()
+            .rev()
+            .find(|e| e.name == "STOP" || e.name == "RESUME")?;
+        if last.name != "STOP" {
+            return None;
+        }
+        let status = qmp.execute("query-status", None).ok()?;
+        match status["status"].as_str()? {
+            "internal-error" => Some(ExitReason::Crashed {
+                detail: "the accelerator stopped the guest (internal-error)".into(),
+            }),
+            "guest-panicked" => Some(ExitReason::GuestPanic),
+            _ => None,
+        }
     }
 
     /// `Some(description)` once the QEMU process is gone (reaped when it is our child).

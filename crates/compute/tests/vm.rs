@@ -566,6 +566,35 @@ fn adopt_learns_of_a_guest_poweroff_that_happened_while_nobody_watched() {
 }
 
 #[test]
+fn a_kvm_that_cannot_run_the_guest_is_reported_as_a_crash() {
+    let Some(guest) = guest() else { return };
+    if !Path::new("/dev/kvm").exists() || compute::kvm_usable() {
+        eprintln!(
+            "SKIPPED: needs a /dev/kvm that fails the probe (this machine's KVM works or is absent)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = overlay(&guest, dir.path());
+    let mut spec = spec(
+        dir.path(),
+        file_disk("root", &root, DiskFormat::Qcow2),
+        BootMode::Bios,
+        None,
+    );
+    spec.accel = Accel::Kvm;
+    let _cleanup = Cleanup(spec.run_dir.clone());
+    let mut vm = Vm::launch(spec).unwrap();
+    assert!(vm.uses_kvm());
+    let reason = vm.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        matches!(reason, Some(ExitReason::Crashed { .. })),
+        "expected a crash, got {reason:?}"
+    );
+    assert_gone(vm.pid());
+}
+
+#[test]
 fn kvm_probe_answers() {
     if guest().is_none() {
         return;
