@@ -145,17 +145,30 @@ fn qemu_io_commands_reach_the_device() {
 }
 
 #[test]
-fn qemu_io_fua_write_is_durable_before_its_reply() {
+fn qemu_io_fua_write_is_flushed_before_the_next_command() {
     if !have("qemu-io") {
         return;
     }
     let dev = MemDevice::new(MIB);
     let server = TestServer::start(vec![export("vol", &dev)]);
     run(Command::new("qemu-io")
-        .args(["-f", "raw", &server.url("vol")])
-        .args(["-c", "write -f -P 0x5a 0 64k"]));
-    let durable = dev.durable();
-    assert!(durable[..65536].iter().all(|&b| b == 0x5a));
+        .args(["-f", "raw", "--cache=writeback", &server.url("vol")])
+        .args(["-c", "write -P 0x01 0 4k"])
+        .args(["-c", "write -f -P 0x5a 64k 64k"])
+        .args(["-c", "write -P 0x02 256k 4k"]));
+    // With a writeback cache qemu-io runs the commands one after the other and flushes
+    // once on exit: only the FUA write puts a flush between the second and third write.
+    let log = dev.log.lock().unwrap().clone();
+    let second = log.iter().position(|e| e == "W 65536 65536").unwrap();
+    let third = log.iter().position(|e| e == "W 262144 4096").unwrap();
+    assert!(
+        log[second + 1..third].iter().any(|e| e == "F"),
+        "no flush after the FUA write: {log:?}"
+    );
+    assert!(
+        !log[..second].iter().any(|e| e == "F"),
+        "unexpected flush before the FUA write: {log:?}"
+    );
 }
 
 #[test]

@@ -349,6 +349,12 @@ fn transmission_errors() {
     assert_eq!(c.reply(), (0, 18));
     c.request(0, CMD_CACHE, 19, 0, 4096);
     assert_eq!(c.reply(), (0, 19));
+    // FUA: durable when the reply arrives; a plain write is not.
+    assert_eq!(c.write(0, 40, 65536, &[0x42; 512]), 0);
+    assert_eq!(dev.durable()[65536], 0);
+    assert_eq!(c.write(CMD_FLAG_FUA, 41, 70000, &[0x43; 512]), 0);
+    assert_eq!(dev.durable()[65536..65536 + 512], [0x42; 512]);
+    assert_eq!(dev.durable()[70000..70000 + 512], [0x43; 512]);
     assert_eq!(c.write(0, 20, 0, &[9; 8192]), 0);
     c.request(
         CMD_FLAG_NO_HOLE | CMD_FLAG_FUA,

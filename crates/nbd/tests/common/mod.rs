@@ -23,6 +23,8 @@ pub struct MemDevice {
     pub read_only: bool,
     /// Reads at this offset sleep (to force out-of-order completion).
     pub slow_read_offset: Option<u64>,
+    /// Every write ("W offset len") and flush ("F"), in order.
+    pub log: Mutex<Vec<String>>,
 }
 
 impl MemDevice {
@@ -48,6 +50,7 @@ impl MemDevice {
             writes: AtomicU64::new(0),
             read_only,
             slow_read_offset: slow,
+            log: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +88,10 @@ impl BlockDevice for MemDevice {
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         let r = self.range(offset, data.len() as u64)?;
         self.writes.fetch_add(1, Ordering::SeqCst);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("W {offset} {}", data.len()));
         self.data.lock().unwrap()[r].copy_from_slice(data);
         Ok(())
     }
@@ -105,6 +112,7 @@ impl BlockDevice for MemDevice {
 
     fn flush(&self) -> io::Result<()> {
         self.flushes.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().unwrap().push("F".into());
         let data = self.data.lock().unwrap().clone();
         *self.durable.lock().unwrap() = data;
         Ok(())
