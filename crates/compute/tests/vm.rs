@@ -584,9 +584,15 @@ fn a_kvm_that_cannot_run_the_guest_is_reported_as_a_crash() {
     );
     spec.accel = Accel::Kvm;
     let _cleanup = Cleanup(spec.run_dir.clone());
+    let start = Instant::now();
     let mut vm = Vm::launch(spec).unwrap();
     assert!(vm.uses_kvm());
-    let reason = vm.wait_timeout(Duration::from_secs(60)).unwrap();
+    // Broken KVM spins in the firmware for a while (~30 s here) before its internal error.
+    let reason = vm.wait_timeout(Duration::from_secs(180)).unwrap();
+    eprintln!(
+        "[timing] KVM failure detected after {:.2} s: {reason:?}",
+        start.elapsed().as_secs_f64()
+    );
     assert!(
         matches!(reason, Some(ExitReason::Crashed { .. })),
         "expected a crash, got {reason:?}"
