@@ -41,14 +41,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args=(), port=None):
         self.data_dir = data_dir
-        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir.parent / "server.log", "wb")
+        self.log = open(data_dir.parent / "server.log", "ab")
         self.proc = subprocess.Popen(
             [openami_bin(), "serve", "--data-dir", str(data_dir),
-             "--listen", f"127.0.0.1:{self.port}", "--gc-interval", "0"],
+             "--listen", f"127.0.0.1:{self.port}", "--gc-interval", "0", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30

@@ -13,6 +13,7 @@ use crate::images::{
 };
 use crate::instances::InstanceAction;
 use crate::params::Params;
+use crate::transfers::TransferAction;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
 const EC2_OPERATIONS: &str = include_str!("ec2_operations.txt");
@@ -168,6 +169,8 @@ pub enum Action {
     DisableImageBlockPublicAccess,
     /// Instance actions (RunInstances, DescribeInstances, …).
     Instance(InstanceAction),
+    /// VM import/export actions (ImportImage, ExportImage, …).
+    Transfer(TransferAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -386,10 +389,15 @@ impl Action {
                 Action::EnableImageBlockPublicAccess(images::parse_block_public_access(p)?)
             }
             "DisableImageBlockPublicAccess" => Action::DisableImageBlockPublicAccess,
-            other => match InstanceAction::parse(other, p)? {
-                Some(action) => Action::Instance(action),
-                None => return Err(unknown_action(other)),
-            },
+            other => {
+                if let Some(action) = InstanceAction::parse(other, p)? {
+                    Action::Instance(action)
+                } else if let Some(action) = TransferAction::parse(other, p)? {
+                    Action::Transfer(action)
+                } else {
+                    return Err(unknown_action(other));
+                }
+            }
         })
     }
 }

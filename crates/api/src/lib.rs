@@ -17,6 +17,7 @@ pub mod images;
 pub mod instances;
 pub mod params;
 mod respond;
+pub mod transfers;
 pub mod xml;
 
 use std::sync::Arc;

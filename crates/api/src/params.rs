@@ -102,15 +102,20 @@ impl Params {
 
     /// `Filter.N.Name` / `Filter.N.Value.M`.
     pub fn filters(&self) -> Ec2Result<Vec<Filter>> {
-        self.indexes("Filter")?
+        self.filters_named("Filter")
+    }
+
+    /// `<prefix>.N.Name` / `<prefix>.N.Value.M` (a few actions name the list `Filters`).
+    pub fn filters_named(&self, prefix: &str) -> Ec2Result<Vec<Filter>> {
+        self.indexes(prefix)?
             .into_iter()
             .map(|i| {
-                let name = self.string(&format!("Filter.{i}.Name")).ok_or_else(|| {
-                    Ec2Error::invalid_value(format!("Filter.{i}.Name is missing"))
+                let name = self.string(&format!("{prefix}.{i}.Name")).ok_or_else(|| {
+                    Ec2Error::invalid_value(format!("{prefix}.{i}.Name is missing"))
                 })?;
                 Ok(Filter {
                     name,
-                    values: self.list(&format!("Filter.{i}.Value"))?,
+                    values: self.list(&format!("{prefix}.{i}.Value"))?,
                 })
             })
             .collect()

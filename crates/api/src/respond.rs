@@ -253,6 +253,7 @@ pub fn execute(
             images::set_block_public_access(&mut x, cloud, caller, Some(req))?
         }
         Action::Instance(action) => crate::instances::execute(&mut x, cloud, caller, action)?,
+        Action::Transfer(action) => crate::transfers::execute(&mut x, cloud, caller, action)?,
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

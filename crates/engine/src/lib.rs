@@ -20,6 +20,7 @@ mod recovery;
 pub mod regions;
 pub mod snapshots;
 pub mod tags;
+pub mod transfers;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -82,6 +83,19 @@ pub struct Cloud {
     compute: instances::ComputeConfig,
     /// Machines of running instances, by instance id.
     machines: Mutex<HashMap<String, Arc<instances::machine::Machine>>>,
+    /// Import and export directories.
+    transfers: transfers::TransferConfig,
+    /// Running import/export tasks.
+    tasks: transfers::TaskRegistry,
+}
+
+/// How a [`Cloud`] runs machines and where imports and exports live.
+#[derive(Clone, Debug, Default)]
+pub struct CloudOptions {
+    /// Machines.
+    pub compute: instances::ComputeConfig,
+    /// Import/export directories.
+    pub transfers: transfers::TransferConfig,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,15 +107,15 @@ impl Cloud {
     /// (snapshots that were being taken are marked `error`; images being copied become
     /// `available` if their snapshots were complete, else `failed`).
     pub fn open(data: DataDir, regions: &[String]) -> Result<Arc<Self>, OpenError> {
-        Self::open_with(data, regions, instances::ComputeConfig::default())
+        Self::open_with(data, regions, CloudOptions::default())
     }
 
-    /// [`Cloud::open`] with a compute configuration. Instances are not booted until
-    /// [`Cloud::resume_instances`] is called (the server does; admin commands do not).
+    /// [`Cloud::open`] with options. Instances are not booted and tasks not resumed
+    /// until [`Cloud::resume`] is called (the server does; admin commands do not).
     pub fn open_with(
         data: DataDir,
         regions: &[String],
-        compute: instances::ComputeConfig,
+        options: CloudOptions,
     ) -> Result<Arc<Self>, OpenError> {
         let catalog = Catalog::open(&data.catalog_path())?;
         let token_secret = data.secret_key("block-token.key")?;
@@ -120,8 +134,10 @@ impl Cloud {
             image_index: images::ImageIndex::default(),
             token_secret,
             upload_activity: Mutex::new(HashMap::new()),
-            compute,
+            compute: options.compute,
             machines: Mutex::new(HashMap::new()),
+            transfers: options.transfers,
+            tasks: transfers::TaskRegistry::default(),
         });
         cloud.recover()?;
         Ok(cloud)
@@ -151,9 +167,12 @@ impl Cloud {
     }
 
     /// Boots the instances that were running when openami last stopped, finishes
-    /// interrupted stops and terminations (the server calls this once at start).
-    pub fn resume_instances(self: &Arc<Self>) -> Result<(), OpenError> {
+    /// interrupted stops and terminations, and restarts interrupted import/export tasks
+    /// (the server calls this once at start).
+    pub fn resume(self: &Arc<Self>) -> Result<(), OpenError> {
         self.recover_instances()
+            .map_err(|e| OpenError::Recovery(e.message))?;
+        self.resume_tasks()
             .map_err(|e| OpenError::Recovery(e.message))
     }
 

@@ -75,6 +75,13 @@ pub struct ServeArgs {
     /// Most instances active at once on this host.
     #[arg(long, env = "OPENAMI_MAX_INSTANCES", default_value_t = 8)]
     pub max_instances: usize,
+    /// Directory ImportImage/ImportSnapshot read from: an S3 location `s3://BUCKET/KEY`
+    /// names `IMPORT_DIR/BUCKET/KEY`.
+    #[arg(long, env = "OPENAMI_IMPORT_DIR")]
+    pub import_dir: Option<std::path::PathBuf>,
+    /// Directory ExportImage writes to: `EXPORT_DIR/BUCKET/PREFIX<export-ami-…>.<format>`.
+    #[arg(long, env = "OPENAMI_EXPORT_DIR")]
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,16 +38,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(region, removed, "removed temp files left by a crash");
         }
     }
-    let compute = engine::instances::ComputeConfig {
-        accelerator: match args.accel.as_str() {
-            "kvm" => engine::instances::Accelerator::Kvm,
-            "tcg" => engine::instances::Accelerator::Tcg,
-            _ => engine::instances::Accelerator::Auto,
+    let options = engine::CloudOptions {
+        compute: engine::instances::ComputeConfig {
+            accelerator: match args.accel.as_str() {
+                "kvm" => engine::instances::Accelerator::Kvm,
+                "tcg" => engine::instances::Accelerator::Tcg,
+                _ => engine::instances::Accelerator::Auto,
+            },
+            max_instances: args.max_instances,
         },
-        max_instances: args.max_instances,
+        transfers: engine::transfers::TransferConfig {
+            import_dir: args.import_dir.clone(),
+            export_dir: args.export_dir.clone(),
+        },
     };
-    let cloud = Cloud::open_with(data, &args.regions, compute).context("opening the cloud")?;
-    cloud.resume_instances().context("resuming instances")?;
+    let cloud = Cloud::open_with(data, &args.regions, options).context("opening the cloud")?;
+    cloud.resume().context("resuming instances and tasks")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
