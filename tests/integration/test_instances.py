@@ -360,3 +360,68 @@ def test_run_instances_refusals(ec2, alice, bob):
     with pytest.raises(ClientError) as e:
         client.stop_instances(InstanceIds=["i-0123456789abcdef0"])
     assert error_code(e.value) == "InvalidInstanceID.NotFound"
+
+
+@needs_qemu
+def test_uefi_boot(ec2, alice, guest_image):
+    client = ec2(alice)
+    _, snap = guest_image
+    image = client.register_image(
+        Name="uefi-guest-" + uuid.uuid4().hex[:8], Architecture="x86_64", RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm", BootMode="uefi",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}],
+    )["ImageId"]
+    iid = launch(client, image, script("echo firmware=$([ -d /sys/firmware/efi ] && echo uefi || echo bios)"))
+    inst = client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert inst["BootMode"] == "uefi" and inst["CurrentInstanceBootMode"] == "uefi"
+    wait_until(client, iid, "stopped")
+    assert "firmware=uefi" in console(client, iid), console(client, iid)
+    terminate(client, iid)
+
+
+@needs_qemu
+def test_running_instances_survive_an_openami_restart(tmp_path, guest_raw):
+    """SIGKILL of openami leaves its QEMU behind; the next start ends it and boots the
+    instance again. SIGTERM ends the machines; the next start boots them again."""
+    from conftest import Server
+    import signal
+    import boto3
+    from botocore.config import Config
+
+    srv = Server(tmp_path / "data")
+    try:
+        creds = srv.create_account("restarter")
+        client = boto3.client("ec2", endpoint_url=srv.endpoint, region_name="us-east-1",
+                              aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                              config=Config(retries={"max_attempts": 1}))
+        snap = upload(srv, creds, guest_raw)
+        client.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+        image = client.register_image(Name="restart-guest", RootDeviceName="/dev/xvda", Architecture="x86_64",
+                                      BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
+        iid = launch(client, image)
+        wait_state(client, iid, "instance_running")
+        before = qemu_processes(iid)
+        assert len(before) == 1
+
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        srv.log.close()
+        assert qemu_processes(iid) == before  # orphaned until the next start
+        srv = Server(srv.data_dir, port=srv.port)
+        wait_state(client, iid, "instance_running")
+        after = qemu_processes(iid)
+        assert len(after) == 1 and after != before
+
+        assert srv.stop() == 0
+        assert not qemu_processes(iid)
+        srv = Server(srv.data_dir, port=srv.port)
+        wait_state(client, iid, "instance_running")
+        deadline = time.time() + 60
+        while "openami-guest: booted" not in console(client, iid) and time.time() < deadline:
+            time.sleep(0.5)
+        assert "openami-guest: booted" in console(client, iid)
+        terminate(client, iid)
+        assert not qemu_processes(iid)
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
