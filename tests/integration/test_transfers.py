@@ -255,3 +255,35 @@ def test_cancel_and_restart_of_http_imports(transfer_server, slow_http, tmp_path
     download(srv, creds, done["SnapshotTaskDetail"]["SnapshotId"], down)
     with open(down, "rb") as f:
         assert f.read(len(data)) == data
+
+
+@needs_qemu_img
+def test_uploaded_vhdx_registered_copied_and_exported(transfer_server, tmp_path):
+    """The issue's end-to-end path through public interfaces: `openami snapshot upload`
+    of a VHDX (EBS direct API) → RegisterImage → CopyImage to another region →
+    ExportImage as qcow2 → `qemu-img compare` with the original bytes."""
+    srv = transfer_server
+    creds = srv.create_account("uploader")
+    ec2 = client(srv, creds)
+    raw = tmp_path / "orig.raw"
+    mixed_raw(raw, mib=16, seed=5)
+    vhdx = tmp_path / "disk.vhdx"
+    qemu_img("convert", "-f", "raw", "-O", "vhdx", str(raw), str(vhdx))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    up = subprocess.run([openami_bin(), "snapshot", "upload", str(vhdx), "--endpoint", srv.endpoint,
+                         "--region", "us-east-1", "--no-progress"], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    snap = up.stdout.strip()
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+    image = ec2.register_image(Name="uploaded", RootDeviceName="/dev/xvda", Architecture="x86_64",
+                               BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
+    west = client(srv, creds, "eu-west-1")
+    copy = west.copy_image(SourceImageId=image, SourceRegion="us-east-1", Name="uploaded-copy")["ImageId"]
+    west.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig=FAST_WAITER)
+    exp = west.export_image(ImageId=copy, DiskImageFormat="QCOW2", S3ExportLocation={"S3Bucket": BUCKET})
+    wait_task(export_task(west), "export", exp["ExportImageTaskId"])
+    exported = srv.exports / BUCKET / f"{exp['ExportImageTaskId']}.qcow2"
+    qemu_img("check", str(exported))
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "qcow2", str(raw), str(exported))
