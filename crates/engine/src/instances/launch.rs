@@ -332,8 +332,19 @@ impl Cloud {
                     instance_tags: &instance_tags,
                     volume_tags: &volume_tags,
                 },
-            )?;
-            views.push(view);
+            );
+            match view {
+                Ok(view) => views.push(view),
+                Err(e) => {
+                    // All or nothing: undo the instances (and volumes) created so far.
+                    for created in &views {
+                        self.finish_terminate(&created.id, None);
+                        let _ = self.catalog.clear_tags(&created.id);
+                        let _ = self.catalog.delete_resource(&created.id);
+                    }
+                    return Err(e);
+                }
+            }
         }
         self.touch_image_launched(&req.image_id);
         for view in &views {
@@ -352,7 +363,7 @@ impl Cloud {
     ) -> Ec2Result<InstanceView> {
         let id = ids::new_id("i");
         let now = now_ms();
-        let mut devices = Vec::new();
+        let mut devices: Vec<InstanceDevice> = Vec::new();
         let mut ephemeral = Vec::new();
         let mut ephemeral_index = 0;
         for m in mappings {
@@ -377,12 +388,20 @@ impl Cloud {
                             state: "attached".into(),
                         }),
                     };
-                    let volume = self.materialize_volume(
+                    let volume = match self.materialize_volume(
                         &caller.account_id,
                         &caller.region,
                         doc,
                         launch.volume_tags.to_vec(),
-                    )?;
+                    ) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            for d in &devices {
+                                let _ = self.delete_instance_volume(&caller.region, &d.volume_id);
+                            }
+                            return Err(e);
+                        }
+                    };
                     devices.push(InstanceDevice {
                         device_name: m.device_name.clone(),
                         volume_id: volume.id,

@@ -60,6 +60,25 @@ fn reason(code: &str, message: &str) -> Option<StateReason> {
     })
 }
 
+/// EC2's state reason after StopInstances / TerminateInstances.
+fn user_shutdown() -> Option<StateReason> {
+    reason(
+        "Client.UserInitiatedShutdown",
+        "Client.UserInitiatedShutdown: User initiated shutdown",
+    )
+}
+
+impl StateChange {
+    /// A call that left the instance as it was.
+    fn unchanged(instance_id: String, state: String) -> Self {
+        StateChange {
+            instance_id,
+            previous: state.clone(),
+            current: state,
+        }
+    }
+}
+
 fn incorrect_state(id: &str, state: &str, action: &str) -> Ec2Error {
     Ec2Error::client(
         "IncorrectInstanceState",
@@ -177,20 +196,8 @@ impl Cloud {
         let (terminate, why) = match (intent, &exit) {
             // openami is shutting down: the instance boots again at the next start.
             (Some(Intent::Detach), _) => return,
-            (Some(Intent::Terminate), _) => (
-                true,
-                reason(
-                    "Client.UserInitiatedShutdown",
-                    "Client.UserInitiatedShutdown: User initiated shutdown",
-                ),
-            ),
-            (Some(Intent::Stop), _) => (
-                false,
-                reason(
-                    "Client.UserInitiatedShutdown",
-                    "Client.UserInitiatedShutdown: User initiated shutdown",
-                ),
-            ),
+            (Some(Intent::Terminate), _) => (true, user_shutdown()),
+            (Some(Intent::Stop), _) => (false, user_shutdown()),
             (None, Exit::GuestPowerOff) => (
                 instance_store || doc.shutdown_behavior == "terminate",
                 reason(
@@ -262,6 +269,11 @@ impl Cloud {
         }
     }
 
+    /// Deletes a volume created for an instance (its data, tags and row).
+    pub(crate) fn delete_instance_volume(&self, region: &str, volume_id: &str) -> Ec2Result<()> {
+        self.release_volume(region, volume_id, true)
+    }
+
     /// Detaches a volume from its (terminating) instance, deleting it if asked.
     fn release_volume(&self, region: &str, volume_id: &str, delete: bool) -> Ec2Result<()> {
         let Some(row) = self.catalog.resource(volume_id)? else {
@@ -330,11 +342,7 @@ impl Cloud {
         for row in rows {
             let previous = row.state.clone();
             if previous == "stopped" || previous == "stopping" {
-                out.push(StateChange {
-                    instance_id: row.id,
-                    previous: previous.clone(),
-                    current: previous,
-                });
+                out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
             let mut doc = doc_of(&row)?;
@@ -386,11 +394,7 @@ impl Cloud {
         for row in rows {
             let previous = row.state.clone();
             if previous != "stopped" {
-                out.push(StateChange {
-                    instance_id: row.id,
-                    previous: previous.clone(),
-                    current: previous,
-                });
+                out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
             let mut doc = doc_of(&row)?;
@@ -446,11 +450,7 @@ impl Cloud {
         for row in rows {
             let previous = row.state.clone();
             if previous == "terminated" || previous == "shutting-down" {
-                out.push(StateChange {
-                    instance_id: row.id,
-                    previous: previous.clone(),
-                    current: previous,
-                });
+                out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
             let mut doc = doc_of(&row)?;
@@ -468,13 +468,7 @@ impl Cloud {
                     let cloud = Arc::clone(self);
                     let id = row.id.clone();
                     self.spawn_worker(format!("terminate {id}"), move || {
-                        cloud.finish_terminate(
-                            &id,
-                            reason(
-                                "Client.UserInitiatedShutdown",
-                                "Client.UserInitiatedShutdown: User initiated shutdown",
-                            ),
-                        );
+                        cloud.finish_terminate(&id, user_shutdown());
                     });
                 }
             }
@@ -502,19 +496,10 @@ impl Cloud {
                 }
                 "stopping" => {
                     let mut doc = doc_of(&row)?;
-                    doc.state_reason = reason(
-                        "Client.UserInitiatedShutdown",
-                        "Client.UserInitiatedShutdown: User initiated shutdown",
-                    );
+                    doc.state_reason = user_shutdown();
                     self.set_instance(&row.id, "stopped", &doc)?;
                 }
-                "shutting-down" => self.finish_terminate(
-                    &row.id,
-                    reason(
-                        "Client.UserInitiatedShutdown",
-                        "Client.UserInitiatedShutdown: User initiated shutdown",
-                    ),
-                ),
+                "shutting-down" => self.finish_terminate(&row.id, user_shutdown()),
                 _ => {}
             }
         }
