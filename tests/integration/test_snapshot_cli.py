@@ -24,17 +24,27 @@ def own_server(tmp_path):
     srv.stop()
 
 
-def cli_env(creds):
+DIGEST_CACHE = {"dir": None}
+
+
+@pytest.fixture(autouse=True)
+def digest_cache(tmp_path):
+    """Each test gets its own client digest cache (OPENAMI_CACHE_DIR)."""
+    DIGEST_CACHE["dir"] = str(tmp_path / "client-cache")
+    yield
+
+
+def cli_env(creds, cache=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
-               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null", OPENAMI_CACHE_DIR=str(cache or DIGEST_CACHE["dir"]))
     return env
 
 
-def snapshot_cmd(srv, creds, *args, check=True, endpoint=None):
+def snapshot_cmd(srv, creds, *args, check=True, endpoint=None, cache=None):
     out = subprocess.run([openami_bin(), "snapshot", *args, "--endpoint", endpoint or srv.endpoint,
                           "--region", "us-east-1", "--no-progress"],
-                         env=cli_env(creds), capture_output=True, text=True, timeout=300)
+                         env=cli_env(creds, cache), capture_output=True, text=True, timeout=300)
     if check:
         assert out.returncode == 0, out.stderr
     return out
@@ -107,6 +117,11 @@ def test_upload_download_incremental(own_server, tmp_path):
     up2 = snapshot_cmd(srv, creds, "upload", str(image2), "--parent", sid)
     child = up2.stdout.strip()
     assert "wrote 3 of 41 blocks" in up2.stderr, up2.stderr
+    # The parent was uploaded from here: its digests came from the local cache.
+    assert "parent digests from the local cache" in up2.stderr, up2.stderr
+    # Without the cache the parent's blocks are read back, with the same outcome.
+    up3 = snapshot_cmd(srv, creds, "upload", str(image2), "--parent", sid, cache=tmp_path / "empty-cache")
+    assert "wrote 3 of 41 blocks" in up3.stderr and "parent blocks read" in up3.stderr, up3.stderr
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[child], WaiterConfig=FAST_WAITER)
     changed, kw = [], {"FirstSnapshotId": sid, "SecondSnapshotId": child}
     while True:

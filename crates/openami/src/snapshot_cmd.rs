@@ -142,8 +142,15 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
                 parent: args.parent.clone(),
             };
             let done = runtime()?.block_on(ebs_client::upload::upload(&client, req))?;
+            let parent = match done.parent_digests {
+                Some(ebs_client::upload::ParentDigests::Cached) => {
+                    ", parent digests from the local cache"
+                }
+                Some(ebs_client::upload::ParentDigests::Read) => ", parent blocks read",
+                None => "",
+            };
             eprintln!(
-                "{}: wrote {} of {} blocks ({} image), status {}",
+                "{}: wrote {} of {} blocks ({} image{parent}), status {}",
                 done.snapshot_id, done.changed_blocks, done.file_blocks, done.format, done.status
             );
             println!("{}", done.snapshot_id);

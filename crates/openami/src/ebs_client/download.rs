@@ -57,27 +57,39 @@ pub async fn download(
     );
     let workers = client.config().workers;
     let window = workers.max(1) * 4;
+    let digests = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let blocks = Arc::new(blocks);
     let mut written = 0u64;
     for start in (0..blocks.len()).step_by(window) {
         let end = (start + window).min(blocks.len());
         let fetched: Arc<Mutex<Vec<Option<Vec<u8>>>>> =
             Arc::new(Mutex::new(vec![None; end - start]));
+        let window_digests = digests.clone();
         {
-            let (client, bar, blocks, fetched) =
-                (client.clone(), bar.clone(), blocks.clone(), fetched.clone());
+            let (client, bar, blocks, fetched, digests) = (
+                client.clone(),
+                bar.clone(),
+                blocks.clone(),
+                fetched.clone(),
+                window_digests,
+            );
             let snapshot_id = snapshot.to_owned();
             for_each_parallel(workers, end - start, move |i| {
-                let (client, bar, blocks, fetched, snapshot) = (
+                let (client, bar, blocks, fetched, snapshot, digests) = (
                     client.clone(),
                     bar.clone(),
                     blocks.clone(),
                     fetched.clone(),
                     snapshot_id.clone(),
+                    digests.clone(),
                 );
                 async move {
-                    let (data, _) =
-                        super::get_block(&client, &snapshot, &blocks[start + i]).await?;
+                    let block = &blocks[start + i];
+                    let (data, digest) = super::get_block(&client, &snapshot, block).await?;
+                    digests
+                        .lock()
+                        .map_err(|_| anyhow!("lock poisoned"))?
+                        .insert(block.index, digest);
                     if !blockstore::block::is_zero(&data) {
                         fetched.lock().map_err(|_| anyhow!("lock poisoned"))?[i] = Some(data);
                     }
@@ -119,6 +131,8 @@ pub async fn download(
         .await
         .map_err(|e| anyhow!("finishing task failed: {e}"))?
         .with_context(|| format!("finishing {}", file.display()))?;
+    let digests = std::mem::take(&mut *digests.lock().map_err(|_| anyhow!("lock poisoned"))?);
+    super::digests::store(client.config(), snapshot, &digests, volume_gib);
     Ok(Downloaded {
         blocks: blocks.len() as u64,
         written,

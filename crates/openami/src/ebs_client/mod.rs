@@ -11,6 +11,7 @@
 //! shared counter. See [`upload`] and [`download`] for the two directions.
 
 pub mod credentials;
+pub mod digests;
 pub mod download;
 pub mod upload;
 

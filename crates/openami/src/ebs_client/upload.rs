@@ -20,8 +20,11 @@
 //! written only when its digest differs from the parent's block at that index; a block
 //! that is zero in the file but present in the parent is written as an explicit zero
 //! block (the parent's data would show through otherwise), and so are parent blocks past
-//! the end of the file. This costs one read of the parent's allocated data, which is
-//! still cheaper than rewriting every block and keeps ListChangedBlocks exact.
+//! the end of the file. That read is avoided when the parent's digests are in the local
+//! [`digests`](super::digests) cache (every upload and download records the digests of
+//! its snapshot), checked against ListSnapshotBlocks first; so uploading a new version of
+//! an image uploaded from this machine before costs ListSnapshotBlocks plus the changed
+//! blocks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -64,6 +67,17 @@ pub struct Uploaded {
     pub format: DiskFormat,
     /// The status CompleteSnapshot returned.
     pub status: String,
+    /// How the parent's digests were learnt (incremental uploads).
+    pub parent_digests: Option<ParentDigests>,
+}
+
+/// Where an incremental upload got its parent's block digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentDigests {
+    /// From the local digest cache (checked against ListSnapshotBlocks).
+    Cached,
+    /// By reading the parent's blocks.
+    Read,
 }
 
 /// Uploads `req.file` as a new snapshot.
@@ -83,11 +97,14 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
 
     let mut parent_digests: HashMap<u64, [u8; 32]> = HashMap::new();
     let mut parent_gib = 0;
+    let mut parent_source = None;
     if let Some(parent) = &req.parent {
-        let (digests, gib) = parent_block_digests(client, parent).await?;
+        let (digests, gib, source) = parent_block_digests(client, parent).await?;
         parent_digests = digests;
         parent_gib = gib;
+        parent_source = Some(source);
     }
+    let mut new_digests = parent_digests.clone();
     let volume_gib = match req.volume_size {
         Some(v) if v < needed_gib => {
             bail!("--volume-size {v} GiB is smaller than the disk ({needed_gib} GiB needed)")
@@ -166,12 +183,23 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
 
     let written = std::mem::take(&mut *written.lock().map_err(|_| anyhow!("lock poisoned"))?);
     let status = complete_snapshot(client, &snapshot_id, &written).await?;
+    let zero = blockstore::sha256(&vec![0u8; BLOCK_SIZE as usize]);
+    for (index, digest) in &written {
+        if *digest == zero {
+            new_digests.remove(index);
+        } else {
+            new_digests.insert(*index, *digest);
+        }
+    }
+    new_digests.retain(|i, _| *i < volume_blocks);
+    super::digests::store(client.config(), &snapshot_id, &new_digests, volume_gib);
     Ok(Uploaded {
         snapshot_id,
         changed_blocks: written.len() as u64,
         file_blocks,
         format,
         status,
+        parent_digests: parent_source,
     })
 }
 
@@ -192,14 +220,27 @@ fn read_block(disk: &dyn DiskReader, index: u64, size: u64) -> anyhow::Result<(V
     Ok((data, len))
 }
 
-/// The SHA-256 of every allocated block of `parent`, and its volume size in GiB.
+/// The SHA-256 of every allocated block of `parent`, and its volume size in GiB: from the
+/// local cache when it agrees with ListSnapshotBlocks, else by reading the blocks.
 async fn parent_block_digests(
     client: &Client,
     parent: &str,
-) -> anyhow::Result<(HashMap<u64, [u8; 32]>, u64)> {
+) -> anyhow::Result<(HashMap<u64, [u8; 32]>, u64, ParentDigests)> {
     let (blocks, gib) = super::list_all_blocks(client, parent)
         .await
         .with_context(|| format!("listing the blocks of parent {parent}"))?;
+    if let Some((cached, cached_gib)) = super::digests::load(client.config(), parent)
+        && cached_gib == gib
+        && cached.len() == blocks.len()
+        && blocks.iter().all(|b| cached.contains_key(&b.index))
+    {
+        tracing::debug!(
+            parent,
+            blocks = blocks.len(),
+            "parent digests from the local cache"
+        );
+        return Ok((cached, gib, ParentDigests::Cached));
+    }
     let digests = Arc::new(Mutex::new(HashMap::new()));
     let blocks = Arc::new(blocks);
     let bar = progress_bar(
@@ -236,7 +277,8 @@ async fn parent_block_digests(
     }
     bar.finish_and_clear();
     let digests = std::mem::take(&mut *digests.lock().map_err(|_| anyhow!("lock poisoned"))?);
-    Ok((digests, gib))
+    super::digests::store(client.config(), parent, &digests, gib);
+    Ok((digests, gib, ParentDigests::Read))
 }
 
 /// A client token for StartSnapshot, so that its retries are idempotent.
