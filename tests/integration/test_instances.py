@@ -425,3 +425,30 @@ def test_running_instances_survive_an_openami_restart(tmp_path, guest_raw):
     finally:
         if srv.proc.poll() is None:
             srv.stop()
+
+
+@needs_qemu
+def test_create_image_of_a_running_instance(ec2, alice, guest_image):
+    """CreateImage while the guest runs: its volumes are snapshotted at one point in time
+    (vCPUs paused); without NoReboot the machine is rebooted, as EC2 does."""
+    client = ec2(alice)
+    image, _ = guest_image
+    marker = "R-" + uuid.uuid4().hex[:12]
+    iid = launch(client, image, script(write_marker("/dev/vda", marker) + "\nsleep 600"))
+    deadline = time.time() + 120
+    while "wrote-marker" not in console(client, iid) and time.time() < deadline:
+        time.sleep(0.5)
+    assert "wrote-marker" in console(client, iid)
+    quiet = client.create_image(InstanceId=iid, Name="running-" + iid, NoReboot=True)["ImageId"]
+    rebooted = client.create_image(InstanceId=iid, Name="rebooted-" + iid, NoReboot=False)["ImageId"]
+    deadline = time.time() + 120
+    while console(client, iid).count("openami-guest: booted") < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    assert console(client, iid).count("openami-guest: booted") >= 2  # the reboot
+    client.get_waiter("image_available").wait(ImageIds=[quiet, rebooted], WaiterConfig=FAST_WAITER)
+    for new_image in (quiet, rebooted):
+        second = launch(client, new_image, script(read_marker("/dev/vda")))
+        wait_until(client, second, "stopped")
+        assert f"marker=[{marker}]" in console(client, second)
+        terminate(client, second)
+    terminate(client, iid)

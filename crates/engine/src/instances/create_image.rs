@@ -62,6 +62,16 @@ impl Cloud {
         description: impl Fn(&str) -> Option<String>,
         tags: impl Fn(&str) -> Ec2Result<Vec<(String, String)>>,
     ) -> Ec2Result<Vec<(String, SnapshotView, PendingSnapshot)>> {
+        // A volume takes one snapshot at a time: let earlier ones (an earlier CreateImage,
+        // say) finish first, for up to a minute.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline
+            && lock(&self.snapshot_progress)
+                .values()
+                .any(|(v, _)| volumes.iter().any(|(_, id)| id == v))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let machine = lock(&self.machines).get(instance_id).cloned();
         if let Some(m) = &machine {
             m.pause()?;
