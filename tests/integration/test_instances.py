@@ -379,10 +379,18 @@ def test_uefi_boot(ec2, alice, guest_image):
     terminate(client, iid)
 
 
+def ticks(text: str) -> int:
+    """The last `tick N` the guest printed (0 if none)."""
+    found = [int(line.split()[1]) for line in text.splitlines()
+             if line.startswith("tick ") and line.split()[1].isdigit()]
+    return max(found, default=0)
+
+
 @needs_qemu
 def test_running_instances_survive_an_openami_restart(tmp_path, guest_raw):
-    """SIGKILL of openami leaves its QEMU behind; the next start ends it and boots the
-    instance again. SIGTERM ends the machines; the next start boots them again."""
+    """SIGKILL of openami: its machines keep running, QEMU holds their disk I/O, and the
+    next start adopts them (same QEMU process) and serves their volumes again, so the
+    guest carries on writing. SIGTERM ends the machines; the next start boots them again."""
     from conftest import Server
     import signal
     import boto3
@@ -398,19 +406,33 @@ def test_running_instances_survive_an_openami_restart(tmp_path, guest_raw):
         client.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
         image = client.register_image(Name="restart-guest", RootDeviceName="/dev/xvda", Architecture="x86_64",
                                       BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
-        iid = launch(client, image)
+        # Every half second: write a counter to the root volume (fsync) and print it.
+        task = script("i=0\nwhile true; do i=$((i+1)); echo \"disk-tick $i\" | "
+                      f"dd of=/dev/vda bs=1M seek={MARKER_OFFSET_MIB} conv=notrunc,fsync 2>/dev/null "
+                      "&& echo \"tick $i\"; sleep 0.5; done")
+        iid = launch(client, image, task)
         wait_state(client, iid, "instance_running")
+        deadline = time.time() + 120
+        while ticks(console(client, iid)) < 3 and time.time() < deadline:
+            time.sleep(0.5)
+        assert ticks(console(client, iid)) >= 3
         before = qemu_processes(iid)
         assert len(before) == 1
 
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait()
         srv.log.close()
-        assert qemu_processes(iid) == before  # orphaned until the next start
+        assert qemu_processes(iid) == before  # the machine outlives openami
+        time.sleep(2)
         srv = Server(srv.data_dir, port=srv.port)
-        wait_state(client, iid, "instance_running")
-        after = qemu_processes(iid)
-        assert len(after) == 1 and after != before
+        assert client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+        assert qemu_processes(iid) == before  # adopted, not rebooted
+        seen = ticks(console(client, iid))
+        deadline = time.time() + 90
+        while ticks(console(client, iid)) < seen + 5 and time.time() < deadline:
+            time.sleep(0.5)
+        assert ticks(console(client, iid)) >= seen + 5, console(client, iid)[-2000:]
+        assert console(client, iid).count("openami-guest: booted") == 1
 
         assert srv.stop() == 0
         assert not qemu_processes(iid)
@@ -420,6 +442,7 @@ def test_running_instances_survive_an_openami_restart(tmp_path, guest_raw):
         while "openami-guest: booted" not in console(client, iid) and time.time() < deadline:
             time.sleep(0.5)
         assert "openami-guest: booted" in console(client, iid)
+        assert qemu_processes(iid) and qemu_processes(iid) != before
         terminate(client, iid)
         assert not qemu_processes(iid)
     finally:

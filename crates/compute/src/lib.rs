@@ -36,7 +36,7 @@ mod spec;
 mod vm;
 
 pub use error::{Error, Result};
-pub use qemu::{kvm_usable, probe_kvm};
+pub use qemu::{NBD_RECONNECT_DELAY_SECS, kvm_usable, probe_kvm};
 pub use qmp::{Qmp, QmpEvent};
 pub use spec::{Accel, BootMode, DiskFormat, DiskSource, DiskSpec, VmSpec};
 pub use vm::{ExitReason, Vm};

@@ -54,6 +54,11 @@ fn opt(path: &Path) -> String {
 }
 
 /// The `-blockdev` JSON for a disk.
+/// How long QEMU holds a disk's I/O when its NBD server goes away (a crashed openami being
+/// restarted) before failing requests; it keeps reconnecting to the same socket after
+/// that, and paused requests are replayed once it is back.
+pub const NBD_RECONNECT_DELAY_SECS: u64 = 120;
+
 pub(crate) fn blockdev(disk: &DiskSpec) -> Value {
     let node = node_name(&disk.id);
     match &disk.source {
@@ -63,6 +68,7 @@ pub(crate) fn blockdev(disk: &DiskSpec) -> Value {
             "server": { "type": "unix", "path": socket.to_string_lossy() },
             "export": export,
             "read-only": disk.read_only,
+            "reconnect-delay": NBD_RECONNECT_DELAY_SECS,
         }),
         DiskSource::File { path, format } => json!({
             "driver": format.driver(),

@@ -155,10 +155,38 @@ impl Cloud {
                 }
             }
         }
+        self.supervise(id, &machine);
+    }
+
+    /// Follows a machine until it ends, then finishes the transition its end implies.
+    fn supervise(&self, id: &str, machine: &Arc<Machine>) {
         let exit = machine.wait();
         machine.release();
         lock(&self.machines).remove(id);
         self.after_exit(id, machine.intent(), exit);
+    }
+
+    /// Adopts the still-running machine of a `running` instance after a crash of
+    /// openami; false if there is none to adopt.
+    fn adopt_machine(self: &Arc<Self>, row: &ResourceRow) -> bool {
+        let adopted = doc_of(row).and_then(|doc| Machine::adopt(self, row, &doc));
+        match adopted {
+            Ok(Some(machine)) => {
+                tracing::info!(instance = %row.id, "adopted a running machine");
+                lock(&self.machines).insert(row.id.clone(), Arc::clone(&machine));
+                let cloud = Arc::clone(self);
+                let id = row.id.clone();
+                self.spawn_worker(format!("supervise {id}"), move || {
+                    cloud.supervise(&id, &machine);
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(instance = %row.id, error = %e, "cannot adopt the machine; it boots again");
+                false
+            }
+        }
     }
 
     /// A machine that could not be started: a first launch ends terminated, a start of a
@@ -481,11 +509,15 @@ impl Cloud {
         Ok(out)
     }
 
-    /// After a restart: machines of the previous run are gone (QEMU exits with its
-    /// parent); instances that were running boot again (as after a host reboot), those
-    /// stopping are stopped, those shutting down are terminated.
+    /// After a restart: a running instance whose machine survived (openami crashed) is
+    /// adopted; other instances that were running boot again (as after a host reboot),
+    /// those stopping are stopped, those shutting down are terminated. Any other
+    /// leftover machine is ended.
     pub(crate) fn recover_instances(self: &Arc<Self>) -> Ec2Result<()> {
         for row in self.catalog.resources_of_kind(KIND)? {
+            if row.state == "running" && self.adopt_machine(&row) {
+                continue;
+            }
             super::machine::reap_leftover(self, &row);
             match row.state.as_str() {
                 "pending" | "running" => {

@@ -11,10 +11,12 @@
 //! ```
 //!
 //! `<runtime>` is a short directory under the system temp dir keyed by the data dir
-//! (unix socket paths are limited to 108 bytes). When openami stops it ends its machines;
-//! a machine left behind by a crash is found through its run dir and ended at the next
-//! start (its NBD server is gone with the old process), and the lifecycle boots the
-//! instances that were running again.
+//! (unix socket paths are limited to 108 bytes). When openami stops cleanly it ends its
+//! machines (the lifecycle boots them again at the next start). When openami crashes its
+//! machines keep running: QEMU holds their disk I/O and keeps reconnecting to the same
+//! NBD sockets (`compute::NBD_RECONNECT_DELAY_SECS`); the next start *adopts* each one
+//! (pid file, QMP), serves its volumes on the same sockets again, and the guest carries
+//! on. A machine that cannot be adopted is ended and booted again.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -236,6 +238,39 @@ impl Machine {
             exports: Mutex::new(exports),
             intent: Mutex::new(None),
         }))
+    }
+
+    /// Re-attaches to the machine a previous openami process left running for this
+    /// instance, serving its EBS volumes on the same sockets again. `None` if there is
+    /// no such machine (or it has ended).
+    pub(crate) fn adopt(
+        cloud: &Arc<Cloud>,
+        row: &ResourceRow,
+        doc: &InstanceDoc,
+    ) -> Ec2Result<Option<Arc<Machine>>> {
+        let runtime_dir = runtime_root(cloud).join(&row.id);
+        if !runtime_dir.exists() {
+            return Ok(None);
+        }
+        let Some(vm) =
+            compute::Vm::adopt(&runtime_dir).map_err(|e| machine_error("adopting QEMU", e))?
+        else {
+            return Ok(None);
+        };
+        let mut exports = HashMap::new();
+        for d in &doc.block_devices {
+            let handle = cloud.volume_handle(&row.region, &d.volume_id)?;
+            let (server, _) = serve_volume(&runtime_dir, &d.volume_id, handle)?;
+            exports.insert(d.volume_id.clone(), server);
+        }
+        Ok(Some(Arc::new(Machine {
+            instance_id: row.id.clone(),
+            vm: Mutex::new(vm),
+            runtime_dir,
+            console_keep: instance_dir(cloud, &row.region, &row.id).join("console.log"),
+            exports: Mutex::new(exports),
+            intent: Mutex::new(None),
+        })))
     }
 
     pub(crate) fn set_intent(&self, intent: Intent) {
