@@ -475,3 +475,43 @@ def test_create_image_of_a_running_instance(ec2, alice, guest_image):
         assert f"marker=[{marker}]" in console(client, second)
         terminate(client, second)
     terminate(client, iid)
+
+
+@needs_qemu
+def test_aws_cli_and_boto3_resources(aws, ec2, alice, guest_image, server):
+    """The AWS CLI (its own parsing, waiters and base64 handling) and boto3's resource
+    layer over the same instance calls."""
+    image, _ = guest_image
+    run = aws(alice, "ec2", "run-instances", "--image-id", image, "--count", "1",
+              "--instance-type", "t3.micro", "--tag-specifications",
+              "ResourceType=instance,Tags=[{Key=Name,Value=cli}]")
+    iid = run["Instances"][0]["InstanceId"]
+    aws(alice, "ec2", "wait", "instance-running", "--instance-ids", iid)
+    desc = aws(alice, "ec2", "describe-instances", "--filters", "Name=tag:Name,Values=cli",
+               "Name=instance-state-name,Values=running")
+    assert [i["InstanceId"] for r in desc["Reservations"] for i in r["Instances"]] == [iid]
+    attr = aws(alice, "ec2", "describe-instance-attribute", "--instance-id", iid,
+               "--attribute", "instanceInitiatedShutdownBehavior")
+    assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+    deadline = time.time() + 60
+    out = ""
+    while "openami-guest: booted" not in out and time.time() < deadline:
+        out = (aws(alice, "ec2", "get-console-output", "--instance-id", iid) or {}).get("Output", "")
+        time.sleep(0.5)
+    assert "openami-guest: booted" in out
+
+    import boto3
+    from botocore.config import Config
+    res = boto3.resource("ec2", endpoint_url=server.endpoint, region_name="us-east-1",
+                         aws_access_key_id=alice["AccessKeyId"], aws_secret_access_key=alice["SecretAccessKey"],
+                         config=Config(retries={"max_attempts": 1}))
+    inst = res.Instance(iid)
+    assert inst.state["Name"] == "running" and inst.image_id == image
+    vols = list(inst.volumes.all())
+    assert len(vols) == 1 and vols[0].attachments[0]["Device"] == "/dev/xvda"
+    inst.stop()
+    inst.wait_until_stopped(WaiterConfig=VM_WAITER)
+    inst.reload()
+    assert inst.state["Code"] == 80
+    aws(alice, "ec2", "terminate-instances", "--instance-ids", iid)
+    aws(alice, "ec2", "wait", "instance-terminated", "--instance-ids", iid)
