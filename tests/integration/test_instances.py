@@ -515,3 +515,23 @@ def test_aws_cli_and_boto3_resources(aws, ec2, alice, guest_image, server):
     assert inst.state["Code"] == 80
     aws(alice, "ec2", "terminate-instances", "--instance-ids", iid)
     aws(alice, "ec2", "wait", "instance-terminated", "--instance-ids", iid)
+
+
+def test_describe_instance_types(ec2, alice, aws):
+    client = ec2(alice)
+    one = client.describe_instance_types(InstanceTypes=["t3.micro"])["InstanceTypes"]
+    assert len(one) == 1
+    t = one[0]
+    assert t["VCpuInfo"]["DefaultVCpus"] == 2 and t["MemoryInfo"]["SizeInMiB"] == 1024
+    assert t["ProcessorInfo"]["SupportedArchitectures"] == ["x86_64"] and t["FreeTierEligible"] is True
+    with_store = client.describe_instance_types(
+        Filters=[{"Name": "instance-storage-supported", "Values": ["true"]}])["InstanceTypes"]
+    assert with_store and all(x["InstanceStorageInfo"]["TotalSizeInGB"] > 0 for x in with_store)
+    names = [x["InstanceType"] for p in client.get_paginator("describe_instance_types").paginate(
+        PaginationConfig={"PageSize": 5}) for x in p["InstanceTypes"]]
+    assert len(names) == len(set(names)) > 10 and "m5d.large" in names
+    with pytest.raises(ClientError) as e:
+        client.describe_instance_types(InstanceTypes=["x9.huge"])
+    assert error_code(e.value) == "InvalidInstanceType"
+    out = aws(alice, "ec2", "describe-instance-types", "--filters", "Name=vcpu-info.default-vcpus,Values=4")
+    assert {x["VCpuInfo"]["DefaultVCpus"] for x in out["InstanceTypes"]} == {4}

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use engine::instances::{
     CreateImage, CreateSnapshots, InstanceAttribute, InstanceAttributeValue, InstanceDevice,
-    InstanceView, ModifyInstanceAttribute, RunInstances, StateChange, VolumeAttachment, state_code,
+    InstanceType, InstanceView, ModifyInstanceAttribute, RunInstances, StateChange,
+    VolumeAttachment, state_code,
 };
 use engine::query::{Filter, Page, iso8601};
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
@@ -89,6 +90,15 @@ pub enum InstanceAction {
     CreateImage(CreateImage),
     /// CreateSnapshots.
     CreateSnapshots(CreateSnapshots),
+    /// DescribeInstanceTypes.
+    Types {
+        /// InstanceType.N
+        names: Vec<String>,
+        /// Filter.N
+        filters: Vec<Filter>,
+        /// MaxResults / NextToken
+        page: Page,
+    },
 }
 
 fn required_int(p: &Params, name: &str) -> Ec2Result<i64> {
@@ -247,9 +257,75 @@ impl InstanceAction {
                     }
                 },
             }),
+            "DescribeInstanceTypes" => InstanceAction::Types {
+                names: p.list("InstanceType")?,
+                filters: p.filters()?,
+                page: p.page()?,
+            },
             _ => return Ok(None),
         }))
     }
+}
+
+fn instance_type_xml(x: &mut Xml, t: &InstanceType) {
+    let threads = t.threads_per_core();
+    let cores = t.vcpus.div_ceil(threads);
+    x.text("instanceType", t.name)
+        .text("currentGeneration", &t.current_generation().to_string())
+        .text("freeTierEligible", &t.free_tier().to_string())
+        .elem("supportedUsageClasses", |x| {
+            x.text("item", "on-demand");
+        })
+        .elem("supportedRootDeviceTypes", |x| {
+            x.text("item", "ebs").text("item", "instance-store");
+        })
+        .elem("supportedVirtualizationTypes", |x| {
+            x.text("item", "hvm");
+        })
+        .text("bareMetal", "false")
+        .text("hypervisor", "nitro")
+        .elem("processorInfo", |x| {
+            x.elem("supportedArchitectures", |x| {
+                x.text("item", t.architecture);
+            });
+        })
+        .elem("vCpuInfo", |x| {
+            x.text("defaultVCpus", &t.vcpus.to_string())
+                .text("defaultCores", &cores.to_string())
+                .text("defaultThreadsPerCore", &threads.to_string());
+        })
+        .elem("memoryInfo", |x| {
+            x.text("sizeInMiB", &t.memory_mib.to_string());
+        })
+        .text(
+            "instanceStorageSupported",
+            &t.instance_store.is_some().to_string(),
+        );
+    if let Some((count, gib)) = t.instance_store {
+        x.elem("instanceStorageInfo", |x| {
+            x.text("totalSizeInGB", &(u64::from(count) * gib).to_string())
+                .elem("disks", |x| {
+                    x.elem("item", |x| {
+                        x.text("sizeInGB", &gib.to_string())
+                            .text("count", &count.to_string())
+                            .text("type", "ssd");
+                    });
+                })
+                .text("nvmeSupport", "unsupported");
+        });
+    }
+    x.elem("ebsInfo", |x| {
+        x.text("ebsOptimizedSupport", "default")
+            .text("encryptionSupport", "supported")
+            .text("nvmeSupport", "unsupported");
+    })
+    .text("hibernationSupported", "false")
+    .text("burstablePerformanceSupported", &t.burstable().to_string())
+    .text("dedicatedHostsSupported", "false")
+    .text("autoRecoverySupported", "false")
+    .elem("supportedBootModes", |x| {
+        x.text("item", "legacy-bios").text("item", "uefi");
+    });
 }
 
 fn state_xml(x: &mut Xml, name: &str, state: &str) {
@@ -550,6 +626,16 @@ pub fn execute(
         ),
         InstanceAction::CreateImage(req) => {
             x.text("imageId", &cloud.create_image(caller, req)?);
+        }
+        InstanceAction::Types {
+            names,
+            filters,
+            page,
+        } => {
+            let (types, token) =
+                engine::instances::describe_instance_types(&names, &filters, &page)?;
+            x.list("instanceTypeSet", &types, instance_type_xml);
+            x.opt("nextToken", token);
         }
         InstanceAction::CreateSnapshots(req) => {
             let views = cloud.create_snapshots(caller, req)?;

@@ -28,7 +28,7 @@ pub use create_image::{CreateImage, CreateSnapshots};
 pub use launch::{RunInstances, RunMapping};
 pub use lifecycle::StateChange;
 pub use machine::{Accelerator, ComputeConfig};
-pub use types::{InstanceType, instance_type};
+pub use types::{InstanceType, describe_instance_types, instance_type};
 
 use crate::images::StateReason;
 use crate::query::{Filterable, iso8601};

@@ -79,6 +79,98 @@ pub fn instance_type(name: &str) -> crate::Ec2Result<InstanceType> {
         })
 }
 
+impl InstanceType {
+    /// Burstable (T family).
+    pub fn burstable(&self) -> bool {
+        self.name.starts_with('t')
+    }
+
+    /// Current generation (not m1/m3/t1).
+    pub fn current_generation(&self) -> bool {
+        !(self.name.starts_with("m1.") || self.name.starts_with("m3."))
+    }
+
+    /// Free tier eligible (t2.micro, t3.micro).
+    pub fn free_tier(&self) -> bool {
+        self.name == "t2.micro" || self.name == "t3.micro"
+    }
+
+    /// Threads per core as EC2 reports them (1 for one-vCPU types).
+    pub fn threads_per_core(&self) -> u32 {
+        if self.vcpus > 1 { 2 } else { 1 }
+    }
+}
+
+impl crate::query::Filterable for InstanceType {
+    fn filter_values(&self, name: &str) -> Option<Vec<String>> {
+        let one = |s: String| Some(vec![s]);
+        let store_gb = self.instance_store.map_or(0, |(n, gib)| u64::from(n) * gib);
+        match name {
+            "instance-type" => one(self.name.into()),
+            "current-generation" => one(self.current_generation().to_string()),
+            "free-tier-eligible" => one(self.free_tier().to_string()),
+            "burstable-performance-supported" => one(self.burstable().to_string()),
+            "bare-metal" => one("false".into()),
+            "hypervisor" => one("nitro".into()),
+            "vcpu-info.default-vcpus" => one(self.vcpus.to_string()),
+            "vcpu-info.default-cores" => {
+                one(self.vcpus.div_ceil(self.threads_per_core()).to_string())
+            }
+            "vcpu-info.default-threads-per-core" => one(self.threads_per_core().to_string()),
+            "memory-info.size-in-mib" => one(self.memory_mib.to_string()),
+            "instance-storage-supported" => one(self.instance_store.is_some().to_string()),
+            "instance-storage-info.total-size-in-gb" => Some(
+                self.instance_store
+                    .iter()
+                    .map(|_| store_gb.to_string())
+                    .collect(),
+            ),
+            "processor-info.supported-architecture" => one(self.architecture.into()),
+            "supported-root-device-type" => Some(vec!["ebs".into(), "instance-store".into()]),
+            "supported-virtualization-type" => one("hvm".into()),
+            "supported-boot-mode" => Some(vec!["legacy-bios".into(), "uefi".into()]),
+            "supported-usage-class" => one("on-demand".into()),
+            "hibernation-supported" => one("false".into()),
+            "auto-recovery-supported" => one("false".into()),
+            "dedicated-hosts-supported" => one("false".into()),
+            _ => None,
+        }
+    }
+
+    fn tags(&self) -> &[(String, String)] {
+        &[]
+    }
+}
+
+/// DescribeInstanceTypes: the named types (all when none), filtered and paged by name.
+pub fn describe_instance_types(
+    names: &[String],
+    filters: &[crate::query::Filter],
+    page: &crate::query::Page,
+) -> crate::Ec2Result<(Vec<InstanceType>, Option<String>)> {
+    crate::query::check_filters(filters)?;
+    let mut page = page.clone();
+    page.check(5, 100, false)?;
+    for n in names {
+        if !INSTANCE_TYPES.iter().any(|t| t.name == n) {
+            return Err(crate::Ec2Error::client(
+                "InvalidInstanceType",
+                format!("The following supplied instance types do not exist: [{n}]"),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for t in INSTANCE_TYPES {
+        if (names.is_empty() || names.iter().any(|n| n == t.name))
+            && crate::query::matches(t, filters)?
+        {
+            out.push(*t);
+        }
+    }
+    out.sort_by_key(|t| t.name);
+    Ok(page.apply(out, |t| t.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
