@@ -476,6 +476,7 @@ impl Cloud {
             terminated_ms: None,
             vcpus: launch.itype.vcpus,
             memory_mib: launch.itype.memory_mib,
+            has_run: false,
         };
         let row = ResourceRow {
             id: id.clone(),

@@ -136,6 +136,7 @@ impl Cloud {
                         doc.state_reason = None;
                         doc.state_transition_reason = String::new();
                         doc.launch_time_ms = now_ms();
+                        doc.has_run = true;
                         if let Err(e) = self.set_instance(id, "running", &doc) {
                             tracing::error!(instance = %id, error = %e, "cannot record running");
                         }
@@ -203,7 +204,9 @@ impl Cloud {
             "Server.InternalError",
             "Server.InternalError: Internal error on launch",
         );
-        let first_launch = doc.state_transition_reason.is_empty();
+        // Only a launch that never ran ends terminated; an instance that ran before (a
+        // start, or a boot again after a restart of openami) keeps its volumes, stopped.
+        let first_launch = !doc.has_run;
         if first_launch || doc.root_device_type != "ebs" || row.state == "shutting-down" {
             drop(_t);
             self.finish_terminate(id, doc.state_reason.clone());

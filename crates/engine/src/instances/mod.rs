@@ -149,6 +149,9 @@ pub struct InstanceDoc {
     pub vcpus: u32,
     /// Memory in MiB.
     pub memory_mib: u64,
+    /// Whether its machine ever reached `running` (a failed first launch terminates it;
+    /// a failed later boot leaves it stopped).
+    pub has_run: bool,
 }
 
 impl InstanceDoc {
