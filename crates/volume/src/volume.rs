@@ -311,8 +311,14 @@ impl Volume {
     /// Makes block `b` present by copying it from the backing snapshot (copy-on-read).
     fn fill_locked(&self, inner: &mut Inner, b: u64) -> Result<Vec<u8>, VolumeError> {
         let content = self.backing_block(inner, b)?;
+        self.fill_with(inner, b, &content)?;
+        Ok(content)
+    }
+
+    /// Makes absent block `b` present with `content` (its backing content).
+    fn fill_with(&self, inner: &mut Inner, b: u64, content: &[u8]) -> Result<(), VolumeError> {
         let len = Self::block_len(inner, b);
-        if blockstore::block::is_zero(&content) {
+        if blockstore::block::is_zero(content) {
             // The data file may hold bytes of an unflushed write from before a crash.
             inner.data.punch_hole(b * BS, len as u64)?;
         } else {
@@ -321,7 +327,7 @@ impl Volume {
         if inner.presence.set(b, true) {
             inner.state_changed = true;
         }
-        Ok(content)
+        Ok(())
     }
 
     /// Before block `b` changes: if a snapshot still needs its old content, hand it over.
@@ -356,20 +362,29 @@ impl Volume {
         }
         for (b, within, len) in Self::segments(offset, buf.len() as u64) {
             let out = &mut buf[done..done + len];
+            done += len;
             let mut inner = self.lock();
             if inner.presence.get(b) {
                 inner.data.read_exact_at(out, b * BS + within as u64)?;
-            } else if self
-                .backing_manifest(&mut inner)?
-                .and_then(|m| m.get(b))
-                .is_none()
-            {
+                continue;
+            }
+            let Some(hash) = self.backing_manifest(&mut inner)?.and_then(|m| m.get(b)) else {
                 out.fill(0);
+                continue;
+            };
+            // Fetch from the block store without holding the volume: other blocks stay
+            // readable and writable meanwhile. An absent block's content is the same in
+            // any later backing (a snapshot copies absent blocks from its backing), so
+            // the fetched content is still right unless the block became present.
+            drop(inner);
+            let content = self.store.get_block(&hash)?;
+            let mut inner = self.lock();
+            if inner.presence.get(b) {
+                inner.data.read_exact_at(out, b * BS + within as u64)?;
             } else {
-                let content = self.fill_locked(&mut inner, b)?;
+                self.fill_with(&mut inner, b, &content)?;
                 out.copy_from_slice(&content[within..within + len]);
             }
-            done += len;
         }
         Ok(())
     }
