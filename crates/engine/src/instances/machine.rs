@@ -409,6 +409,10 @@ impl Machine {
             }
         }
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        // The per-data-dir runtime root goes once its last machine is gone.
+        if let Some(root) = self.runtime_dir.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
     }
 
     fn console(&self) -> Ec2Result<Vec<u8>> {
