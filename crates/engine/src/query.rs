@@ -216,6 +216,28 @@ pub fn tags_for(
     Ok(out)
 }
 
+/// Looks up an `Attribute` parameter in a table of (wire name, value), with EC2's error
+/// for an unknown name.
+pub fn parse_attribute<T: Copy>(table: &[(&str, T)], name: &str) -> Ec2Result<T> {
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            Ec2Error::invalid_value(format!(
+                "Value ({name}) for parameter attribute is invalid. Unknown attribute."
+            ))
+        })
+}
+
+/// The wire name of `value` in a table of (wire name, value).
+pub fn attribute_name<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, a)| *a == value)
+        .map_or("", |(n, _)| n)
+}
+
 /// ISO 8601 UTC with milliseconds, as EC2 prints timestamps: `2026-11-28T09:40:00.000Z`.
 pub fn iso8601(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -72,23 +72,12 @@ const NAMES: &[(&str, ImageAttributeName)] = &[
 impl ImageAttributeName {
     /// Parses the `Attribute` parameter.
     pub fn parse(name: &str) -> Ec2Result<Self> {
-        NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, a)| *a)
-            .ok_or_else(|| {
-                Ec2Error::invalid_value(format!(
-                    "Value ({name}) for parameter attribute is invalid. Unknown attribute."
-                ))
-            })
+        crate::query::parse_attribute(NAMES, name)
     }
 
     /// The wire name, which is also the response element's name.
     pub fn as_str(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("", |(n, _)| n)
+        crate::query::attribute_name(NAMES, self)
     }
 }
 

@@ -70,24 +70,12 @@ const NAMES: &[(&str, InstanceAttribute)] = &[
 impl InstanceAttribute {
     /// Parses botocore's attribute name.
     pub fn parse(name: &str) -> Ec2Result<Self> {
-        NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, a)| *a)
-            .ok_or_else(|| {
-                Ec2Error::invalid_value(format!(
-                    "Value ({name}) for parameter attribute is invalid. Unknown attribute."
-                ))
-            })
+        crate::query::parse_attribute(NAMES, name)
     }
 
     /// The attribute's name, which is also its XML element.
     pub fn as_str(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("")
+        crate::query::attribute_name(NAMES, self)
     }
 }
 

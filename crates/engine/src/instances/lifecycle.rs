@@ -95,6 +95,17 @@ impl Cloud {
         Ok(())
     }
 
+    /// Records a move to `state` an API call asked for (`User initiated (…)`); a start
+    /// (`pending`) also clears the reason of the previous stop.
+    fn record_user_transition(&self, row: &ResourceRow, state: &str) -> Ec2Result<()> {
+        let mut doc = doc_of(row)?;
+        if state == "pending" {
+            doc.state_reason = None;
+        }
+        doc.state_transition_reason = user_initiated(now_ms());
+        self.set_instance(&row.id, state, &doc)
+    }
+
     /// Boots the machine of a `pending` instance on a worker thread; the instance becomes
     /// `running` once QEMU runs, and a supervisor follows the machine until it ends.
     pub(crate) fn boot_in_background(self: &Arc<Self>, id: &str, user_data: Option<Vec<u8>>) {
@@ -376,9 +387,7 @@ impl Cloud {
                 out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
-            let mut doc = doc_of(&row)?;
-            doc.state_transition_reason = user_initiated(now_ms());
-            self.set_instance(&row.id, "stopping", &doc)?;
+            self.record_user_transition(&row, "stopping")?;
             match lock(&self.machines).get(&row.id).cloned() {
                 Some(machine) => {
                     machine.set_intent(Intent::Stop);
@@ -428,10 +437,7 @@ impl Cloud {
                 out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
-            let mut doc = doc_of(&row)?;
-            doc.state_reason = None;
-            doc.state_transition_reason = user_initiated(now_ms());
-            self.set_instance(&row.id, "pending", &doc)?;
+            self.record_user_transition(&row, "pending")?;
             self.boot_in_background(&row.id, None);
             out.push(StateChange {
                 instance_id: row.id,
@@ -484,9 +490,7 @@ impl Cloud {
                 out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
-            let mut doc = doc_of(&row)?;
-            doc.state_transition_reason = user_initiated(now_ms());
-            self.set_instance(&row.id, "shutting-down", &doc)?;
+            self.record_user_transition(&row, "shutting-down")?;
             match lock(&self.machines).get(&row.id).cloned() {
                 Some(machine) => {
                     machine.set_intent(Intent::Terminate);

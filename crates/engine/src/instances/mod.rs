@@ -353,10 +353,13 @@ impl Cloud {
         for id in instance_ids {
             ids::check("i", "InvalidInstanceID.Malformed", id)?;
         }
-        self.purge_terminated()?;
+        let now = catalog::now_ms();
         let all_tags = self.catalog.all_tags()?;
         let mut out = Vec::new();
         for row in self.catalog.resources(KIND, &caller.region)? {
+            if self.purge_if_expired(&row, now)? {
+                continue;
+            }
             if row.account_id != caller.account_id
                 || (!instance_ids.is_empty() && !instance_ids.contains(&row.id))
             {
@@ -413,18 +416,23 @@ impl Cloud {
     pub(crate) fn purge_terminated(&self) -> Ec2Result<()> {
         let now = catalog::now_ms();
         for row in self.catalog.resources_of_kind(KIND)? {
-            if row.state != "terminated" {
-                continue;
-            }
-            let doc = doc_of(&row)?;
-            if doc
-                .terminated_ms
-                .is_some_and(|t| now - t > TERMINATED_VISIBLE_MS)
-            {
-                self.catalog.clear_tags(&row.id)?;
-                self.catalog.delete_resource(&row.id)?;
-            }
+            self.purge_if_expired(&row, now)?;
         }
         Ok(())
+    }
+
+    /// Removes `row` if it is an instance terminated more than
+    /// [`TERMINATED_VISIBLE_MS`] before `now`; true if it did.
+    fn purge_if_expired(&self, row: &ResourceRow, now: i64) -> Ec2Result<bool> {
+        let expired = row.state == "terminated"
+            && doc_of(row)?
+                .terminated_ms
+                .is_some_and(|t| now - t > TERMINATED_VISIBLE_MS);
+        if !expired {
+            return Ok(false);
+        }
+        self.catalog.clear_tags(&row.id)?;
+        self.catalog.delete_resource(&row.id)?;
+        Ok(true)
     }
 }

@@ -95,19 +95,10 @@ impl Cloud {
         caller: &Caller,
         req: ExportImage,
     ) -> Ec2Result<TaskView> {
-        if let Some(token) = &req.client_token {
-            for row in self.catalog.resources(EXPORT_IMAGE, &caller.region)? {
-                let doc = doc_of(&row)?;
-                if row.account_id == caller.account_id && doc.client_token.as_deref() == Some(token)
-                {
-                    return Ok(TaskView {
-                        id: row.id.clone(),
-                        status: row.state.clone(),
-                        doc,
-                        tags: self.catalog.tags(&row.id)?,
-                    });
-                }
-            }
+        if let Some(token) = &req.client_token
+            && let Some(task) = self.existing_task(caller, EXPORT_IMAGE, token)?
+        {
+            return Ok(task);
         }
         let format = req.disk_image_format.to_ascii_uppercase();
         if format_of(&format).is_none() {

@@ -126,26 +126,6 @@ impl Cloud {
         })
     }
 
-    fn existing_task(
-        &self,
-        caller: &Caller,
-        kind: &str,
-        token: &str,
-    ) -> Ec2Result<Option<TaskView>> {
-        for row in self.catalog.resources(kind, &caller.region)? {
-            let doc = doc_of(&row)?;
-            if row.account_id == caller.account_id && doc.client_token.as_deref() == Some(token) {
-                return Ok(Some(TaskView {
-                    id: row.id.clone(),
-                    status: row.state.clone(),
-                    doc,
-                    tags: self.catalog.tags(&row.id)?,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
     /// ImportImage.
     pub fn import_image(
         self: &Arc<Self>,

@@ -256,6 +256,27 @@ impl Cloud {
         })
     }
 
+    /// The caller's task of `kind` created with ClientToken `token`, if any.
+    pub(crate) fn existing_task(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        token: &str,
+    ) -> Ec2Result<Option<TaskView>> {
+        for row in self.catalog.resources(kind, &caller.region)? {
+            let doc = doc_of(&row)?;
+            if row.account_id == caller.account_id && doc.client_token.as_deref() == Some(token) {
+                return Ok(Some(TaskView {
+                    id: row.id.clone(),
+                    status: row.state.clone(),
+                    doc,
+                    tags: self.catalog.tags(&row.id)?,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     fn run_task_in_background(self: &Arc<Self>, row: ResourceRow) {
         let progress = Arc::new(TaskProgress::default());
         lock(&self.tasks.running).insert(row.id.clone(), Arc::clone(&progress));
