@@ -13,12 +13,9 @@ Needs: a release build of openami (built if missing), moto[server], boto3, wrk.
 
 import argparse
 import concurrent.futures
-import json
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,14 +30,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from openami_server import OpenamiServer, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, proc, what):
@@ -62,17 +55,8 @@ def start_openami(work):
     binary = ROOT / "target" / "release" / "openami"
     if not binary.exists():
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "openami"], cwd=ROOT, check=True)
-    port = free_port()
-    data = work / "openami-data"
-    proc = subprocess.Popen([str(binary), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
-                             "--gc-interval", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OPENAMI_LOG": "warn"})
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_http(endpoint + "/health", proc, "openami")
-    out = subprocess.run([str(binary), "account", "create", "bench", "--data-dir", str(data)],
-                         check=True, capture_output=True, text=True)
-    creds = json.loads(out.stdout)
-    return proc, endpoint, creds["AccessKeyId"], creds["SecretAccessKey"]
+    server = OpenamiServer(binary, work)
+    return server.proc, server.endpoint, server.creds["AccessKeyId"], server.creds["SecretAccessKey"]
 
 
 def start_moto():

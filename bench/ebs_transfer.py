@@ -21,33 +21,21 @@ and the `cryptography` package for fast deterministic random data (else a slower
 """
 
 import argparse
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
+from openami_server import REGION, OpenamiServer
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 MIB = 1 << 20
 GIB = 1 << 30
 BLOCK = 512 * 1024
 SECTOR = 512
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Keystream:
@@ -155,48 +143,10 @@ def same_prefix_then_zeros(downloaded: Path, original: Path):
             pos += len(rest)
 
 
-class Openami:
+class Openami(OpenamiServer):
     def __init__(self, binary: Path, work: Path):
-        self.binary = binary
-        self.data = work / "openami-data"
-        self.log_path = work / "server.log"
-        self.log = open(self.log_path, "wb")
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([str(binary), "serve", "--data-dir", str(self.data), "--listen",
-                                      f"127.0.0.1:{port}", "--gc-interval", "0"],
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "OPENAMI_LOG": os.environ.get("OPENAMI_LOG", "warn")})
-        deadline = time.time() + 60
-        while True:
-            if self.proc.poll() is not None:
-                sys.exit(f"openami exited during startup:\n{self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    sys.exit("openami did not start")
-                time.sleep(0.05)
-        out = subprocess.run([str(binary), "account", "create", "bench", "--data-dir", str(self.data)],
-                             check=True, capture_output=True, text=True)
-        self.creds = json.loads(out.stdout)
-        self.ec2 = boto3.client("ec2", endpoint_url=self.endpoint, region_name=REGION,
-                                aws_access_key_id=self.creds["AccessKeyId"],
-                                aws_secret_access_key=self.creds["SecretAccessKey"],
-                                config=Config(retries={"max_attempts": 3}))
-        self.ebs = boto3.client("ebs", endpoint_url=self.endpoint, region_name=REGION,
-                                aws_access_key_id=self.creds["AccessKeyId"],
-                                aws_secret_access_key=self.creds["SecretAccessKey"],
-                                config=Config(retries={"max_attempts": 3}))
-
-    def env(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ACCESS_KEY_ID=self.creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=self.creds["SecretAccessKey"],
-                   AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION, AWS_ENDPOINT_URL=self.endpoint,
-                   AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/dev/null",
-                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-        return env
+        super().__init__(binary, work)
+        self.ebs = self.client("ebs")
 
     def run(self, argv, what):
         out = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=3600)
@@ -214,15 +164,6 @@ class Openami:
                 sys.exit(f"{snap} went to state error")
             time.sleep(0.05)
         sys.exit(f"{snap} did not complete")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def timed(fn):

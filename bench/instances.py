@@ -24,35 +24,24 @@ test guest's build dependencies (scripts/install-vm-deps).
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
+from openami_server import REGION, OpenamiServer
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 ZONE = "us-east-1a"
 BOOTED = "openami-guest: booted"
 POLL = 0.05
 USER_DATA = "#!/bin/sh\ntrue\n"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def guest_uptime(console: str) -> float:
@@ -91,43 +80,13 @@ def qemu_cmdline(marker: str) -> list:
     return []
 
 
-class Openami:
+class Openami(OpenamiServer):
     def __init__(self, binary: Path, work: Path, accel: str):
-        self.binary = binary
-        self.data = work / "openami-data"
-        self.log_path = work / "server.log"
-        self.log = open(self.log_path, "wb")
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([str(binary), "serve", "--data-dir", str(self.data), "--listen",
-                                      f"127.0.0.1:{port}", "--gc-interval", "0", "--accel", accel],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "OPENAMI_LOG": os.environ.get("OPENAMI_LOG", "warn")})
-        deadline = time.time() + 60
-        while True:
-            if self.proc.poll() is not None:
-                sys.exit(f"openami exited during startup:\n{self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    sys.exit("openami did not start")
-                time.sleep(0.05)
-        out = subprocess.run([str(binary), "account", "create", "bench", "--data-dir", str(self.data)],
-                             check=True, capture_output=True, text=True)
-        self.creds = json.loads(out.stdout)
-        self.ec2 = boto3.client("ec2", endpoint_url=self.endpoint, region_name=REGION,
-                                aws_access_key_id=self.creds["AccessKeyId"],
-                                aws_secret_access_key=self.creds["SecretAccessKey"],
-                                config=Config(retries={"max_attempts": 1}, max_pool_connections=16))
+        super().__init__(binary, work, ["--accel", accel], retries=1, pool=16)
 
     def upload(self, path: Path) -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ACCESS_KEY_ID=self.creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=self.creds["SecretAccessKey"],
-                   AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_CONFIG_FILE="/dev/null")
         out = subprocess.run([str(self.binary), "snapshot", "upload", str(path), "--endpoint", self.endpoint,
-                              "--region", REGION, "--no-progress"], env=env, capture_output=True, text=True,
+                              "--region", REGION, "--no-progress"], env=self.env(), capture_output=True, text=True,
                              timeout=600)
         if out.returncode != 0:
             sys.exit(f"openami snapshot upload failed: {out.stderr[-2000:]}")
@@ -138,15 +97,6 @@ class Openami:
                 sys.exit(f"{snap} did not complete")
             time.sleep(0.1)
         return snap
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 class Bench:
