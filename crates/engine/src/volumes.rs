@@ -305,11 +305,15 @@ impl Cloud {
                 ));
             }
             for row in self.catalog.resources(KIND, &caller.region)? {
-                if row.account_id == caller.account_id {
-                    let view = self.view_volume(&row, self.catalog.tags(&row.id)?)?;
-                    if view.doc.client_token.as_deref() == Some(token) {
-                        return Ok(view);
-                    }
+                if row.account_id == caller.account_id
+                    && self
+                        .view_volume(&row, Vec::new())?
+                        .doc
+                        .client_token
+                        .as_deref()
+                        == Some(token)
+                {
+                    return self.view_volume(&row, self.catalog.tags(&row.id)?);
                 }
             }
         }

@@ -184,9 +184,8 @@ impl Cloud {
                 .collect();
             let mut same = Vec::new();
             for row in earlier {
-                let view = self.view_instance(&row, self.catalog.tags(&row.id)?)?;
-                if view.doc.client_token.as_deref() == Some(token) {
-                    same.push(view);
+                if super::doc_of(&row)?.client_token.as_deref() == Some(token) {
+                    same.push(self.view_instance(&row, self.catalog.tags(&row.id)?)?);
                 }
             }
             if !same.is_empty() {
