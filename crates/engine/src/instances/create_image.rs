@@ -91,10 +91,16 @@ impl Cloud {
             }
         }
         if let Some(m) = &machine {
-            if reboot && failure.is_none() {
-                m.reset()?;
-            }
+            // Resume whatever happened: a failed reset must not leave the vCPUs paused.
+            let reset = if reboot && failure.is_none() {
+                m.reset()
+            } else {
+                Ok(())
+            };
             m.resume()?;
+            if let Err(e) = reset {
+                failure.get_or_insert(e);
+            }
         }
         match failure {
             None => Ok(begun),
