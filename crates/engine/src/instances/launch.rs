@@ -471,6 +471,8 @@ impl Cloud {
                 message: "pending".into(),
             }),
             private_ip: private_ip(&id),
+            network: None,
+            metadata_options: Default::default(),
             product_codes: image.product_codes.clone(),
             terminated_ms: None,
             vcpus: launch.itype.vcpus,

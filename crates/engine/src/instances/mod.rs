@@ -139,8 +139,13 @@ pub struct InstanceDoc {
     pub state_transition_reason: String,
     /// Why the instance is in its state.
     pub state_reason: Option<StateReason>,
-    /// Private address (documentation range; openami has no networking yet).
+    /// Private IPv4 address: from the subnet's CIDR (instances launched before the VPC
+    /// layer existed have a made-up 10.0.x.x one and no `network`).
     pub private_ip: String,
+    /// The primary network interface (absent for instances from before the VPC layer).
+    pub network: Option<crate::network::InstanceNetwork>,
+    /// Instance metadata service options.
+    pub metadata_options: crate::network::MetadataOptions,
     /// Product codes of the image.
     pub product_codes: Vec<crate::images::ProductCode>,
     /// When it reached `terminated` (for purging).
