@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::spec::{Accel, BootMode, DiskSource, DiskSpec, VmSpec};
+use crate::spec::{Accel, BootMode, DiskSource, DiskSpec, NetSpec, VmSpec};
 
 /// The QEMU binary (on `PATH`).
 pub(crate) const QEMU: &str = "qemu-system-x86_64";
@@ -165,6 +165,9 @@ pub(crate) fn args(
         // Guest panics end the VM as a SHUTDOWN with reason guest-panic.
         "-device".into(),
         "pvpanic".into(),
+        // A screen for GetConsoleScreenshot (QMP screendump); nothing displays it.
+        "-device".into(),
+        "VGA".into(),
     ];
     if let Some(code) = ovmf_code {
         a.push("-drive".into());
@@ -184,6 +187,29 @@ pub(crate) fn args(
         a.push("-device".into());
         a.push(device(disk, i == 0).to_string());
     }
+    if let Some(id) = &spec.identity {
+        a.push("-smbios".into());
+        a.push(format!(
+            "type=1,manufacturer={},product={},version=1.0,serial={},uuid={}",
+            id.manufacturer, id.product, id.uuid, id.uuid
+        ));
+        a.push("-smbios".into());
+        a.push(format!(
+            "type=2,manufacturer={},product=Not Specified,asset={}",
+            id.manufacturer, id.asset_tag
+        ));
+        a.push("-smbios".into());
+        a.push(format!(
+            "type=3,manufacturer={},asset={}",
+            id.manufacturer, id.manufacturer
+        ));
+    }
+    if let Some(net) = &spec.network {
+        a.push("-netdev".into());
+        a.push(netdev(net));
+        a.push("-device".into());
+        a.push(format!("virtio-net-pci,netdev={NETDEV},mac={}", net.mac));
+    }
     if spec.user_data.is_some() {
         a.push("-fw_cfg".into());
         a.push(format!(
@@ -193,6 +219,36 @@ pub(crate) fn args(
     }
     // The run dir in the command line lets adopt() tell our QEMU from a recycled pid.
     a.into_iter().map(OsString::from).collect()
+}
+
+/// The id of the user-mode network backend (QMP `hostfwd_add` names it).
+pub(crate) const NETDEV: &str = "net0";
+
+/// The `-netdev user,…` option for a NIC.
+pub(crate) fn netdev(net: &NetSpec) -> String {
+    let mut o = format!(
+        "user,id={NETDEV},ipv6=off,restrict={},net={},host={},dns={},dhcpstart={}",
+        if net.egress { "off" } else { "on" },
+        net.net,
+        net.host,
+        net.dns,
+        net.dhcp_start
+    );
+    if let Some(h) = &net.hostname {
+        o.push_str(&format!(",hostname={h}"));
+    }
+    for f in &net.host_forwards {
+        o.push_str(&format!(",hostfwd={}", f.rule()));
+    }
+    for f in &net.guest_forwards {
+        o.push_str(&format!(
+            ",guestfwd=tcp:{}:{}-cmd:{}",
+            f.addr,
+            f.port,
+            f.command.join(" ")
+        ));
+    }
+    o
 }
 
 /// Whether UEFI firmware is needed.
@@ -322,6 +378,27 @@ mod tests {
             user_data: Some(b"x".to_vec()),
             accel: Accel::Tcg,
             run_dir: "/run/vm,a".into(),
+            network: Some(crate::spec::NetSpec {
+                mac: "02:00:00:00:00:01".into(),
+                net: "168.0.0.0/5".into(),
+                host: "172.31.0.1".into(),
+                dns: "172.31.0.2".into(),
+                dhcp_start: "172.31.0.10".into(),
+                hostname: None,
+                guest_forwards: vec![crate::spec::GuestForward {
+                    addr: "169.254.169.254".into(),
+                    port: 80,
+                    command: vec!["/bin/openami".into(), "imds-relay".into(), "/s".into()],
+                }],
+                host_forwards: vec![],
+                egress: false,
+            }),
+            identity: Some(crate::spec::Identity {
+                manufacturer: "Amazon EC2".into(),
+                product: "t3.micro".into(),
+                uuid: "ec2e1916-0000-0000-0000-000000000000".into(),
+                asset_tag: "i-1".into(),
+            }),
         };
         let files = RunFiles::new(&spec.run_dir);
         let a: Vec<String> = args(&spec, false, &files, None)
@@ -333,6 +410,12 @@ mod tests {
         assert!(joined.contains("-no-shutdown"));
         assert!(joined.contains("path=/run/vm,,a/qmp.sock"));
         assert!(joined.contains("name=opt/openami/user-data,file=/run/vm,,a/user-data"));
+        assert!(joined.contains(
+            "user,id=net0,ipv6=off,restrict=on,net=168.0.0.0/5,host=172.31.0.1,dns=172.31.0.2,dhcpstart=172.31.0.10,guestfwd=tcp:169.254.169.254:80-cmd:/bin/openami imds-relay /s"
+        ));
+        assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01"));
+        assert!(joined.contains("serial=ec2e1916-0000-0000-0000-000000000000,uuid=ec2e1916"));
+        assert!(joined.contains("type=2,manufacturer=Amazon EC2,product=Not Specified,asset=i-1"));
         let devs: Vec<Value> = a
             .windows(2)
             .filter(|w| w[0] == "-device" && w[1].starts_with('{'))

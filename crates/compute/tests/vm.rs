@@ -13,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use compute::{Accel, BootMode, DiskFormat, DiskSource, DiskSpec, ExitReason, Vm, VmSpec};
+use compute::{
+    Accel, BootMode, DiskFormat, DiskSource, DiskSpec, ExitReason, GuestForward, HostForward,
+    Identity, NetSpec, Proto, Vm, VmSpec,
+};
 
 /// Byte offset of the guest's scratch area (the disk's last MiB, outside the partition).
 const SCRATCH: u64 = 63 * 1024 * 1024;
@@ -90,6 +93,8 @@ fn spec(dir: &Path, boot: DiskSpec, mode: BootMode, user_data: Option<&str>) -> 
         user_data: user_data.map(|s| s.as_bytes().to_vec()),
         accel: Accel::Tcg,
         run_dir: dir.join("run"),
+        network: None,
+        identity: None,
     }
 }
 
@@ -611,4 +616,93 @@ fn kvm_probe_answers() {
         "KVM usable here: {kvm} (probe took {:.2} s)",
         start.elapsed().as_secs_f64()
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET http://addr:port/ with a short timeout; the body, or None when refused.
+fn http_get(addr: &str, port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((addr, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+#[test]
+fn nic_with_private_address_guest_forward_and_live_host_forwards() {
+    let Some(guest) = guest() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = overlay(&guest, dir.path());
+    // The "metadata service": every guest connection to 169.254.169.254:80 runs this
+    // script, which answers any request with the same body.
+    let responder = dir.path().join("respond.sh");
+    std::fs::write(
+        &responder,
+        "#!/bin/sh\nwhile read -r line; do [ \"$(printf %s \"$line\" | tr -d '\\r')\" = \"\" ] && break; done\nprintf 'HTTP/1.0 200 OK\\r\\nContent-Length: 12\\r\\n\\r\\ni-0feedc0de\\n'\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&responder).status().unwrap();
+    let mut spec = spec(
+        dir.path(),
+        file_disk("root", &root, DiskFormat::Qcow2),
+        BootMode::Bios,
+        None,
+    );
+    spec.network = Some(NetSpec {
+        mac: "02:00:5e:10:00:01".into(),
+        net: "168.0.0.0/5".into(),
+        host: "172.31.0.1".into(),
+        dns: "172.31.0.2".into(),
+        dhcp_start: "172.31.7.9".into(),
+        hostname: Some("ip-172-31-7-9".into()),
+        guest_forwards: vec![GuestForward {
+            addr: "169.254.169.254".into(),
+            port: 80,
+            command: vec![responder.to_string_lossy().into_owned()],
+        }],
+        host_forwards: vec![],
+        egress: false,
+    });
+    spec.identity = Some(Identity {
+        manufacturer: "Amazon EC2".into(),
+        product: "t3.micro".into(),
+        uuid: "ec2e1916-1111-2222-3333-444455556666".into(),
+        asset_tag: "i-0feedc0de".into(),
+    });
+    let run = spec.run_dir.clone();
+    let _cleanup = Cleanup(run.clone());
+    let mut vm = launch_timed(spec, "BIOS with NIC");
+    wait_console(&run, "eth0 172.31.7.9", BOOT_TIMEOUT);
+    wait_console(&run, "metadata instance-id i-0feedc0de", BOOT_TIMEOUT);
+    let port = free_port();
+    let fwd = HostForward {
+        proto: Proto::Tcp,
+        host_addr: "127.0.0.1".into(),
+        host_port: port,
+        guest_port: 80,
+    };
+    assert_eq!(http_get("127.0.0.1", port), None, "no forward yet");
+    vm.add_host_forward(fwd.clone()).unwrap();
+    assert_eq!(http_get("127.0.0.1", port).as_deref(), Some("i-0feedc0de\n"));
+    vm.remove_host_forward(&fwd).unwrap();
+    assert_eq!(http_get("127.0.0.1", port), None, "forward removed");
+    // A forward the host cannot listen on is an error, not a silent no-op.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = HostForward {
+        host_port: taken.local_addr().unwrap().port(),
+        ..fwd.clone()
+    };
+    assert!(vm.add_host_forward(busy).is_err());
+    let png = vm.screenshot().unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    vm.kill().unwrap();
 }
