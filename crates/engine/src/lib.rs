@@ -15,6 +15,7 @@ mod error;
 pub mod ids;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod network;
 pub mod query;
 mod recovery;

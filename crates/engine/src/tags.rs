@@ -43,6 +43,7 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
         "snap" => "snapshot",
         "ami" | "aki" | "ari" => "image",
         "i" => "instance",
+        "key" => "key-pair",
         _ => return None,
     })
 }
@@ -53,6 +54,10 @@ fn not_found(id: &str) -> Ec2Error {
         Some("snapshot") => Ec2Error::not_found("InvalidSnapshot.NotFound", "snapshot", id),
         Some("image") => Ec2Error::not_found("InvalidAMIID.NotFound", "image id", id),
         Some("instance") => Ec2Error::not_found("InvalidInstanceID.NotFound", "instance ID", id),
+        Some("key-pair") => Ec2Error::client(
+            "InvalidKeyPair.NotFound",
+            format!("The key pair '{id}' does not exist"),
+        ),
         _ => Ec2Error::client("InvalidID", format!("The ID '{id}' is not valid")),
     }
 }
@@ -156,6 +161,7 @@ impl Cloud {
             crate::volumes::KIND,
             crate::snapshots::KIND,
             crate::images::KIND,
+            crate::keypairs::KIND,
         ] {
             for row in self.catalog.resources(kind, &caller.region)? {
                 if row.account_id != caller.account_id {

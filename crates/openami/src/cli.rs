@@ -38,6 +38,12 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Join stdin/stdout to an instance's metadata socket (what QEMU's slirp `guestfwd`
+    /// runs for each guest connection to 169.254.169.254:80). Prints nothing else, ever.
+    ImdsRelay {
+        /// The instance's IMDS unix socket.
+        socket: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,5 +206,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
         }
+        Command::ImdsRelay { socket } => Ok(imds_relay(&socket)),
+    }
+}
+
+/// `openami imds-relay`: stdin, stdout and stderr are the guest's TCP connection, so
+/// nothing but relayed bytes may be written; failures only show in the exit status.
+pub fn imds_relay(socket: &std::path::Path) -> ExitCode {
+    match imds::relay(socket) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }

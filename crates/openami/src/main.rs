@@ -7,6 +7,8 @@
 //! * `openami store stats|scrub|gc` — inspects and maintains the block stores.
 //! * `openami snapshot upload|download` — an EBS direct client (openami or AWS).
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
+//! * `openami imds-relay SOCKET` — joins a guest's IMDS connection (stdin/stdout) to the
+//!   instance's metadata socket; run by QEMU's slirp `guestfwd`.
 
 mod account_cmd;
 mod bench;
@@ -21,6 +23,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Command::ImdsRelay { socket } = &cli.command {
+        // No logging at all: stderr is the guest's socket.
+        return cli::imds_relay(socket);
+    }
     init_tracing(&cli);
     match cli::run(cli) {
         Ok(code) => code,
