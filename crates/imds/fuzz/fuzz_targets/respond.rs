@@ -22,7 +22,11 @@ fn meta(flags: u8) -> Metadata {
         block_devices: vec![("root".into(), "/dev/xvda".into())],
         user_data: (flags & 16 != 0).then(|| b"data".to_vec()),
         tags: vec![("Name".into(), "x".into()), ("a/b".into(), "y".into())],
-        product_codes: if flags & 32 != 0 { vec!["p".into()] } else { vec![] },
+        product_codes: if flags & 32 != 0 {
+            vec!["p".into()]
+        } else {
+            vec![]
+        },
         ..Metadata::default()
     }
 }
@@ -59,9 +63,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let header = format!("Content-Length: {}\r\n", response.body.len());
     assert!(wire.windows(header.len()).any(|w| w == header.as_bytes()));
     // A complete head parses the same when cut right after it.
-    if let ParseOutcome::Complete { head_len, .. } = imds::parse_request(&request, &Limits::default()) {
+    if let ParseOutcome::Complete { head_len, .. } =
+        imds::parse_request(&request, &Limits::default())
+    {
         match imds::parse_request(&request[..head_len], &Limits::default()) {
-            ParseOutcome::Complete { head_len: again, .. } => assert_eq!(again, head_len),
+            ParseOutcome::Complete {
+                head_len: again, ..
+            } => assert_eq!(again, head_len),
             other => panic!("prefix parsed differently: {other:?}"),
         }
     }
