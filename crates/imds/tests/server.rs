@@ -77,8 +77,11 @@ fn curl(socket: &Path, args: &[&str]) -> (u16, String) {
     (code.parse().unwrap(), body.to_string())
 }
 
-/// Reads one response: (status, headers lower-cased, body).
-fn read_response(r: &mut impl BufRead) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// A response: status, headers (names lower-cased), body.
+type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Reads one response.
+fn read_response(r: &mut impl BufRead) -> Option<Reply> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
         return None;

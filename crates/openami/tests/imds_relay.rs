@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imds::{ImdsServer, Metadata, MetadataSource};
@@ -17,6 +19,8 @@ fn source() -> Arc<dyn MetadataSource> {
     Arc::new(|| {
         Some(Metadata {
             instance_id: "i-0123456789abcdef0".into(),
+            availability_zone: "eu-west-1b".into(),
+            region: "eu-west-1".into(),
             ..Metadata::default()
         })
     })
@@ -116,4 +120,68 @@ fn relays_an_imdsv2_exchange_and_exits_cleanly() {
         .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+/// What slirp's `guestfwd=…-cmd:` does, on loopback: every accepted TCP connection becomes
+/// stdin, stdout *and* stderr of a fresh `openami imds-relay SOCKET`. botocore's own IMDS
+/// client (token PUT, then GETs) then talks to the service through it.
+#[test]
+fn botocore_through_a_slirp_like_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("imds.sock");
+    let _server = ImdsServer::bind(&sock, source(), [6; 32]).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let children: Arc<Mutex<Vec<Child>>> = Arc::default();
+    let spawned = Arc::clone(&children);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let fd = OwnedFd::from(conn.unwrap());
+            let child = Command::new(BIN)
+                .arg("imds-relay")
+                .arg(&sock)
+                .env("OPENAMI_LOG", "trace")
+                .stdin(Stdio::from(fd.try_clone().unwrap()))
+                .stdout(Stdio::from(fd.try_clone().unwrap()))
+                .stderr(Stdio::from(fd))
+                .spawn()
+                .unwrap();
+            spawned.lock().unwrap().push(child);
+        }
+    });
+    let script = r#"
+import sys
+from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
+base = sys.argv[1]
+print(InstanceMetadataRegionFetcher(timeout=5, num_attempts=1, base_url=base).retrieve_region())
+f = InstanceMetadataFetcher(timeout=5, num_attempts=1, base_url=base)
+token = f._fetch_metadata_token()
+print(len(token))
+print(f._get_request("latest/meta-data/instance-id", None, token).text)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "eu-west-1\n54\ni-0123456789abcdef0\n");
+    // Every relay ended with status 0 once botocore closed its connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut children = children.lock().unwrap();
+        assert!(children.len() >= 2, "{} connections", children.len());
+        let done: Vec<_> = children.iter_mut().map(|c| c.try_wait().unwrap()).collect();
+        if done.iter().all(Option::is_some) {
+            assert!(done.iter().all(|s| s.unwrap().success()), "{done:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "relays still running: {done:?}");
+        drop(children);
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
