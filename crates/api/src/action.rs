@@ -12,6 +12,7 @@ use crate::images::{
     ImageDeprecation, ImageRequest,
 };
 use crate::instances::InstanceAction;
+use crate::keypairs::KeyPairAction;
 use crate::params::Params;
 use crate::transfers::TransferAction;
 
@@ -171,6 +172,8 @@ pub enum Action {
     Instance(InstanceAction),
     /// VM import/export actions (ImportImage, ExportImage, …).
     Transfer(TransferAction),
+    /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
+    KeyPair(KeyPairAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -394,6 +397,8 @@ impl Action {
                     Action::Instance(action)
                 } else if let Some(action) = TransferAction::parse(other, p)? {
                     Action::Transfer(action)
+                } else if let Some(action) = KeyPairAction::parse(other, p)? {
+                    Action::KeyPair(action)
                 } else {
                     return Err(unknown_action(other));
                 }

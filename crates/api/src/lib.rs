@@ -15,6 +15,7 @@ pub mod action;
 mod ebs;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod params;
 mod respond;
 pub mod transfers;

@@ -333,10 +333,10 @@ impl Cloud {
                 let key = self
                     .owned_row(caller, KIND, id)?
                     .ok_or_else(|| not_found(id))?;
-                if let Some(name) = key_name {
-                    if view(&key, Vec::new())?.doc.key_name != name {
-                        return Err(not_found(id));
-                    }
+                if let Some(name) = key_name
+                    && view(&key, Vec::new())?.doc.key_name != name
+                {
+                    return Err(not_found(id));
                 }
                 Some(key.id)
             }
