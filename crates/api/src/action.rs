@@ -14,6 +14,7 @@ use crate::images::{
 use crate::instances::InstanceAction;
 use crate::params::Params;
 use crate::transfers::TransferAction;
+use crate::vpc::VpcAction;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
 const EC2_OPERATIONS: &str = include_str!("ec2_operations.txt");
@@ -171,6 +172,8 @@ pub enum Action {
     Instance(InstanceAction),
     /// VM import/export actions (ImportImage, ExportImage, …).
     Transfer(TransferAction),
+    /// VPC layer actions (VPCs, subnets, security groups, …).
+    Vpc(VpcAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -394,6 +397,8 @@ impl Action {
                     Action::Instance(action)
                 } else if let Some(action) = TransferAction::parse(other, p)? {
                     Action::Transfer(action)
+                } else if let Some(action) = VpcAction::parse(other, p)? {
+                    Action::Vpc(action)
                 } else {
                     return Err(unknown_action(other));
                 }

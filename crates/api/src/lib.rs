@@ -17,7 +17,9 @@ pub mod images;
 pub mod instances;
 pub mod params;
 mod respond;
+pub mod security_groups;
 pub mod transfers;
+pub mod vpc;
 pub mod xml;
 
 use std::sync::Arc;

@@ -23,6 +23,7 @@ pub mod snapshots;
 pub mod tags;
 pub mod transfers;
 pub mod volumes;
+pub mod vpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,6 +89,8 @@ pub struct Cloud {
     transfers: transfers::TransferConfig,
     /// Running import/export tasks.
     tasks: transfers::TaskRegistry,
+    /// Serialises changes of the VPC layer (default VPC creation, CIDR and name checks).
+    vpc_lock: Mutex<()>,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -139,6 +142,7 @@ impl Cloud {
             machines: Mutex::new(HashMap::new()),
             transfers: options.transfers,
             tasks: transfers::TaskRegistry::default(),
+            vpc_lock: Mutex::new(()),
         });
         cloud.recover()?;
         Ok(cloud)

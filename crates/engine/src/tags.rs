@@ -43,6 +43,11 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
         "snap" => "snapshot",
         "ami" | "aki" | "ari" => "image",
         "i" => "instance",
+        "vpc" => "vpc",
+        "subnet" => "subnet",
+        "sg" => "security-group",
+        "rtb" => "route-table",
+        "eni" => "network-interface",
         _ => return None,
     })
 }
@@ -53,12 +58,33 @@ fn not_found(id: &str) -> Ec2Error {
         Some("snapshot") => Ec2Error::not_found("InvalidSnapshot.NotFound", "snapshot", id),
         Some("image") => Ec2Error::not_found("InvalidAMIID.NotFound", "image id", id),
         Some("instance") => Ec2Error::not_found("InvalidInstanceID.NotFound", "instance ID", id),
+        Some("vpc") => Ec2Error::not_found("InvalidVpcID.NotFound", "vpc ID", id),
+        Some("subnet") => Ec2Error::not_found("InvalidSubnetID.NotFound", "subnet ID", id),
+        Some("security-group") => {
+            Ec2Error::not_found("InvalidGroup.NotFound", "security group", id)
+        }
+        Some("route-table") => {
+            Ec2Error::not_found("InvalidRouteTableID.NotFound", "routeTable ID", id)
+        }
+        Some("network-interface") => Ec2Error::not_found(
+            "InvalidNetworkInterfaceID.NotFound",
+            "networkInterface ID",
+            id,
+        ),
         _ => Ec2Error::client("InvalidID", format!("The ID '{id}' is not valid")),
     }
 }
 
 impl Cloud {
     fn check_taggable(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        if resource_type_of(id) == Some("network-interface") {
+            // Interfaces are synthesized from their instances.
+            return if self.owns_interface(caller, id)? {
+                Ok(())
+            } else {
+                Err(not_found(id))
+            };
+        }
         match self.catalog.resource(id)? {
             Some(row)
                 if row.account_id == caller.account_id
@@ -156,6 +182,10 @@ impl Cloud {
             crate::volumes::KIND,
             crate::snapshots::KIND,
             crate::images::KIND,
+            crate::vpc::VPC_KIND,
+            crate::vpc::SUBNET_KIND,
+            crate::vpc::ROUTE_TABLE_KIND,
+            crate::vpc::GROUP_KIND,
         ] {
             for row in self.catalog.resources(kind, &caller.region)? {
                 if row.account_id != caller.account_id {
@@ -172,6 +202,20 @@ impl Cloud {
                     if matches(&item, filters)? {
                         out.push(item);
                     }
+                }
+            }
+        }
+        for eni in self.interfaces(caller)? {
+            for (key, value) in &eni.tags {
+                let item = TagDescription {
+                    resource_id: eni.id.clone(),
+                    resource_type: "network-interface".into(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    pair: vec![(key.clone(), value.clone())],
+                };
+                if matches(&item, filters)? {
+                    out.push(item);
                 }
             }
         }
