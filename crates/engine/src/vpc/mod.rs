@@ -41,6 +41,9 @@ pub use vpcs::{VPC_ATTRIBUTES, VpcAttribute, VpcView};
 
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids, lock, regions};
 
+/// A catalog row with its tags.
+pub(crate) type TaggedRow = (ResourceRow, Vec<(String, String)>);
+
 /// Catalog kind of VPCs.
 pub const VPC_KIND: &str = "vpc";
 /// Catalog kind of subnets.
@@ -265,11 +268,7 @@ impl Cloud {
     }
 
     /// The caller's rows of `kind` in its region, with their tags.
-    pub(crate) fn owned_rows(
-        &self,
-        caller: &Caller,
-        kind: &str,
-    ) -> Ec2Result<Vec<(ResourceRow, Vec<(String, String)>)>> {
+    pub(crate) fn owned_rows(&self, caller: &Caller, kind: &str) -> Ec2Result<Vec<TaggedRow>> {
         let all_tags = self.catalog.all_tags()?;
         Ok(self
             .catalog
@@ -335,3 +334,6 @@ impl Cloud {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

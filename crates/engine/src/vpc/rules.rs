@@ -138,18 +138,22 @@ impl Filterable for RuleView {
 /// protocol number (0–255).
 pub fn normalize_protocol(raw: &str) -> Ec2Result<String> {
     let lower = raw.trim().to_ascii_lowercase();
-    Ok(match lower.as_str() {
-        "tcp" | "6" => "tcp".into(),
-        "udp" | "17" => "udp".into(),
-        "icmp" | "1" => "icmp".into(),
-        "icmpv6" | "58" => "icmpv6".into(),
-        "-1" | "all" => "-1".into(),
-        n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n.len() <= 3 => {
-            match n.parse::<u16>() {
-                Ok(v) if v <= 255 => v.to_string(),
+    let number =
+        if !lower.is_empty() && lower.len() <= 3 && lower.bytes().all(|b| b.is_ascii_digit()) {
+            match lower.parse::<u16>() {
+                Ok(v) if v <= 255 => Some(v),
                 _ => return Err(unknown_protocol(raw)),
             }
-        }
+        } else {
+            None
+        };
+    Ok(match (lower.as_str(), number) {
+        ("tcp", _) | (_, Some(6)) => "tcp".into(),
+        ("udp", _) | (_, Some(17)) => "udp".into(),
+        ("icmp", _) | (_, Some(1)) => "icmp".into(),
+        ("icmpv6", _) | (_, Some(58)) => "icmpv6".into(),
+        ("-1" | "all", _) => "-1".into(),
+        (_, Some(n)) => n.to_string(),
         _ => return Err(unknown_protocol(raw)),
     })
 }

@@ -108,7 +108,7 @@ impl Cloud {
     fn view_subnets(
         &self,
         caller: &Caller,
-        rows: Vec<(catalog::ResourceRow, Vec<(String, String)>)>,
+        rows: Vec<super::TaggedRow>,
     ) -> Ec2Result<Vec<SubnetView>> {
         let instances = self.live_instances(&caller.region)?;
         rows.into_iter()
