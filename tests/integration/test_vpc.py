@@ -254,6 +254,14 @@ def test_security_group_lifecycle_and_rules(server, ec2, aws):
     after = c.describe_security_group_rules(SecurityGroupRuleIds=[http["SecurityGroupRuleId"]])
     assert after["SecurityGroupRules"][0]["FromPort"] == 8080
     assert after["SecurityGroupRules"][0]["Description"] == "alt"
+    code, _ = err(c.modify_security_group_rules, GroupId=gid, SecurityGroupRules=[{
+        "SecurityGroupRuleId": http["SecurityGroupRuleId"],
+        "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIpv4": "0.0.0.0/0"}}])
+    assert code == "InvalidPermission.Duplicate"
+    assert err(c.modify_security_group_rules, GroupId=gid, SecurityGroupRules=[{
+        "SecurityGroupRuleId": "sgr-0123456789abcdef0",
+        "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1,
+                              "CidrIpv4": "0.0.0.0/0"}}])[0] == "InvalidSecurityGroupRuleId.NotFound"
 
     # Filters.
     by = lambda name, value: [x["GroupId"] for x in c.describe_security_groups(

@@ -173,7 +173,10 @@ impl Cloud {
         self.region(&caller.region)?;
         let guard = lock(&self.vpc_lock);
         if self.catalog.resource(&marker_id(caller))?.is_none() {
-            self.create_vpc_locked(caller, DEFAULT_VPC_CIDR, "default", true, Vec::new())?;
+            // A default VPC without a marker is one whose creation was interrupted.
+            if self.default_vpc(caller)?.is_none() {
+                self.create_vpc_locked(caller, DEFAULT_VPC_CIDR, "default", true, Vec::new())?;
+            }
             let marker = new_row(
                 caller,
                 &marker_id(caller),

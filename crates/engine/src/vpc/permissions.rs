@@ -316,7 +316,7 @@ impl Cloud {
                 .iter()
                 .any(|r| r.id != rule.id && r.same_as(&rule))
             {
-                rules::add_rules(&mut doc.rules.clone(), std::slice::from_ref(&rule))?;
+                return Err(rules::duplicate(&rule));
             }
             doc.rules[pos] = rule;
         }

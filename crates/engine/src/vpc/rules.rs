@@ -362,20 +362,25 @@ pub fn permission_filter_values(
 pub fn add_rules(existing: &mut Vec<RuleDoc>, new: &[RuleDoc]) -> Ec2Result<()> {
     for (i, rule) in new.iter().enumerate() {
         if existing.iter().chain(&new[..i]).any(|r| r.same_as(rule)) {
-            return Err(Ec2Error::client(
-                "InvalidPermission.Duplicate",
-                format!(
-                    "the specified rule \"peer: {}, {}, from port: {}, to port: {}, ALLOW\" already exists",
-                    describe_source(&rule.source),
-                    rule.protocol.to_uppercase(),
-                    rule.from_port,
-                    rule.to_port
-                ),
-            ));
+            return Err(duplicate(rule));
         }
     }
     existing.extend(new.iter().cloned());
     Ok(())
+}
+
+/// `InvalidPermission.Duplicate` for `rule`, worded as EC2 does.
+pub fn duplicate(rule: &RuleDoc) -> Ec2Error {
+    Ec2Error::client(
+        "InvalidPermission.Duplicate",
+        format!(
+            "the specified rule \"peer: {}, {}, from port: {}, to port: {}, ALLOW\" already exists",
+            describe_source(&rule.source),
+            rule.protocol.to_uppercase(),
+            rule.from_port,
+            rule.to_port
+        ),
+    )
 }
 
 /// Removes the rules matching `wanted` from `existing` and returns them; fails with
