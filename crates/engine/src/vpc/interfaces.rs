@@ -124,7 +124,7 @@ impl Cloud {
         for id in interface_ids {
             ids::check("eni", "InvalidNetworkInterfaceID.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let all = self.interfaces(caller)?;
         if let Some(missing) = interface_ids
             .iter()

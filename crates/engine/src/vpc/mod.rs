@@ -189,6 +189,16 @@ impl Cloud {
         Ok(guard)
     }
 
+    /// Makes sure the caller's default VPC exists, for calls that only read (the lock is
+    /// taken only when it may have to be created).
+    pub(crate) fn ensure_default_vpc(&self, caller: &Caller) -> Ec2Result<()> {
+        self.region(&caller.region)?;
+        if self.catalog.resource(&marker_id(caller))?.is_none() {
+            drop(self.vpc_guard(caller)?);
+        }
+        Ok(())
+    }
+
     /// Creates a VPC with its main route table and default group (and, for the default
     /// VPC, its default subnets). The VPC lock is held.
     fn create_vpc_locked(

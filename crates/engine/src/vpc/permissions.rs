@@ -233,7 +233,7 @@ impl Cloud {
         for id in rule_ids {
             ids::check("sgr", "InvalidSecurityGroupRuleId.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let all_tags = self.catalog.all_tags()?;
         let mut out = Vec::new();
         let mut seen = Vec::new();

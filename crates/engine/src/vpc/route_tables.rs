@@ -67,7 +67,7 @@ impl Cloud {
         for id in table_ids {
             ids::check("rtb", "InvalidRouteTableID.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for (row, tags) in self.owned_rows(caller, ROUTE_TABLE_KIND)? {

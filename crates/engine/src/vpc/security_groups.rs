@@ -276,7 +276,7 @@ impl Cloud {
         for id in group_ids {
             ids::check("sg", "InvalidGroupId.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let mut wanted: Vec<String> = group_ids.to_vec();
         for name in group_names {
             wanted.push(self.target_group(caller, None, Some(name))?.0.id);

@@ -165,7 +165,7 @@ impl Cloud {
         for id in subnet_ids {
             ids::check("subnet", "InvalidSubnetID.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let rows: Vec<_> = self
             .owned_rows(caller, SUBNET_KIND)?
             .into_iter()

@@ -121,7 +121,7 @@ impl Cloud {
         for id in vpc_ids {
             ids::check("vpc", "InvalidVpcID.Malformed", id)?;
         }
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let mut out = Vec::new();
         for (row, tags) in self.owned_rows(caller, VPC_KIND)? {
             if !vpc_ids.is_empty() && !vpc_ids.contains(&row.id) {
@@ -233,7 +233,7 @@ impl Cloud {
         vpc_id: &str,
         attribute: VpcAttribute,
     ) -> Ec2Result<bool> {
-        let _guard = self.vpc_guard(caller)?;
+        self.ensure_default_vpc(caller)?;
         let (_, mut doc) = self.owned_vpc(caller, vpc_id)?;
         Ok(*attribute_slot(&mut doc, attribute))
     }
