@@ -15,6 +15,7 @@ use crate::instances::InstanceAction;
 use crate::keypairs::KeyPairAction;
 use crate::params::Params;
 use crate::transfers::TransferAction;
+use crate::vpc::VpcAction;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
 const EC2_OPERATIONS: &str = include_str!("ec2_operations.txt");
@@ -174,6 +175,8 @@ pub enum Action {
     Transfer(TransferAction),
     /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
     KeyPair(KeyPairAction),
+    /// VPC layer actions (VPCs, subnets, security groups, …).
+    Vpc(VpcAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -399,6 +402,8 @@ impl Action {
                     Action::Transfer(action)
                 } else if let Some(action) = KeyPairAction::parse(other, p)? {
                     Action::KeyPair(action)
+                } else if let Some(action) = VpcAction::parse(other, p)? {
+                    Action::Vpc(action)
                 } else {
                     return Err(unknown_action(other));
                 }

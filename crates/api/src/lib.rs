@@ -18,7 +18,9 @@ pub mod instances;
 pub mod keypairs;
 pub mod params;
 mod respond;
+pub mod security_groups;
 pub mod transfers;
+pub mod vpc;
 pub mod xml;
 
 use std::sync::Arc;

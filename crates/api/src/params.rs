@@ -75,7 +75,7 @@ impl Params {
     }
 
     /// Indexes present under `prefix.N…`, ascending.
-    fn indexes(&self, prefix: &str) -> Ec2Result<Vec<usize>> {
+    pub fn indexes(&self, prefix: &str) -> Ec2Result<Vec<usize>> {
         let dotted = format!("{prefix}.");
         let mut found: Vec<usize> = self
             .map

@@ -24,6 +24,7 @@ pub mod snapshots;
 pub mod tags;
 pub mod transfers;
 pub mod volumes;
+pub mod vpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,6 +90,8 @@ pub struct Cloud {
     transfers: transfers::TransferConfig,
     /// Running import/export tasks.
     tasks: transfers::TaskRegistry,
+    /// Serialises changes of the VPC layer (default VPC creation, CIDR and name checks).
+    vpc_lock: Mutex<()>,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -140,6 +143,7 @@ impl Cloud {
             machines: Mutex::new(HashMap::new()),
             transfers: options.transfers,
             tasks: transfers::TaskRegistry::default(),
+            vpc_lock: Mutex::new(()),
         });
         cloud.recover()?;
         Ok(cloud)

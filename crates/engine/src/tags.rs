@@ -44,6 +44,11 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
         "ami" | "aki" | "ari" => "image",
         "i" => "instance",
         "key" => "key-pair",
+        "vpc" => "vpc",
+        "subnet" => "subnet",
+        "sg" => "security-group",
+        "rtb" => "route-table",
+        "eni" => "network-interface",
         _ => return None,
     })
 }
@@ -58,12 +63,33 @@ fn not_found(id: &str) -> Ec2Error {
             "InvalidKeyPair.NotFound",
             format!("The key pair '{id}' does not exist"),
         ),
+        Some("vpc") => Ec2Error::not_found("InvalidVpcID.NotFound", "vpc ID", id),
+        Some("subnet") => Ec2Error::not_found("InvalidSubnetID.NotFound", "subnet ID", id),
+        Some("security-group") => {
+            Ec2Error::not_found("InvalidGroup.NotFound", "security group", id)
+        }
+        Some("route-table") => {
+            Ec2Error::not_found("InvalidRouteTableID.NotFound", "routeTable ID", id)
+        }
+        Some("network-interface") => Ec2Error::not_found(
+            "InvalidNetworkInterfaceID.NotFound",
+            "networkInterface ID",
+            id,
+        ),
         _ => Ec2Error::client("InvalidID", format!("The ID '{id}' is not valid")),
     }
 }
 
 impl Cloud {
     fn check_taggable(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        if resource_type_of(id) == Some("network-interface") {
+            // Interfaces are synthesized from their instances.
+            return if self.owns_interface(caller, id)? {
+                Ok(())
+            } else {
+                Err(not_found(id))
+            };
+        }
         match self.catalog.resource(id)? {
             Some(row)
                 if row.account_id == caller.account_id
@@ -162,6 +188,10 @@ impl Cloud {
             crate::snapshots::KIND,
             crate::images::KIND,
             crate::keypairs::KIND,
+            crate::vpc::VPC_KIND,
+            crate::vpc::SUBNET_KIND,
+            crate::vpc::ROUTE_TABLE_KIND,
+            crate::vpc::GROUP_KIND,
         ] {
             for row in self.catalog.resources(kind, &caller.region)? {
                 if row.account_id != caller.account_id {
@@ -178,6 +208,20 @@ impl Cloud {
                     if matches(&item, filters)? {
                         out.push(item);
                     }
+                }
+            }
+        }
+        for eni in self.interfaces(caller)? {
+            for (key, value) in &eni.tags {
+                let item = TagDescription {
+                    resource_id: eni.id.clone(),
+                    resource_type: "network-interface".into(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    pair: vec![(key.clone(), value.clone())],
+                };
+                if matches(&item, filters)? {
+                    out.push(item);
                 }
             }
         }
