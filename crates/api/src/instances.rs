@@ -7,9 +7,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use engine::instances::{
     CreateImage, CreateSnapshots, InstanceAttribute, InstanceAttributeValue, InstanceDevice,
-    InstanceType, InstanceView, ModifyInstanceAttribute, RunInstances, StateChange,
-    VolumeAttachment, state_code,
+    InstanceType, InstanceView, MetadataOptionsRequest, ModifyInstanceAttribute,
+    NetworkInterfaceRequest, RunInstances, StateChange, VolumeAttachment, reachability, state_code,
 };
+use engine::network::{GroupRef, MetadataOptions};
 use engine::query::{Filter, Page, iso8601};
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 
@@ -90,6 +91,15 @@ pub enum InstanceAction {
     CreateImage(CreateImage),
     /// CreateSnapshots.
     CreateSnapshots(CreateSnapshots),
+    /// ModifyInstanceMetadataOptions.
+    ModifyMetadataOptions {
+        /// InstanceId
+        id: String,
+        /// HttpTokens, HttpEndpoint, …
+        options: MetadataOptionsRequest,
+    },
+    /// GetConsoleScreenshot.
+    Screenshot(String),
     /// DescribeInstanceTypes.
     Types {
         /// InstanceType.N
@@ -99,6 +109,50 @@ pub enum InstanceAction {
         /// MaxResults / NextToken
         page: Page,
     },
+}
+
+/// `NetworkInterface.N.*` of RunInstances.
+fn network_interfaces(p: &Params) -> Ec2Result<Vec<NetworkInterfaceRequest>> {
+    let mut out = Vec::new();
+    for i in 1..=8 {
+        let key = |k: &str| format!("NetworkInterface.{i}.{k}");
+        let any = [
+            "DeviceIndex",
+            "SubnetId",
+            "NetworkInterfaceId",
+            "AssociatePublicIpAddress",
+            "PrivateIpAddress",
+            "DeleteOnTermination",
+        ]
+        .iter()
+        .any(|k| p.get(&key(k)).is_some())
+            || !p.list(&key("SecurityGroupId"))?.is_empty();
+        if !any {
+            continue;
+        }
+        out.push(NetworkInterfaceRequest {
+            device_index: p.int(&key("DeviceIndex"))?,
+            network_interface_id: p.string(&key("NetworkInterfaceId")),
+            subnet_id: p.string(&key("SubnetId")),
+            group_ids: p.list(&key("SecurityGroupId"))?,
+            associate_public_ip: p.bool(&key("AssociatePublicIpAddress"))?,
+            private_ip: p.string(&key("PrivateIpAddress")),
+            delete_on_termination: p.bool(&key("DeleteOnTermination"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// `MetadataOptions.*` (RunInstances) or the bare names (ModifyInstanceMetadataOptions).
+fn metadata_options(p: &Params, prefix: &str) -> Ec2Result<MetadataOptionsRequest> {
+    let s = |k: &str| p.string(&format!("{prefix}{k}"));
+    Ok(MetadataOptionsRequest {
+        http_tokens: s("HttpTokens"),
+        http_put_response_hop_limit: p.int(&format!("{prefix}HttpPutResponseHopLimit"))?,
+        http_endpoint: s("HttpEndpoint"),
+        http_protocol_ipv6: s("HttpProtocolIpv6"),
+        instance_metadata_tags: s("InstanceMetadataTags"),
+    })
 }
 
 fn required_int(p: &Params, name: &str) -> Ec2Result<i64> {
@@ -128,19 +182,15 @@ fn modify_attribute(p: &Params) -> Ec2Result<ModifyInstanceAttribute> {
             .ok_or_else(|| Ec2Error::missing("BlockDeviceMapping.Ebs.DeleteOnTermination"))?;
         req.delete_on_termination.push((device, delete));
     }
-    for unsupported in [
-        "Kernel",
-        "Ramdisk",
-        "SourceDestCheck",
-        "SriovNetSupport",
-        "EnaSupport",
-    ] {
+    req.source_dest_check = flag("SourceDestCheck")?;
+    for unsupported in ["Kernel", "Ramdisk", "SriovNetSupport", "EnaSupport"] {
         if p.get(&format!("{unsupported}.Value")).is_some() {
             req.unsupported = Some(unsupported.to_string());
         }
     }
-    if !p.list("GroupId")?.is_empty() {
-        req.unsupported = Some("groupSet".into());
+    let groups = p.list("GroupId")?;
+    if !groups.is_empty() {
+        req.groups = Some(groups);
     }
     // The `Attribute` + `Value` form.
     if let Some(attr) = p.string("Attribute") {
@@ -163,6 +213,7 @@ fn modify_attribute(p: &Params) -> Ec2Result<ModifyInstanceAttribute> {
             InstanceAttribute::DisableApiStop => req.disable_api_stop = Some(as_bool(&v)?),
             InstanceAttribute::InstanceInitiatedShutdownBehavior => req.shutdown_behavior = Some(v),
             InstanceAttribute::EbsOptimized => req.ebs_optimized = Some(as_bool(&v)?),
+            InstanceAttribute::SourceDestCheck => req.source_dest_check = Some(as_bool(&v)?),
             other => req.unsupported = Some(other.as_str().to_string()),
         }
     }
@@ -189,11 +240,11 @@ impl InstanceAction {
                 ebs_optimized: p.bool("EbsOptimized")?,
                 key_name: p.string("KeyName"),
                 subnet_id: p.string("SubnetId"),
-                security_groups: p
-                    .list("SecurityGroupId")?
-                    .into_iter()
-                    .chain(p.list("SecurityGroup")?)
-                    .collect(),
+                security_group_ids: p.list("SecurityGroupId")?,
+                security_group_names: p.list("SecurityGroup")?,
+                private_ip: p.string("PrivateIpAddress"),
+                network_interfaces: network_interfaces(p)?,
+                metadata_options: metadata_options(p, "MetadataOptions.")?,
                 kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
             }),
             "DescribeInstances" => InstanceAction::Describe {
@@ -257,6 +308,11 @@ impl InstanceAction {
                     }
                 },
             }),
+            "ModifyInstanceMetadataOptions" => InstanceAction::ModifyMetadataOptions {
+                id: p.required("InstanceId")?,
+                options: metadata_options(p, "")?,
+            },
+            "GetConsoleScreenshot" => InstanceAction::Screenshot(p.required("InstanceId")?),
             "DescribeInstanceTypes" => InstanceAction::Types {
                 names: p.list("InstanceType")?,
                 filters: p.filters()?,
@@ -350,15 +406,16 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
     let running = v.state == "running";
     x.text("instanceId", &v.id).text("imageId", &d.image_id);
     state_xml(x, "instanceState", &v.state);
+    let live = v.state != "terminated";
     x.text(
         "privateDnsName",
-        &if v.state == "terminated" {
-            String::new()
-        } else {
+        &if live {
             v.private_dns_name(region)
+        } else {
+            String::new()
         },
     )
-    .text("dnsName", "")
+    .text("dnsName", &v.public_dns_name(region).unwrap_or_default())
     .text("reason", &d.state_transition_reason)
     .opt("keyName", d.key_name.as_ref())
     .text("amiLaunchIndex", &d.ami_launch_index.to_string());
@@ -378,10 +435,18 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
         .elem("monitoring", |x| {
             x.text("state", "disabled");
         });
-    if v.state != "terminated" {
-        x.text("privateIpAddress", &d.private_ip);
+    if live {
+        x.text("privateIpAddress", &d.private_ip)
+            .opt("ipAddress", v.public_ip());
     }
-    x.elem("groupSet", |_| {});
+    if let Some(n) = d.network.as_ref().filter(|_| live) {
+        x.text("subnetId", &n.subnet_id).text("vpcId", &n.vpc_id);
+    }
+    groups_xml(
+        x,
+        "groupSet",
+        d.network.as_ref().map(|n| n.groups.as_slice()),
+    );
     if let Some(r) = &d.state_reason {
         x.elem("stateReason", |x| {
             x.text("code", &r.code).text("message", &r.message);
@@ -396,9 +461,16 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
     if !v.tags.is_empty() {
         x.tags(&v.tags);
     }
-    x.text("hypervisor", "xen")
-        .elem("networkInterfaceSet", |_| {})
-        .text("ebsOptimized", &d.ebs_optimized.to_string())
+    x.text("hypervisor", "xen");
+    x.elem("networkInterfaceSet", |x| {
+        if let Some(n) = d.network.as_ref().filter(|_| live) {
+            x.elem("item", |x| interface_xml(x, v, n, region));
+        }
+    });
+    if let Some(n) = &d.network {
+        x.text("sourceDestCheck", &n.source_dest_check.to_string());
+    }
+    x.text("ebsOptimized", &d.ebs_optimized.to_string())
         .text("enaSupport", &d.ena_support.to_string())
         .elem("cpuOptions", |x| {
             x.text("coreCount", &d.vcpus.div_ceil(2).max(1).to_string())
@@ -411,12 +483,7 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
             x.text("configured", "false");
         })
         .elem("metadataOptions", |x| {
-            x.text("state", if running { "applied" } else { "pending" })
-                .text("httpTokens", "optional")
-                .text("httpPutResponseHopLimit", "1")
-                .text("httpEndpoint", "enabled")
-                .text("httpProtocolIpv6", "disabled")
-                .text("instanceMetadataTags", "disabled");
+            metadata_options_xml(x, &d.metadata_options, running);
         })
         .elem("enclaveOptions", |x| {
             x.text("enabled", "false");
@@ -436,6 +503,74 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
                 "legacy-bios"
             },
         );
+}
+
+fn metadata_options_xml(x: &mut Xml, o: &MetadataOptions, applied: bool) {
+    x.text("state", if applied { "applied" } else { "pending" })
+        .text("httpTokens", &o.http_tokens)
+        .text(
+            "httpPutResponseHopLimit",
+            &o.http_put_response_hop_limit.to_string(),
+        )
+        .text("httpEndpoint", &o.http_endpoint)
+        .text("httpProtocolIpv6", &o.http_protocol_ipv6)
+        .text("instanceMetadataTags", &o.instance_metadata_tags);
+}
+
+fn groups_xml(x: &mut Xml, name: &str, groups: Option<&[GroupRef]>) {
+    x.list(name, groups.unwrap_or_default(), |x, g| {
+        x.text("groupName", &g.name).text("groupId", &g.id);
+    });
+}
+
+/// The primary interface of an instance (an `InstanceNetworkInterface`).
+fn interface_xml(
+    x: &mut Xml,
+    v: &InstanceView,
+    n: &engine::network::InstanceNetwork,
+    region: &str,
+) {
+    let association = |x: &mut Xml| {
+        if let Some(ip) = v.public_ip() {
+            x.elem("association", |x| {
+                x.text("publicIp", ip)
+                    .text(
+                        "publicDnsName",
+                        &v.public_dns_name(region).unwrap_or_default(),
+                    )
+                    .text("ipOwnerId", "amazon");
+            });
+        }
+    };
+    x.text("networkInterfaceId", &n.interface_id)
+        .text("subnetId", &n.subnet_id)
+        .text("vpcId", &n.vpc_id)
+        .text("description", "")
+        .text("ownerId", &v.owner_id)
+        .text("status", "in-use")
+        .text("macAddress", &n.mac)
+        .text("privateIpAddress", &v.doc.private_ip)
+        .text("privateDnsName", &v.private_dns_name(region))
+        .text("sourceDestCheck", &n.source_dest_check.to_string());
+    groups_xml(x, "groupSet", Some(&n.groups));
+    x.elem("attachment", |x| {
+        x.text("attachmentId", &n.attachment_id)
+            .text("deviceIndex", "0")
+            .text("status", "attached")
+            .text("attachTime", &iso8601(v.doc.launch_time_ms))
+            .text("deleteOnTermination", "true")
+            .text("networkCardIndex", "0");
+    });
+    association(x);
+    x.elem("privateIpAddressesSet", |x| {
+        x.elem("item", |x| {
+            x.text("privateIpAddress", &v.doc.private_ip)
+                .text("privateDnsName", &v.private_dns_name(region))
+                .text("primary", "true");
+            association(x);
+        });
+    })
+    .text("interfaceType", "interface");
 }
 
 fn reservation_xml(
@@ -476,14 +611,8 @@ fn status_summary(x: &mut Xml, name: &str, status: &str) {
     x.elem(name, |x| {
         x.text("status", status).elem("details", |x| {
             x.elem("item", |x| {
-                x.text("name", "reachability").text(
-                    "status",
-                    if status == "ok" {
-                        "passed"
-                    } else {
-                        "initializing"
-                    },
-                );
+                x.text("name", "reachability")
+                    .text("status", reachability(status));
             });
         });
     });
@@ -540,13 +669,8 @@ pub fn execute(
                 x.text("instanceId", &v.id)
                     .text("availabilityZone", &v.doc.availability_zone);
                 state_xml(x, "instanceState", &v.state);
-                let status = if v.state == "running" {
-                    "ok"
-                } else {
-                    "not-applicable"
-                };
-                status_summary(x, "systemStatus", status);
-                status_summary(x, "instanceStatus", status);
+                status_summary(x, "systemStatus", v.system_status());
+                status_summary(x, "instanceStatus", v.instance_status());
                 x.elem("eventsSet", |_| {});
             });
             x.opt("nextToken", token);
@@ -592,8 +716,10 @@ pub fn execute(
                         x.text("productCode", &c.id).text("type", &c.kind);
                     });
                 }
-                InstanceAttributeValue::Groups => {
-                    x.elem(name, |_| {});
+                InstanceAttributeValue::Groups(groups) => {
+                    x.list(name, &groups, |x, g| {
+                        x.text("groupId", &g.id);
+                    });
                 }
             }
         }
@@ -626,6 +752,20 @@ pub fn execute(
         ),
         InstanceAction::CreateImage(req) => {
             x.text("imageId", &cloud.create_image(caller, req)?);
+        }
+        InstanceAction::ModifyMetadataOptions { id, options } => {
+            let o = cloud.modify_instance_metadata_options(caller, &id, &options)?;
+            x.text("instanceId", &id)
+                .elem("instanceMetadataOptions", |x| {
+                    metadata_options_xml(x, &o, false);
+                });
+        }
+        InstanceAction::Screenshot(id) => {
+            let png = cloud.console_screenshot(caller, &id)?;
+            x.text("instanceId", &id).text(
+                "imageData",
+                &base64::engine::general_purpose::STANDARD.encode(png),
+            );
         }
         InstanceAction::Types {
             names,

@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use qemu::{NBD_RECONNECT_DELAY_SECS, kvm_usable, probe_kvm};
 pub use qmp::{Qmp, QmpEvent};
 pub use spec::{
-    Accel, BootMode, DiskFormat, DiskSource, DiskSpec, GuestForward, HostForward, Identity, NetSpec,
-    Proto, VmSpec,
+    Accel, BootMode, DiskFormat, DiskSource, DiskSpec, GuestForward, HostForward, Identity,
+    NetSpec, Proto, VmSpec,
 };
 pub use vm::{ExitReason, Vm};

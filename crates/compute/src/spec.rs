@@ -310,8 +310,7 @@ impl VmSpec {
 fn check_value(what: &str, v: &str) -> Result<()> {
     let ok = !v.is_empty()
         && v.len() <= 255
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_graphic() && c != ',' && c != '"' && c != '\'');
     if ok {
         Ok(())

@@ -650,7 +650,11 @@ fn nic_with_private_address_guest_forward_and_live_host_forwards() {
         "#!/bin/sh\nwhile read -r line; do [ \"$(printf %s \"$line\" | tr -d '\\r')\" = \"\" ] && break; done\nprintf 'HTTP/1.0 200 OK\\r\\nContent-Length: 12\\r\\n\\r\\ni-0feedc0de\\n'\n",
     )
     .unwrap();
-    Command::new("chmod").arg("755").arg(&responder).status().unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&responder)
+        .status()
+        .unwrap();
     let mut spec = spec(
         dir.path(),
         file_disk("root", &root, DiskFormat::Qcow2),
@@ -692,7 +696,10 @@ fn nic_with_private_address_guest_forward_and_live_host_forwards() {
     };
     assert_eq!(http_get("127.0.0.1", port), None, "no forward yet");
     vm.add_host_forward(fwd.clone()).unwrap();
-    assert_eq!(http_get("127.0.0.1", port).as_deref(), Some("i-0feedc0de\n"));
+    assert_eq!(
+        http_get("127.0.0.1", port).as_deref(),
+        Some("i-0feedc0de\n")
+    );
     vm.remove_host_forward(&fwd).unwrap();
     assert_eq!(http_get("127.0.0.1", port), None, "forward removed");
     // A forward the host cannot listen on is an error, not a silent no-op.

@@ -92,6 +92,8 @@ pub struct Cloud {
     tasks: transfers::TaskRegistry,
     /// Serialises changes of the VPC layer (default VPC creation, CIDR and name checks).
     vpc_lock: Mutex<()>,
+    /// Set when the server stops: no machine boots any more.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -144,6 +146,7 @@ impl Cloud {
             transfers: options.transfers,
             tasks: transfers::TaskRegistry::default(),
             vpc_lock: Mutex::new(()),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         cloud.recover()?;
         Ok(cloud)
@@ -176,6 +179,7 @@ impl Cloud {
     /// interrupted stops and terminations, and restarts interrupted import/export tasks
     /// (the server calls this once at start).
     pub fn resume(self: &Arc<Self>) -> Result<(), OpenError> {
+        instances::machine::sweep_orphans(self);
         self.recover_instances()
             .map_err(|e| OpenError::Recovery(e.message))?;
         self.resume_tasks()
@@ -217,6 +221,8 @@ impl Cloud {
 
     /// Waits for background work (snapshots in progress) and closes open volumes.
     pub fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shutdown_machines();
         let workers: Vec<_> = lock(&self.workers).drain(..).collect();
         for worker in workers {

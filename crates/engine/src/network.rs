@@ -38,6 +38,9 @@ pub struct InstanceNetwork {
     /// Public IPv4 address from the loopback pool while the instance runs (a new one
     /// after each stop/start, as in EC2); `None` when stopped or terminated.
     pub public_ip: Option<String>,
+    /// Whether the interface gets a public address while the instance runs
+    /// (`AssociatePublicIpAddress`, else the subnet's `MapPublicIpOnLaunch`).
+    pub associate_public_ip: bool,
     /// Security groups of the interface.
     pub groups: Vec<GroupRef>,
     /// Source/destination check flag (recorded).
@@ -91,10 +94,9 @@ pub struct IngressRule {
 }
 
 impl crate::Cloud {
-    /// Called by the VPC layer after the rules of `group_ids` changed (or an instance's
-    /// groups did): the machine layer re-applies the port forwards of the running
-    /// instances in those groups.
+    /// Called by the VPC layer after the rules of `group_ids` changed: the running
+    /// instances in those groups get their port forwards re-applied.
     pub(crate) fn security_groups_changed(&self, group_ids: &[String]) {
-        let _ = group_ids;
+        self.refresh_forwards_of_groups(group_ids);
     }
 }

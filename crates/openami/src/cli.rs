@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// Most instances active at once on this host.
     #[arg(long, env = "OPENAMI_MAX_INSTANCES", default_value_t = 8)]
     pub max_instances: usize,
+    /// Public addresses of instances: a CIDR inside 127.0.0.0/8 (every address of it is
+    /// local on Linux, so each instance listens on its own).
+    #[arg(long, env = "OPENAMI_PUBLIC_IP_POOL", default_value = "127.100.0.0/16")]
+    pub public_ip_pool: String,
+    /// Outbound traffic of guests: `none` (they reach only their metadata service) or
+    /// `nat` (QEMU's user-mode NAT to anywhere the host reaches: an operator's choice).
+    #[arg(long, env = "OPENAMI_INSTANCE_EGRESS", default_value = "none", value_parser = ["none", "nat"])]
+    pub instance_egress: String,
     /// Directory ImportImage/ImportSnapshot read from: an S3 location `s3://BUCKET/KEY`
     /// names `IMPORT_DIR/BUCKET/KEY`.
     #[arg(long, env = "OPENAMI_IMPORT_DIR")]

@@ -46,6 +46,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 _ => engine::instances::Accelerator::Auto,
             },
             max_instances: args.max_instances,
+            public_ip_pool: public_pool(&args.public_ip_pool)?,
+            egress: args.instance_egress == "nat",
+            imds_relay: Some(imds_relay()?),
         },
         transfers: engine::transfers::TransferConfig {
             import_dir: args.import_dir.clone(),
@@ -61,6 +64,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(serve(args, Arc::clone(&cloud)));
     cloud.shutdown();
     result
+}
+
+/// Checks the public address pool: a loopback CIDR.
+fn public_pool(pool: &str) -> anyhow::Result<String> {
+    let cidr = engine::instances::network::Cidr::parse(pool, false)
+        .with_context(|| format!("--public-ip-pool {pool}: not a CIDR like 127.100.0.0/16"))?;
+    let loopback =
+        engine::instances::network::Cidr::parse("127.0.0.0/8", true).context("loopback")?;
+    if !loopback.contains(&cidr) || cidr.prefix > 30 {
+        anyhow::bail!("--public-ip-pool {pool}: must be a /8../30 network inside 127.0.0.0/8");
+    }
+    Ok(cidr.to_string())
+}
+
+/// The metadata relay QEMU runs for each guest connection: this very binary. QEMU splits
+/// the command on spaces and the option syntax doubles commas, so its path may have
+/// neither.
+fn imds_relay() -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().context("locating the openami binary")?;
+    let exe = exe.to_string_lossy().into_owned();
+    if exe.contains(' ') || exe.contains(',') {
+        anyhow::bail!(
+            "the openami binary's path {exe:?} contains a space or comma; instances' metadata relay cannot name it (move the binary)"
+        );
+    }
+    Ok(vec![exe, "imds-relay".into()])
 }
 
 async fn serve(args: ServeArgs, cloud: Arc<Cloud>) -> anyhow::Result<()> {

@@ -90,8 +90,8 @@ pub enum InstanceAttributeValue {
     Devices(Vec<InstanceDevice>),
     /// Product codes.
     ProductCodes(Vec<ProductCode>),
-    /// Security groups (openami has none).
-    Groups,
+    /// Security groups of the primary interface.
+    Groups(Vec<crate::network::GroupRef>),
 }
 
 /// ModifyInstanceAttribute parameters (one change per call, as in EC2).
@@ -113,6 +113,10 @@ pub struct ModifyInstanceAttribute {
     pub ebs_optimized: Option<bool>,
     /// DeleteOnTermination per device name.
     pub delete_on_termination: Vec<(String, bool)>,
+    /// New security groups of the primary interface (`GroupId.N`).
+    pub groups: Option<Vec<String>>,
+    /// Source/destination check flag.
+    pub source_dest_check: Option<bool>,
     /// An attribute openami cannot change (sourceDestCheck, groups, kernel…): refused.
     pub unsupported: Option<String>,
 }
@@ -143,8 +147,8 @@ impl Cloud {
             A::RootDeviceName => V::Text(Some(d.root_device_name)),
             A::BlockDeviceMapping => V::Devices(d.block_devices),
             A::ProductCodes => V::ProductCodes(d.product_codes),
-            A::SourceDestCheck => V::Bool(true),
-            A::GroupSet => V::Groups,
+            A::SourceDestCheck => V::Bool(d.network.as_ref().is_none_or(|n| n.source_dest_check)),
+            A::GroupSet => V::Groups(d.network.map(|n| n.groups).unwrap_or_default()),
             A::EbsOptimized => V::Bool(d.ebs_optimized),
             A::SriovNetSupport => V::Text(None),
             A::EnaSupport => V::Bool(d.ena_support),
@@ -249,12 +253,84 @@ impl Cloud {
             self.set_volume_delete_on_termination(&dev.volume_id, *delete)?;
             changed = true;
         }
+        let mut groups_changed = Vec::new();
+        if let Some(ids) = &req.groups {
+            let Some(net) = d.network.as_mut() else {
+                return Err(Ec2Error::client(
+                    "UnsupportedOperation",
+                    "The instance has no network interface (it was launched before openami had a VPC layer)",
+                ));
+            };
+            if ids.is_empty() {
+                return Err(Ec2Error::missing("GroupId"));
+            }
+            let groups = self.groups_in_vpc(caller, &net.vpc_id, ids)?;
+            groups_changed.extend(net.groups.iter().map(|g| g.id.clone()));
+            groups_changed.extend(groups.iter().map(|g| g.id.clone()));
+            net.groups = groups;
+            changed = true;
+        }
+        if let Some(v) = req.source_dest_check {
+            if let Some(net) = d.network.as_mut() {
+                net.source_dest_check = v;
+            }
+            changed = true;
+        }
         if !changed {
             return Err(Ec2Error::missing("Attribute"));
         }
         self.catalog
             .update_resource(&row.id, &row.state, &encode(&d)?)?;
+        if !groups_changed.is_empty() {
+            self.refresh_forwards_of_groups(&groups_changed);
+        }
         Ok(())
+    }
+
+    /// ModifyInstanceMetadataOptions: the new options (applied at once: the metadata
+    /// service reads them on every request).
+    pub fn modify_instance_metadata_options(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: &super::launch::MetadataOptionsRequest,
+    ) -> Ec2Result<crate::network::MetadataOptions> {
+        let _t = super::lifecycle::lock_transitions();
+        let row = self.owned_instance(caller, id)?;
+        if row.state == "terminated" || row.state == "shutting-down" {
+            return Err(Ec2Error::client(
+                "IncorrectInstanceState",
+                format!("The instance '{}' is {}.", row.id, row.state),
+            ));
+        }
+        let mut d = doc_of(&row)?;
+        d.metadata_options = req.apply(&d.metadata_options)?;
+        self.catalog
+            .update_resource(&row.id, &row.state, &encode(&d)?)?;
+        Ok(d.metadata_options)
+    }
+
+    /// GetConsoleScreenshot: a PNG of a running instance's screen.
+    pub fn console_screenshot(&self, caller: &Caller, id: &str) -> Ec2Result<Vec<u8>> {
+        let row = self.owned_instance(caller, id)?;
+        let machine = crate::lock(&self.machines).get(&row.id).cloned();
+        match machine {
+            Some(m) if row.state == "running" => m.screenshot(),
+            _ => Err(Ec2Error::client(
+                "IncorrectInstanceState",
+                format!(
+                    "The instance '{}' is not in the 'running' state; a screenshot needs a running instance.",
+                    row.id
+                ),
+            )),
+        }
+    }
+
+    /// When the instance's guest last used its metadata service (its reachability).
+    pub(crate) fn last_metadata_request_ms(&self, id: &str) -> Option<i64> {
+        crate::lock(&self.machines)
+            .get(id)
+            .and_then(|m| m.last_metadata_request_ms())
     }
 
     fn set_volume_delete_on_termination(&self, volume_id: &str, delete: bool) -> Ec2Result<()> {

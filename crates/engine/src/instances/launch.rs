@@ -13,8 +13,11 @@ use crate::images::validate::{SnapshotInfo, check_mappings, split_tags, valid_de
 use crate::images::{
     BlockDeviceMapping, EbsMapping, EbsRequest, ImageDoc, MappingRequest, MappingTarget,
 };
+use crate::keypairs::LaunchKey;
+use crate::network::{InstanceNetwork, MetadataOptions};
 use crate::query::TagSpecification;
 use crate::volumes::{AttachmentDoc, VolumeDoc};
+use crate::vpc::LaunchPlacement;
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids, regions, snapshots};
 
 /// One requested `BlockDeviceMapping.N` of RunInstances.
@@ -49,14 +52,113 @@ pub struct RunInstances {
     pub availability_zone: Option<String>,
     /// `EbsOptimized`.
     pub ebs_optimized: Option<bool>,
-    /// `KeyName` (openami has no key pairs: refused).
+    /// `KeyName`.
     pub key_name: Option<String>,
-    /// `SubnetId` (openami has no VPCs: refused).
+    /// `SubnetId`.
     pub subnet_id: Option<String>,
-    /// `SecurityGroupId.N` / `SecurityGroup.N` (refused).
-    pub security_groups: Vec<String>,
+    /// `SecurityGroupId.N`.
+    pub security_group_ids: Vec<String>,
+    /// `SecurityGroup.N` (names).
+    pub security_group_names: Vec<String>,
+    /// `PrivateIpAddress`.
+    pub private_ip: Option<String>,
+    /// `NetworkInterface.N` (only the primary interface, device index 0).
+    pub network_interfaces: Vec<NetworkInterfaceRequest>,
+    /// `MetadataOptions`.
+    pub metadata_options: MetadataOptionsRequest,
     /// `KernelId` / `RamdiskId` overrides (refused).
     pub kernel_override: bool,
+}
+
+/// One `NetworkInterface.N` of RunInstances.
+#[derive(Clone, Debug, Default)]
+pub struct NetworkInterfaceRequest {
+    /// `DeviceIndex`.
+    pub device_index: Option<i64>,
+    /// `NetworkInterfaceId` (attaching an existing interface: refused).
+    pub network_interface_id: Option<String>,
+    /// `SubnetId`.
+    pub subnet_id: Option<String>,
+    /// `SecurityGroupId.N`.
+    pub group_ids: Vec<String>,
+    /// `AssociatePublicIpAddress`.
+    pub associate_public_ip: Option<bool>,
+    /// `PrivateIpAddress`.
+    pub private_ip: Option<String>,
+    /// `DeleteOnTermination` (primary interfaces are always deleted with the instance).
+    pub delete_on_termination: Option<bool>,
+}
+
+/// `MetadataOptions` of RunInstances and ModifyInstanceMetadataOptions.
+#[derive(Clone, Debug, Default)]
+pub struct MetadataOptionsRequest {
+    /// `HttpTokens`: optional | required.
+    pub http_tokens: Option<String>,
+    /// `HttpPutResponseHopLimit`: 1–64.
+    pub http_put_response_hop_limit: Option<i64>,
+    /// `HttpEndpoint`: enabled | disabled.
+    pub http_endpoint: Option<String>,
+    /// `HttpProtocolIpv6`: enabled | disabled.
+    pub http_protocol_ipv6: Option<String>,
+    /// `InstanceMetadataTags`: enabled | disabled.
+    pub instance_metadata_tags: Option<String>,
+}
+
+impl MetadataOptionsRequest {
+    /// Applies the given options over `base`, checking each value.
+    pub fn apply(&self, base: &MetadataOptions) -> Ec2Result<MetadataOptions> {
+        fn one_of(
+            name: &str,
+            v: &Option<String>,
+            allowed: &[&str],
+            cur: &str,
+        ) -> Ec2Result<String> {
+            match v {
+                None => Ok(cur.to_string()),
+                Some(v) if allowed.contains(&v.as_str()) => Ok(v.clone()),
+                Some(v) => Err(Ec2Error::invalid_value(format!(
+                    "The {name} value '{v}' is not valid. Valid values: {}.",
+                    allowed.join(", ")
+                ))),
+            }
+        }
+        let hop = match self.http_put_response_hop_limit {
+            None => base.http_put_response_hop_limit,
+            Some(h) if (1..=64).contains(&h) => h,
+            Some(h) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "The HttpPutResponseHopLimit value '{h}' is not valid. It must be between 1 and 64."
+                )));
+            }
+        };
+        Ok(MetadataOptions {
+            http_tokens: one_of(
+                "HttpTokens",
+                &self.http_tokens,
+                &["optional", "required"],
+                &base.http_tokens,
+            )?,
+            http_put_response_hop_limit: hop,
+            http_endpoint: one_of(
+                "HttpEndpoint",
+                &self.http_endpoint,
+                &["enabled", "disabled"],
+                &base.http_endpoint,
+            )?,
+            http_protocol_ipv6: one_of(
+                "HttpProtocolIpv6",
+                &self.http_protocol_ipv6,
+                &["enabled", "disabled"],
+                &base.http_protocol_ipv6,
+            )?,
+            instance_metadata_tags: one_of(
+                "InstanceMetadataTags",
+                &self.instance_metadata_tags,
+                &["enabled", "disabled"],
+                &base.instance_metadata_tags,
+            )?,
+        })
+    }
 }
 
 /// Most instances one RunInstances call may launch.
@@ -220,24 +322,12 @@ impl Cloud {
                 ),
             ));
         }
-        if let Some(key) = &req.key_name {
-            return Err(Ec2Error::client(
-                "InvalidKeyPair.NotFound",
-                format!("The key pair '{key}' does not exist"),
-            ));
-        }
-        if let Some(subnet) = &req.subnet_id {
-            return Err(Ec2Error::client(
-                "InvalidSubnetID.NotFound",
-                format!("The subnet ID '{subnet}' does not exist"),
-            ));
-        }
-        if let Some(group) = req.security_groups.first() {
-            return Err(Ec2Error::client(
-                "InvalidGroup.NotFound",
-                format!("The security group '{group}' does not exist"),
-            ));
-        }
+        let key = match &req.key_name {
+            Some(name) => Some(self.launch_key(caller, name)?),
+            None => None,
+        };
+        let metadata_options = req.metadata_options.apply(&MetadataOptions::default())?;
+        let nic = primary_interface(&req)?;
         if req.kernel_override {
             return Err(Ec2Error::client(
                 "UnsupportedOperation",
@@ -258,10 +348,23 @@ impl Cloud {
             Some(b64) => Some(decode_user_data(b64)?),
             None => None,
         };
-        let zone = match &req.availability_zone {
-            Some(z) => regions::check_zone(&caller.region, z)?,
-            None => format!("{}a", caller.region),
-        };
+        if let Some(z) = &req.availability_zone {
+            regions::check_zone(&caller.region, z)?;
+        }
+        let placement = self.launch_placement(
+            caller,
+            nic.subnet_id.as_deref(),
+            req.availability_zone.as_deref(),
+            &nic.group_ids,
+            &req.security_group_names,
+        )?;
+        let zone = placement.zone.clone();
+        if nic.private_ip.is_some() && req.max_count > 1 {
+            return Err(Ec2Error::client(
+                "InvalidParameterCombination",
+                "Cannot specify a private IP address when launching more than one instance",
+            ));
+        }
         let mut split = split_tags(&req.tag_specifications, &["instance", "volume"])?;
         let volume_tags = split.pop().unwrap_or_default();
         let instance_tags = split.pop().unwrap_or_default();
@@ -314,8 +417,30 @@ impl Cloud {
         }
         let count = req.max_count.min(capacity).min(MAX_PER_CALL);
         let reservation_id = ids::new_id("r");
-        let mut views = Vec::new();
+        let mut views: Vec<InstanceView> = Vec::new();
+        // Addresses are chosen and recorded under one lock, so concurrent launches never
+        // share one.
+        let _addresses = super::network::address_lock();
         for index in 0..count {
+            let taken_private: Vec<String> =
+                views.iter().map(|v| v.doc.private_ip.clone()).collect();
+            let taken_public: Vec<String> = views
+                .iter()
+                .filter_map(|v| v.doc.network.as_ref().and_then(|n| n.public_ip.clone()))
+                .collect();
+            let network =
+                self.interface_for_launch(&placement, &nic, &taken_private, &taken_public);
+            let network = match network {
+                Ok(n) => n,
+                Err(e) => {
+                    for created in &views {
+                        self.finish_terminate(&created.id, None);
+                        let _ = self.catalog.clear_tags(&created.id);
+                        let _ = self.catalog.delete_resource(&created.id);
+                    }
+                    return Err(e);
+                }
+            };
             let view = self.create_instance(
                 caller,
                 &req,
@@ -330,6 +455,9 @@ impl Cloud {
                     shutdown_behavior: &shutdown_behavior,
                     instance_tags: &instance_tags,
                     volume_tags: &volume_tags,
+                    network,
+                    key: key.as_ref(),
+                    metadata_options: &metadata_options,
                 },
             );
             match view {
@@ -345,6 +473,7 @@ impl Cloud {
                 }
             }
         }
+        drop(_addresses);
         self.touch_image_launched(&req.image_id);
         for view in &views {
             self.boot_in_background(&view.id, user_data.clone());
@@ -463,16 +592,17 @@ impl Cloud {
             disable_api_termination: req.disable_api_termination.unwrap_or(false),
             disable_api_stop: req.disable_api_stop.unwrap_or(false),
             ebs_optimized: req.ebs_optimized.unwrap_or(false),
-            key_name: None,
+            key_name: launch.key.map(|k| k.key_name.clone()),
+            key_public: launch.key.map(|k| k.public_key.clone()),
             client_token: req.client_token.clone(),
             state_transition_reason: String::new(),
             state_reason: Some(crate::images::StateReason {
                 code: "pending".into(),
                 message: "pending".into(),
             }),
-            private_ip: private_ip(&id),
-            network: None,
-            metadata_options: Default::default(),
+            private_ip: launch.network.0.clone(),
+            network: Some(launch.network.1.clone()),
+            metadata_options: launch.metadata_options.clone(),
             product_codes: image.product_codes.clone(),
             terminated_ms: None,
             vcpus: launch.itype.vcpus,
@@ -496,7 +626,71 @@ impl Cloud {
             state: "pending".into(),
             doc,
             tags: launch.instance_tags.to_vec(),
+            last_metadata_request_ms: None,
         })
+    }
+
+    /// The primary interface of a new instance: its private address (requested or the
+    /// subnet's lowest free one), a new `eni-…` with a MAC, and a public address when the
+    /// request or the subnet asks for one.
+    fn interface_for_launch(
+        &self,
+        placement: &LaunchPlacement,
+        nic: &NetworkInterfaceRequest,
+        taken_private: &[String],
+        taken_public: &[String],
+    ) -> Ec2Result<(String, InstanceNetwork)> {
+        let private_ip = match &nic.private_ip {
+            Some(ip) => {
+                let cidr = super::network::Cidr::parse(&placement.subnet_cidr, false)
+                    .ok_or_else(|| Ec2Error::internal("subnet CIDR", &placement.subnet_cidr))?;
+                let addr: std::net::Ipv4Addr = ip.parse().map_err(|_| {
+                    Ec2Error::invalid_value(format!("Invalid value '{ip}' for PrivateIpAddress"))
+                })?;
+                let n = u64::from(u32::from(addr).wrapping_sub(cidr.addr));
+                if !cidr.contains_ip(addr) || n < 4 || n + 1 >= cidr.size() {
+                    return Err(Ec2Error::client(
+                        "InvalidParameterValue",
+                        format!("Address {ip} does not fall within the subnet's address range"),
+                    ));
+                }
+                if self.private_ip_in_use(&placement.subnet_id, ip)? {
+                    return Err(Ec2Error::client(
+                        "InvalidIPAddress.InUse",
+                        format!("Address {ip} is in use."),
+                    ));
+                }
+                ip.clone()
+            }
+            None => self.allocate_private_ip(
+                &placement.subnet_id,
+                &placement.subnet_cidr,
+                taken_private,
+            )?,
+        };
+        let associate = nic
+            .associate_public_ip
+            .unwrap_or(placement.map_public_ip_on_launch);
+        let public_ip = if associate {
+            Some(self.allocate_public_ip(taken_public)?)
+        } else {
+            None
+        };
+        Ok((
+            private_ip,
+            InstanceNetwork {
+                vpc_id: placement.vpc_id.clone(),
+                subnet_id: placement.subnet_id.clone(),
+                subnet_cidr: placement.subnet_cidr.clone(),
+                interface_id: ids::new_id("eni"),
+                attachment_id: ids::new_id("eni-attach"),
+                mac: super::network::new_mac(),
+                public_ip,
+                associate_public_ip: associate,
+                groups: placement.groups.clone(),
+                source_dest_check: true,
+            },
+        ))
     }
 
     /// Size in bytes of a snapshot's volume.
@@ -533,15 +727,61 @@ struct Launch<'a> {
     shutdown_behavior: &'a str,
     instance_tags: &'a [(String, String)],
     volume_tags: &'a [(String, String)],
+    /// Private address and primary interface.
+    network: (String, InstanceNetwork),
+    key: Option<&'a LaunchKey>,
+    metadata_options: &'a MetadataOptions,
 }
 
-/// A stable private address in 10.0.0.0/16 derived from the instance id (openami has no
-/// networking yet; the address only fills the field).
-fn private_ip(id: &str) -> String {
-    let h = id.bytes().fold(0u32, |acc, b| {
-        acc.wrapping_mul(31).wrapping_add(u32::from(b))
-    });
-    format!("10.0.{}.{}", (h >> 8) % 256, (h % 254) + 1)
+/// The primary interface a RunInstances call asks for: `NetworkInterface.1` (device
+/// index 0) or the instance-level SubnetId / SecurityGroupId.N / PrivateIpAddress, never
+/// both.
+fn primary_interface(req: &RunInstances) -> Ec2Result<NetworkInterfaceRequest> {
+    let combination = |what: &str| {
+        Ec2Error::client(
+            "InvalidParameterCombination",
+            format!(
+                "Network interfaces and an instance-level {what} may not be specified on the same request"
+            ),
+        )
+    };
+    match req.network_interfaces.as_slice() {
+        [] => Ok(NetworkInterfaceRequest {
+            device_index: Some(0),
+            subnet_id: req.subnet_id.clone(),
+            group_ids: req.security_group_ids.clone(),
+            private_ip: req.private_ip.clone(),
+            ..Default::default()
+        }),
+        [one] => {
+            if req.subnet_id.is_some() {
+                return Err(combination("subnet ID"));
+            }
+            if !req.security_group_ids.is_empty() || !req.security_group_names.is_empty() {
+                return Err(combination("security groups"));
+            }
+            if req.private_ip.is_some() {
+                return Err(combination("private IP address"));
+            }
+            if one.device_index.unwrap_or(0) != 0 {
+                return Err(Ec2Error::client(
+                    "InvalidParameterValue",
+                    "The primary network interface must have device index 0",
+                ));
+            }
+            if one.network_interface_id.is_some() {
+                return Err(Ec2Error::client(
+                    "UnsupportedOperation",
+                    "Launching with an existing network interface is not supported by openami",
+                ));
+            }
+            Ok(one.clone())
+        }
+        _ => Err(Ec2Error::client(
+            "UnsupportedOperation",
+            "openami instances have one network interface; more are not supported yet",
+        )),
+    }
 }
 
 /// Decodes base64 user data, enforcing EC2's 16 KiB limit.
@@ -590,10 +830,26 @@ mod tests {
     }
 
     #[test]
-    fn private_ips_are_stable_and_valid() {
-        let a = private_ip("i-0123456789abcdef0");
-        assert_eq!(a, private_ip("i-0123456789abcdef0"));
-        let last: u32 = a.rsplit('.').next().unwrap().parse().unwrap();
-        assert!((1..=254).contains(&last));
+    fn metadata_options_are_checked() {
+        let base = MetadataOptions::default();
+        let req = MetadataOptionsRequest {
+            http_tokens: Some("required".into()),
+            http_put_response_hop_limit: Some(2),
+            ..Default::default()
+        };
+        let o = req.apply(&base).unwrap();
+        assert_eq!(o.http_tokens, "required");
+        assert_eq!(o.http_put_response_hop_limit, 2);
+        assert_eq!(o.http_endpoint, "enabled");
+        let bad = MetadataOptionsRequest {
+            http_tokens: Some("maybe".into()),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
+        let bad = MetadataOptionsRequest {
+            http_put_response_hop_limit: Some(65),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
     }
 }

@@ -101,6 +101,10 @@ impl Cloud {
         let mut doc = doc_of(row)?;
         if state == "pending" {
             doc.state_reason = None;
+            let _addresses = super::network::address_lock();
+            self.assign_public_ip(&mut doc)?;
+            doc.state_transition_reason = user_initiated(now_ms());
+            return self.set_instance(&row.id, state, &doc);
         }
         doc.state_transition_reason = user_initiated(now_ms());
         self.set_instance(&row.id, state, &doc)
@@ -117,6 +121,10 @@ impl Cloud {
     }
 
     fn boot_and_supervise(self: &Arc<Self>, id: &str, user_data: Option<Vec<u8>>) {
+        // openami is stopping: the instance stays pending and boots at the next start.
+        if self.is_shutting_down() {
+            return;
+        }
         let Ok(Some(row)) = self.catalog.resource(id) else {
             return;
         };
@@ -138,6 +146,14 @@ impl Cloud {
                 return;
             }
         };
+        if self.is_shutting_down() {
+            // Stopping began while QEMU started: end it; the instance boots next time.
+            machine.set_intent(Intent::Detach);
+            lock(&self.machines).insert(id.to_string(), Arc::clone(&machine));
+            machine.kill();
+            self.supervise(id, &machine);
+            return;
+        }
         {
             let _t = transitions();
             let current = self.catalog.resource(id).ok().flatten();
@@ -221,8 +237,11 @@ impl Cloud {
         if first_launch || doc.root_device_type != "ebs" || row.state == "shutting-down" {
             drop(_t);
             self.finish_terminate(id, doc.state_reason.clone());
-        } else if let Err(e) = self.set_instance(id, "stopped", &doc) {
-            tracing::error!(instance = %id, error = %e, "cannot record failed start");
+        } else {
+            super::network::release_public_ip(&mut doc);
+            if let Err(e) = self.set_instance(id, "stopped", &doc) {
+                tracing::error!(instance = %id, error = %e, "cannot record failed start");
+            }
         }
     }
 
@@ -277,6 +296,7 @@ impl Cloud {
             if doc.state_transition_reason.is_empty() || intent.is_none() {
                 doc.state_transition_reason = user_initiated(now_ms());
             }
+            super::network::release_public_ip(&mut doc);
             if let Err(e) = self.set_instance(id, "stopped", &doc) {
                 tracing::error!(instance = %id, error = %e, "cannot record stopped");
             }
@@ -301,6 +321,7 @@ impl Cloud {
             super::machine::destroy_local_disks(self, &row)?;
             doc.state_reason = why;
             doc.terminated_ms = Some(now_ms());
+            super::network::release_public_ip(&mut doc);
             if doc.state_transition_reason.is_empty() {
                 doc.state_transition_reason = user_initiated(now_ms());
             }
@@ -536,6 +557,7 @@ impl Cloud {
                 "stopping" => {
                     let mut doc = doc_of(&row)?;
                     doc.state_reason = user_shutdown();
+                    super::network::release_public_ip(&mut doc);
                     self.set_instance(&row.id, "stopped", &doc)?;
                 }
                 "shutting-down" => self.finish_terminate(&row.id, user_shutdown()),
@@ -543,6 +565,11 @@ impl Cloud {
             }
         }
         self.purge_terminated()
+    }
+
+    /// True once openami has begun to stop.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops every machine (openami is shutting down): instances stay `running` in the

@@ -38,6 +38,14 @@ pub struct ComputeConfig {
     pub accelerator: Accelerator,
     /// Most instances active at once on this host.
     pub max_instances: usize,
+    /// Public addresses handed to instances (a loopback CIDR, see `instances::network`).
+    pub public_ip_pool: String,
+    /// Outbound NAT for guests (off: guests reach only their metadata service).
+    pub egress: bool,
+    /// The program (and leading arguments) that joins a guest's metadata connection to
+    /// the instance's metadata socket, e.g. `["/usr/bin/openami", "imds-relay"]`; the
+    /// socket path is appended. `None`: machines get no metadata service.
+    pub imds_relay: Option<Vec<String>>,
 }
 
 impl Default for ComputeConfig {
@@ -45,6 +53,9 @@ impl Default for ComputeConfig {
         ComputeConfig {
             accelerator: Accelerator::Auto,
             max_instances: 8,
+            public_ip_pool: super::network::DEFAULT_PUBLIC_POOL.into(),
+            egress: false,
+            imds_relay: None,
         }
     }
 }
@@ -120,6 +131,8 @@ pub(crate) struct Machine {
     console_keep: PathBuf,
     exports: Mutex<HashMap<String, ServerHandle>>,
     intent: Mutex<Option<Intent>>,
+    /// The instance's metadata service (absent without a NIC or a relay program).
+    imds: Mutex<Option<imds::ImdsHandle>>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -150,6 +163,94 @@ fn runtime_root(cloud: &Cloud) -> PathBuf {
     std::env::temp_dir().join(format!("openami-{}", hex::encode(&key.as_ref()[..4])))
 }
 
+/// The file in a runtime root naming the data dir whose machines live there.
+const OWNER_FILE: &str = "owner";
+
+/// Ends machines nobody will ever claim, at start: in this data dir's runtime root, the
+/// run directories of instances that are not (or no longer) in the catalog; in the other
+/// `openami-*` runtime roots of this host, everything whose data dir is gone (a test
+/// harness deleted it, say). Those QEMUs would otherwise run (or sit paused before their
+/// first instruction) for good.
+pub(crate) fn sweep_orphans(cloud: &Cloud) {
+    let own = runtime_root(cloud);
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let root = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_root = name.len() == "openami-".len() + 8
+            && name
+                .strip_prefix("openami-")
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_root || !root.is_dir() {
+            continue;
+        }
+        if root == own {
+            sweep_unclaimed(cloud, &root);
+            continue;
+        }
+        let owner = std::fs::read_to_string(root.join(OWNER_FILE)).ok();
+        let owner_gone = owner
+            .as_deref()
+            .is_some_and(|dir| !Path::new(dir.trim()).join("catalog.db").exists());
+        if owner_gone {
+            tracing::info!(root = %root.display(), "ending the machines of a deleted data dir");
+            end_all(&root);
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+}
+
+/// Ends every machine of a runtime root.
+fn end_all(root: &Path) {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        end_leftover(&dir.path());
+    }
+}
+
+/// Ends the machines of this data dir that no instance claims.
+fn sweep_unclaimed(cloud: &Cloud, root: &Path) {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let id = dir.file_name().to_string_lossy().into_owned();
+        if !id.starts_with("i-") {
+            continue;
+        }
+        let claimed = cloud
+            .catalog()
+            .resource(&id)
+            .ok()
+            .flatten()
+            .is_some_and(|row| row.state != "terminated");
+        if !claimed {
+            end_leftover(&dir.path());
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+}
+
+/// Kills the QEMU of a run directory, if one still runs there.
+fn end_leftover(run_dir: &Path) {
+    match compute::Vm::adopt(run_dir) {
+        Ok(Some(mut vm)) => {
+            tracing::info!(run_dir = %run_dir.display(), pid = vm.pid(), "ending an orphaned machine");
+            if let Err(e) = vm.kill() {
+                tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot end an orphaned machine");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot adopt an orphaned machine")
+        }
+    }
+}
+
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -166,9 +267,15 @@ impl Machine {
         let dir = instance_dir(cloud, &row.region, &row.id);
         let disks_dir = dir.join("disks");
         create_private_dir(&disks_dir).map_err(|e| machine_error("instance dir", e))?;
-        let runtime_dir = runtime_root(cloud).join(&row.id);
+        let root = runtime_root(cloud);
+        let runtime_dir = root.join(&row.id);
         let _ = std::fs::remove_dir_all(&runtime_dir);
         create_private_dir(&runtime_dir).map_err(|e| machine_error("runtime dir", e))?;
+        std::fs::write(
+            root.join(OWNER_FILE),
+            cloud.data_dir().root().as_os_str().as_encoded_bytes(),
+        )
+        .map_err(|e| machine_error("runtime dir owner", e))?;
 
         let mut exports = HashMap::new();
         let mut disks = Vec::new();
@@ -228,16 +335,75 @@ impl Machine {
                 Accelerator::Tcg => compute::Accel::Tcg,
             },
             run_dir: runtime_dir.clone(),
+            network: None,
+            identity: Some(identity(&row.id, &doc.instance_type)),
         };
-        let vm = compute::Vm::launch(spec).map_err(|e| machine_error("launching QEMU", e))?;
-        Ok(Arc::new(Machine {
+        let imds = start_imds(cloud, &row.id, &runtime_dir)?;
+        let mut spec = spec;
+        spec.network = net_spec(cloud, doc, &runtime_dir, imds.is_some());
+        let vm = match compute::Vm::launch(spec) {
+            Ok(vm) => vm,
+            Err(e) => {
+                if let Some(h) = imds {
+                    h.shutdown();
+                }
+                for (_, server) in exports {
+                    server.shutdown();
+                }
+                return Err(machine_error("launching QEMU", e));
+            }
+        };
+        let machine = Arc::new(Machine {
             instance_id: row.id.clone(),
             vm: Mutex::new(vm),
             runtime_dir,
             console_keep: dir.join("console.log"),
             exports: Mutex::new(exports),
             intent: Mutex::new(None),
-        }))
+            imds: Mutex::new(imds),
+        });
+        machine.apply_forwards(cloud, doc);
+        Ok(machine)
+    }
+
+    /// Makes the machine's host forwards what its security groups ask for now: adds the
+    /// missing ones, removes the others. A port the host cannot listen on is logged and
+    /// left closed.
+    pub(crate) fn apply_forwards(&self, cloud: &Cloud, doc: &InstanceDoc) {
+        let wanted = cloud.wanted_forwards(doc);
+        let mut vm = self.vm();
+        let current: Vec<compute::HostForward> = vm
+            .spec()
+            .network
+            .as_ref()
+            .map(|n| n.host_forwards.clone())
+            .unwrap_or_default();
+        if vm.spec().network.is_none() {
+            return;
+        }
+        for old in current.iter().filter(|f| !wanted.contains(f)) {
+            if let Err(e) = vm.remove_host_forward(old) {
+                tracing::warn!(instance = %self.instance_id, rule = %old.rule(), error = %e, "cannot remove a port forward");
+            }
+        }
+        for new in wanted.into_iter().filter(|f| !current.contains(f)) {
+            let rule = new.rule();
+            if let Err(e) = vm.add_host_forward(new) {
+                tracing::warn!(instance = %self.instance_id, %rule, error = %e, "cannot open a port forward");
+            }
+        }
+    }
+
+    /// When the guest last asked its metadata service something (ms since the epoch).
+    pub(crate) fn last_metadata_request_ms(&self) -> Option<i64> {
+        lock(&self.imds).as_ref().and_then(|h| h.last_request_ms())
+    }
+
+    /// A PNG of the machine's screen.
+    pub(crate) fn screenshot(&self) -> Ec2Result<Vec<u8>> {
+        self.vm()
+            .screenshot()
+            .map_err(|e| machine_error("screenshot", e))
     }
 
     /// Re-attaches to the machine a previous openami process left running for this
@@ -263,14 +429,22 @@ impl Machine {
             let (server, _) = serve_volume(&runtime_dir, &d.volume_id, handle)?;
             exports.insert(d.volume_id.clone(), server);
         }
-        Ok(Some(Arc::new(Machine {
+        let imds = if vm.spec().network.is_some() {
+            start_imds(cloud, &row.id, &runtime_dir)?
+        } else {
+            None
+        };
+        let machine = Arc::new(Machine {
             instance_id: row.id.clone(),
             vm: Mutex::new(vm),
             runtime_dir,
             console_keep: instance_dir(cloud, &row.region, &row.id).join("console.log"),
             exports: Mutex::new(exports),
             intent: Mutex::new(None),
-        })))
+            imds: Mutex::new(imds),
+        });
+        machine.apply_forwards(cloud, doc);
+        Ok(Some(machine))
     }
 
     pub(crate) fn set_intent(&self, intent: Intent) {
@@ -393,8 +567,12 @@ impl Machine {
         }
     }
 
-    /// After the end: stops the NBD exports and keeps the console.
+    /// After the end: stops the NBD exports and the metadata service and keeps the
+    /// console.
     pub(crate) fn release(&self) {
+        if let Some(h) = lock(&self.imds).take() {
+            h.shutdown();
+        }
         for (_, server) in lock(&self.exports).drain() {
             server.shutdown();
         }
@@ -411,7 +589,13 @@ impl Machine {
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
         // The per-data-dir runtime root goes once its last machine is gone.
         if let Some(root) = self.runtime_dir.parent() {
-            let _ = std::fs::remove_dir(root);
+            let only_owner = std::fs::read_dir(root)
+                .map(|entries| entries.flatten().all(|e| e.file_name() == OWNER_FILE))
+                .unwrap_or(false);
+            if only_owner {
+                let _ = std::fs::remove_file(root.join(OWNER_FILE));
+                let _ = std::fs::remove_dir(root);
+            }
         }
     }
 
@@ -420,6 +604,95 @@ impl Machine {
             .console_output()
             .map_err(|e| machine_error("console", e))
     }
+}
+
+/// The SMBIOS identity cloud-init recognises as EC2: a system UUID (and equal serial)
+/// starting with `ec2`, derived from the instance id so it is stable across boots.
+fn identity(instance_id: &str, instance_type: &str) -> compute::Identity {
+    let h = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        instance_id.as_bytes(),
+    ));
+    compute::Identity {
+        manufacturer: "Amazon EC2".into(),
+        product: instance_type.to_string(),
+        uuid: format!(
+            "ec2{}-{}-{}-{}-{}",
+            &h[0..5],
+            &h[5..9],
+            &h[9..13],
+            &h[13..17],
+            &h[17..29]
+        ),
+        asset_tag: instance_id.to_string(),
+    }
+}
+
+/// Serves the instance's metadata on `<run dir>/imds.sock`, when machines get a relay.
+fn start_imds(
+    cloud: &Arc<Cloud>,
+    instance_id: &str,
+    runtime_dir: &Path,
+) -> Ec2Result<Option<imds::ImdsHandle>> {
+    if cloud.compute_config().imds_relay.is_none() {
+        return Ok(None);
+    }
+    let key = cloud
+        .data_dir()
+        .secret_key("imds-token.key")
+        .map_err(|e| machine_error("metadata token key", e))?;
+    let source = super::metadata::InstanceMetadata::new(cloud, instance_id);
+    imds::ImdsServer::bind(&runtime_dir.join("imds.sock"), source, key)
+        .map(Some)
+        .map_err(|e| machine_error("serving instance metadata", e))
+}
+
+/// The NIC of an instance with a network interface: its MAC, private address (on the
+/// NIC when the subnet allows, see `instances::network`), DHCP hostname and the
+/// metadata relay. Host forwards are added once QEMU runs.
+fn net_spec(
+    cloud: &Cloud,
+    doc: &InstanceDoc,
+    runtime_dir: &Path,
+    with_imds: bool,
+) -> Option<compute::NetSpec> {
+    let net = doc.network.as_ref()?;
+    let subnet = super::network::Cidr::parse(&net.subnet_cidr, false)?;
+    let (slirp, on_nic) = super::network::slirp_net(&subnet);
+    let (host, dns, address) = if on_nic {
+        (
+            subnet.nth(1).to_string(),
+            subnet.nth(2).to_string(),
+            doc.private_ip.clone(),
+        )
+    } else {
+        (
+            slirp.nth(2 * 256 + 2).to_string(),
+            slirp.nth(2 * 256 + 3).to_string(),
+            slirp.nth(2 * 256 + 15).to_string(),
+        )
+    };
+    let mut guest_forwards = Vec::new();
+    if with_imds && let Some(relay) = &cloud.compute_config().imds_relay {
+        let mut command = relay.clone();
+        command.push(runtime_dir.join("imds.sock").to_string_lossy().into_owned());
+        guest_forwards.push(compute::GuestForward {
+            addr: super::network::IMDS_ADDR.into(),
+            port: 80,
+            command,
+        });
+    }
+    Some(compute::NetSpec {
+        mac: net.mac.clone(),
+        net: slirp.to_string(),
+        host,
+        dns,
+        dhcp_start: address,
+        hostname: Some(format!("ip-{}", doc.private_ip.replace('.', "-"))),
+        guest_forwards,
+        host_forwards: Vec::new(),
+        egress: cloud.compute_config().egress,
+    })
 }
 
 /// How long DetachVolume waits for a guest to release a hot-plugged disk.
@@ -499,17 +772,7 @@ pub(crate) fn destroy_local_disks(cloud: &Cloud, row: &ResourceRow) -> Ec2Result
 pub(crate) fn reap_leftover(cloud: &Cloud, row: &ResourceRow) {
     let run_dir = runtime_root(cloud).join(&row.id);
     if run_dir.exists() {
-        match compute::Vm::adopt(&run_dir) {
-            Ok(Some(mut vm)) => {
-                if let Err(e) = vm.kill() {
-                    tracing::warn!(instance = %row.id, error = %e, "cannot end a leftover machine");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(instance = %row.id, error = %e, "cannot adopt a leftover machine")
-            }
-        }
+        end_leftover(&run_dir);
         let _ = std::fs::remove_dir_all(&run_dir);
     }
 }

@@ -17,6 +17,8 @@ mod create_image;
 mod launch;
 mod lifecycle;
 pub(crate) mod machine;
+mod metadata;
+pub mod network;
 mod types;
 
 use catalog::ResourceRow;
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use attach::VolumeAttachment;
 pub use attributes::{InstanceAttribute, InstanceAttributeValue, ModifyInstanceAttribute};
 pub use create_image::{CreateImage, CreateSnapshots};
-pub use launch::{RunInstances, RunMapping};
+pub use launch::{MetadataOptionsRequest, NetworkInterfaceRequest, RunInstances, RunMapping};
 pub use lifecycle::StateChange;
 pub use machine::{Accelerator, ComputeConfig};
 pub use types::{InstanceType, describe_instance_types, instance_type};
@@ -131,8 +133,11 @@ pub struct InstanceDoc {
     pub disable_api_stop: bool,
     /// EBS optimized flag (recorded).
     pub ebs_optimized: bool,
-    /// Key pair name (recorded).
+    /// Key pair name.
     pub key_name: Option<String>,
+    /// The key pair's OpenSSH public key at launch (served by the metadata service, as on
+    /// EC2, even if the key pair is deleted later).
+    pub key_public: Option<String>,
     /// Idempotency token.
     pub client_token: Option<String>,
     /// e.g. `User initiated (2026-11-28 10:00:00 GMT)`.
@@ -192,17 +197,61 @@ pub struct InstanceView {
     pub doc: InstanceDoc,
     /// Tags.
     pub tags: Vec<(String, String)>,
+    /// When the guest last used its metadata service (running instances).
+    pub last_metadata_request_ms: Option<i64>,
 }
 
 impl InstanceView {
-    /// `ip-10-0-0-5.ec2.internal`-style private DNS name.
+    /// `ip-172-31-5-10.ec2.internal`-style private DNS name.
     pub fn private_dns_name(&self, region: &str) -> String {
-        let dashed = self.doc.private_ip.replace('.', "-");
-        if region == "us-east-1" {
-            format!("ip-{dashed}.ec2.internal")
+        network::private_dns_name(&self.doc.private_ip, region)
+    }
+
+    /// `ec2-127-100-0-7.compute-1.amazonaws.com`-style public DNS name, when the instance
+    /// has a public address.
+    pub fn public_dns_name(&self, region: &str) -> Option<String> {
+        self.public_ip()
+            .map(|ip| network::public_dns_name(ip, region))
+    }
+
+    /// The public address, when it has one.
+    pub fn public_ip(&self) -> Option<&str> {
+        self.doc
+            .network
+            .as_ref()
+            .and_then(|n| n.public_ip.as_deref())
+    }
+
+    /// DescribeInstanceStatus's instance status: `ok` once a running instance with a
+    /// network interface has used its metadata service (its guest is up and on its
+    /// network), `initializing` before; instances without an interface are `ok` while
+    /// running; others `not-applicable`.
+    pub fn instance_status(&self) -> &'static str {
+        if self.state != "running" {
+            "not-applicable"
+        } else if self.doc.network.is_none() || self.last_metadata_request_ms.is_some() {
+            "ok"
         } else {
-            format!("ip-{dashed}.{region}.compute.internal")
+            "initializing"
         }
+    }
+
+    /// DescribeInstanceStatus's system status: `ok` while the machine runs.
+    pub fn system_status(&self) -> &'static str {
+        if self.state == "running" {
+            "ok"
+        } else {
+            "not-applicable"
+        }
+    }
+}
+
+/// `passed` for `ok`, `initializing` otherwise (the reachability check's status).
+pub fn reachability(status: &str) -> &'static str {
+    if status == "ok" {
+        "passed"
+    } else {
+        "initializing"
     }
 }
 
@@ -212,6 +261,9 @@ impl Filterable for InstanceView {
         let one = |s: String| Some(vec![s]);
         let devices = |f: &dyn Fn(&InstanceDevice) -> String| {
             Some(d.block_devices.iter().map(f).collect::<Vec<_>>())
+        };
+        let net = |f: &dyn Fn(&crate::network::InstanceNetwork) -> Vec<String>| {
+            Some(d.network.as_ref().map(f).unwrap_or_default())
         };
         match name {
             "instance-id" => one(self.id.clone()),
@@ -237,7 +289,34 @@ impl Filterable for InstanceView {
             "platform-details" => one(d.platform_details.clone()),
             "usage-operation" => one(d.usage_operation.clone()),
             "boot-mode" => Some(d.boot_mode.iter().cloned().collect()),
-            "private-ip-address" => one(d.private_ip.clone()),
+            "private-ip-address" | "network-interface.addresses.private-ip-address" => {
+                one(d.private_ip.clone())
+            }
+            "private-dns-name" => one(network::private_dns_name(
+                &d.private_ip,
+                d.availability_zone.trim_end_matches(char::is_alphabetic),
+            )),
+            "ip-address" | "network-interface.addresses.association.public-ip" => {
+                Some(self.public_ip().into_iter().map(str::to_string).collect())
+            }
+            "vpc-id" | "network-interface.vpc-id" => net(&|n| vec![n.vpc_id.clone()]),
+            "subnet-id" | "network-interface.subnet-id" => net(&|n| vec![n.subnet_id.clone()]),
+            "network-interface.network-interface-id" => net(&|n| vec![n.interface_id.clone()]),
+            "network-interface.mac-address" => net(&|n| vec![n.mac.clone()]),
+            "instance.group-id" | "network-interface.group-id" => {
+                net(&|n| n.groups.iter().map(|g| g.id.clone()).collect())
+            }
+            "instance.group-name" | "network-interface.group-name" => {
+                net(&|n| n.groups.iter().map(|g| g.name.clone()).collect())
+            }
+            "metadata-options.http-tokens" => one(d.metadata_options.http_tokens.clone()),
+            "metadata-options.http-endpoint" => one(d.metadata_options.http_endpoint.clone()),
+            "metadata-options.instance-metadata-tags" => {
+                one(d.metadata_options.instance_metadata_tags.clone())
+            }
+            "metadata-options.http-put-response-hop-limit" => {
+                one(d.metadata_options.http_put_response_hop_limit.to_string())
+            }
             "reason" => one(d.state_transition_reason.clone()),
             "state-reason-code" => Some(d.state_reason.iter().map(|r| r.code.clone()).collect()),
             "state-reason-message" => {
@@ -269,24 +348,16 @@ struct StatusView<'a>(&'a InstanceView);
 impl Filterable for StatusView<'_> {
     fn filter_values(&self, name: &str) -> Option<Vec<String>> {
         let v = self.0;
-        let status = if v.state == "running" {
-            "ok"
-        } else {
-            "not-applicable"
-        };
-        let reach = if v.state == "running" {
-            "passed"
-        } else {
-            "initializing"
-        };
+        let instance = v.instance_status();
+        let system = v.system_status();
         match name {
             "availability-zone" | "instance-state-name" | "instance-state-code" => {
                 v.filter_values(name)
             }
-            "instance-status.status" | "system-status.status" => Some(vec![status.into()]),
-            "instance-status.reachability" | "system-status.reachability" => {
-                Some(vec![reach.into()])
-            }
+            "instance-status.status" => Some(vec![instance.into()]),
+            "system-status.status" => Some(vec![system.into()]),
+            "instance-status.reachability" => Some(vec![reachability(instance).into()]),
+            "system-status.reachability" => Some(vec![reachability(system).into()]),
             "event.code" | "event.description" | "event.not-after" | "event.not-before" => {
                 Some(Vec::new())
             }
@@ -329,6 +400,7 @@ impl Cloud {
             state: row.state.clone(),
             doc: doc_of(row)?,
             tags,
+            last_metadata_request_ms: self.last_metadata_request_ms(&row.id),
         })
     }
 

@@ -64,6 +64,11 @@ impl Cidr {
         u32::from(ip) & Self::mask(self.prefix) == self.addr
     }
 
+    /// The `n`th address of the block.
+    pub fn nth(&self, n: u64) -> Ipv4Addr {
+        Ipv4Addr::from(self.addr.wrapping_add(n as u32))
+    }
+
     /// True if the blocks share an address.
     pub fn overlaps(&self, other: &Cidr) -> bool {
         self.addr <= other.last() && other.addr <= self.last()

@@ -62,6 +62,8 @@ pub struct LaunchPlacement {
     pub subnet_id: String,
     /// The subnet's IPv4 CIDR.
     pub subnet_cidr: String,
+    /// The subnet's `MapPublicIpOnLaunch`.
+    pub map_public_ip_on_launch: bool,
     /// Security groups, without repeats.
     pub groups: Vec<GroupRef>,
 }
@@ -306,7 +308,6 @@ impl Cloud {
     /// refused with a subnet of a non-default VPC (`InvalidParameterCombination`, as EC2
     /// does); groups of another VPC are `InvalidParameter`; missing ones are
     /// `InvalidGroup.NotFound` / `InvalidSubnetID.NotFound`.
-    #[allow(dead_code, reason = "the instance layer calls it")]
     pub(crate) fn launch_placement(
         &self,
         caller: &Caller,
@@ -391,6 +392,7 @@ impl Cloud {
             vpc_id: subnet.vpc_id,
             subnet_id,
             subnet_cidr: subnet.cidr,
+            map_public_ip_on_launch: subnet.map_public_ip_on_launch,
             groups: unique,
         })
     }
