@@ -298,6 +298,16 @@ impl Catalog {
             .optional()?)
     }
 
+    /// The access keys of an account (id and secret), oldest first.
+    pub fn access_keys_of(&self, account_id: &str) -> Result<Vec<(String, String)>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT access_key_id, secret FROM access_keys WHERE account_id = ?1 ORDER BY created_at_ms, access_key_id",
+        )?;
+        let rows = stmt.query_map(params![account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Inserts a new resource; fails if the id exists.
     pub fn insert_resource(&self, row: &ResourceRow) -> Result<(), CatalogError> {
         self.conn()
@@ -609,6 +619,11 @@ mod tests {
         ));
         // The failed creation left nothing behind.
         assert_eq!(c.accounts().unwrap().len(), 1);
+        assert_eq!(
+            c.access_keys_of("111111111111").unwrap(),
+            vec![("AKIAALICE".to_string(), "s1".to_string())]
+        );
+        assert!(c.access_keys_of("222222222222").unwrap().is_empty());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum Command {
         /// The instance's IMDS unix socket.
         socket: PathBuf,
     },
+    /// Build a Debian 12 cloud image and publish it as a Quick Start image (owner alias
+    /// `amazon`) on the running server.
+    Quickstart(crate::quickstart_cmd::QuickstartArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -211,6 +214,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog_cmd::import(args),
         Command::Store(cmd) => crate::store_cmd::run(cmd),
         Command::Snapshot(cmd) => crate::snapshot_cmd::run(cmd),
+        Command::Quickstart(args) => crate::quickstart_cmd::run(args),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
         }

@@ -6,6 +6,8 @@
 //!   `aws ec2 describe-images` prints.
 //! * `openami store stats|scrub|gc` — inspects and maintains the block stores.
 //! * `openami snapshot upload|download` — an EBS direct client (openami or AWS).
+//! * `openami quickstart` — builds a Debian 12 cloud image and publishes it as a Quick
+//!   Start image on the running server.
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 //! * `openami imds-relay SOCKET` — joins a guest's IMDS connection (stdin/stdout) to the
 //!   instance's metadata socket; run by QEMU's slirp `guestfwd`.
@@ -15,6 +17,7 @@ mod bench;
 mod catalog_cmd;
 mod cli;
 mod ebs_client;
+mod quickstart_cmd;
 mod serve;
 mod snapshot_cmd;
 mod store_cmd;
