@@ -8,6 +8,7 @@ reads its instance id from the metadata service (token first) and serves it on p
 """
 
 import base64
+import http.client
 import ipaddress
 import socket
 import time
@@ -36,24 +37,36 @@ def wait_console(client, instance_id, needle, timeout=180):
     raise AssertionError(f"{needle!r} not on the console of {instance_id}:\n{text[-3000:]}")
 
 
+class NoAnswer(Exception):
+    """Connected, but the guest did not answer (yet): still booting."""
+
+
 def http_get(ip, port=80, timeout=5):
-    """The body of GET http://ip:port/, or None when the connection is refused."""
+    """The body of GET http://ip:port/; None when the connection is refused (nothing
+    listens on the host); NoAnswer when the forward accepted but the guest did not answer."""
     try:
         with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=timeout) as r:
             return r.read().decode()
     except urllib.error.URLError as e:
         if isinstance(e.reason, ConnectionRefusedError):
             return None
-        raise
+        raise NoAnswer(str(e.reason)) from e
     except ConnectionRefusedError:
         return None
+    except (TimeoutError, ConnectionResetError, http.client.RemoteDisconnected) as e:
+        raise NoAnswer(repr(e)) from e
 
 
-def wait_http(ip, want, timeout=30):
+def wait_http(ip, want, timeout=90):
     deadline = time.time() + timeout
     got = "never tried"
     while time.time() < deadline:
-        got = http_get(ip)
+        try:
+            got = http_get(ip)
+        except NoAnswer as e:
+            got = f"no answer: {e}"
+            time.sleep(0.5)
+            continue
         if (want is None and got is None) or (want is not None and got is not None and want in got):
             return got
         time.sleep(0.5)
@@ -146,8 +159,9 @@ def test_addresses_key_groups_ports_and_metadata(ec2, alice, aws, guest_image, w
 IMDS_PROBE = r"""
 req() { printf "$1 $2 HTTP/1.0\r\n$3\r\nConnection: close\r\n\r\n" | nc 169.254.169.254 80 | tr -d '\r'; }
 echo "probe v1=$(req GET /latest/meta-data/instance-id 'X-Probe: 1' | head -n 1 | cut -d' ' -f2)"
-token=$(req PUT /latest/api/token 'X-aws-ec2-metadata-token-ttl-seconds: 60' | sed '1,/^$/d')
-echo "probe token-length=${#token}"
+req PUT /latest/api/token 'X-aws-ec2-metadata-token-ttl-seconds: 60' >/tmp/put
+echo "probe put=$(head -n 1 /tmp/put | cut -d' ' -f2)"
+token=$(sed '1,/^$/d' /tmp/put)
 echo "probe v2=$(req GET /latest/meta-data/instance-id "X-aws-ec2-metadata-token: $token" | sed '1,/^$/d')"
 echo "probe keys=$(req GET /latest/meta-data/public-keys/0/openssh-key "X-aws-ec2-metadata-token: $token" | sed '1,/^$/d' | cut -d' ' -f1)"
 """
@@ -166,11 +180,12 @@ def test_metadata_tokens_required_and_endpoint_disabled(ec2, alice, guest_image)
         assert (opts["HttpTokens"], opts["HttpPutResponseHopLimit"]) == ("required", 2)
         text = wait_console(client, required, "probe keys=")
         assert "probe v1=401" in text
+        assert "probe put=200" in text
         assert f"probe v2={required}" in text
         assert "probe keys=ssh-ed25519" in text
         text = wait_console(client, disabled, "probe keys=")
         assert "probe v1=403" in text
-        assert "probe token-length=0" in text
+        assert "probe put=403" in text
         # The options change on a live instance through ModifyInstanceMetadataOptions.
         changed = client.modify_instance_metadata_options(InstanceId=disabled, HttpEndpoint="enabled",
                                                           InstanceMetadataTags="enabled")
