@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use super::urlguard::{CheckedUrl, MAX_REDIRECTS, UrlPolicy};
 use super::{SourceSpec, TaskFailure};
 
 fn client(message: impl Into<String>) -> TaskFailure {
@@ -98,22 +99,86 @@ pub(crate) fn resolve(spec: &SourceSpec, import_dir: Option<&Path>) -> Result<So
     inside(dir, &bucket, &key).map(Source::Local)
 }
 
-/// Downloads `url` to `dest` (at most `max_bytes`), checking for cancellation.
+/// Sends the GET of one hop to exactly the checked addresses, without following
+/// redirects or using a proxy.
+fn get(target: &CheckedUrl) -> Result<reqwest::blocking::Response, TaskFailure> {
+    let mut builder = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(None)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(domain) = &target.domain {
+        builder = builder.resolve_to_addrs(domain, &target.addrs);
+    }
+    let http = builder
+        .build()
+        .map_err(|e| TaskFailure::Server(format!("HTTP client: {e}")))?;
+    let url = &target.url;
+    http.get(url.clone())
+        .send()
+        .map_err(|e| client(format!("Cannot download {url}: {}", without_url(&e))))
+}
+
+/// A reqwest error's text without the URL it repeats.
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = String::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if text.is_empty() { e.to_string() } else { text }
+}
+
+/// Downloads `url` to `dest` (at most `max_bytes`), checking for cancellation. The URL
+/// and every redirect are checked against `policy` before anything is sent to them.
 pub(crate) fn download(
     url: &str,
+    policy: &UrlPolicy,
     dest: &Path,
     max_bytes: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(), TaskFailure> {
-    let http = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(None)
-        .build()
-        .map_err(|e| TaskFailure::Server(format!("HTTP client: {e}")))?;
-    let mut response = http
-        .get(url)
-        .send()
-        .map_err(|e| client(format!("Cannot download {url}: {e}")))?;
+    let mut next = url.to_string();
+    let mut hops = 0;
+    let mut response = loop {
+        let target = policy.check(&next).map_err(|m| {
+            if next == url {
+                client(m)
+            } else {
+                client(format!("{url} redirects to {next}, which is refused: {m}"))
+            }
+        })?;
+        let response = get(&target)?;
+        if !response.status().is_redirection() {
+            break response;
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                client(format!(
+                    "Cannot download {url}: HTTP {} without a Location",
+                    response.status()
+                ))
+            })?;
+        next = target
+            .url
+            .join(location)
+            .map_err(|e| client(format!("Cannot download {url}: bad redirect: {e}")))?
+            .to_string();
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(client(format!(
+                "Cannot download {url}: more than {MAX_REDIRECTS} redirects"
+            )));
+        }
+    };
     if !response.status().is_success() {
         return Err(client(format!(
             "Cannot download {url}: HTTP {}",
