@@ -32,6 +32,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
+/// Resolves a host name and port to socket addresses (the system resolver, or a fake
+/// one in tests).
+pub(crate) type Resolver = dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String>;
+
 /// How many redirects a download follows.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -299,11 +303,7 @@ impl UrlPolicy {
     }
 
     /// [`Self::check`] with a given resolver (tests).
-    pub(crate) fn check_with(
-        &self,
-        url: &str,
-        resolve: &dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String>,
-    ) -> Result<CheckedUrl, String> {
+    pub(crate) fn check_with(&self, url: &str, resolve: &Resolver) -> Result<CheckedUrl, String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("Invalid Url {url:?}: {e}"))?;
         if parsed.scheme() != "http" && parsed.scheme() != "https" {
             return Err(format!(
