@@ -247,4 +247,38 @@ mod tests {
         assert!(inside(root.path(), "bucket", "missing").is_err());
         assert!(inside(root.path(), "a/b", "disk.raw").is_err());
     }
+
+    /// The connection goes to the checked addresses, not to a new DNS answer: the name
+    /// `localhost` (which the system resolves to 127.0.0.1) is sent to 127.0.0.2, where
+    /// the only server listens.
+    #[test]
+    fn downloads_connect_to_exactly_the_checked_addresses() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = stream;
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbytes",
+                )
+                .unwrap();
+        });
+        let target = CheckedUrl {
+            url: reqwest::Url::parse(&format!("http://localhost:{}/d.raw", addr.port())).unwrap(),
+            domain: Some("localhost".into()),
+            addrs: vec![addr],
+        };
+        let mut response = get(&target).unwrap();
+        let mut body = String::new();
+        response.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "bytes");
+        server.join().unwrap();
+    }
 }
