@@ -410,3 +410,20 @@ def test_cli_describe(server, ec2, aws):
                  "--port", "443", "--cidr", "10.0.0.0/8", check=False)
     assert failed.returncode != 0 and "InvalidPermission.Duplicate" in failed.stderr
     aws(creds, "ec2", "delete-security-group", "--group-id", gid)
+
+
+def test_security_group_pagination(server, ec2):
+    _, c = fresh(server, ec2)
+    made = {c.create_security_group(GroupName=f"g{i}", Description="paged")["GroupId"] for i in range(7)}
+    first = c.describe_security_groups(MaxResults=5)
+    assert len(first["SecurityGroups"]) == 5 and "NextToken" in first
+    seen = [g["GroupId"] for page in c.get_paginator("describe_security_groups").paginate(
+        PaginationConfig={"PageSize": 5}) for g in page["SecurityGroups"]]
+    assert len(seen) == len(set(seen)) == 8 and made <= set(seen)
+    rules = [r["SecurityGroupRuleId"] for page in c.get_paginator("describe_security_group_rules").paginate(
+        PaginationConfig={"PageSize": 5}) for r in page["SecurityGroupRules"]]
+    assert len(rules) == len(set(rules)) == 9, "one egress rule per new group, two in the default group"
+    assert err(c.describe_security_groups, GroupIds=list(made)[:1], MaxResults=5)[0] == \
+        "InvalidParameterCombination"
+    by_type = c.describe_tags(Filters=[{"Name": "resource-type", "Values": ["security-group"]}])["Tags"]
+    assert by_type == []
