@@ -30,7 +30,7 @@ from test_instances import VM_WAITER, needs_qemu, upload
 pytestmark = needs_qemu
 
 BOOT_TIMEOUT = 900
-FINISHED = "Cloud-init v. "
+FINISHED = " finished at "
 
 USER_DATA = """#cloud-config
 write_files:

@@ -14,6 +14,7 @@
 mod attach;
 mod attributes;
 mod create_image;
+mod interface;
 mod launch;
 mod lifecycle;
 pub(crate) mod machine;
@@ -27,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use attach::VolumeAttachment;
 pub use attributes::{InstanceAttribute, InstanceAttributeValue, ModifyInstanceAttribute};
 pub use create_image::{CreateImage, CreateSnapshots};
-pub use launch::{MetadataOptionsRequest, NetworkInterfaceRequest, RunInstances, RunMapping};
+pub use interface::{MetadataOptionsRequest, NetworkInterfaceRequest};
+pub use launch::{RunInstances, RunMapping};
 pub use lifecycle::StateChange;
 pub use machine::{Accelerator, ComputeConfig};
 pub use types::{InstanceType, describe_instance_types, instance_type};
