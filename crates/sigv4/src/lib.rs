@@ -139,6 +139,15 @@ impl Policy {
     }
 }
 
+/// The service named in the request's credential scope (header or presigned query),
+/// verifying nothing: for routing a request to the service that then verifies it.
+/// `None` if the request carries no parseable SigV4 authentication.
+pub fn scope_service(req: &RequestParts<'_>) -> Option<String> {
+    parse::extract(req)
+        .ok()
+        .map(|input| input.credential.service)
+}
+
 /// A request whose signature verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
