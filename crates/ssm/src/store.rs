@@ -10,6 +10,9 @@ use crate::names::{self, Selector};
 /// Versions kept per parameter (AWS keeps 100).
 pub const KEEP_VERSIONS: i64 = 100;
 
+/// How often a put is retried when another writer took the version it computed.
+const PUT_ATTEMPTS: usize = 32;
+
 /// What one version of a parameter holds (the catalog row's JSON document).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Doc {
@@ -159,7 +162,7 @@ pub fn put(
     name: &str,
     mut build: impl FnMut(Option<&Param>) -> Result<Option<Doc>, SsmError>,
 ) -> Result<(i64, bool), SsmError> {
-    for _ in 0..5 {
+    for _ in 0..PUT_ATTEMPTS {
         let current = catalog
             .ssm_latest(region, owner, name)?
             .map(|row| Param::from_row(owner, row))

@@ -479,3 +479,39 @@ fn public_parameters_are_read_only_and_shared() {
             .is_empty()
     );
 }
+
+#[test]
+fn concurrent_overwrites_get_distinct_versions() {
+    let c = Catalog::in_memory().unwrap();
+    ok(
+        &c,
+        ALICE,
+        "PutParameter",
+        json!({"Name": "/race", "Value": "0", "Type": "String"}),
+    );
+    let versions = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (c, versions) = (&c, &versions);
+            s.spawn(move || {
+                for i in 0..10 {
+                    let v = ok(
+                        c,
+                        ALICE,
+                        "PutParameter",
+                        json!({"Name": "/race", "Value": format!("{t}-{i}"), "Overwrite": true}),
+                    );
+                    versions
+                        .lock()
+                        .unwrap()
+                        .push(v["Version"].as_i64().unwrap());
+                }
+            });
+        }
+    });
+    let mut versions = versions.into_inner().unwrap();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=41).collect::<Vec<i64>>());
+    let h = ok(&c, ALICE, "GetParameterHistory", json!({"Name": "/race"}));
+    assert_eq!(h["Parameters"].as_array().unwrap().len(), 41);
+}
