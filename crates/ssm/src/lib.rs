@@ -14,8 +14,10 @@
 //! **not encrypted at rest**. `aws:ec2:image` values are checked for the shape of an image
 //! id (`ami-` + hex), not for the image's existence, which only the engine knows.
 
+mod filter;
 pub mod names;
 mod ops;
+mod request;
 pub mod store;
 
 pub use ops::{Reply, handle};
