@@ -302,7 +302,13 @@ fn interface_xml(x: &mut Xml, i: &InterfaceView) {
         if let Some(ip) = &n.public_ip {
             x.elem("association", |x| {
                 x.text("publicIp", ip)
-                    .text("publicDnsName", "")
+                    .text(
+                        "publicDnsName",
+                        &engine::vpc::public_dns_name(
+                            i.availability_zone.trim_end_matches(char::is_alphabetic),
+                            ip,
+                        ),
+                    )
                     .text("ipOwnerId", "amazon");
             });
         }

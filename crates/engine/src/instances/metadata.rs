@@ -100,12 +100,12 @@ impl imds::MetadataSource for InstanceMetadata {
             availability_zone_id: zone_id,
             architecture: doc.architecture.clone(),
             ami_launch_index: doc.ami_launch_index,
-            local_hostname: super::network::private_dns_name(&doc.private_ip, &row.region),
+            local_hostname: crate::vpc::private_dns_name(&row.region, &doc.private_ip),
             local_ipv4: doc.private_ip.clone(),
             public_hostname: net
                 .public_ip
                 .as_deref()
-                .map(|ip| super::network::public_dns_name(ip, &row.region)),
+                .map(|ip| crate::vpc::public_dns_name(&row.region, ip)),
             public_ipv4: net.public_ip.clone(),
             mac: net.mac.clone(),
             interface_id: net.interface_id.clone(),

@@ -206,14 +206,14 @@ pub struct InstanceView {
 impl InstanceView {
     /// `ip-172-31-5-10.ec2.internal`-style private DNS name.
     pub fn private_dns_name(&self, region: &str) -> String {
-        network::private_dns_name(&self.doc.private_ip, region)
+        crate::vpc::private_dns_name(region, &self.doc.private_ip)
     }
 
     /// `ec2-127-100-0-7.compute-1.amazonaws.com`-style public DNS name, when the instance
     /// has a public address.
     pub fn public_dns_name(&self, region: &str) -> Option<String> {
         self.public_ip()
-            .map(|ip| network::public_dns_name(ip, region))
+            .map(|ip| crate::vpc::public_dns_name(region, ip))
     }
 
     /// The public address, when it has one.
@@ -294,9 +294,9 @@ impl Filterable for InstanceView {
             "private-ip-address" | "network-interface.addresses.private-ip-address" => {
                 one(d.private_ip.clone())
             }
-            "private-dns-name" => one(network::private_dns_name(
-                &d.private_ip,
+            "private-dns-name" => one(crate::vpc::private_dns_name(
                 d.availability_zone.trim_end_matches(char::is_alphabetic),
+                &d.private_ip,
             )),
             "ip-address" | "network-interface.addresses.association.public-ip" => {
                 Some(self.public_ip().into_iter().map(str::to_string).collect())

@@ -79,6 +79,18 @@ pub fn private_dns_name(region: &str, ip: &str) -> String {
     }
 }
 
+/// `ec2-127-100-0-7.compute-1.amazonaws.com` (us-east-1) or
+/// `ec2-…​.<region>.compute.amazonaws.com`: EC2's public DNS name for an address (it does
+/// not resolve: openami runs no DNS).
+pub fn public_dns_name(region: &str, ip: &str) -> String {
+    let dashed = ip.replace('.', "-");
+    if region == "us-east-1" {
+        format!("ec2-{dashed}.compute-1.amazonaws.com")
+    } else {
+        format!("ec2-{dashed}.{region}.compute.amazonaws.com")
+    }
+}
+
 impl Cloud {
     /// The interfaces of the caller's non-terminated instances in its region.
     pub(crate) fn interfaces(&self, caller: &Caller) -> Ec2Result<Vec<InterfaceView>> {

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use cidr::Cidr;
-pub use interfaces::{InterfaceView, private_dns_name};
+pub use interfaces::{InterfaceView, private_dns_name, public_dns_name};
 pub use permissions::RuleUpdate;
 pub use route_tables::RouteTableView;
 pub use rules::{
