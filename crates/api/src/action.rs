@@ -7,6 +7,7 @@ use engine::snapshots::Grantee;
 use engine::volumes::{CreateVolume, ModifyVolume};
 use engine::{Ec2Error, Ec2Result};
 
+use crate::credits::CreditAction;
 use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
@@ -175,6 +176,8 @@ pub enum Action {
     Transfer(TransferAction),
     /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
     KeyPair(KeyPairAction),
+    /// A CPU credit action (crate::credits).
+    Credit(CreditAction),
     /// VPC layer actions (VPCs, subnets, security groups, …).
     Vpc(VpcAction),
 }
@@ -404,6 +407,8 @@ impl Action {
                     Action::KeyPair(action)
                 } else if let Some(action) = VpcAction::parse(other, p)? {
                     Action::Vpc(action)
+                } else if let Some(action) = CreditAction::parse(other, p)? {
+                    Action::Credit(action)
                 } else {
                     return Err(unknown_action(other));
                 }

@@ -236,8 +236,12 @@ impl InstanceAction {
                 shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
                 disable_api_termination: p.bool("DisableApiTermination")?,
                 disable_api_stop: p.bool("DisableApiStop")?,
-                availability_zone: p.string("Placement.AvailabilityZone"),
+                // An empty zone (the Terraform AWS provider sends one) means no preference.
+                availability_zone: p
+                    .string("Placement.AvailabilityZone")
+                    .filter(|z| !z.is_empty()),
                 ebs_optimized: p.bool("EbsOptimized")?,
+                cpu_credits: p.string("CreditSpecification.CpuCredits"),
                 key_name: p.string("KeyName"),
                 subnet_id: p.string("SubnetId"),
                 security_group_ids: p.list("SecurityGroupId")?,

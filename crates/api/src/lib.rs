@@ -12,6 +12,7 @@
 //! ```
 
 pub mod action;
+pub mod credits;
 mod ebs;
 pub mod images;
 pub mod instances;
