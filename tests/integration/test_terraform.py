@@ -6,11 +6,12 @@ the test guest image by name, and an `aws_instance` is applied, checked against
 DescribeInstances through boto3, planned again (which must show no changes: every attribute
 the provider reads back round-trips), and destroyed.
 
-Where the provider comes from: it is not a Debian package. It is the official release zip of
-terraform-provider-aws unpacked into a filesystem mirror
-(`<mirror>/registry.terraform.io/hashicorp/aws/<version>/linux_amd64/terraform-provider-aws_*`);
-this machine has it under /opt/tf-plugins, and .ci/run installs it there when it is missing.
-OPENAMI_TF_MIRROR names another mirror directory. `terraform init` reads only that mirror
+Where Terraform and the provider come from: no package registry these machines reach has
+them (Debian does not ship Terraform; providers come from HashiCorp's release site), so they
+are part of the machine image: `terraform` on PATH, and the provider's release unpacked in a
+filesystem mirror (`<mirror>/registry.terraform.io/hashicorp/aws/<version>/linux_amd64/
+terraform-provider-aws_*`) under /opt/tf-plugins. .ci/run reports both (it cannot install
+them); OPENAMI_TF_MIRROR names another mirror directory. `terraform init` reads only that mirror
 (direct installation is excluded), so nothing is downloaded.
 
 Terraform may only talk to openami: the proxies are unset, every skip_* setting that would
@@ -46,8 +47,8 @@ MIRROR = find_mirror()
 
 needs_terraform = pytest.mark.skipif(
     (shutil.which("terraform") is None or MIRROR is None) and os.environ.get("CI") != "true",
-    reason="terraform or the hashicorp/aws provider mirror (/opt/tf-plugins) is missing "
-           "(.ci/run installs both)",
+    reason="terraform or the hashicorp/aws provider mirror (/opt/tf-plugins, or "
+           "OPENAMI_TF_MIRROR) is missing: both come with the machine image, no registry has them",
 )
 
 pytestmark = [needs_qemu, needs_terraform]
@@ -208,7 +209,7 @@ def terraform(tmp: Path, env: dict, *args, ok_codes=(0,)):
 
 
 def test_terraform_apply_plan_destroy(server, alice, ec2, guest_image, tmp_path):
-    assert shutil.which("terraform"), "terraform is not installed (.ci/run installs it)"
+    assert shutil.which("terraform"), "terraform is not on PATH"
     assert MIRROR, f"no hashicorp/aws provider in any of {MIRROR_CANDIDATES}"
     client = ec2(alice)
     image, _ = guest_image
@@ -236,6 +237,7 @@ def test_terraform_apply_plan_destroy(server, alice, ec2, guest_image, tmp_path)
     assert inst["PublicIpAddress"] == outputs["public_ip"]
     assert outputs["public_ip"].startswith("127.100.")
     assert inst["PrivateIpAddress"] == outputs["private_ip"]
+    assert inst["PrivateDnsNameOptions"]["HostnameType"] == "ip-name"
     assert sorted(g["GroupId"] for g in inst["SecurityGroups"]) == sorted(
         [outputs["web_group"], outputs["extra_group"]])
     assert {t["Key"]: t["Value"] for t in inst["Tags"]} == {"Name": f"tf-vm-{suffix}", "Team": "openami"}

@@ -399,6 +399,9 @@ impl Action {
             }
             "DisableImageBlockPublicAccess" => Action::DisableImageBlockPublicAccess,
             other => {
+                if other == "RunInstances" {
+                    crate::run_options::refuse_unsupported(p)?;
+                }
                 if let Some(action) = InstanceAction::parse(other, p)? {
                     Action::Instance(action)
                 } else if let Some(action) = TransferAction::parse(other, p)? {

@@ -241,7 +241,10 @@ impl InstanceAction {
                     .string("Placement.AvailabilityZone")
                     .filter(|z| !z.is_empty()),
                 ebs_optimized: p.bool("EbsOptimized")?,
-                cpu_credits: p.string("CreditSpecification.CpuCredits"),
+                cpu_credits: p
+                    .get("CreditSpecification.CpuCredits")
+                    .map(engine::instances::credits::CpuCredits::parse)
+                    .transpose()?,
                 key_name: p.string("KeyName"),
                 subnet_id: p.string("SubnetId"),
                 security_group_ids: p.list("SecurityGroupId")?,
@@ -473,6 +476,13 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
     });
     if let Some(n) = &d.network {
         x.text("sourceDestCheck", &n.source_dest_check.to_string());
+        // VPC instances: IP-based hostnames (ip-172-31-0-4.ec2.internal), no DNS records
+        // by resource name (RunInstances refuses other PrivateDnsNameOptions: run_options).
+        x.elem("privateDnsNameOptions", |x| {
+            x.text("hostnameType", "ip-name")
+                .text("enableResourceNameDnsARecord", "false")
+                .text("enableResourceNameDnsAAAARecord", "false");
+        });
     }
     x.text("ebsOptimized", &d.ebs_optimized.to_string())
         .text("enaSupport", &d.ena_support.to_string())

@@ -19,6 +19,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod params;
 mod respond;
+pub mod run_options;
 pub mod security_groups;
 pub mod transfers;
 pub mod vpc;

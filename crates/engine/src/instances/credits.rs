@@ -19,18 +19,45 @@ pub fn default_cpu_credits(type_name: &str) -> Option<&'static str> {
     }
 }
 
-/// Checks a requested `CpuCredits` value against an instance type: `standard` or
-/// `unlimited` (any case), and only for burstable types. Returns the value to record.
-pub fn check_cpu_credits(type_name: &str, requested: Option<&str>) -> Ec2Result<Option<String>> {
+/// A CPU credit option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuCredits {
+    /// `standard`: the baseline plus earned credits.
+    Standard,
+    /// `unlimited`: bursts beyond the earned credits.
+    Unlimited,
+}
+
+impl CpuCredits {
+    /// `standard` or `unlimited` (any case), else `InvalidParameterValue`.
+    pub fn parse(value: &str) -> Ec2Result<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "standard" => Ok(CpuCredits::Standard),
+            "unlimited" => Ok(CpuCredits::Unlimited),
+            _ => Err(Ec2Error::invalid_value(format!(
+                "Value ({value}) for parameter CpuCredits is invalid. Expected 'standard' or 'unlimited'."
+            ))),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CpuCredits::Standard => "standard",
+            CpuCredits::Unlimited => "unlimited",
+        }
+    }
+}
+
+/// Checks a requested credit option against an instance type (only burstable types take
+/// one). Returns the value to record.
+pub fn check_cpu_credits(
+    type_name: &str,
+    requested: Option<CpuCredits>,
+) -> Ec2Result<Option<String>> {
     let Some(value) = requested else {
         return Ok(None);
     };
-    let value = value.to_ascii_lowercase();
-    if value != "standard" && value != "unlimited" {
-        return Err(Ec2Error::invalid_value(format!(
-            "Value ({value}) for parameter CpuCredits is invalid. Expected 'standard' or 'unlimited'."
-        )));
-    }
     if default_cpu_credits(type_name).is_none() {
         return Err(Ec2Error::client(
             "InvalidParameterCombination",
@@ -39,7 +66,7 @@ pub fn check_cpu_credits(type_name: &str, requested: Option<&str>) -> Ec2Result<
             ),
         ));
     }
-    Ok(Some(value))
+    Ok(Some(value.as_str().to_string()))
 }
 
 /// One instance's credit option, as DescribeInstanceCreditSpecifications returns it.
@@ -123,8 +150,8 @@ impl Cloud {
                 }
                 let mut d = doc_of(&row)?;
                 let itype = instance_type(&d.instance_type)?;
-                let Some(value) = check_cpu_credits(itype.name, change.cpu_credits.as_deref())?
-                else {
+                let requested = change.cpu_credits.as_deref().map(CpuCredits::parse);
+                let Some(value) = check_cpu_credits(itype.name, requested.transpose()?)? else {
                     return Err(Ec2Error::missing("CpuCredits"));
                 };
                 d.cpu_credits = Some(value);
@@ -159,15 +186,16 @@ mod tests {
     #[test]
     fn checks_requested_credits() {
         assert_eq!(check_cpu_credits("t3.micro", None).unwrap(), None);
+        let standard = CpuCredits::parse("Standard").unwrap();
         assert_eq!(
-            check_cpu_credits("t3.micro", Some("Standard"))
+            check_cpu_credits("t3.micro", Some(standard))
                 .unwrap()
                 .as_deref(),
             Some("standard")
         );
-        let e = check_cpu_credits("t3.micro", Some("fast")).unwrap_err();
+        let e = CpuCredits::parse("fast").unwrap_err();
         assert_eq!(e.code, "InvalidParameterValue");
-        let e = check_cpu_credits("m5.large", Some("unlimited")).unwrap_err();
+        let e = check_cpu_credits("m5.large", Some(CpuCredits::Unlimited)).unwrap_err();
         assert_eq!(e.code, "InvalidParameterCombination");
     }
 }
