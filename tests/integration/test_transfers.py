@@ -49,7 +49,10 @@ def transfer_server(tmp_path):
     imports, exports = tmp_path / "imports", tmp_path / "exports"
     (imports / BUCKET).mkdir(parents=True)
     (exports / BUCKET).mkdir(parents=True)
-    srv = Server(tmp_path / "data", ["--import-dir", str(imports), "--export-dir", str(exports)])
+    # URL imports from loopback (the local HTTP servers of these tests) are refused unless
+    # allow-listed.
+    srv = Server(tmp_path / "data", ["--import-dir", str(imports), "--export-dir", str(exports),
+                                     "--import-url-allow", "127.0.0.1/32"])
     srv.imports, srv.exports = imports, exports
     yield srv
     if srv.proc.poll() is None:

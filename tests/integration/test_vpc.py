@@ -3,7 +3,10 @@ use, even under concurrent first calls), VPCs and subnets with their conflicts a
 dependencies, route tables, security groups and their rules, tags, filters, account
 isolation and DryRun."""
 
+import json
+import sqlite3
 import threading
+import time
 import uuid
 
 import botocore.exceptions
@@ -410,3 +413,84 @@ def test_cli_describe(server, ec2, aws):
                  "--port", "443", "--cidr", "10.0.0.0/8", check=False)
     assert failed.returncode != 0 and "InvalidPermission.Duplicate" in failed.stderr
     aws(creds, "ec2", "delete-security-group", "--group-id", gid)
+
+
+def test_security_group_pagination(server, ec2):
+    _, c = fresh(server, ec2)
+    made = {c.create_security_group(GroupName=f"g{i}", Description="paged")["GroupId"] for i in range(7)}
+    first = c.describe_security_groups(MaxResults=5)
+    assert len(first["SecurityGroups"]) == 5 and "NextToken" in first
+    seen = [g["GroupId"] for page in c.get_paginator("describe_security_groups").paginate(
+        PaginationConfig={"PageSize": 5}) for g in page["SecurityGroups"]]
+    assert len(seen) == len(set(seen)) == 8 and made <= set(seen)
+    rules = [r["SecurityGroupRuleId"] for page in c.get_paginator("describe_security_group_rules").paginate(
+        PaginationConfig={"PageSize": 5}) for r in page["SecurityGroupRules"]]
+    assert len(rules) == len(set(rules)) == 9, "one egress rule per new group, two in the default group"
+    assert err(c.describe_security_groups, GroupIds=list(made)[:1], MaxResults=5)[0] == \
+        "InvalidParameterCombination"
+    by_type = c.describe_tags(Filters=[{"Name": "resource-type", "Values": ["security-group"]}])["Tags"]
+    assert by_type == []
+
+
+def test_network_interfaces_of_instances(server, ec2, aws):
+    """An instance's primary interface as DescribeNetworkInterfaces shows it. The instance
+    row is written into the catalog as the instance layer records one (a VPC placement
+    and an `InstanceNetwork`), so this test does not need to boot a machine."""
+    creds, c = fresh(server, ec2)
+    subnet = c.describe_subnets(Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}])["Subnets"][0]
+    web = c.create_security_group(GroupName="web", Description="web")["GroupId"]
+    iid, eni = "i-0" + uuid.uuid4().hex[:16], "eni-0" + uuid.uuid4().hex[:16]
+    doc = {"availability_zone": "us-east-1a", "private_ip": "172.31.0.10",
+           "launch_time_ms": int(time.time() * 1000),
+           "network": {"vpc_id": subnet["VpcId"], "subnet_id": subnet["SubnetId"],
+                       "subnet_cidr": subnet["CidrBlock"], "interface_id": eni,
+                       "attachment_id": "eni-attach-0" + uuid.uuid4().hex[:16],
+                       "mac": "02:ab:cd:ef:01:23", "public_ip": "127.0.0.77",
+                       "groups": [{"id": web, "name": "web"}], "source_dest_check": True}}
+    db = sqlite3.connect(server.data_dir / "catalog.db", timeout=30)
+    with db:
+        db.execute("INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) "
+                   "VALUES (?, 'instance', ?, 'us-east-1', 'running', ?, ?)",
+                   (iid, creds["AccountId"], json.dumps(doc), doc["launch_time_ms"]))
+    try:
+        got = c.describe_network_interfaces()["NetworkInterfaces"]
+        assert len(got) == 1
+        n = got[0]
+        assert n["NetworkInterfaceId"] == eni and n["SubnetId"] == subnet["SubnetId"]
+        assert n["VpcId"] == subnet["VpcId"] and n["AvailabilityZone"] == "us-east-1a"
+        assert n["Status"] == "in-use" and n["InterfaceType"] == "interface"
+        assert n["MacAddress"] == "02:ab:cd:ef:01:23" and n["PrivateIpAddress"] == "172.31.0.10"
+        assert n["PrivateDnsName"] == "ip-172-31-0-10.ec2.internal"
+        assert n["Groups"] == [{"GroupName": "web", "GroupId": web}]
+        assert n["OwnerId"] == creds["AccountId"] and n["RequesterManaged"] is False
+        a = n["Attachment"]
+        assert a["InstanceId"] == iid and a["DeviceIndex"] == 0 and a["Status"] == "attached"
+        assert a["DeleteOnTermination"] is True and a["InstanceOwnerId"] == creds["AccountId"]
+        assert n["Association"] == {"PublicIp": "127.0.0.77", "PublicDnsName": "", "IpOwnerId": "amazon"}
+        assert n["PrivateIpAddresses"][0]["Primary"] is True
+        for name, value in [("attachment.instance-id", iid), ("group-id", web), ("mac-address", n["MacAddress"]),
+                            ("private-ip-address", "172.31.0.10"), ("subnet-id", subnet["SubnetId"])]:
+            hits = c.describe_network_interfaces(Filters=[{"Name": name, "Values": [value]}])["NetworkInterfaces"]
+            assert [h["NetworkInterfaceId"] for h in hits] == [eni], name
+        assert c.describe_network_interfaces(
+            Filters=[{"Name": "vpc-id", "Values": ["vpc-00000000"]}])["NetworkInterfaces"] == []
+        cli = aws(creds, "ec2", "describe-network-interfaces", "--network-interface-ids", eni)
+        assert cli["NetworkInterfaces"][0]["Attachment"]["InstanceId"] == iid
+
+        c.create_tags(Resources=[eni], Tags=[{"Key": "role", "Value": "primary"}])
+        assert c.describe_network_interfaces(
+            Filters=[{"Name": "tag:role", "Values": ["primary"]}])["NetworkInterfaces"][0]["TagSet"] == [
+            {"Key": "role", "Value": "primary"}]
+        assert {(t["ResourceId"], t["ResourceType"]) for t in c.describe_tags()["Tags"]} == {
+            (eni, "network-interface")}
+
+        assert c.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]["AvailableIpAddressCount"] == 4090
+        assert err(c.delete_subnet, SubnetId=subnet["SubnetId"])[0] == "DependencyViolation"
+        assert err(c.delete_security_group, GroupId=web)[0] == "DependencyViolation"
+    finally:
+        with db:
+            db.execute("UPDATE resources SET state = 'terminated' WHERE id = ?", (iid,))
+        db.close()
+    assert c.describe_network_interfaces()["NetworkInterfaces"] == []
+    assert c.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]["AvailableIpAddressCount"] == 4091
+    c.delete_security_group(GroupId=web)

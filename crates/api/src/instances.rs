@@ -22,7 +22,7 @@ use crate::xml::Xml;
 #[derive(Debug, Clone)]
 pub enum InstanceAction {
     /// RunInstances.
-    Run(RunInstances),
+    Run(Box<RunInstances>),
     /// DescribeInstances.
     Describe {
         /// InstanceId.N
@@ -224,7 +224,7 @@ impl InstanceAction {
     /// Parses an instance action, or `None` if `name` is not one.
     pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<InstanceAction>> {
         Ok(Some(match name {
-            "RunInstances" => InstanceAction::Run(RunInstances {
+            "RunInstances" => InstanceAction::Run(Box::new(RunInstances {
                 image_id: p.required("ImageId")?,
                 min_count: required_int(p, "MinCount")?,
                 max_count: required_int(p, "MaxCount")?,
@@ -253,7 +253,7 @@ impl InstanceAction {
                 network_interfaces: network_interfaces(p)?,
                 metadata_options: metadata_options(p, "MetadataOptions.")?,
                 kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
-            }),
+            })),
             "DescribeInstances" => InstanceAction::Describe {
                 ids: p.list("InstanceId")?,
                 filters: p.filters()?,
@@ -642,7 +642,7 @@ pub fn execute(
     let region = caller.region.clone();
     match action {
         InstanceAction::Run(req) => {
-            let views = cloud.run_instances(caller, req)?;
+            let views = cloud.run_instances(caller, *req)?;
             let reservation = views
                 .first()
                 .map(|v| v.doc.reservation_id.clone())

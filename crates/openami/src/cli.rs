@@ -99,6 +99,17 @@ pub struct ServeArgs {
     /// Directory ExportImage writes to: `EXPORT_DIR/BUCKET/PREFIX<export-ami-…>.<format>`.
     #[arg(long, env = "OPENAMI_EXPORT_DIR")]
     pub export_dir: Option<std::path::PathBuf>,
+    /// What http(s) URL imports may reach besides public addresses: host names
+    /// (`mirror.lan`, `*.example.com`) and CIDRs (`127.0.0.1/32`, `10.0.0.0/8`),
+    /// comma-separated. Loopback, link-local, private and other internal addresses are
+    /// refused unless listed; this server's own listener always is.
+    #[arg(
+        long,
+        env = "OPENAMI_IMPORT_URL_ALLOW",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub import_url_allow: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(region, removed, "removed temp files left by a crash");
         }
     }
+    // Bound before the cloud opens, so that URL imports know the address to refuse.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    listener
+        .set_nonblocking(true)
+        .context("configuring the listener")?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let url_policy = engine::transfers::UrlPolicy::new(&args.import_url_allow, vec![local])
+        .map_err(anyhow::Error::msg)?;
     let options = engine::CloudOptions {
         compute: engine::instances::ComputeConfig {
             accelerator: match args.accel.as_str() {
@@ -53,6 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         transfers: engine::transfers::TransferConfig {
             import_dir: args.import_dir.clone(),
             export_dir: args.export_dir.clone(),
+            url_policy,
         },
     };
     let cloud = Cloud::open_with(data, &args.regions, options).context("opening the cloud")?;
@@ -61,7 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, Arc::clone(&cloud)));
+    let result = runtime.block_on(serve(args, listener, Arc::clone(&cloud)));
     cloud.shutdown();
     result
 }
@@ -92,10 +102,13 @@ fn imds_relay() -> anyhow::Result<Vec<String>> {
     Ok(vec![exe, "imds-relay".into()])
 }
 
-async fn serve(args: ServeArgs, cloud: Arc<Cloud>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+async fn serve(
+    args: ServeArgs,
+    listener: std::net::TcpListener,
+    cloud: Arc<Cloud>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(
         listen = %local,

@@ -113,7 +113,7 @@ pub fn open_ports(rules: &[IngressRule]) -> Vec<(compute::Proto, u16)> {
         } else {
             (rule.from_port.clamp(0, 65535), rule.to_port.clamp(0, 65535))
         };
-        let ports: Vec<u16> = if to >= from && (to - from) as u32 + 1 <= MAX_RANGE {
+        let ports: Vec<u16> = if to >= from && ((to - from) as u32) < MAX_RANGE {
             (from..=to).filter(|p| *p > 0).map(|p| p as u16).collect()
         } else {
             COMMON_PORTS

@@ -133,7 +133,10 @@ impl Cloud {
         };
         // Check the destination now, so that a bad one fails the call.
         self.export_path("export-ami-00000000000000000", &doc)
-            .map_err(|m| Ec2Error::client("InvalidParameter", m))?;
+            .map_err(|m| {
+                let m = self.transfers.hide_paths(&m, self.data_dir().root());
+                Ec2Error::client("InvalidParameter", m)
+            })?;
         self.start_task(caller, EXPORT_IMAGE, doc, &tags)
     }
 

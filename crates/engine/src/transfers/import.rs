@@ -95,6 +95,26 @@ fn spec_of(c: &DiskContainer) -> SourceSpec {
     }
 }
 
+/// How the client named a disk's source: its URL or `s3://bucket/key`.
+fn client_name(spec: &SourceSpec) -> String {
+    match (&spec.bucket, &spec.key, &spec.url) {
+        (Some(b), Some(k), _) => format!("s3://{b}/{k}"),
+        (_, _, Some(url)) => url.clone(),
+        _ => "the disk image".into(),
+    }
+}
+
+/// `failure` with the server's file `path` named as the client named it.
+fn hide_path(failure: TaskFailure, path: &Path, name: &str) -> TaskFailure {
+    let text = path.to_string_lossy();
+    let fix = |m: String| m.replace(text.as_ref(), name);
+    match failure {
+        TaskFailure::Client(m) => TaskFailure::Client(fix(m)),
+        TaskFailure::Server(m) => TaskFailure::Server(fix(m)),
+        TaskFailure::Cancelled => TaskFailure::Cancelled,
+    }
+}
+
 fn param_error(message: String) -> Ec2Error {
     Ec2Error::client("InvalidParameter", message)
 }
@@ -118,7 +138,13 @@ impl Cloud {
             });
         }
         let spec = spec_of(c);
-        source::resolve(&spec, self.transfers.import_dir.as_deref()).map_err(param_error)?;
+        let src =
+            source::resolve(&spec, self.transfers.import_dir.as_deref()).map_err(param_error)?;
+        if let Source::Http(url) = src {
+            // Refused at once; the worker checks again (and connects only to what it
+            // checked) when it downloads.
+            self.transfers.url_policy.check(&url).map_err(param_error)?;
+        }
         Ok(DiskDetail {
             source: spec,
             status: "active".into(),
@@ -291,15 +317,20 @@ impl Cloud {
             .root()
             .join("transfers")
             .join(format!("{}-{n}.download", row.id));
+        let name = client_name(&detail.source);
         let path: PathBuf = match src {
             Source::Local(p) => p,
             Source::Http(url) => {
                 std::fs::create_dir_all(download.parent().unwrap_or(Path::new(".")))
                     .map_err(|e| TaskFailure::Server(format!("download dir: {e}")))?;
                 self.task_status(&row.id, "downloading", 0);
-                let result = source::download(&url, &download, diskimage::TIB * 64, &|| {
-                    progress.cancelled()
-                });
+                let result = source::download(
+                    &url,
+                    &self.transfers.url_policy,
+                    &download,
+                    diskimage::TIB * 64,
+                    &|| progress.cancelled(),
+                );
                 if let Err(e) = result {
                     let _ = std::fs::remove_file(&download);
                     return Err(e);
@@ -309,7 +340,7 @@ impl Cloud {
         };
         let result = self.convert(owner, row, &path, &mut detail, progress);
         let _ = std::fs::remove_file(&download);
-        result?;
+        result.map_err(|f| hide_path(f, &path, &name))?;
         detail.status = "completed".into();
         Ok(detail)
     }

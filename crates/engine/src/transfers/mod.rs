@@ -6,7 +6,13 @@
 //! export's `S3Bucket`/`S3Prefix` a place under the *export directory*,
 //! `<export-dir>/<bucket>/<prefix><export-ami-…>.<format>`. Anything that would leave
 //! those directories (`..`, absolute keys, symlinks pointing out) is refused. Imports
-//! also take `http(s)://` URLs, downloaded into the data directory first.
+//! also take `http(s)://` URLs, downloaded into the data directory first; such a URL
+//! may not name an internal address (loopback, link-local, private, …) unless the
+//! operator's `--import-url-allow` list opens it: see [`urlguard`] for the rules
+//! (resolved once, every address and every redirect checked, no DNS rebinding).
+//!
+//! Error messages name the client's own locations (`s3://bucket/key` or the URL), never
+//! the server's directories.
 //!
 //! Images are read with the `diskimage` crate (raw, qcow2, vmdk, vhd, vhdx; hostile
 //! images are refused before any data is read) and stored block by block like any
@@ -23,6 +29,7 @@
 mod export;
 mod import;
 mod source;
+pub mod urlguard;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use export::ExportImage;
 pub use import::{DiskContainer, ImportImage, ImportSnapshot};
+pub use urlguard::UrlPolicy;
 
 use crate::query::{Filter, Page, check_filters};
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, lock};
@@ -52,6 +60,45 @@ pub struct TransferConfig {
     pub import_dir: Option<PathBuf>,
     /// Exports are written under `<dir>/<bucket>/`.
     pub export_dir: Option<PathBuf>,
+    /// What `http(s)://` imports may reach.
+    pub url_policy: UrlPolicy,
+}
+
+impl TransferConfig {
+    /// `message` with the server's directories replaced by the client's names: a path
+    /// under the import or export directory becomes `s3://bucket/key`, one under the
+    /// data directory `<data-dir>/…`.
+    pub(crate) fn hide_paths(&self, message: &str, data_dir: &std::path::Path) -> String {
+        let mut out = message.to_string();
+        let mut roots: Vec<(PathBuf, &str, &str)> = Vec::new();
+        let mut add = |dir: &std::path::Path, under: &'static str, bare: &'static str| {
+            if let Ok(real) = dir.canonicalize() {
+                roots.push((real, under, bare));
+            }
+            if dir.is_absolute() {
+                roots.push((dir.to_path_buf(), under, bare));
+            }
+        };
+        if let Some(dir) = &self.import_dir {
+            add(dir, "s3://", "the import directory");
+        }
+        if let Some(dir) = &self.export_dir {
+            add(dir, "s3://", "the export directory");
+        }
+        add(data_dir, "<data-dir>/", "the data directory");
+        // Longest first, so that a directory inside another is replaced whole.
+        roots.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.as_os_str().len()));
+        for (root, under, bare) in roots {
+            let text = root.to_string_lossy();
+            let text = text.trim_end_matches('/');
+            if text.is_empty() {
+                continue;
+            }
+            out = out.replace(&format!("{text}/"), under);
+            out = out.replace(text, bare);
+        }
+        out
+    }
 }
 
 /// An import's source as the request gave it.
@@ -322,10 +369,11 @@ impl Cloud {
                 Ok(doc) => ("completed", doc),
                 Err(failure) => {
                     let mut doc = doc_of(&current)?;
+                    let hide = |m: &str| self.transfers.hide_paths(m, self.data_dir().root());
                     doc.status_message = match failure {
                         TaskFailure::Cancelled => "Canceled by the user".into(),
-                        TaskFailure::Client(m) => format!("ClientError: {m}"),
-                        TaskFailure::Server(m) => format!("ServerError: {m}"),
+                        TaskFailure::Client(m) => format!("ClientError: {}", hide(&m)),
+                        TaskFailure::Server(m) => format!("ServerError: {}", hide(&m)),
                     };
                     let failed = if row.kind == IMPORT_SNAPSHOT && current.state != "deleting" {
                         "error"
@@ -453,4 +501,43 @@ impl Cloud {
 /// Milliseconds now (task creation).
 pub(crate) fn created_now() -> i64 {
     now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_paths_become_client_names() {
+        let base = tempfile::tempdir().unwrap();
+        let imports = base.path().join("imports");
+        let data = base.path().join("data");
+        std::fs::create_dir_all(imports.join("bucket")).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        let config = TransferConfig {
+            import_dir: Some(imports.clone()),
+            ..Default::default()
+        };
+        let msg = format!(
+            "{}/bucket/evil.qcow2: refused qcow2 image: it has a backing file {}/bucket/b.raw; \
+             cannot write {}/transfers/x: denied",
+            imports.canonicalize().unwrap().display(),
+            imports.display(),
+            data.display()
+        );
+        let hidden = config.hide_paths(&msg, &data);
+        assert!(
+            !hidden.contains(&*base.path().to_string_lossy()),
+            "{hidden}"
+        );
+        assert!(
+            hidden.starts_with("s3://bucket/evil.qcow2: refused"),
+            "{hidden}"
+        );
+        assert!(
+            hidden.contains("backing file s3://bucket/b.raw"),
+            "{hidden}"
+        );
+        assert!(hidden.contains("<data-dir>/transfers/x"), "{hidden}");
+    }
 }

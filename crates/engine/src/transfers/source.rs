@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use super::urlguard::{CheckedUrl, MAX_REDIRECTS, UrlPolicy};
 use super::{SourceSpec, TaskFailure};
 
 fn client(message: impl Into<String>) -> TaskFailure {
@@ -98,22 +99,86 @@ pub(crate) fn resolve(spec: &SourceSpec, import_dir: Option<&Path>) -> Result<So
     inside(dir, &bucket, &key).map(Source::Local)
 }
 
-/// Downloads `url` to `dest` (at most `max_bytes`), checking for cancellation.
+/// Sends the GET of one hop to exactly the checked addresses, without following
+/// redirects or using a proxy.
+fn get(target: &CheckedUrl) -> Result<reqwest::blocking::Response, TaskFailure> {
+    let mut builder = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(None)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(domain) = &target.domain {
+        builder = builder.resolve_to_addrs(domain, &target.addrs);
+    }
+    let http = builder
+        .build()
+        .map_err(|e| TaskFailure::Server(format!("HTTP client: {e}")))?;
+    let url = &target.url;
+    http.get(url.clone())
+        .send()
+        .map_err(|e| client(format!("Cannot download {url}: {}", without_url(&e))))
+}
+
+/// A reqwest error's text without the URL it repeats.
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = String::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if text.is_empty() { e.to_string() } else { text }
+}
+
+/// Downloads `url` to `dest` (at most `max_bytes`), checking for cancellation. The URL
+/// and every redirect are checked against `policy` before anything is sent to them.
 pub(crate) fn download(
     url: &str,
+    policy: &UrlPolicy,
     dest: &Path,
     max_bytes: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(), TaskFailure> {
-    let http = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(None)
-        .build()
-        .map_err(|e| TaskFailure::Server(format!("HTTP client: {e}")))?;
-    let mut response = http
-        .get(url)
-        .send()
-        .map_err(|e| client(format!("Cannot download {url}: {e}")))?;
+    let mut next = url.to_string();
+    let mut hops = 0;
+    let mut response = loop {
+        let target = policy.check(&next).map_err(|m| {
+            if next == url {
+                client(m)
+            } else {
+                client(format!("{url} redirects to {next}, which is refused: {m}"))
+            }
+        })?;
+        let response = get(&target)?;
+        if !response.status().is_redirection() {
+            break response;
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                client(format!(
+                    "Cannot download {url}: HTTP {} without a Location",
+                    response.status()
+                ))
+            })?;
+        next = target
+            .url
+            .join(location)
+            .map_err(|e| client(format!("Cannot download {url}: bad redirect: {e}")))?
+            .to_string();
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(client(format!(
+                "Cannot download {url}: more than {MAX_REDIRECTS} redirects"
+            )));
+        }
+    };
     if !response.status().is_success() {
         return Err(client(format!(
             "Cannot download {url}: HTTP {}",
@@ -181,5 +246,39 @@ mod tests {
         assert!(err.contains("outside"), "{err}");
         assert!(inside(root.path(), "bucket", "missing").is_err());
         assert!(inside(root.path(), "a/b", "disk.raw").is_err());
+    }
+
+    /// The connection goes to the checked addresses, not to a new DNS answer: the name
+    /// `localhost` (which the system resolves to 127.0.0.1) is sent to 127.0.0.2, where
+    /// the only server listens.
+    #[test]
+    fn downloads_connect_to_exactly_the_checked_addresses() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = stream;
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbytes",
+                )
+                .unwrap();
+        });
+        let target = CheckedUrl {
+            url: reqwest::Url::parse(&format!("http://localhost:{}/d.raw", addr.port())).unwrap(),
+            domain: Some("localhost".into()),
+            addrs: vec![addr],
+        };
+        let mut response = get(&target).unwrap();
+        let mut body = String::new();
+        response.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "bytes");
+        server.join().unwrap();
     }
 }

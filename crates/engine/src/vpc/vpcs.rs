@@ -211,7 +211,10 @@ impl Cloud {
                 if row.id != doc.default_group_id {
                     return Err(dependency());
                 }
-                own_groups.push(row.id);
+                own_groups.push((
+                    row.id,
+                    group.rules.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+                ));
             }
         }
         for row in self.catalog.resources(ROUTE_TABLE_KIND, &caller.region)? {
@@ -219,7 +222,10 @@ impl Cloud {
                 self.catalog.delete_resource(&row.id)?;
             }
         }
-        for id in own_groups {
+        for (id, rule_ids) in own_groups {
+            for rule in rule_ids {
+                self.catalog.clear_tags(&rule)?;
+            }
             self.catalog.delete_resource(&id)?;
         }
         self.catalog.delete_resource(vpc_id)?;
