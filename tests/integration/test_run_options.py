@@ -49,3 +49,14 @@ def test_credit_specification_errors(ec2, alice):
     [failed] = out["UnsuccessfulInstanceCreditSpecifications"]
     assert failed["InstanceId"] == "i-0123456789abcdef0"
     assert failed["Error"]["Code"] == "InvalidInstanceID.NotFound"
+
+
+def test_uefi_data_errors(ec2, alice):
+    client = ec2(alice)
+    # The Terraform AWS provider's aws_ami data source asks with an image id.
+    with pytest.raises(ClientError) as e:
+        client.get_instance_uefi_data(InstanceId="ami-0123456789abcdef0")
+    assert error_code(e.value) == "InvalidInstanceID.Malformed"
+    with pytest.raises(ClientError) as e:
+        client.get_instance_uefi_data(InstanceId="i-0123456789abcdef0")
+    assert error_code(e.value) == "InvalidInstanceID.NotFound"

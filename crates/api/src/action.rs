@@ -7,11 +7,11 @@ use engine::snapshots::Grantee;
 use engine::volumes::{CreateVolume, ModifyVolume};
 use engine::{Ec2Error, Ec2Result};
 
-use crate::credits::CreditAction;
 use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
 };
+use crate::instance_options::InstanceOptionAction;
 use crate::instances::InstanceAction;
 use crate::keypairs::KeyPairAction;
 use crate::params::Params;
@@ -176,8 +176,8 @@ pub enum Action {
     Transfer(TransferAction),
     /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
     KeyPair(KeyPairAction),
-    /// A CPU credit action (crate::credits).
-    Credit(CreditAction),
+    /// Instance options: CPU credits, UEFI data (crate::instance_options).
+    InstanceOption(InstanceOptionAction),
     /// VPC layer actions (VPCs, subnets, security groups, …).
     Vpc(VpcAction),
 }
@@ -410,8 +410,8 @@ impl Action {
                     Action::KeyPair(action)
                 } else if let Some(action) = VpcAction::parse(other, p)? {
                     Action::Vpc(action)
-                } else if let Some(action) = CreditAction::parse(other, p)? {
-                    Action::Credit(action)
+                } else if let Some(action) = InstanceOptionAction::parse(other, p)? {
+                    Action::InstanceOption(action)
                 } else {
                     return Err(unknown_action(other));
                 }

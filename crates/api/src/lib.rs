@@ -12,9 +12,9 @@
 //! ```
 
 pub mod action;
-pub mod credits;
 mod ebs;
 pub mod images;
+pub mod instance_options;
 pub mod instances;
 pub mod keypairs;
 pub mod params;

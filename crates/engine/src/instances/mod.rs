@@ -21,6 +21,7 @@ pub(crate) mod machine;
 mod metadata;
 pub mod network;
 mod types;
+mod uefi;
 
 use catalog::ResourceRow;
 use serde::{Deserialize, Serialize};

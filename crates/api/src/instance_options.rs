@@ -1,5 +1,6 @@
-//! CPU credit actions of burstable instances: DescribeInstanceCreditSpecifications and
-//! ModifyInstanceCreditSpecification, parsed and rendered as botocore's model shapes them.
+//! Instance option actions: the CPU credits of burstable instances
+//! (DescribeInstanceCreditSpecifications, ModifyInstanceCreditSpecification) and
+//! GetInstanceUefiData, parsed and rendered as botocore's model shapes them.
 
 use std::sync::Arc;
 
@@ -10,9 +11,9 @@ use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 use crate::params::Params;
 use crate::xml::Xml;
 
-/// One credit specification request, typed.
+/// One instance option request, typed.
 #[derive(Debug, Clone)]
-pub enum CreditAction {
+pub enum InstanceOptionAction {
     /// DescribeInstanceCreditSpecifications.
     Describe {
         /// InstanceId.N
@@ -24,13 +25,15 @@ pub enum CreditAction {
     },
     /// ModifyInstanceCreditSpecification.
     Modify(Vec<CreditChange>),
+    /// GetInstanceUefiData (InstanceId).
+    UefiData(String),
 }
 
-impl CreditAction {
-    /// Parses a credit action, or `None` if `name` is not one.
-    pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<CreditAction>> {
+impl InstanceOptionAction {
+    /// Parses an instance option action, or `None` if `name` is not one.
+    pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<InstanceOptionAction>> {
         Ok(Some(match name {
-            "DescribeInstanceCreditSpecifications" => CreditAction::Describe {
+            "DescribeInstanceCreditSpecifications" => InstanceOptionAction::Describe {
                 ids: p.list("InstanceId")?,
                 filters: p.filters()?,
                 page: p.page()?,
@@ -46,22 +49,23 @@ impl CreditAction {
                         cpu_credits: p.string(&format!("{prefix}.{i}.CpuCredits")),
                     });
                 }
-                CreditAction::Modify(changes)
+                InstanceOptionAction::Modify(changes)
             }
+            "GetInstanceUefiData" => InstanceOptionAction::UefiData(p.required("InstanceId")?),
             _ => return Ok(None),
         }))
     }
 }
 
-/// Executes a credit action, writing the response body into `x`.
+/// Executes an instance option action, writing the response body into `x`.
 pub fn execute(
     x: &mut Xml,
     cloud: &Arc<Cloud>,
     caller: &Caller,
-    action: CreditAction,
+    action: InstanceOptionAction,
 ) -> Ec2Result<()> {
     match action {
-        CreditAction::Describe { ids, filters, page } => {
+        InstanceOptionAction::Describe { ids, filters, page } => {
             let (items, next) =
                 cloud.describe_instance_credit_specifications(caller, &ids, &filters, &page)?;
             x.list("instanceCreditSpecificationSet", &items, |x, c| {
@@ -70,7 +74,7 @@ pub fn execute(
             })
             .opt("nextToken", next);
         }
-        CreditAction::Modify(changes) => {
+        InstanceOptionAction::Modify(changes) => {
             let results = cloud.modify_instance_credit_specification(caller, &changes)?;
             let done: Vec<&String> = results
                 .iter()
@@ -103,6 +107,10 @@ pub fn execute(
                 },
             );
         }
+        InstanceOptionAction::UefiData(id) => {
+            let data = cloud.instance_uefi_data(caller, &id)?;
+            x.text("instanceId", &id).opt("uefiData", data);
+        }
     }
     Ok(())
 }
@@ -118,8 +126,8 @@ mod tests {
         let p = Params::parse(&[b"InstanceCreditSpecification.1.InstanceId=i-1&\
 InstanceCreditSpecification.1.CpuCredits=standard&InstanceCreditSpecification.2.InstanceId=i-2"])
         .unwrap();
-        let Some(CreditAction::Modify(changes)) =
-            CreditAction::parse("ModifyInstanceCreditSpecification", &p).unwrap()
+        let Some(InstanceOptionAction::Modify(changes)) =
+            InstanceOptionAction::parse("ModifyInstanceCreditSpecification", &p).unwrap()
         else {
             panic!("not a Modify")
         };
@@ -128,7 +136,7 @@ InstanceCreditSpecification.1.CpuCredits=standard&InstanceCreditSpecification.2.
         assert_eq!(changes[1].instance_id, "i-2");
         assert_eq!(changes[1].cpu_credits, None);
         let p = Params::parse(&[b"InstanceCreditSpecification.1.CpuCredits=standard"]).unwrap();
-        let e = CreditAction::parse("ModifyInstanceCreditSpecification", &p).unwrap_err();
+        let e = InstanceOptionAction::parse("ModifyInstanceCreditSpecification", &p).unwrap_err();
         assert_eq!(e.code, "MissingParameter");
     }
 }
