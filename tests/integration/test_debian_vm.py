@@ -30,7 +30,7 @@ from test_instances import VM_WAITER, needs_qemu, upload
 pytestmark = needs_qemu
 
 BOOT_TIMEOUT = 900
-FINISHED = "Cloud-init v. "
+FINISHED = " finished at "
 
 USER_DATA = """#cloud-config
 write_files:
@@ -133,14 +133,19 @@ def test_debian_cloud_image_end_to_end(server, ec2, alice, aws, quickstart, tmp_
     aws(alice, "ec2", "authorize-security-group-ingress", "--group-id", group,
         "--protocol", "tcp", "--port", "22", "--cidr", "0.0.0.0/0")
 
+    # The image's public SSM parameter, as on AWS; RunInstances resolves it.
+    ssm = ec2(alice, service="ssm")
+    param = ssm.get_parameter(Name="/aws/service/debian/release/12/latest/amd64")["Parameter"]
+    assert param["Value"] == image
     started = time.time()
     first = client.run_instances(
-        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.small", KeyName=key["KeyName"],
+        ImageId="resolve:ssm:/aws/service/debian/release/12/latest/amd64", MinCount=1, MaxCount=1, InstanceType="t3.small", KeyName=key["KeyName"],
         SecurityGroupIds=[group], UserData=USER_DATA,
         MetadataOptions={"HttpTokens": "required"})["Instances"][0]["InstanceId"]
     second = None
     try:
         inst = instance(client, first)
+        assert inst["ImageId"] == image
         public, private = inst["PublicIpAddress"], inst["PrivateIpAddress"]
         to_ssh = wait_ssh(pem, public)
         print(f"[timing] Debian boot to SSH through openami: {time.time() - started:.1f} s "

@@ -1,7 +1,8 @@
 //! The EC2 Query API over HTTP.
 //!
 //! EC2: `POST /` (form-encoded body) or `GET /?…` with `Action` and `Version=2016-11-15`.
-//! The EBS direct APIs live under `/snapshots` (see `ebs`).
+//! The EBS direct APIs live under `/snapshots` (see `ebs`). Requests at `/` signed for
+//! another service (SSM Parameter Store) are routed by `services`.
 //! Each request is verified once with SigV4 ([`sigv4::verify`]: header or presigned
 //! query; region from the credential scope must be served), turned into the typed
 //! [`Action`] enum, executed by the [`engine`] on a blocking thread, and answered with
@@ -21,6 +22,7 @@ pub mod params;
 mod respond;
 pub mod run_options;
 pub mod security_groups;
+mod services;
 pub mod transfers;
 pub mod vpc;
 pub mod xml;
@@ -60,7 +62,7 @@ struct ApiState {
     endpoint: String,
 }
 
-/// The router serving the EC2 API at `/`.
+/// The router serving the EC2 API (and SSM Parameter Store) at `/`.
 pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
     let state = Arc::new(ApiState {
         cloud,
@@ -68,7 +70,7 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         endpoint: config.endpoint,
     });
     Router::new()
-        .route("/", any(ec2))
+        .route("/", any(services::root))
         .with_state(Arc::clone(&state))
         .merge(ebs::router(state))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -248,7 +250,8 @@ fn run(state: &ApiState, caller: &Caller, params: &Params, name: &str) -> Ec2Res
     if params.get("Version").is_none() {
         return Err(Ec2Error::missing("Version"));
     }
-    let action = Action::parse(name, params)?;
+    let mut action = Action::parse(name, params)?;
+    services::resolve_image(state.cloud.catalog(), caller, &mut action)?;
     if params.bool("DryRun")? == Some(true) {
         return Err(Ec2Error {
             code: "DryRunOperation".into(),

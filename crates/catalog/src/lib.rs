@@ -18,6 +18,8 @@
 //!     grantee: a 12-digit account id, or "all"
 //! upload_blocks(snapshot_id, block_index, hash)   PK (snapshot_id, block_index)
 //!     blocks of EBS direct uploads in progress ('' = written as zeros)
+//! ssm_parameters(region, owner, name, version, doc JSON, modified_ms)
+//!     PK (region, owner, name, version); owner: a 12-digit account id, or "public"
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -30,8 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod ssm;
+pub use ssm::SsmVersion;
+
 /// Schema migrations, applied in order. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, ssm::MIGRATION_3];
 
 /// Blocks written to EBS direct snapshot uploads that are not completed yet. `hash` is
 /// the hex SHA-256 of the block, or '' for a block written as zeros.

@@ -47,6 +47,9 @@ pub enum Command {
     /// Build a Debian 12 cloud image and publish it as a Quick Start image (owner alias
     /// `amazon`) on the running server.
     Quickstart(crate::quickstart_cmd::QuickstartArgs),
+    /// Publish public SSM parameters (/aws/service/…; works while the server runs).
+    #[command(subcommand)]
+    Ssm(crate::ssm_cmd::SsmCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -226,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(cmd) => crate::store_cmd::run(cmd),
         Command::Snapshot(cmd) => crate::snapshot_cmd::run(cmd),
         Command::Quickstart(args) => crate::quickstart_cmd::run(args),
+        Command::Ssm(cmd) => crate::ssm_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
         }

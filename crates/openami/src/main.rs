@@ -8,6 +8,7 @@
 //! * `openami snapshot upload|download` — an EBS direct client (openami or AWS).
 //! * `openami quickstart` — builds a Debian 12 cloud image and publishes it as a Quick
 //!   Start image on the running server.
+//! * `openami ssm publish-public NAME VALUE` — publishes a public SSM parameter.
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 //! * `openami imds-relay SOCKET` — joins a guest's IMDS connection (stdin/stdout) to the
 //!   instance's metadata socket; run by QEMU's slirp `guestfwd`.
@@ -20,6 +21,7 @@ mod ebs_client;
 mod quickstart_cmd;
 mod serve;
 mod snapshot_cmd;
+mod ssm_cmd;
 mod store_cmd;
 
 use clap::Parser;

@@ -16,6 +16,9 @@
 //!    [`engine::images::import_images`] (root snapshot = the upload, alias `amazon`), named
 //!    `debian-12-amd64-YYYYMMDD-N`.
 //!
+//! 4. The public SSM parameter [`SSM_PARAMETER`] (`/aws/service/debian/release/12/latest/amd64`)
+//!    names the image, so `resolve:ssm:…` works in RunInstances, as on AWS.
+//!
 //! Idempotent: every image carries the tag [`SOURCE_TAG`] naming its source (the build
 //! stamp's hash, or the `--image` file's content hash); a region that already has an image
 //! of that source gets nothing new, and its id is printed again.
@@ -40,6 +43,8 @@ use crate::ebs_client::{self, Client, ClientConfig, Credentials};
 pub const AMAZON_ACCOUNT_ID: &str = "137112412989";
 /// Its account name.
 const AMAZON_ACCOUNT_NAME: &str = "amazon";
+/// The public SSM parameter naming the current image (as AWS names Debian's).
+pub const SSM_PARAMETER: &str = "/aws/service/debian/release/12/latest/amd64";
 /// Tag on each published image naming the disk it was made from.
 pub const SOURCE_TAG: &str = "openami:quickstart-source";
 /// The build script, written to a temporary file and run with bash.
@@ -149,6 +154,19 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         );
         out.push(published);
     }
+    // Published the way AWS publishes its current Quick Start images: a public SSM
+    // parameter every account reads (and RunInstances takes as `resolve:ssm:<name>`).
+    // Only for the Debian image built here, not for a disk given with --image.
+    for p in out.iter().filter(|_| args.image.is_none()) {
+        ssm::publish_public_parameter(
+            &catalog,
+            &p.region,
+            SSM_PARAMETER,
+            &p.image_id,
+            "aws:ec2:image",
+        )
+        .with_context(|| format!("publishing {SSM_PARAMETER} in {}", p.region))?;
+    }
     let images: Vec<Value> = out
         .iter()
         .map(|p| {
@@ -158,6 +176,7 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
                 "Name": p.name,
                 "SnapshotId": p.snapshot_id,
                 "New": p.new,
+                "SsmParameter": args.image.is_none().then_some(SSM_PARAMETER),
             })
         })
         .collect();

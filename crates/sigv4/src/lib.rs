@@ -139,6 +139,15 @@ impl Policy {
     }
 }
 
+/// The service named in the request's credential scope (header or presigned query),
+/// verifying nothing: for routing a request to the service that then verifies it.
+/// `None` if the request carries no parseable SigV4 authentication.
+pub fn scope_service(req: &RequestParts<'_>) -> Option<String> {
+    parse::extract(req)
+        .ok()
+        .map(|input| input.credential.service)
+}
+
 /// A request whose signature verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -162,6 +171,33 @@ pub struct Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_service_reads_header_and_query_scopes() {
+        let headers = vec![
+            ("X-Amz-Date".to_owned(), "20150830T123600Z".to_owned()),
+            (
+                "Authorization".to_owned(),
+                "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/ssm/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=abc"
+                    .to_owned(),
+            ),
+        ];
+        let req = |headers: &[(String, String)], query: &'static str| {
+            scope_service(&RequestParts {
+                method: "POST",
+                path: "/",
+                query,
+                headers,
+                body: b"",
+            })
+        };
+        assert_eq!(req(&headers, "").as_deref(), Some("ssm"));
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20150830%2Fus-east-1%2Fec2%2Faws4_request\
+                     &X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Signature=abc";
+        assert_eq!(req(&[], query).as_deref(), Some("ec2"));
+        assert_eq!(req(&[], ""), None);
+    }
 
     #[test]
     fn secret_is_redacted() {

@@ -293,7 +293,7 @@ impl Cloud {
         &self,
         caller: &Caller,
         id: &str,
-        req: &super::launch::MetadataOptionsRequest,
+        req: &super::MetadataOptionsRequest,
     ) -> Ec2Result<crate::network::MetadataOptions> {
         let _t = super::lifecycle::lock_transitions();
         let row = self.owned_instance(caller, id)?;

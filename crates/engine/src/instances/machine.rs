@@ -119,7 +119,7 @@ impl BlockDevice for VolumeDevice {
     }
 }
 
-fn machine_error(context: &str, e: impl std::fmt::Display) -> Ec2Error {
+pub(crate) fn machine_error(context: &str, e: impl std::fmt::Display) -> Ec2Error {
     Ec2Error::internal(context, e)
 }
 
@@ -336,11 +336,11 @@ impl Machine {
             },
             run_dir: runtime_dir.clone(),
             network: None,
-            identity: Some(identity(&row.id, &doc.instance_type)),
+            identity: Some(super::network::identity(&row.id, &doc.instance_type)),
         };
-        let imds = start_imds(cloud, &row.id, &runtime_dir)?;
+        let imds = super::metadata::start_imds(cloud, &row.id, &runtime_dir)?;
         let mut spec = spec;
-        spec.network = net_spec(cloud, doc, &runtime_dir, imds.is_some());
+        spec.network = super::network::net_spec(cloud, doc, &runtime_dir, imds.is_some());
         let vm = match compute::Vm::launch(spec) {
             Ok(vm) => vm,
             Err(e) => {
@@ -430,7 +430,7 @@ impl Machine {
             exports.insert(d.volume_id.clone(), server);
         }
         let imds = if vm.spec().network.is_some() {
-            start_imds(cloud, &row.id, &runtime_dir)?
+            super::metadata::start_imds(cloud, &row.id, &runtime_dir)?
         } else {
             None
         };
@@ -604,95 +604,6 @@ impl Machine {
             .console_output()
             .map_err(|e| machine_error("console", e))
     }
-}
-
-/// The SMBIOS identity cloud-init recognises as EC2: a system UUID (and equal serial)
-/// starting with `ec2`, derived from the instance id so it is stable across boots.
-fn identity(instance_id: &str, instance_type: &str) -> compute::Identity {
-    let h = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        instance_id.as_bytes(),
-    ));
-    compute::Identity {
-        manufacturer: "Amazon EC2".into(),
-        product: instance_type.to_string(),
-        uuid: format!(
-            "ec2{}-{}-{}-{}-{}",
-            &h[0..5],
-            &h[5..9],
-            &h[9..13],
-            &h[13..17],
-            &h[17..29]
-        ),
-        asset_tag: instance_id.to_string(),
-    }
-}
-
-/// Serves the instance's metadata on `<run dir>/imds.sock`, when machines get a relay.
-fn start_imds(
-    cloud: &Arc<Cloud>,
-    instance_id: &str,
-    runtime_dir: &Path,
-) -> Ec2Result<Option<imds::ImdsHandle>> {
-    if cloud.compute_config().imds_relay.is_none() {
-        return Ok(None);
-    }
-    let key = cloud
-        .data_dir()
-        .secret_key("imds-token.key")
-        .map_err(|e| machine_error("metadata token key", e))?;
-    let source = super::metadata::InstanceMetadata::new(cloud, instance_id);
-    imds::ImdsServer::bind(&runtime_dir.join("imds.sock"), source, key)
-        .map(Some)
-        .map_err(|e| machine_error("serving instance metadata", e))
-}
-
-/// The NIC of an instance with a network interface: its MAC, private address (on the
-/// NIC when the subnet allows, see `instances::network`), DHCP hostname and the
-/// metadata relay. Host forwards are added once QEMU runs.
-fn net_spec(
-    cloud: &Cloud,
-    doc: &InstanceDoc,
-    runtime_dir: &Path,
-    with_imds: bool,
-) -> Option<compute::NetSpec> {
-    let net = doc.network.as_ref()?;
-    let subnet = super::network::Cidr::parse(&net.subnet_cidr, false)?;
-    let (slirp, on_nic) = super::network::slirp_net(&subnet);
-    let (host, dns, address) = if on_nic {
-        (
-            subnet.nth(1).to_string(),
-            subnet.nth(2).to_string(),
-            doc.private_ip.clone(),
-        )
-    } else {
-        (
-            slirp.nth(2 * 256 + 2).to_string(),
-            slirp.nth(2 * 256 + 3).to_string(),
-            slirp.nth(2 * 256 + 15).to_string(),
-        )
-    };
-    let mut guest_forwards = Vec::new();
-    if with_imds && let Some(relay) = &cloud.compute_config().imds_relay {
-        let mut command = relay.clone();
-        command.push(runtime_dir.join("imds.sock").to_string_lossy().into_owned());
-        guest_forwards.push(compute::GuestForward {
-            addr: super::network::IMDS_ADDR.into(),
-            port: 80,
-            command,
-        });
-    }
-    Some(compute::NetSpec {
-        mac: net.mac.clone(),
-        net: slirp.to_string(),
-        host,
-        dns,
-        dhcp_start: address,
-        hostname: Some(format!("ip-{}", doc.private_ip.replace('.', "-"))),
-        guest_forwards,
-        host_forwards: Vec::new(),
-        egress: cloud.compute_config().egress,
-    })
 }
 
 /// How long DetachVolume waits for a guest to release a hot-plugged disk.

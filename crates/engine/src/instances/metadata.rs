@@ -4,10 +4,11 @@
 //! current. The source holds only a weak reference: a machine never keeps the cloud
 //! alive.
 
+use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use super::{InstanceDoc, doc_of};
-use crate::Cloud;
+use crate::{Cloud, Ec2Result};
 
 /// The metadata of one instance, read from the catalog.
 pub(crate) struct InstanceMetadata {
@@ -44,6 +45,25 @@ fn block_devices(doc: &InstanceDoc) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Serves the instance's metadata on `<run dir>/imds.sock`, when machines get a relay.
+pub(crate) fn start_imds(
+    cloud: &Arc<Cloud>,
+    instance_id: &str,
+    runtime_dir: &Path,
+) -> Ec2Result<Option<imds::ImdsHandle>> {
+    if cloud.compute_config().imds_relay.is_none() {
+        return Ok(None);
+    }
+    let key = cloud
+        .data_dir()
+        .secret_key("imds-token.key")
+        .map_err(|e| super::machine::machine_error("metadata token key", e))?;
+    let source = InstanceMetadata::new(cloud, instance_id);
+    imds::ImdsServer::bind(&runtime_dir.join("imds.sock"), source, key)
+        .map(Some)
+        .map_err(|e| super::machine::machine_error("serving instance metadata", e))
 }
 
 impl imds::MetadataSource for InstanceMetadata {

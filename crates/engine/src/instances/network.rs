@@ -32,6 +32,8 @@
 
 use std::net::Ipv4Addr;
 
+use std::path::Path;
+
 use catalog::ResourceRow;
 
 use super::{InstanceDoc, KIND, doc_of};
@@ -176,6 +178,76 @@ pub(crate) fn release_public_ip(doc: &mut InstanceDoc) {
     if let Some(n) = &mut doc.network {
         n.public_ip = None;
     }
+}
+
+/// The SMBIOS identity cloud-init recognises as EC2: a system UUID (and equal serial)
+/// starting with `ec2`, derived from the instance id so it is stable across boots.
+pub(crate) fn identity(instance_id: &str, instance_type: &str) -> compute::Identity {
+    let h = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        instance_id.as_bytes(),
+    ));
+    compute::Identity {
+        manufacturer: "Amazon EC2".into(),
+        product: instance_type.to_string(),
+        uuid: format!(
+            "ec2{}-{}-{}-{}-{}",
+            &h[0..5],
+            &h[5..9],
+            &h[9..13],
+            &h[13..17],
+            &h[17..29]
+        ),
+        asset_tag: instance_id.to_string(),
+    }
+}
+
+/// The NIC of an instance with a network interface: its MAC, private address (on the
+/// NIC when the subnet allows, see `instances::network`), DHCP hostname and the
+/// metadata relay. Host forwards are added once QEMU runs.
+pub(crate) fn net_spec(
+    cloud: &Cloud,
+    doc: &InstanceDoc,
+    runtime_dir: &Path,
+    with_imds: bool,
+) -> Option<compute::NetSpec> {
+    let net = doc.network.as_ref()?;
+    let subnet = Cidr::parse(&net.subnet_cidr, false)?;
+    let (slirp, on_nic) = slirp_net(&subnet);
+    let (host, dns, address) = if on_nic {
+        (
+            subnet.nth(1).to_string(),
+            subnet.nth(2).to_string(),
+            doc.private_ip.clone(),
+        )
+    } else {
+        (
+            slirp.nth(2 * 256 + 2).to_string(),
+            slirp.nth(2 * 256 + 3).to_string(),
+            slirp.nth(2 * 256 + 15).to_string(),
+        )
+    };
+    let mut guest_forwards = Vec::new();
+    if with_imds && let Some(relay) = &cloud.compute_config().imds_relay {
+        let mut command = relay.clone();
+        command.push(runtime_dir.join("imds.sock").to_string_lossy().into_owned());
+        guest_forwards.push(compute::GuestForward {
+            addr: IMDS_ADDR.into(),
+            port: 80,
+            command,
+        });
+    }
+    Some(compute::NetSpec {
+        mac: net.mac.clone(),
+        net: slirp.to_string(),
+        host,
+        dns,
+        dhcp_start: address,
+        hostname: Some(format!("ip-{}", doc.private_ip.replace('.', "-"))),
+        guest_forwards,
+        host_forwards: Vec::new(),
+        egress: cloud.compute_config().egress,
+    })
 }
 
 /// True for instances that hold addresses (everything but terminated).

@@ -400,7 +400,6 @@ impl Cloud {
     /// The caller's groups `group_ids`, all of VPC `vpc_id` (for RunInstances,
     /// ModifyInstanceAttribute groupSet, ModifyNetworkInterfaceAttribute). A group of
     /// another VPC is `InvalidParameter`; an unknown one `InvalidGroup.NotFound`.
-    #[allow(dead_code, reason = "the instance layer calls it")]
     pub(crate) fn groups_in_vpc(
         &self,
         caller: &Caller,
@@ -428,7 +427,6 @@ impl Cloud {
 
     /// The flattened ingress rules of `group_ids` (any account: the caller already owns
     /// them). Groups that no longer exist contribute nothing.
-    #[allow(dead_code, reason = "the instance layer calls it")]
     pub(crate) fn ingress_rules(&self, group_ids: &[String]) -> Ec2Result<Vec<IngressRule>> {
         let mut out = Vec::new();
         for id in group_ids {

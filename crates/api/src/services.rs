@@ -1,0 +1,199 @@
+//! Which AWS service a request at `/` is for, and the services other than EC2.
+//!
+//! Requests are routed on the service of their SigV4 credential scope (never on `Action`
+//! alone): `ec2` → the EC2 Query API, `ssm` → Parameter Store (JSON 1.1, `X-Amz-Target`).
+//! Unsigned or unparseable requests go to EC2, which answers the authentication error. A
+//! new service (e.g. `autoscaling`, `elasticloadbalancing`) is one more arm in [`root`].
+//! Each service then verifies the signature with its own [`Policy`].
+//!
+//! Also here: `resolve:ssm:<name>[:<version>]` image ids of RunInstances ([`resolve_image`]).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use engine::{Caller, Ec2Error, Ec2Result};
+use sigv4::{AuthError, Policy, RequestParts};
+
+use crate::action::Action;
+use crate::instances::InstanceAction;
+use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
+
+/// The services served at `/`, for the error naming them.
+const SERVED: &str = "ec2 or ssm";
+
+/// `/`: dispatches on the credential scope's service.
+pub(crate) async fn root(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header_list = header_pairs(&headers);
+    let service = sigv4::scope_service(&RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &header_list,
+        body: &body,
+    });
+    match service.as_deref() {
+        None | Some("ec2") => crate::ec2(State(state), method, uri, headers, body).await,
+        Some("ssm") => ssm(state, method, uri, headers, body).await,
+        Some(other) => {
+            // AWS answers a scope naming another service SignatureDoesNotMatch; say which
+            // services this endpoint serves.
+            let auth = AuthError::WrongService {
+                expected: SERVED.to_string(),
+                got: other.to_string(),
+            };
+            let e = Ec2Error {
+                code: auth.aws_code().to_string(),
+                message: format!(
+                    "{auth}; this request is signed for service '{other}', which openami does not serve at / (the EBS direct APIs are under /snapshots)."
+                ),
+                status: auth.http_status(),
+            };
+            tracing::info!(service = %other, "request for an unserved service");
+            (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN),
+                [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
+                crate::error_body(&e, &request_id()),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The JSON error codes of authentication failures (the JSON protocols' words).
+fn json_auth_code(e: &AuthError) -> &'static str {
+    match e.aws_code() {
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "AuthFailure" => "UnrecognizedClientException",
+        other => other,
+    }
+}
+
+fn ssm_error(status: u16, code: &str, message: &str) -> ssm::Reply {
+    ssm::Reply {
+        status,
+        body: serde_json::json!({"__type": code, "message": message}).to_string(),
+        operation: String::new(),
+    }
+}
+
+fn ssm_handle(
+    state: &ApiState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ssm::Reply {
+    if method != Method::POST {
+        return ssm_error(
+            405,
+            "UnsupportedHttpVerb",
+            &format!("The HTTP verb {method} is not supported; AmazonSSM takes POST"),
+        );
+    }
+    let header_list = header_pairs(headers);
+    let policy = Policy {
+        service: "ssm".into(),
+        ..state.policy.clone()
+    };
+    let catalog = state.cloud.catalog();
+    let verified = match sigv4::verify(
+        &RequestParts {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers: &header_list,
+            body,
+        },
+        &policy,
+        SystemTime::now(),
+        &CatalogCredentials(catalog),
+    ) {
+        Ok(v) => v,
+        Err(e) => return ssm_error(e.http_status(), json_auth_code(&e), &e.to_string()),
+    };
+    let account = match catalog.access_key(&verified.access_key_id) {
+        Ok(Some((account, _))) => account,
+        Ok(None) => {
+            return ssm_error(
+                400,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            );
+        }
+        Err(e) => return ssm_error(500, "InternalServerError", &e.to_string()),
+    };
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    ssm::handle(catalog, &account, &verified.region, target, body)
+}
+
+async fn ssm(
+    state: Arc<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let reply =
+        tokio::task::spawn_blocking(move || ssm_handle(&state, &method, &uri, &headers, &body))
+            .await
+            .unwrap_or_else(|e| ssm_error(500, "InternalServerError", &e.to_string()));
+    tracing::info!(
+        operation = %reply.operation,
+        status = reply.status,
+        ms = started.elapsed().as_millis() as u64,
+        request_id = %request_id,
+        "ssm request"
+    );
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        reply.body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// Replaces a RunInstances image id `resolve:ssm:<name>[:<version>]` by the value of that
+/// parameter (the caller's own, or public); a parameter that cannot be read answers
+/// `InvalidParameterValue`.
+pub(crate) fn resolve_image(
+    catalog: &engine::Catalog,
+    caller: &Caller,
+    action: &mut Action,
+) -> Ec2Result<()> {
+    let Action::Instance(InstanceAction::Run(req)) = action else {
+        return Ok(());
+    };
+    let Some(reference) = req.image_id.strip_prefix("resolve:ssm:") else {
+        return Ok(());
+    };
+    match ssm::resolve(catalog, &caller.account_id, &caller.region, reference) {
+        Ok(value) => {
+            req.image_id = value;
+            Ok(())
+        }
+        Err(e) if e.status == 500 => Err(Ec2Error::internal("resolving an SSM parameter", e)),
+        Err(e) => Err(Ec2Error::client(
+            "InvalidParameterValue",
+            format!(
+                "Invalid value '{}' for ImageId: unable to resolve the SSM parameter {reference}: {}",
+                req.image_id, e.message
+            ),
+        )),
+    }
+}
