@@ -11,6 +11,7 @@ use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
 };
+use crate::instance_options::InstanceOptionAction;
 use crate::instances::InstanceAction;
 use crate::keypairs::KeyPairAction;
 use crate::params::Params;
@@ -175,6 +176,8 @@ pub enum Action {
     Transfer(TransferAction),
     /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
     KeyPair(KeyPairAction),
+    /// Instance options: CPU credits, UEFI data (crate::instance_options).
+    InstanceOption(InstanceOptionAction),
     /// VPC layer actions (VPCs, subnets, security groups, …).
     Vpc(VpcAction),
 }
@@ -396,6 +399,9 @@ impl Action {
             }
             "DisableImageBlockPublicAccess" => Action::DisableImageBlockPublicAccess,
             other => {
+                if other == "RunInstances" {
+                    crate::run_options::refuse_unsupported(p)?;
+                }
                 if let Some(action) = InstanceAction::parse(other, p)? {
                     Action::Instance(action)
                 } else if let Some(action) = TransferAction::parse(other, p)? {
@@ -404,6 +410,8 @@ impl Action {
                     Action::KeyPair(action)
                 } else if let Some(action) = VpcAction::parse(other, p)? {
                     Action::Vpc(action)
+                } else if let Some(action) = InstanceOptionAction::parse(other, p)? {
+                    Action::InstanceOption(action)
                 } else {
                     return Err(unknown_action(other));
                 }

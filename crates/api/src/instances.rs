@@ -236,8 +236,15 @@ impl InstanceAction {
                 shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
                 disable_api_termination: p.bool("DisableApiTermination")?,
                 disable_api_stop: p.bool("DisableApiStop")?,
-                availability_zone: p.string("Placement.AvailabilityZone"),
+                // An empty zone (the Terraform AWS provider sends one) means no preference.
+                availability_zone: p
+                    .string("Placement.AvailabilityZone")
+                    .filter(|z| !z.is_empty()),
                 ebs_optimized: p.bool("EbsOptimized")?,
+                cpu_credits: p
+                    .get("CreditSpecification.CpuCredits")
+                    .map(engine::instances::credits::CpuCredits::parse)
+                    .transpose()?,
                 key_name: p.string("KeyName"),
                 subnet_id: p.string("SubnetId"),
                 security_group_ids: p.list("SecurityGroupId")?,
@@ -469,6 +476,13 @@ fn instance_xml(x: &mut Xml, v: &InstanceView, region: &str) {
     });
     if let Some(n) = &d.network {
         x.text("sourceDestCheck", &n.source_dest_check.to_string());
+        // VPC instances: IP-based hostnames (ip-172-31-0-4.ec2.internal), no DNS records
+        // by resource name (RunInstances refuses other PrivateDnsNameOptions: run_options).
+        x.elem("privateDnsNameOptions", |x| {
+            x.text("hostnameType", "ip-name")
+                .text("enableResourceNameDnsARecord", "false")
+                .text("enableResourceNameDnsAAAARecord", "false");
+        });
     }
     x.text("ebsOptimized", &d.ebs_optimized.to_string())
         .text("enaSupport", &d.ena_support.to_string())

@@ -15,10 +15,12 @@
 pub mod action;
 mod ebs;
 pub mod images;
+pub mod instance_options;
 pub mod instances;
 pub mod keypairs;
 pub mod params;
 mod respond;
+pub mod run_options;
 pub mod security_groups;
 mod services;
 pub mod transfers;

@@ -52,6 +52,8 @@ pub struct RunInstances {
     pub availability_zone: Option<String>,
     /// `EbsOptimized`.
     pub ebs_optimized: Option<bool>,
+    /// `CreditSpecification.CpuCredits` (burstable types only).
+    pub cpu_credits: Option<super::credits::CpuCredits>,
     /// `KeyName`.
     pub key_name: Option<String>,
     /// `SubnetId`.
@@ -244,6 +246,7 @@ impl Cloud {
             ));
         }
         let itype = instance_type(req.instance_type.as_deref().unwrap_or("m1.small"))?;
+        super::credits::check_cpu_credits(itype.name, req.cpu_credits)?;
         let shutdown_behavior = req
             .shutdown_behavior
             .clone()
@@ -501,6 +504,7 @@ impl Cloud {
             disable_api_termination: req.disable_api_termination.unwrap_or(false),
             disable_api_stop: req.disable_api_stop.unwrap_or(false),
             ebs_optimized: req.ebs_optimized.unwrap_or(false),
+            cpu_credits: super::credits::check_cpu_credits(launch.itype.name, req.cpu_credits)?,
             key_name: launch.key.map(|k| k.key_name.clone()),
             key_public: launch.key.map(|k| k.public_key.clone()),
             client_token: req.client_token.clone(),

@@ -14,6 +14,7 @@
 mod attach;
 mod attributes;
 mod create_image;
+pub mod credits;
 mod interface;
 mod launch;
 mod lifecycle;
@@ -21,6 +22,7 @@ pub(crate) mod machine;
 mod metadata;
 pub mod network;
 mod types;
+mod uefi;
 
 use catalog::ResourceRow;
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,9 @@ pub struct InstanceDoc {
     pub disable_api_stop: bool,
     /// EBS optimized flag (recorded).
     pub ebs_optimized: bool,
+    /// CPU credit option of a burstable instance, when one was chosen (absent: the
+    /// type's default, see `credits::default_cpu_credits`).
+    pub cpu_credits: Option<String>,
     /// Key pair name.
     pub key_name: Option<String>,
     /// The key pair's OpenSSH public key at launch (served by the metadata service, as on
