@@ -623,12 +623,16 @@ fn attachment_xml(x: &mut Xml, a: &VolumeAttachment) {
 
 fn status_summary(x: &mut Xml, name: &str, status: &str) {
     x.elem(name, |x| {
-        x.text("status", status).elem("details", |x| {
-            x.elem("item", |x| {
-                x.text("name", "reachability")
-                    .text("status", reachability(status));
+        x.text("status", status);
+        // EC2 has no checks to detail for instances that do not run.
+        if status != "not-applicable" {
+            x.elem("details", |x| {
+                x.elem("item", |x| {
+                    x.text("name", "reachability")
+                        .text("status", reachability(status));
+                });
             });
-        });
+        }
     });
 }
 

@@ -100,7 +100,10 @@ impl DataDir {
         } else if !root.is_dir() {
             return Err(DataDirError::Missing(root.into()));
         }
-        Ok(DataDir { root: root.into() })
+        // Absolute, so that everything keyed by the directory (the machines' runtime
+        // directory, its owner file) names it the same way from any working directory.
+        let root = fs::canonicalize(root).map_err(io("resolving data directory", root))?;
+        Ok(DataDir { root })
     }
 
     /// The directory.

@@ -221,8 +221,6 @@ impl Cloud {
 
     /// Waits for background work (snapshots in progress) and closes open volumes.
     pub fn shutdown(&self) {
-        self.shutting_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shutdown_machines();
         let workers: Vec<_> = lock(&self.workers).drain(..).collect();
         for worker in workers {

@@ -85,6 +85,12 @@ fn public_pool(pool: &str) -> anyhow::Result<String> {
     if !loopback.contains(&cidr) || cidr.prefix > 30 {
         anyhow::bail!("--public-ip-pool {pool}: must be a /8../30 network inside 127.0.0.0/8");
     }
+    // 127.0.0.1 is where local services (openami itself by default) listen.
+    if cidr.contains_ip(std::net::Ipv4Addr::LOCALHOST) {
+        anyhow::bail!(
+            "--public-ip-pool {pool}: must not contain 127.0.0.1, where local services listen"
+        );
+    }
     Ok(cidr.to_string())
 }
 

@@ -153,7 +153,9 @@ impl Cloud {
                 ),
             ));
         }
-        if let Some(machine) = lock(&self.machines).get(&attachment.instance_id).cloned() {
+        // Not holding the machines lock while the guest is asked to let go (up to 10 s).
+        let machine = lock(&self.machines).get(&attachment.instance_id).cloned();
+        if let Some(machine) = machine {
             machine.unplug(volume_id, force)?;
         }
         vol.attachment = None;

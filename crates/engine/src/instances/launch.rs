@@ -332,7 +332,8 @@ impl Cloud {
         let mut views: Vec<InstanceView> = Vec::new();
         // Addresses are chosen and recorded under one lock, so concurrent launches never
         // share one.
-        let _addresses = super::network::address_lock();
+        let addresses = super::network::address_lock();
+        let mut failure = None;
         for index in 0..count {
             let taken_private: Vec<String> =
                 views.iter().map(|v| v.doc.private_ip.clone()).collect();
@@ -340,52 +341,49 @@ impl Cloud {
                 .iter()
                 .filter_map(|v| v.doc.network.as_ref().and_then(|n| n.public_ip.clone()))
                 .collect();
-            let network =
-                self.interface_for_launch(&placement, &nic, &taken_private, &taken_public);
-            let network = match network {
-                Ok(n) => n,
-                Err(e) => {
-                    for created in &views {
-                        self.finish_terminate(&created.id, None);
-                        let _ = self.catalog.clear_tags(&created.id);
-                        let _ = self.catalog.delete_resource(&created.id);
-                    }
-                    return Err(e);
-                }
-            };
-            let view = self.create_instance(
-                caller,
-                &req,
-                &image,
-                &mappings,
-                Launch {
-                    itype,
-                    zone: &zone,
-                    root_device: &root_device,
-                    reservation_id: &reservation_id,
-                    index,
-                    shutdown_behavior: &shutdown_behavior,
-                    instance_tags: &instance_tags,
-                    volume_tags: &volume_tags,
-                    network,
-                    key: key.as_ref(),
-                    metadata_options: &metadata_options,
-                },
-            );
-            match view {
+            let created = self
+                .interface_for_launch(&placement, &nic, &taken_private, &taken_public)
+                .and_then(|network| {
+                    self.create_instance(
+                        caller,
+                        &req,
+                        &image,
+                        &mappings,
+                        Launch {
+                            itype,
+                            zone: &zone,
+                            root_device: &root_device,
+                            reservation_id: &reservation_id,
+                            index,
+                            shutdown_behavior: &shutdown_behavior,
+                            instance_tags: &instance_tags,
+                            volume_tags: &volume_tags,
+                            network,
+                            key: key.as_ref(),
+                            metadata_options: &metadata_options,
+                        },
+                    )
+                });
+            match created {
                 Ok(view) => views.push(view),
                 Err(e) => {
-                    // All or nothing: undo the instances (and volumes) created so far.
-                    for created in &views {
-                        self.finish_terminate(&created.id, None);
-                        let _ = self.catalog.clear_tags(&created.id);
-                        let _ = self.catalog.delete_resource(&created.id);
-                    }
-                    return Err(e);
+                    failure = Some(e);
+                    break;
                 }
             }
         }
-        drop(_addresses);
+        // The undo takes the transitions lock, which StartInstances holds while it asks
+        // for the address lock: never hold both the other way round.
+        drop(addresses);
+        if let Some(e) = failure {
+            // All or nothing: undo the instances (and volumes) created so far.
+            for created in &views {
+                self.finish_terminate(&created.id, None);
+                let _ = self.catalog.clear_tags(&created.id);
+                let _ = self.catalog.delete_resource(&created.id);
+            }
+            return Err(e);
+        }
         self.touch_image_launched(&req.image_id);
         for view in &views {
             self.boot_in_background(&view.id, user_data.clone());

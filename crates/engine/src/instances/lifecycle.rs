@@ -146,18 +146,16 @@ impl Cloud {
                 return;
             }
         };
-        if self.is_shutting_down() {
-            // Stopping began while QEMU started: end it; the instance boots next time.
-            machine.set_intent(Intent::Detach);
-            lock(&self.machines).insert(id.to_string(), Arc::clone(&machine));
-            machine.kill();
-            self.supervise(id, &machine);
-            return;
-        }
         {
             let _t = transitions();
             let current = self.catalog.resource(id).ok().flatten();
             match current {
+                Some(_) if !self.register_machine(id, &machine) => {
+                    // openami began to stop while QEMU started: end it; the instance
+                    // keeps its state and boots at the next start.
+                    machine.set_intent(Intent::Detach);
+                    machine.kill();
+                }
                 Some(row) if row.state == "pending" => {
                     if let Ok(mut doc) = doc_of(&row) {
                         doc.state_reason = None;
@@ -168,10 +166,9 @@ impl Cloud {
                             tracing::error!(instance = %id, error = %e, "cannot record running");
                         }
                     }
-                    lock(&self.machines).insert(id.to_string(), Arc::clone(&machine));
                 }
                 other => {
-                    // Stopped or terminated while booting.
+                    // Stopped or terminated while booting (registered above, or gone).
                     let stopping = other.is_some_and(|r| r.state == "stopping");
                     machine.set_intent(if stopping {
                         Intent::Stop
@@ -183,7 +180,23 @@ impl Cloud {
                 }
             }
         }
+        // Rules may have changed while QEMU started, before security group changes could
+        // find the machine: apply what they say now.
+        if machine.intent().is_none() {
+            machine.apply_forwards(self);
+        }
         self.supervise(id, &machine);
+    }
+
+    /// Records a booted machine, unless openami has begun to stop (checked under the
+    /// same lock [`Cloud::shutdown_machines`] takes, so no machine is missed by both).
+    fn register_machine(&self, id: &str, machine: &Arc<Machine>) -> bool {
+        let mut machines = lock(&self.machines);
+        if self.is_shutting_down() {
+            return false;
+        }
+        machines.insert(id.to_string(), Arc::clone(machine));
+        true
     }
 
     /// Follows a machine until it ends, then finishes the transition its end implies.
@@ -409,7 +422,8 @@ impl Cloud {
                 continue;
             }
             self.record_user_transition(&row, "stopping")?;
-            match lock(&self.machines).get(&row.id).cloned() {
+            let machine = lock(&self.machines).get(&row.id).cloned();
+            match machine {
                 Some(machine) => {
                     machine.set_intent(Intent::Stop);
                     self.spawn_worker(format!("stop {}", row.id), move || {
@@ -478,7 +492,8 @@ impl Cloud {
             }
         }
         for row in rows {
-            if let Some(machine) = lock(&self.machines).get(&row.id).cloned() {
+            let machine = lock(&self.machines).get(&row.id).cloned();
+            if let Some(machine) = machine {
                 machine.reset()?;
             }
         }
@@ -512,7 +527,8 @@ impl Cloud {
                 continue;
             }
             self.record_user_transition(&row, "shutting-down")?;
-            match lock(&self.machines).get(&row.id).cloned() {
+            let machine = lock(&self.machines).get(&row.id).cloned();
+            match machine {
                 Some(machine) => {
                     machine.set_intent(Intent::Terminate);
                     machine.kill();
@@ -575,7 +591,12 @@ impl Cloud {
     /// Stops every machine (openami is shutting down): instances stay `running` in the
     /// catalog and boot again at the next start.
     pub fn shutdown_machines(&self) {
-        let machines: Vec<Arc<Machine>> = lock(&self.machines).values().cloned().collect();
+        let machines: Vec<Arc<Machine>> = {
+            let machines = lock(&self.machines);
+            self.shutting_down
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            machines.values().cloned().collect()
+        };
         for m in machines {
             m.set_intent(Intent::Detach);
             m.kill();

@@ -133,6 +133,9 @@ pub(crate) struct Machine {
     intent: Mutex<Option<Intent>>,
     /// The instance's metadata service (absent without a NIC or a relay program).
     imds: Mutex<Option<imds::ImdsHandle>>,
+    /// When this openami adopted the machine (its guest was up before a crash of
+    /// openami, so it counts as reached even if it never asks its metadata again).
+    adopted_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -170,7 +173,9 @@ const OWNER_FILE: &str = "owner";
 /// run directories of instances that are not (or no longer) in the catalog; in the other
 /// `openami-*` runtime roots of this host, everything whose data dir is gone (a test
 /// harness deleted it, say). Those QEMUs would otherwise run (or sit paused before their
-/// first instruction) for good.
+/// first instruction) for good. A root whose owner is not an absolute path, or whose
+/// owner's `openami.lock` is held (a live openami), is left alone; a run directory is
+/// removed only once its machine is known to be gone.
 pub(crate) fn sweep_orphans(cloud: &Cloud) {
     let own = runtime_root(cloud);
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
@@ -190,26 +195,43 @@ pub(crate) fn sweep_orphans(cloud: &Cloud) {
             sweep_unclaimed(cloud, &root);
             continue;
         }
-        let owner = std::fs::read_to_string(root.join(OWNER_FILE)).ok();
-        let owner_gone = owner
-            .as_deref()
-            .is_some_and(|dir| !Path::new(dir.trim()).join("catalog.db").exists());
-        if owner_gone {
+        let Ok(owner) = std::fs::read_to_string(root.join(OWNER_FILE)) else {
+            continue;
+        };
+        let owner = PathBuf::from(owner.trim());
+        if owner.is_absolute() && !owner.join("catalog.db").exists() && !owner_is_live(&owner) {
             tracing::info!(root = %root.display(), "ending the machines of a deleted data dir");
-            end_all(&root);
-            let _ = std::fs::remove_dir_all(&root);
+            if end_all(&root) {
+                let _ = std::fs::remove_dir_all(&root);
+            }
         }
     }
 }
 
-/// Ends every machine of a runtime root.
-fn end_all(root: &Path) {
-    let Ok(dirs) = std::fs::read_dir(root) else {
-        return;
+/// Whether an openami holds the data dir's owner lock.
+fn owner_is_live(data_dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(data_dir.join("openami.lock")) else {
+        return false;
     };
-    for dir in dirs.flatten() {
-        end_leftover(&dir.path());
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => true,
     }
+}
+
+/// Ends every machine of a runtime root; true when none is left.
+fn end_all(root: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return false;
+    };
+    // Every machine is asked to end, even after one that could not be.
+    let failed = dirs
+        .flatten()
+        .filter(|d| d.path().is_dir())
+        .filter(|dir| !end_leftover(&dir.path()))
+        .count();
+    failed == 0
 }
 
 /// Ends the machines of this data dir that no instance claims.
@@ -228,25 +250,30 @@ fn sweep_unclaimed(cloud: &Cloud, root: &Path) {
             .ok()
             .flatten()
             .is_some_and(|row| row.state != "terminated");
-        if !claimed {
-            end_leftover(&dir.path());
+        if !claimed && end_leftover(&dir.path()) {
             let _ = std::fs::remove_dir_all(dir.path());
         }
     }
 }
 
-/// Kills the QEMU of a run directory, if one still runs there.
-fn end_leftover(run_dir: &Path) {
+/// Kills the QEMU of a run directory, if one still runs there; true when none runs
+/// there any more.
+fn end_leftover(run_dir: &Path) -> bool {
     match compute::Vm::adopt(run_dir) {
         Ok(Some(mut vm)) => {
             tracing::info!(run_dir = %run_dir.display(), pid = vm.pid(), "ending an orphaned machine");
-            if let Err(e) = vm.kill() {
-                tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot end an orphaned machine");
+            match vm.kill() {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot end an orphaned machine");
+                    false
+                }
             }
         }
-        Ok(None) => {}
+        Ok(None) => true,
         Err(e) => {
-            tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot adopt an orphaned machine")
+            tracing::warn!(run_dir = %run_dir.display(), error = %e, "cannot adopt an orphaned machine");
+            false
         }
     }
 }
@@ -361,26 +388,35 @@ impl Machine {
             exports: Mutex::new(exports),
             intent: Mutex::new(None),
             imds: Mutex::new(imds),
+            adopted_ms: None,
         });
-        machine.apply_forwards(cloud, doc);
+        machine.apply_forwards(cloud);
         Ok(machine)
     }
 
     /// Makes the machine's host forwards what its security groups ask for now: adds the
-    /// missing ones, removes the others. A port the host cannot listen on is logged and
-    /// left closed.
-    pub(crate) fn apply_forwards(&self, cloud: &Cloud, doc: &InstanceDoc) {
-        let wanted = cloud.wanted_forwards(doc);
+    /// missing ones, removes the others. The instance and its groups' rules are read
+    /// while the machine is held, so concurrent refreshes cannot apply an older set last.
+    /// A port the host cannot listen on is logged and left closed.
+    pub(crate) fn apply_forwards(&self, cloud: &Cloud) {
         let mut vm = self.vm();
+        if vm.spec().network.is_none() {
+            return;
+        }
+        let doc = match cloud.catalog().resource(&self.instance_id) {
+            Ok(Some(row)) => match super::doc_of(&row) {
+                Ok(doc) => doc,
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        let wanted = cloud.wanted_forwards(&doc);
         let current: Vec<compute::HostForward> = vm
             .spec()
             .network
             .as_ref()
             .map(|n| n.host_forwards.clone())
             .unwrap_or_default();
-        if vm.spec().network.is_none() {
-            return;
-        }
         for old in current.iter().filter(|f| !wanted.contains(f)) {
             if let Err(e) = vm.remove_host_forward(old) {
                 tracing::warn!(instance = %self.instance_id, rule = %old.rule(), error = %e, "cannot remove a port forward");
@@ -396,7 +432,10 @@ impl Machine {
 
     /// When the guest last asked its metadata service something (ms since the epoch).
     pub(crate) fn last_metadata_request_ms(&self) -> Option<i64> {
-        lock(&self.imds).as_ref().and_then(|h| h.last_request_ms())
+        lock(&self.imds)
+            .as_ref()
+            .and_then(|h| h.last_request_ms())
+            .or(self.adopted_ms)
     }
 
     /// A PNG of the machine's screen.
@@ -442,8 +481,9 @@ impl Machine {
             exports: Mutex::new(exports),
             intent: Mutex::new(None),
             imds: Mutex::new(imds),
+            adopted_ms: Some(catalog::now_ms()),
         });
-        machine.apply_forwards(cloud, doc);
+        machine.apply_forwards(cloud);
         Ok(Some(machine))
     }
 
@@ -682,8 +722,7 @@ pub(crate) fn destroy_local_disks(cloud: &Cloud, row: &ResourceRow) -> Ec2Result
 /// Kills a QEMU process left by a previous run of openami for this instance, if any.
 pub(crate) fn reap_leftover(cloud: &Cloud, row: &ResourceRow) {
     let run_dir = runtime_root(cloud).join(&row.id);
-    if run_dir.exists() {
-        end_leftover(&run_dir);
+    if run_dir.exists() && end_leftover(&run_dir) {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
 }

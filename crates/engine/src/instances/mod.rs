@@ -363,8 +363,18 @@ impl Filterable for StatusView<'_> {
             }
             "instance-status.status" => Some(vec![instance.into()]),
             "system-status.status" => Some(vec![system.into()]),
-            "instance-status.reachability" => Some(vec![reachability(instance).into()]),
-            "system-status.reachability" => Some(vec![reachability(system).into()]),
+            "instance-status.reachability" => Some(
+                (instance != "not-applicable")
+                    .then(|| reachability(instance).to_string())
+                    .into_iter()
+                    .collect(),
+            ),
+            "system-status.reachability" => Some(
+                (system != "not-applicable")
+                    .then(|| reachability(system).to_string())
+                    .into_iter()
+                    .collect(),
+            ),
             "event.code" | "event.description" | "event.not-after" | "event.not-before" => {
                 Some(Vec::new())
             }

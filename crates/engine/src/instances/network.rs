@@ -370,7 +370,7 @@ impl Cloud {
                 n.groups.iter().any(|g| group_ids.contains(&g.id)) || group_ids.is_empty()
             });
             if member {
-                machine.apply_forwards(self, &doc);
+                machine.apply_forwards(self);
             }
         }
     }
