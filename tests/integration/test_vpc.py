@@ -466,7 +466,8 @@ def test_network_interfaces_of_instances(server, ec2, aws):
         a = n["Attachment"]
         assert a["InstanceId"] == iid and a["DeviceIndex"] == 0 and a["Status"] == "attached"
         assert a["DeleteOnTermination"] is True and a["InstanceOwnerId"] == creds["AccountId"]
-        assert n["Association"] == {"PublicIp": "127.0.0.77", "PublicDnsName": "", "IpOwnerId": "amazon"}
+        assert n["Association"] == {"PublicIp": "127.0.0.77", "IpOwnerId": "amazon",
+                                    "PublicDnsName": "ec2-127-0-0-77.compute-1.amazonaws.com"}
         assert n["PrivateIpAddresses"][0]["Primary"] is True
         for name, value in [("attachment.instance-id", iid), ("group-id", web), ("mac-address", n["MacAddress"]),
                             ("private-ip-address", "172.31.0.10"), ("subnet-id", subnet["SubnetId"])]:

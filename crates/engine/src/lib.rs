@@ -80,6 +80,8 @@ pub struct Cloud {
     image_index: images::ImageIndex,
     /// Key of EBS direct block tokens.
     token_secret: [u8; 32],
+    /// Key of instance metadata (IMDSv2) tokens.
+    imds_key: [u8; 32],
     /// Last PutSnapshotBlock per upload (ms), for upload timeouts.
     upload_activity: Mutex<HashMap<String, i64>>,
     /// How machines are run.
@@ -126,6 +128,7 @@ impl Cloud {
     ) -> Result<Arc<Self>, OpenError> {
         let catalog = Catalog::open(&data.catalog_path())?;
         let token_secret = data.secret_key("block-token.key")?;
+        let imds_key = data.secret_key("imds-token.key")?;
         let mut storages = HashMap::new();
         for name in regions {
             storages.insert(name.clone(), data.region(name)?);
@@ -140,6 +143,7 @@ impl Cloud {
             workers: Mutex::new(Vec::new()),
             image_index: images::ImageIndex::default(),
             token_secret,
+            imds_key,
             upload_activity: Mutex::new(HashMap::new()),
             compute: options.compute,
             machines: Mutex::new(HashMap::new()),

@@ -56,10 +56,7 @@ pub(crate) fn start_imds(
     if cloud.compute_config().imds_relay.is_none() {
         return Ok(None);
     }
-    let key = cloud
-        .data_dir()
-        .secret_key("imds-token.key")
-        .map_err(|e| super::machine::machine_error("metadata token key", e))?;
+    let key = cloud.imds_key;
     let source = InstanceMetadata::new(cloud, instance_id);
     imds::ImdsServer::bind(&runtime_dir.join("imds.sock"), source, key)
         .map(Some)
