@@ -53,6 +53,15 @@ def start_with_instances(tmp_path, guest_raw, name, count):  # noqa: F811
     return server, ids
 
 
+def kill_all(server, ids):
+    """After a failed assertion: nothing of the test may outlive it."""
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait()
+    for pid in qemu_of(ids):
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
 def wait_gone(ids, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline and qemu_of(ids):
@@ -62,34 +71,40 @@ def wait_gone(ids, timeout):
 
 def test_sigterm_is_prompt_with_pending_instances(tmp_path, guest_raw):  # noqa: F811
     server, ids = start_with_instances(tmp_path, guest_raw, "term", 4)
-    # At once: the instances are pending, their machines being launched.
-    started = time.time()
-    server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(timeout=30) == 0
-    took = time.time() - started
-    server.log.close()
-    print(f"[timing] SIGTERM with 4 pending instances: {took:.1f} s")
-    assert took < 10, f"a clean stop took {took:.1f} s"
-    assert wait_gone(ids, 5) == []
+    try:
+        # At once: the instances are pending, their machines being launched.
+        started = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+        took = time.time() - started
+        print(f"[timing] SIGTERM with 4 pending instances: {took:.1f} s")
+        assert took < 10, f"a clean stop took {took:.1f} s"
+        assert wait_gone(ids, 5) == []
+    finally:
+        kill_all(server, ids)
+        server.log.close()
 
 
 def test_machines_of_a_killed_server_with_a_deleted_data_dir_are_ended(tmp_path, guest_raw):  # noqa: F811
     server, ids = start_with_instances(tmp_path, guest_raw, "killed", 2)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(qemu_of(ids)) < 2:
-        time.sleep(0.1)
-    assert len(qemu_of(ids)) == 2
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait()
-    server.log.close()
-    # The machines outlive a crash of openami (by design: the next start adopts them) …
-    time.sleep(1)
-    assert len(qemu_of(ids)) == 2
-    # … but not the deletion of their data directory: the next openami ends them.
-    shutil.rmtree(tmp_path / "killed" / "data")
-    (tmp_path / "other").mkdir()
-    other = Server(tmp_path / "other" / "data")
     try:
-        assert wait_gone(ids, 15) == []
+        deadline = time.time() + 120
+        while time.time() < deadline and len(qemu_of(ids)) < 2:
+            time.sleep(0.1)
+        assert len(qemu_of(ids)) == 2
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait()
+        # The machines outlive a crash of openami (by design: the next start adopts them) …
+        time.sleep(1)
+        assert len(qemu_of(ids)) == 2
+        # … but not the deletion of their data directory: the next openami ends them.
+        shutil.rmtree(tmp_path / "killed" / "data")
+        (tmp_path / "other").mkdir()
+        other = Server(tmp_path / "other" / "data")
+        try:
+            assert wait_gone(ids, 15) == []
+        finally:
+            assert other.stop() == 0
     finally:
-        assert other.stop() == 0
+        kill_all(server, ids)
+        server.log.close()
