@@ -98,13 +98,19 @@ impl Cloud {
     /// Records a move to `state` an API call asked for (`User initiated (…)`); a start
     /// (`pending`) also clears the reason of the previous stop.
     fn record_user_transition(&self, row: &ResourceRow, state: &str) -> Ec2Result<()> {
-        let mut doc = doc_of(row)?;
+        let doc = doc_of(row)?;
+        self.record_user_doc(row, state, doc)
+    }
+
+    /// [`Cloud::record_user_transition`] with a document already changed by the caller.
+    fn record_user_doc(
+        &self,
+        row: &ResourceRow,
+        state: &str,
+        mut doc: InstanceDoc,
+    ) -> Ec2Result<()> {
         if state == "pending" {
             doc.state_reason = None;
-            let _addresses = super::network::address_lock();
-            self.assign_public_ip(&mut doc)?;
-            doc.state_transition_reason = user_initiated(now_ms());
-            return self.set_instance(&row.id, state, &doc);
         }
         doc.state_transition_reason = user_initiated(now_ms());
         self.set_instance(&row.id, state, &doc)
@@ -465,6 +471,19 @@ impl Cloud {
                 status: 500,
             });
         }
+        // New public addresses for every instance that starts, chosen before any instance
+        // changes state: the call starts all of them or none.
+        let addresses = super::network::address_lock();
+        let mut taken = Vec::new();
+        let mut docs = Vec::new();
+        for row in rows.iter().filter(|r| r.state == "stopped") {
+            let mut doc = doc_of(row)?;
+            if let Some(ip) = self.assign_public_ip(&mut doc, &taken)? {
+                taken.push(ip);
+            }
+            docs.push(doc);
+        }
+        let mut docs = docs.into_iter();
         let mut out = Vec::new();
         for row in rows {
             let previous = row.state.clone();
@@ -472,7 +491,10 @@ impl Cloud {
                 out.push(StateChange::unchanged(row.id, previous));
                 continue;
             }
-            self.record_user_transition(&row, "pending")?;
+            let doc = docs
+                .next()
+                .ok_or_else(|| Ec2Error::internal("start", "documents out of step"))?;
+            self.record_user_doc(&row, "pending", doc)?;
             self.boot_in_background(&row.id, None);
             out.push(StateChange {
                 instance_id: row.id,
@@ -480,6 +502,7 @@ impl Cloud {
                 current: "pending".into(),
             });
         }
+        drop(addresses);
         Ok(out)
     }
 

@@ -343,15 +343,22 @@ impl Cloud {
     }
 
     /// Gives a (re)starting instance a new public address when its interface wants one.
-    pub(crate) fn assign_public_ip(&self, doc: &mut InstanceDoc) -> Ec2Result<()> {
+    /// (The caller holds [`address_lock`]; `taken_now` are addresses chosen but not yet
+    /// recorded.) Returns the new address.
+    pub(crate) fn assign_public_ip(
+        &self,
+        doc: &mut InstanceDoc,
+        taken_now: &[String],
+    ) -> Ec2Result<Option<String>> {
         let wants = doc.network.as_ref().is_some_and(|n| n.associate_public_ip);
-        if wants {
-            let ip = self.allocate_public_ip(&[])?;
-            if let Some(n) = &mut doc.network {
-                n.public_ip = Some(ip);
-            }
+        if !wants {
+            return Ok(None);
         }
-        Ok(())
+        let ip = self.allocate_public_ip(taken_now)?;
+        if let Some(n) = &mut doc.network {
+            n.public_ip = Some(ip.clone());
+        }
+        Ok(Some(ip))
     }
 
     /// Re-applies the host forwards of the running instances in `group_ids`.
