@@ -11,17 +11,19 @@ import base64
 import http.client
 import ipaddress
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import error_code
+from conftest import Server, error_code, openami_bin
 from test_instances import (VM_WAITER, console, guest_image, guest_raw, launch,  # noqa: F401
-                            needs_qemu, script, wait_state, wait_until)
+                            needs_qemu, script, upload, wait_state, wait_until)
 
 pytestmark = needs_qemu
 
@@ -240,3 +242,42 @@ def test_public_addresses_listen_only_while_running(ec2, alice, guest_image, web
     with socket.socket() as s:
         s.settimeout(2)
         assert s.connect_ex((public, 80)) != 0
+
+
+def test_public_address_pool_limits(tmp_path, guest_raw):  # noqa: F811
+    """A small pool runs out with EC2's error and nothing half-launched; pools must be
+    loopback networks without 127.0.0.1."""
+    bad = subprocess.run([openami_bin(), "serve", "--data-dir", str(tmp_path / "bad"),
+                          "--listen", "127.0.0.1:0", "--public-ip-pool", "127.0.0.0/8"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "127.0.0.1" in bad.stderr
+    (tmp_path / "small").mkdir()
+    server = Server(tmp_path / "small" / "data", extra_args=["--public-ip-pool", "127.100.9.0/30"])
+    try:
+        creds = server.create_account("pool-" + uuid.uuid4().hex[:6])
+        client = boto3.client(
+            "ec2", endpoint_url=server.endpoint, region_name="us-east-1",
+            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"])
+        snap = upload(server, creds, guest_raw)
+        client.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        image = client.register_image(
+            Name="pool-" + uuid.uuid4().hex[:6], Architecture="x86_64", RootDeviceName="/dev/xvda",
+            VirtualizationType="hvm",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
+        got = client.run_instances(ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.micro",
+                                   UserData=script("true"))["Instances"]
+        assert sorted(i["PublicIpAddress"] for i in got) == ["127.100.9.1", "127.100.9.2"]
+        with pytest.raises(ClientError) as e:
+            client.run_instances(ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.micro")
+        assert error_code(e.value) == "AddressLimitExceeded"
+        live = [i for r in client.describe_instances()["Reservations"] for i in r["Instances"]
+                if i["State"]["Name"] != "terminated"]
+        assert len(live) == 2
+        # Without a public address there is no limit to hit.
+        private_only = client.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro", UserData=script("true"),
+            NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": False}])["Instances"][0]
+        assert "PublicIpAddress" not in private_only
+        client.terminate_instances(InstanceIds=[i["InstanceId"] for i in got] + [private_only["InstanceId"]])
+    finally:
+        assert server.stop() == 0
