@@ -286,3 +286,43 @@ def test_run_instances_from_a_template(ec2, alice, aws, guest_image):
     finally:
         terminate(client, inst["InstanceId"])
     client.delete_launch_template(LaunchTemplateId=lt_id)
+
+
+def test_client_token_tags_and_ssm_image(ec2, alice, aws):
+    client = ec2(alice)
+    n = name()
+    token = uuid.uuid4().hex
+    first = client.create_launch_template(LaunchTemplateName=n, ClientToken=token,
+                                          LaunchTemplateData={"InstanceType": "t3.nano"})
+    again = client.create_launch_template(LaunchTemplateName=n, ClientToken=token,
+                                          LaunchTemplateData={"InstanceType": "t3.nano"})
+    lt_id = first["LaunchTemplate"]["LaunchTemplateId"]
+    assert again["LaunchTemplate"]["LaunchTemplateId"] == lt_id
+    vtoken = uuid.uuid4().hex
+    for _ in range(2):
+        v = client.create_launch_template_version(LaunchTemplateId=lt_id, ClientToken=vtoken,
+                                                  LaunchTemplateData={})["LaunchTemplateVersion"]
+        assert v["VersionNumber"] == 2
+
+    # CreateTags / DeleteTags / DescribeTags on a template id.
+    client.create_tags(Resources=[lt_id], Tags=[{"Key": "owner", "Value": "ops"}])
+    got = client.describe_launch_templates(LaunchTemplateIds=[lt_id])["LaunchTemplates"][0]
+    assert got["Tags"] == [{"Key": "owner", "Value": "ops"}]
+    tags = client.describe_tags(Filters=[{"Name": "resource-id", "Values": [lt_id]}])["Tags"]
+    assert [(t["ResourceType"], t["Key"]) for t in tags] == [("launch-template", "owner")]
+    client.delete_tags(Resources=[lt_id], Tags=[{"Key": "owner"}])
+    assert "Tags" not in client.describe_launch_templates(LaunchTemplateIds=[lt_id])["LaunchTemplates"][0]
+
+    # A `resolve:ssm:` image id is kept in the template and resolved at launch.
+    param = f"/lt-test/{uuid.uuid4().hex[:8]}/ami"
+    ec2(alice, service="ssm").put_parameter(Name=param, Value="ami-00000000000000042", Type="String",
+                                            DataType="aws:ec2:image")
+    v3 = client.create_launch_template_version(
+        LaunchTemplateId=lt_id, LaunchTemplateData={"ImageId": f"resolve:ssm:{param}"})
+    assert v3["LaunchTemplateVersion"]["LaunchTemplateData"]["ImageId"] == f"resolve:ssm:{param}"
+    with pytest.raises(ClientError) as e:
+        client.run_instances(MinCount=1, MaxCount=1,
+                             LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"})
+    assert error_code(e.value) == "InvalidAMIID.NotFound"
+    assert "ami-00000000000000042" in e.value.response["Error"]["Message"]
+    client.delete_launch_template(LaunchTemplateId=lt_id)

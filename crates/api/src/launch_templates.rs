@@ -240,6 +240,7 @@ impl LaunchTemplateAction {
                 version_description: p.string("VersionDescription"),
                 data: parse_data(p)?,
                 tag_specifications: p.tag_specifications()?,
+                client_token: p.string("ClientToken"),
             }),
             "CreateLaunchTemplateVersion" => {
                 LaunchTemplateAction::CreateVersion(CreateLaunchTemplateVersion {
@@ -247,6 +248,7 @@ impl LaunchTemplateAction {
                     source_version: p.string("SourceVersion").filter(|s| !s.is_empty()),
                     version_description: p.string("VersionDescription"),
                     data: parse_data(p)?,
+                    client_token: p.string("ClientToken"),
                 })
             }
             "DescribeLaunchTemplates" => LaunchTemplateAction::Describe(DescribeLaunchTemplates {

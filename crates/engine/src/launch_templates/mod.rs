@@ -39,6 +39,9 @@ pub struct VersionDoc {
     pub create_time_ms: i64,
     /// The launch parameters.
     pub data: LaunchTemplateData,
+    /// `ClientToken` of the call that created it.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 /// What the catalog keeps about a template.
@@ -56,6 +59,9 @@ pub struct LaunchTemplateDoc {
     pub last_number: i64,
     /// Existing versions, ascending.
     pub versions: Vec<VersionDoc>,
+    /// `ClientToken` of the CreateLaunchTemplate call.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 impl LaunchTemplateDoc {
@@ -112,6 +118,8 @@ pub struct CreateLaunchTemplate {
     pub data: LaunchTemplateData,
     /// `TagSpecification.N` (`launch-template`).
     pub tag_specifications: Vec<TagSpecification>,
+    /// `ClientToken`: a retry with the same token returns the template it created.
+    pub client_token: Option<String>,
 }
 
 /// DescribeLaunchTemplates parameters.
@@ -127,7 +135,8 @@ pub struct DescribeLaunchTemplates {
     pub page: Page,
 }
 
-pub(crate) fn id_not_found(id: &str) -> Ec2Error {
+/// `InvalidLaunchTemplateId.NotFound`.
+pub fn id_not_found(id: &str) -> Ec2Error {
     Ec2Error::client(
         "InvalidLaunchTemplateId.NotFound",
         format!("The specified launch template, with template ID {id}, does not exist."),
@@ -259,11 +268,25 @@ impl Cloud {
         req.data.check()?;
         let tags = tags_for(&req.tag_specifications, "launch-template")?;
         let _changes = lock(&CHANGES);
-        if self
-            .launch_template_rows(caller)?
-            .iter()
-            .any(|t| t.doc.name == req.name)
+        let existing = self.launch_template_rows(caller)?;
+        if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty())
+            && let Some(same) = existing
+                .iter()
+                .find(|t| t.doc.client_token.as_deref() == Some(token))
         {
+            if same.doc.name != req.name {
+                return Err(Ec2Error::client(
+                    "IdempotentParameterMismatch",
+                    "The client token was already used with other parameters",
+                ));
+            }
+            let tags = self.catalog.tags(&same.id)?;
+            return Ok(LaunchTemplateView {
+                tags,
+                ..same.clone()
+            });
+        }
+        if existing.iter().any(|t| t.doc.name == req.name) {
             return Err(Ec2Error::client(
                 "InvalidLaunchTemplateName.AlreadyExistsException",
                 format!("Launch template name already in use: '{}'", req.name),
@@ -281,7 +304,9 @@ impl Cloud {
                 description: req.version_description,
                 create_time_ms: now,
                 data: req.data,
+                client_token: None,
             }],
+            client_token: req.client_token.filter(|t| !t.is_empty()),
         };
         let row = ResourceRow {
             id: ids::new_id("lt"),

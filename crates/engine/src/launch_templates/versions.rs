@@ -85,6 +85,8 @@ pub struct CreateLaunchTemplateVersion {
     pub version_description: Option<String>,
     /// `LaunchTemplateData` (overrides the source's fields).
     pub data: LaunchTemplateData,
+    /// `ClientToken`: a retry with the same token returns the version it created.
+    pub client_token: Option<String>,
 }
 
 /// DescribeLaunchTemplateVersions parameters.
@@ -158,6 +160,15 @@ impl Cloud {
         req.data.check()?;
         let _changes = lock(&CHANGES);
         let mut t = self.launch_template(caller, &req.template)?;
+        let token = req.client_token.filter(|t| !t.is_empty());
+        if let Some(done) = t
+            .doc
+            .versions
+            .iter()
+            .find(|v| token.is_some() && v.client_token == token)
+        {
+            return Ok(VersionView::of(&t, done));
+        }
         if t.doc.versions.len() >= MAX_VERSIONS {
             return Err(Ec2Error::client(
                 "VersionLimitExceeded",
@@ -184,6 +195,7 @@ impl Cloud {
             description: req.version_description,
             create_time_ms: now_ms(),
             data,
+            client_token: token,
         };
         t.doc.last_number = number;
         t.doc.versions.push(version.clone());
