@@ -22,10 +22,7 @@ use crate::xml::Xml;
 #[derive(Debug, Clone)]
 pub enum InstanceAction {
     /// RunInstances.
-    Run(
-        Box<RunInstances>,
-        Option<engine::launch_templates::launch::LaunchTemplateSpecification>,
-    ),
+    Run(Box<RunInstances>),
     /// DescribeInstances.
     Describe {
         /// InstanceId.N
@@ -227,39 +224,37 @@ impl InstanceAction {
     /// Parses an instance action, or `None` if `name` is not one.
     pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<InstanceAction>> {
         Ok(Some(match name {
-            "RunInstances" => InstanceAction::Run(
-                Box::new(RunInstances {
-                    image_id: crate::launch_templates::run_image_id(p)?,
-                    min_count: required_int(p, "MinCount")?,
-                    max_count: required_int(p, "MaxCount")?,
-                    instance_type: p.string("InstanceType"),
-                    block_device_mappings: parse_mappings(p)?,
-                    user_data: p.string("UserData"),
-                    client_token: p.string("ClientToken"),
-                    tag_specifications: p.tag_specifications()?,
-                    shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
-                    disable_api_termination: p.bool("DisableApiTermination")?,
-                    disable_api_stop: p.bool("DisableApiStop")?,
-                    // An empty zone (the Terraform AWS provider sends one) means no preference.
-                    availability_zone: p
-                        .string("Placement.AvailabilityZone")
-                        .filter(|z| !z.is_empty()),
-                    ebs_optimized: p.bool("EbsOptimized")?,
-                    cpu_credits: p
-                        .get("CreditSpecification.CpuCredits")
-                        .map(engine::instances::credits::CpuCredits::parse)
-                        .transpose()?,
-                    key_name: p.string("KeyName"),
-                    subnet_id: p.string("SubnetId"),
-                    security_group_ids: p.list("SecurityGroupId")?,
-                    security_group_names: p.list("SecurityGroup")?,
-                    private_ip: p.string("PrivateIpAddress"),
-                    network_interfaces: network_interfaces(p)?,
-                    metadata_options: metadata_options(p, "MetadataOptions.")?,
-                    kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
-                }),
-                crate::launch_templates::run_spec(p)?,
-            ),
+            "RunInstances" => InstanceAction::Run(Box::new(RunInstances {
+                image_id: crate::launch_templates::run_image_id(p)?,
+                min_count: required_int(p, "MinCount")?,
+                max_count: required_int(p, "MaxCount")?,
+                instance_type: p.string("InstanceType"),
+                block_device_mappings: parse_mappings(p)?,
+                user_data: p.string("UserData"),
+                client_token: p.string("ClientToken"),
+                tag_specifications: p.tag_specifications()?,
+                shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
+                disable_api_termination: p.bool("DisableApiTermination")?,
+                disable_api_stop: p.bool("DisableApiStop")?,
+                // An empty zone (the Terraform AWS provider sends one) means no preference.
+                availability_zone: p
+                    .string("Placement.AvailabilityZone")
+                    .filter(|z| !z.is_empty()),
+                ebs_optimized: p.bool("EbsOptimized")?,
+                cpu_credits: p
+                    .get("CreditSpecification.CpuCredits")
+                    .map(engine::instances::credits::CpuCredits::parse)
+                    .transpose()?,
+                key_name: p.string("KeyName"),
+                subnet_id: p.string("SubnetId"),
+                security_group_ids: p.list("SecurityGroupId")?,
+                security_group_names: p.list("SecurityGroup")?,
+                private_ip: p.string("PrivateIpAddress"),
+                network_interfaces: network_interfaces(p)?,
+                metadata_options: metadata_options(p, "MetadataOptions.")?,
+                kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
+                launch_template: crate::launch_templates::run_spec(p)?,
+            })),
             "DescribeInstances" => InstanceAction::Describe {
                 ids: p.list("InstanceId")?,
                 filters: p.filters()?,
@@ -651,8 +646,8 @@ pub fn execute(
 ) -> Ec2Result<()> {
     let region = caller.region.clone();
     match action {
-        InstanceAction::Run(req, template) => {
-            let (req, from) = crate::launch_templates::apply(cloud, caller, *req, template)?;
+        InstanceAction::Run(req) => {
+            let (req, from) = crate::launch_templates::apply(cloud, caller, *req)?;
             let mut views = cloud.run_instances(caller, req)?;
             crate::launch_templates::tag_launched(cloud, &mut views, from)?;
             let reservation = views

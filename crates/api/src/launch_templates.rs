@@ -208,10 +208,9 @@ pub fn run_image_id(p: &Params) -> Ec2Result<String> {
 pub fn apply(
     cloud: &Cloud,
     caller: &Caller,
-    req: RunInstances,
-    spec: Option<LaunchTemplateSpecification>,
+    mut req: RunInstances,
 ) -> Ec2Result<(RunInstances, Option<LaunchedFrom>)> {
-    let Some(spec) = spec else {
+    let Some(spec) = req.launch_template.take() else {
         return Ok((req, None));
     };
     let (mut req, from) = cloud.apply_launch_template(caller, req, &spec)?;

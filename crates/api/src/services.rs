@@ -177,7 +177,7 @@ pub(crate) fn resolve_image(
     action: &mut Action,
 ) -> Ec2Result<()> {
     match action {
-        Action::Instance(InstanceAction::Run(req, _)) => resolve_run_image(catalog, caller, req),
+        Action::Instance(InstanceAction::Run(req)) => resolve_run_image(catalog, caller, req),
         _ => Ok(()),
     }
 }
