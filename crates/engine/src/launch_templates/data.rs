@@ -289,7 +289,11 @@ impl LaunchTemplateData {
     }
 
     /// Fills the fields `req` leaves unset from this data; tag specifications are merged
-    /// (the request's tags win for the same key).
+    /// (the request's tags win for the same key). Network placement: the request's own
+    /// interfaces replace the template's; otherwise the request's subnet, security group
+    /// ids and private address go on the template's primary interface, or (a template
+    /// without interfaces) the template's groups apply when the request names none.
+    /// Block device mappings given in the request replace the template's.
     pub fn fill(&self, mut req: RunInstances) -> Ec2Result<RunInstances> {
         if req.image_id.is_empty() {
             req.image_id = self.image_id.clone().unwrap_or_default();
@@ -312,16 +316,28 @@ impl LaunchTemplateData {
         {
             req.cpu_credits = Some(CpuCredits::parse(c)?);
         }
-        // Groups and interfaces go together: a request naming its own network placement
-        // replaces the template's.
-        let request_places = !req.security_group_ids.is_empty()
-            || !req.security_group_names.is_empty()
-            || !req.network_interfaces.is_empty()
-            || req.subnet_id.is_some();
-        if !request_places {
+        if !req.network_interfaces.is_empty() {
+            // The request's own interfaces replace the template's network placement.
+        } else if !self.network_interfaces.is_empty() {
+            // The template's interfaces, with the request's subnet, groups and address
+            // put on the primary one.
+            let mut nics: Vec<NetworkInterfaceRequest> =
+                self.network_interfaces.iter().map(Into::into).collect();
+            if let Some(primary) = nics.iter_mut().find(|n| n.device_index.unwrap_or(0) == 0) {
+                if let Some(subnet) = req.subnet_id.take() {
+                    primary.subnet_id = Some(subnet);
+                }
+                if !req.security_group_ids.is_empty() {
+                    primary.group_ids = std::mem::take(&mut req.security_group_ids);
+                }
+                if let Some(ip) = req.private_ip.take() {
+                    primary.private_ip = Some(ip);
+                }
+            }
+            req.network_interfaces = nics;
+        } else if req.security_group_ids.is_empty() && req.security_group_names.is_empty() {
             req.security_group_ids.clone_from(&self.security_group_ids);
             req.security_group_names.clone_from(&self.security_groups);
-            req.network_interfaces = self.network_interfaces.iter().map(Into::into).collect();
         }
         if req.block_device_mappings.is_empty() {
             req.block_device_mappings = self.block_device_mappings.iter().map(Into::into).collect();
@@ -485,6 +501,37 @@ mod tests {
         let out = template().fill(req).unwrap();
         assert!(out.security_group_ids.is_empty());
         assert_eq!(out.security_group_names, ["web"]);
+    }
+
+    #[test]
+    fn request_subnet_keeps_template_groups_and_merges_into_interfaces() {
+        let req = RunInstances {
+            subnet_id: Some("subnet-1".into()),
+            ..Default::default()
+        };
+        let out = template().fill(req).unwrap();
+        assert_eq!(out.security_group_ids, ["sg-0123456789abcdef0"]);
+        assert_eq!(out.subnet_id.as_deref(), Some("subnet-1"));
+
+        let mut with_nic = template();
+        with_nic.security_group_ids.clear();
+        with_nic.network_interfaces = vec![TemplateInterface {
+            device_index: Some(0),
+            subnet_id: Some("subnet-t".into()),
+            groups: vec!["sg-t".into()],
+            associate_public_ip: Some(true),
+            ..Default::default()
+        }];
+        let req = RunInstances {
+            security_group_ids: vec!["sg-r".into()],
+            ..Default::default()
+        };
+        let out = with_nic.fill(req).unwrap();
+        assert!(out.security_group_ids.is_empty());
+        let nic = &out.network_interfaces[0];
+        assert_eq!(nic.group_ids, ["sg-r"]);
+        assert_eq!(nic.subnet_id.as_deref(), Some("subnet-t"));
+        assert_eq!(nic.associate_public_ip, Some(true));
     }
 
     #[test]
