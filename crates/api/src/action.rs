@@ -14,6 +14,7 @@ use crate::images::{
 use crate::instance_options::InstanceOptionAction;
 use crate::instances::InstanceAction;
 use crate::keypairs::KeyPairAction;
+use crate::launch_templates::LaunchTemplateAction;
 use crate::params::Params;
 use crate::transfers::TransferAction;
 use crate::vpc::VpcAction;
@@ -176,6 +177,8 @@ pub enum Action {
     Transfer(TransferAction),
     /// Key pair actions (CreateKeyPair, DescribeKeyPairs, …).
     KeyPair(KeyPairAction),
+    /// Launch template actions (CreateLaunchTemplate, DescribeLaunchTemplateVersions, …).
+    LaunchTemplate(LaunchTemplateAction),
     /// Instance options: CPU credits, UEFI data (crate::instance_options).
     InstanceOption(InstanceOptionAction),
     /// VPC layer actions (VPCs, subnets, security groups, …).
@@ -408,6 +411,8 @@ impl Action {
                     Action::Transfer(action)
                 } else if let Some(action) = KeyPairAction::parse(other, p)? {
                     Action::KeyPair(action)
+                } else if let Some(action) = LaunchTemplateAction::parse(other, p)? {
+                    Action::LaunchTemplate(action)
                 } else if let Some(action) = VpcAction::parse(other, p)? {
                     Action::Vpc(action)
                 } else if let Some(action) = InstanceOptionAction::parse(other, p)? {

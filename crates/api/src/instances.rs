@@ -225,7 +225,7 @@ impl InstanceAction {
     pub fn parse(name: &str, p: &Params) -> Ec2Result<Option<InstanceAction>> {
         Ok(Some(match name {
             "RunInstances" => InstanceAction::Run(Box::new(RunInstances {
-                image_id: p.required("ImageId")?,
+                image_id: crate::launch_templates::run_image_id(p)?,
                 min_count: required_int(p, "MinCount")?,
                 max_count: required_int(p, "MaxCount")?,
                 instance_type: p.string("InstanceType"),
@@ -253,6 +253,7 @@ impl InstanceAction {
                 network_interfaces: network_interfaces(p)?,
                 metadata_options: metadata_options(p, "MetadataOptions.")?,
                 kernel_override: p.get("KernelId").is_some() || p.get("RamdiskId").is_some(),
+                launch_template: crate::launch_templates::run_spec(p)?,
             })),
             "DescribeInstances" => InstanceAction::Describe {
                 ids: p.list("InstanceId")?,
@@ -646,7 +647,9 @@ pub fn execute(
     let region = caller.region.clone();
     match action {
         InstanceAction::Run(req) => {
-            let views = cloud.run_instances(caller, *req)?;
+            let (req, from) = crate::launch_templates::apply(cloud, caller, *req)?;
+            let mut views = cloud.run_instances(caller, req)?;
+            crate::launch_templates::tag_launched(cloud, &mut views, from)?;
             let reservation = views
                 .first()
                 .map(|v| v.doc.reservation_id.clone())

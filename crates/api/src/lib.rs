@@ -18,6 +18,7 @@ pub mod images;
 pub mod instance_options;
 pub mod instances;
 pub mod keypairs;
+pub mod launch_templates;
 pub mod params;
 mod respond;
 pub mod run_options;

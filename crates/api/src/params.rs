@@ -31,6 +31,23 @@ impl Params {
         Ok(Params { map })
     }
 
+    /// The parameters under `prefix` (e.g. `LaunchTemplateData.`), with it removed.
+    pub fn with_prefix(&self, prefix: &str) -> Params {
+        Params {
+            map: self
+                .map
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// All parameter names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
     /// A single value.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.map.get(name).map(String::as_str)

@@ -255,6 +255,9 @@ pub fn execute(
         Action::Instance(action) => crate::instances::execute(&mut x, cloud, caller, action)?,
         Action::Transfer(action) => crate::transfers::execute(&mut x, cloud, caller, action)?,
         Action::KeyPair(action) => crate::keypairs::execute(&mut x, cloud, caller, action)?,
+        Action::LaunchTemplate(action) => {
+            crate::launch_templates::execute(&mut x, cloud, caller, action)?
+        }
         Action::InstanceOption(action) => {
             crate::instance_options::execute(&mut x, cloud, caller, action)?
         }

@@ -176,9 +176,18 @@ pub(crate) fn resolve_image(
     caller: &Caller,
     action: &mut Action,
 ) -> Ec2Result<()> {
-    let Action::Instance(InstanceAction::Run(req)) = action else {
-        return Ok(());
-    };
+    match action {
+        Action::Instance(InstanceAction::Run(req)) => resolve_run_image(catalog, caller, req),
+        _ => Ok(()),
+    }
+}
+
+/// [`resolve_image`] of one RunInstances request (also after a launch template filled it).
+pub(crate) fn resolve_run_image(
+    catalog: &engine::Catalog,
+    caller: &Caller,
+    req: &mut engine::instances::RunInstances,
+) -> Ec2Result<()> {
     let Some(reference) = req.image_id.strip_prefix("resolve:ssm:") else {
         return Ok(());
     };

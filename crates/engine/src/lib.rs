@@ -16,6 +16,7 @@ pub mod ids;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod launch_templates;
 pub mod network;
 pub mod query;
 mod recovery;

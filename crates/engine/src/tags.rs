@@ -49,6 +49,7 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
         "sg" => "security-group",
         "rtb" => "route-table",
         "eni" => "network-interface",
+        "lt" => "launch-template",
         _ => return None,
     })
 }
@@ -76,6 +77,7 @@ fn not_found(id: &str) -> Ec2Error {
             "networkInterface ID",
             id,
         ),
+        Some("launch-template") => crate::launch_templates::id_not_found(id),
         _ => Ec2Error::client("InvalidID", format!("The ID '{id}' is not valid")),
     }
 }
@@ -188,6 +190,7 @@ impl Cloud {
             crate::snapshots::KIND,
             crate::images::KIND,
             crate::keypairs::KIND,
+            crate::launch_templates::KIND,
             crate::vpc::VPC_KIND,
             crate::vpc::SUBNET_KIND,
             crate::vpc::ROUTE_TABLE_KIND,

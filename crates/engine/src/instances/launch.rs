@@ -70,6 +70,8 @@ pub struct RunInstances {
     pub metadata_options: MetadataOptionsRequest,
     /// `KernelId` / `RamdiskId` overrides (refused).
     pub kernel_override: bool,
+    /// `LaunchTemplate` (applied by `Cloud::apply_launch_template` before the launch).
+    pub launch_template: Option<crate::launch_templates::launch::LaunchTemplateSpecification>,
 }
 
 /// Most instances one RunInstances call may launch.
