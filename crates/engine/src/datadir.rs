@@ -6,7 +6,13 @@
 //!   catalog.db (+ -wal, -shm) the SQLite catalog (see the catalog crate)
 //!   regions/<region>/objects/ that region's object store: blocks, manifests, holds
 //!   regions/<region>/volumes/<vol-id>/  one directory per volume
+//!   block-token.key           32 random bytes: key of EBS direct block tokens
+//!   imds-token.key            32 random bytes: key of instance metadata (IMDSv2) tokens
 //! ```
+//!
+//! The root is canonicalized when opened, so whatever names the directory (its
+//! machines' runtime directory, its owner file) does so the same way from any working
+//! directory.
 //!
 //! Regions have separate block stores, as in AWS: copying a snapshot to another region
 //! copies the blocks that region lacks.

@@ -8,10 +8,14 @@
 //!  <data>/regions/<r>/instances/<i-…>/console.log           console of the last boot
 //!  <runtime>/<i-…>/                                          QEMU run dir (QMP, pid, console)
 //!  <runtime>/<i-…>/<vol-…>.sock                             NBD export of one EBS volume
+//!  <runtime>/<i-…>/imds.sock                                the instance's metadata service
+//!  <runtime>/owner                                          the (canonical) data dir path
 //! ```
 //!
 //! `<runtime>` is a short directory under the system temp dir keyed by the data dir
-//! (unix socket paths are limited to 108 bytes). When openami stops cleanly it ends its
+//! (unix socket paths are limited to 108 bytes); its `owner` file lets any openami that
+//! starts on this host end the machines of a data dir that was deleted
+//! ([`sweep_orphans`]). When openami stops cleanly it ends its
 //! machines (the lifecycle boots them again at the next start). When openami crashes its
 //! machines keep running: QEMU holds their disk I/O and keeps reconnecting to the same
 //! NBD sockets (`compute::NBD_RECONNECT_DELAY_SECS`); the next start *adopts* each one
