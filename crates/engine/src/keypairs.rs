@@ -171,10 +171,8 @@ fn view(row: &ResourceRow, tags: Vec<(String, String)>) -> Ec2Result<KeyPairView
 impl Cloud {
     /// The caller's key pairs in its region (without tags).
     fn key_pair_rows(&self, caller: &Caller) -> Ec2Result<Vec<KeyPairView>> {
-        self.catalog
-            .resources(KIND, &caller.region)?
+        self.owned_resources(caller, KIND)?
             .iter()
-            .filter(|row| row.account_id == caller.account_id)
             .map(|row| view(row, Vec::new()))
             .collect()
     }

@@ -175,6 +175,20 @@ impl Cloud {
         }))
     }
 
+    /// The caller's rows of `kind` in its region.
+    pub(crate) fn owned_resources(
+        &self,
+        caller: &Caller,
+        kind: &str,
+    ) -> Ec2Result<Vec<catalog::ResourceRow>> {
+        Ok(self
+            .catalog
+            .resources(kind, &caller.region)?
+            .into_iter()
+            .filter(|row| row.account_id == caller.account_id)
+            .collect())
+    }
+
     /// How machines are run.
     pub fn compute_config(&self) -> &instances::ComputeConfig {
         &self.compute

@@ -204,10 +204,8 @@ fn view(row: &ResourceRow, tags: Vec<(String, String)>) -> Ec2Result<LaunchTempl
 impl Cloud {
     /// The caller's templates in its region (without tags).
     fn launch_template_rows(&self, caller: &Caller) -> Ec2Result<Vec<LaunchTemplateView>> {
-        self.catalog
-            .resources(KIND, &caller.region)?
+        self.owned_resources(caller, KIND)?
             .iter()
-            .filter(|row| row.account_id == caller.account_id)
             .map(|row| view(row, Vec::new()))
             .collect()
     }

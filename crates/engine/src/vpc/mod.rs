@@ -284,10 +284,8 @@ impl Cloud {
     pub(crate) fn owned_rows(&self, caller: &Caller, kind: &str) -> Ec2Result<Vec<TaggedRow>> {
         let all_tags = self.catalog.all_tags()?;
         Ok(self
-            .catalog
-            .resources(kind, &caller.region)?
+            .owned_resources(caller, kind)?
             .into_iter()
-            .filter(|r| r.account_id == caller.account_id)
             .map(|r| {
                 let tags = all_tags.get(&r.id).cloned().unwrap_or_default();
                 (r, tags)
@@ -307,12 +305,10 @@ impl Cloud {
 
     /// The caller's default VPC in its region, if it has one.
     pub(crate) fn default_vpc(&self, caller: &Caller) -> Ec2Result<Option<(String, VpcDoc)>> {
-        for row in self.catalog.resources(VPC_KIND, &caller.region)? {
-            if row.account_id == caller.account_id {
-                let doc: VpcDoc = decode(&row)?;
-                if doc.is_default {
-                    return Ok(Some((row.id, doc)));
-                }
+        for row in self.owned_resources(caller, VPC_KIND)? {
+            let doc: VpcDoc = decode(&row)?;
+            if doc.is_default {
+                return Ok(Some((row.id, doc)));
             }
         }
         Ok(None)
