@@ -149,7 +149,7 @@ pub fn parse_data(p: &Params) -> Ec2Result<LaunchTemplateData> {
         availability_zone: d
             .string("Placement.AvailabilityZone")
             .filter(|z| !z.is_empty()),
-        block_device_mappings: parse_mappings(&d)?.iter().map(Into::into).collect(),
+        block_device_mappings: parse_mappings(&d)?,
         user_data: d.string("UserData"),
         tag_specifications: d
             .tag_specifications()?

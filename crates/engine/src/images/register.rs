@@ -12,8 +12,9 @@ use super::validate::{
 use super::{ImageDoc, MappingTarget, Protection, doc_of, not_found, writing};
 use crate::query::TagSpecification;
 
-/// The `Ebs` part of a requested block device mapping.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The `Ebs` part of a requested block device mapping (also kept as given in launch
+/// templates).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EbsRequest {
     /// `SnapshotId`.
     pub snapshot_id: Option<String>,
@@ -33,8 +34,9 @@ pub struct EbsRequest {
     pub kms_key_id: Option<String>,
 }
 
-/// One requested `BlockDeviceMapping.N`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One requested `BlockDeviceMapping.N` (also a launch template's
+/// `LaunchTemplateBlockDeviceMapping`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappingRequest {
     /// `DeviceName`.
     pub device_name: Option<String>,

@@ -13,39 +13,8 @@ use crate::instances::{
 use crate::query::TagSpecification;
 use crate::{Ec2Error, Ec2Result};
 
-/// `LaunchTemplateEbsBlockDevice`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateEbs {
-    /// `SnapshotId`.
-    pub snapshot_id: Option<String>,
-    /// `VolumeSize` (GiB).
-    pub volume_size: Option<i64>,
-    /// `DeleteOnTermination`.
-    pub delete_on_termination: Option<bool>,
-    /// `VolumeType`.
-    pub volume_type: Option<String>,
-    /// `Iops`.
-    pub iops: Option<i64>,
-    /// `Throughput`.
-    pub throughput: Option<i64>,
-    /// `Encrypted`.
-    pub encrypted: Option<bool>,
-    /// `KmsKeyId`.
-    pub kms_key_id: Option<String>,
-}
-
-/// `LaunchTemplateBlockDeviceMapping`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateMapping {
-    /// `DeviceName`.
-    pub device_name: Option<String>,
-    /// `VirtualName`.
-    pub virtual_name: Option<String>,
-    /// `NoDevice`.
-    pub no_device: Option<String>,
-    /// `Ebs`.
-    pub ebs: Option<TemplateEbs>,
-}
+/// `LaunchTemplateBlockDeviceMapping`: the same fields as RunInstances' mappings.
+pub type TemplateMapping = MappingRequest;
 
 /// `LaunchTemplateInstanceNetworkInterfaceSpecification` (the fields openami honours).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,46 +101,6 @@ pub struct LaunchTemplateData {
     pub cpu_credits: Option<String>,
     /// `Monitoring.Enabled` (only false is accepted).
     pub monitoring: Option<bool>,
-}
-
-impl From<&MappingRequest> for TemplateMapping {
-    fn from(m: &MappingRequest) -> Self {
-        TemplateMapping {
-            device_name: m.device_name.clone(),
-            virtual_name: m.virtual_name.clone(),
-            no_device: m.no_device.clone(),
-            ebs: m.ebs.as_ref().map(|e| TemplateEbs {
-                snapshot_id: e.snapshot_id.clone(),
-                volume_size: e.volume_size,
-                delete_on_termination: e.delete_on_termination,
-                volume_type: e.volume_type.clone(),
-                iops: e.iops,
-                throughput: e.throughput,
-                encrypted: e.encrypted,
-                kms_key_id: e.kms_key_id.clone(),
-            }),
-        }
-    }
-}
-
-impl From<&TemplateMapping> for MappingRequest {
-    fn from(m: &TemplateMapping) -> Self {
-        MappingRequest {
-            device_name: m.device_name.clone(),
-            virtual_name: m.virtual_name.clone(),
-            no_device: m.no_device.clone(),
-            ebs: m.ebs.as_ref().map(|e| EbsRequest {
-                snapshot_id: e.snapshot_id.clone(),
-                volume_size: e.volume_size,
-                delete_on_termination: e.delete_on_termination,
-                volume_type: e.volume_type.clone(),
-                iops: e.iops,
-                throughput: e.throughput,
-                encrypted: e.encrypted,
-                kms_key_id: e.kms_key_id.clone(),
-            }),
-        }
-    }
 }
 
 impl From<&NetworkInterfaceRequest> for TemplateInterface {
@@ -340,7 +269,7 @@ impl LaunchTemplateData {
             req.security_group_names.clone_from(&self.security_groups);
         }
         if req.block_device_mappings.is_empty() {
-            req.block_device_mappings = self.block_device_mappings.iter().map(Into::into).collect();
+            req.block_device_mappings = self.block_device_mappings.clone();
         }
         let m = &mut req.metadata_options;
         let t = &self.metadata_options;
@@ -421,7 +350,7 @@ impl LaunchTemplateData {
             let found = volumes.iter().find(|(id, _, _)| *id == dev.volume_id);
             data.block_device_mappings.push(TemplateMapping {
                 device_name: Some(dev.device_name.clone()),
-                ebs: Some(TemplateEbs {
+                ebs: Some(EbsRequest {
                     delete_on_termination: Some(dev.delete_on_termination),
                     volume_size: found.map(|(_, s, _)| *s),
                     volume_type: found.map(|(_, _, t)| t.clone()),
