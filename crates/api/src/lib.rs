@@ -20,6 +20,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod launch_templates;
 pub mod params;
+mod query_services;
 mod respond;
 pub mod run_options;
 pub mod security_groups;
@@ -54,6 +55,9 @@ pub struct ApiConfig {
     pub regions: Vec<String>,
     /// The endpoint URL reported by DescribeRegions.
     pub endpoint: String,
+    /// Query-protocol services served at `/` beside EC2 and SSM (Auto Scaling, ELBv2),
+    /// routed on their signing name and `Version`.
+    pub services: Vec<Arc<dyn awsquery::Service>>,
 }
 
 #[derive(Debug)]
@@ -61,6 +65,7 @@ struct ApiState {
     cloud: Arc<Cloud>,
     policy: Policy,
     endpoint: String,
+    services: Vec<Arc<dyn awsquery::Service>>,
 }
 
 /// The router serving the EC2 API (and SSM Parameter Store) at `/`.
@@ -69,6 +74,7 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         cloud,
         policy: Policy::new("ec2", config.regions),
         endpoint: config.endpoint,
+        services: config.services,
     });
     Router::new()
         .route("/", any(services::root))

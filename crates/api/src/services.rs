@@ -1,10 +1,10 @@
 //! Which AWS service a request at `/` is for, and the services other than EC2.
 //!
 //! Requests are routed on the service of their SigV4 credential scope (never on `Action`
-//! alone): `ec2` → the EC2 Query API, `ssm` → Parameter Store (JSON 1.1, `X-Amz-Target`).
-//! Unsigned or unparseable requests go to EC2, which answers the authentication error. A
-//! new service (e.g. `autoscaling`, `elasticloadbalancing`) is one more arm in [`root`].
-//! Each service then verifies the signature with its own [`Policy`].
+//! alone): `ec2` → the EC2 Query API, `ssm` → Parameter Store (JSON 1.1, `X-Amz-Target`),
+//! the signing names of the query services (`autoscaling`, `elasticloadbalancing`) →
+//! `query_services`. Unsigned or unparseable requests go to EC2, which answers the
+//! authentication error. Each service then verifies the signature with its own [`Policy`].
 //!
 //! Also here: `resolve:ssm:<name>[:<version>]` image ids of RunInstances ([`resolve_image`]).
 
@@ -21,9 +21,6 @@ use sigv4::{AuthError, Policy, RequestParts};
 use crate::action::Action;
 use crate::instances::InstanceAction;
 use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
-
-/// The services served at `/`, for the error naming them.
-const SERVED: &str = "ec2 or ssm";
 
 /// `/`: dispatches on the credential scope's service.
 pub(crate) async fn root(
@@ -44,11 +41,17 @@ pub(crate) async fn root(
     match service.as_deref() {
         None | Some("ec2") => crate::ec2(State(state), method, uri, headers, body).await,
         Some("ssm") => ssm(state, method, uri, headers, body).await,
+        Some(name) if crate::query_services::signing_names(&state).contains(&name) => {
+            let name = name.to_string();
+            crate::query_services::serve(state, name, method, uri, headers, body).await
+        }
         Some(other) => {
             // AWS answers a scope naming another service SignatureDoesNotMatch; say which
             // services this endpoint serves.
+            let mut served = vec!["ec2", "ssm"];
+            served.extend(crate::query_services::signing_names(&state));
             let auth = AuthError::WrongService {
-                expected: SERVED.to_string(),
+                expected: served.join(", "),
                 got: other.to_string(),
             };
             let e = Ec2Error {

@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// local on Linux, so each instance listens on its own).
     #[arg(long, env = "OPENAMI_PUBLIC_IP_POOL", default_value = "127.100.0.0/16")]
     pub public_ip_pool: String,
+    /// The loopback pool load balancers take their listener addresses from (each load
+    /// balancer gets one address of it; a CIDR inside 127.0.0.0/8 that does not overlap
+    /// the public address pool).
+    #[arg(long, env = "OPENAMI_LB_ADDRESS_POOL", default_value = elb::DEFAULT_ADDRESS_POOL)]
+    pub lb_address_pool: String,
     /// Outbound traffic of guests: `none` (they reach only their metadata service) or
     /// `nat` (QEMU's user-mode NAT to anywhere the host reaches: an operator's choice).
     #[arg(long, env = "OPENAMI_INSTANCE_EGRESS", default_value = "none", value_parser = ["none", "nat"])]

@@ -1,7 +1,8 @@
 //! `openami serve`: the HTTP server on the embedded default (SQLite catalog, local
 //! object stores).
 //!
-//! It serves the EC2 Query API at `/` and `GET /health`, owns the data directory
+//! It serves the EC2 Query API (with SSM, Auto Scaling and ELBv2 beside it) at `/` and
+//! `GET /health`, owns the data directory
 //! exclusively, collects garbage in the background and shuts down cleanly on SIGTERM or
 //! SIGINT (waiting for snapshots in progress).
 
@@ -71,7 +72,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, listener, Arc::clone(&cloud)));
+    // The services above EC2: ELBv2 binds its listeners, Auto Scaling's controller resumes
+    // the groups.
+    let elb = elb::Elb::open(
+        Arc::clone(&cloud),
+        elb::ElbOptions {
+            address_pool: args.lb_address_pool.clone(),
+        },
+        runtime.handle().clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("opening Elastic Load Balancing: {e}"))?;
+    let autoscaling = autoscaling::AutoScaling::open(Arc::clone(&cloud), Arc::clone(&elb))
+        .map_err(|e| anyhow::anyhow!("opening Auto Scaling: {e}"))?;
+    autoscaling.start();
+    let services: Vec<Arc<dyn awsquery::Service>> =
+        vec![Arc::clone(&autoscaling) as _, Arc::clone(&elb) as _];
+    let result = runtime.block_on(serve(args, listener, Arc::clone(&cloud), services));
+    autoscaling.shutdown();
+    elb.shutdown();
     cloud.shutdown();
     result
 }
@@ -112,6 +130,7 @@ async fn serve(
     args: ServeArgs,
     listener: std::net::TcpListener,
     cloud: Arc<Cloud>,
+    services: Vec<Arc<dyn awsquery::Service>>,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
@@ -137,6 +156,7 @@ async fn serve(
         api::ApiConfig {
             regions: args.regions.clone(),
             endpoint,
+            services,
         },
     );
     let app = Router::new()
