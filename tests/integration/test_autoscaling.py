@@ -389,3 +389,73 @@ def test_group_survives_an_openami_kill(tmp_path, guest_raw):  # noqa: F811
     finally:
         if srv.proc.poll() is None:
             srv.stop()
+
+
+def refresh_of(asg, group_name, refresh_id):
+    return asg.describe_instance_refreshes(AutoScalingGroupName=group_name,
+                                           InstanceRefreshIds=[refresh_id])["InstanceRefreshes"][0]
+
+
+@needs_qemu
+def test_instance_refresh_replaces_every_instance_without_losing_capacity(ec2, alice, guest_image):
+    """Group of 3 at MinHealthyPercentage 100: a replacement is launched and in service
+    before each old instance terminates, so 3 healthy instances are always in service;
+    the refresh ends Successful with every instance on the new version. A refresh to a
+    version whose launches fail ends Failed and leaves the group as it was."""
+    client, asg = clients(ec2, alice)
+    lt_id, _ = template(client, guest_image[0])
+    g = name()
+    asg.create_auto_scaling_group(AutoScalingGroupName=g, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "1"},
+                                  MinSize=1, MaxSize=4, DesiredCapacity=3, AvailabilityZones=["us-east-1a", "us-east-1b"])
+    try:
+        old = {m["InstanceId"] for m in in_service(asg, g, 3)}
+        with pytest.raises(ClientError) as e:
+            asg.cancel_instance_refresh(AutoScalingGroupName=g)
+        assert error_code(e.value) == "ActiveInstanceRefreshNotFound"
+        with pytest.raises(ClientError) as e:
+            asg.start_instance_refresh(AutoScalingGroupName=g, Preferences={"AutoRollback": True})
+        assert error_code(e.value) == "IrreversibleInstanceRefresh"
+
+        client.create_launch_template_version(LaunchTemplateId=lt_id, SourceVersion="1", VersionDescription="v2",
+                                              LaunchTemplateData={"ImageId": guest_image[0]})
+        rid = asg.start_instance_refresh(
+            AutoScalingGroupName=g, Strategy="Rolling",
+            DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt_id, "Version": "2"}},
+            Preferences={"MinHealthyPercentage": 100, "InstanceWarmup": 1})["InstanceRefreshId"]
+        with pytest.raises(ClientError) as e:
+            asg.start_instance_refresh(AutoScalingGroupName=g)
+        assert error_code(e.value) == "InstanceRefreshInProgress"
+
+        fewest = 3
+        deadline = time.time() + 2 * VM_TIMEOUT
+        while time.time() < deadline:
+            r = refresh_of(asg, g, rid)
+            healthy = [i for i in group(asg, g)["Instances"]
+                       if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"]
+            fewest = min(fewest, len(healthy))
+            if r["Status"] not in ("Pending", "InProgress"):
+                break
+            time.sleep(0.5)
+        assert r["Status"] == "Successful", r
+        assert r["PercentageComplete"] == 100 and r["Preferences"]["MinHealthyPercentage"] == 100
+        assert fewest == 3, "capacity dropped below 3 healthy instances during the refresh"
+        now = in_service(asg, g, 3)
+        assert not ({m["InstanceId"] for m in now} & old)
+        assert {m["LaunchTemplate"]["Version"] for m in now} == {"2"}
+        assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
+
+        # Launches of version 3 fail (no such image): the refresh fails, nothing is lost.
+        client.create_launch_template_version(LaunchTemplateId=lt_id, SourceVersion="2",
+                                              LaunchTemplateData={"ImageId": "ami-0fedcba9876543210"})
+        rid = asg.start_instance_refresh(
+            AutoScalingGroupName=g,
+            DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt_id, "Version": "3"}},
+            Preferences={"MinHealthyPercentage": 100, "InstanceWarmup": 1})["InstanceRefreshId"]
+        r = wait_for("the refresh to fail",
+                     lambda: (lambda r: r if r["Status"] not in ("Pending", "InProgress") else None)(refresh_of(asg, g, rid)),
+                     timeout=240)
+        assert r["Status"] == "Failed" and "ami-0fedcba9876543210" in r["StatusReason"]
+        assert {m["InstanceId"] for m in in_service(asg, g, 3)} == {m["InstanceId"] for m in now}
+        assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
+    finally:
+        force_delete(asg, client, g)

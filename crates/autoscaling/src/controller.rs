@@ -86,6 +86,31 @@ fn new_wait(hook: &model::Hook, now: i64) -> HookWait {
     }
 }
 
+/// A just-launched member (Pending).
+fn new_member(
+    g: &Group,
+    view: &InstanceView,
+    subnet: String,
+    template: TemplateSpec,
+    now: i64,
+    activity: String,
+) -> Member {
+    Member {
+        id: view.id.clone(),
+        availability_zone: view.doc.availability_zone.clone(),
+        subnet_id: subnet,
+        lifecycle: "Pending".into(),
+        health: "Healthy".into(),
+        protected: g.new_instances_protected,
+        template: Some(template),
+        instance_type: view.doc.instance_type.clone(),
+        image_id: view.doc.image_id.clone(),
+        launched_ms: now,
+        activity_id: Some(activity),
+        ..Default::default()
+    }
+}
+
 impl AutoScaling {
     /// One pass of the controller over every group.
     pub(crate) fn tick(&self) {
@@ -241,19 +266,17 @@ impl AutoScaling {
             None | Some("terminated") | Some("shutting-down") | Some("stopped") | Some("stopping")
         );
         match m.lifecycle.as_str() {
-            "Pending" if ec2_state == Some("running") => {
-                match hook_of(g, LAUNCHING).cloned() {
-                    Some(hook) if !m.force => {
-                        let act = m.activity_id.clone();
-                        if let Some(mm) = g.member_mut(id) {
-                            mm.lifecycle = "Pending:Wait".into();
-                            mm.wait = Some(new_wait(&hook, now));
-                        }
-                        set_activity_status(g, act.as_deref(), "MidLifecycleAction", 40);
+            "Pending" if ec2_state == Some("running") => match hook_of(g, LAUNCHING).cloned() {
+                Some(hook) if !m.force => {
+                    let act = m.activity_id.clone();
+                    if let Some(mm) = g.member_mut(id) {
+                        mm.lifecycle = "Pending:Wait".into();
+                        mm.wait = Some(new_wait(&hook, now));
                     }
-                    _ => self.to_in_service(caller, g, id, now),
+                    set_activity_status(g, act.as_deref(), "MidLifecycleAction", 40);
                 }
-            }
+                _ => self.to_in_service(caller, g, id, now),
+            },
             "Pending" | "Pending:Wait" | "Pending:Proceed" if gone => {
                 let act = m.activity_id.clone();
                 finish_activity(
@@ -312,7 +335,8 @@ impl AutoScaling {
                     self.terminate_now(caller, g, id);
                     return;
                 };
-                let done = w.result.is_some() || now >= w.deadline_ms || now >= w.global_deadline_ms;
+                let done =
+                    w.result.is_some() || now >= w.deadline_ms || now >= w.global_deadline_ms;
                 if done {
                     if let Some(mm) = g.member_mut(id) {
                         mm.lifecycle = "Terminating:Proceed".into();
@@ -329,10 +353,9 @@ impl AutoScaling {
             && mm.lifecycle != "Pending:Wait"
             && !g.suspended("ReplaceUnhealthy")
         {
-            let reason = mm
-                .health_reason
-                .clone()
-                .unwrap_or_else(|| "an instance was taken out of service in response to a health check.".into());
+            let reason = mm.health_reason.clone().unwrap_or_else(|| {
+                "an instance was taken out of service in response to a health check.".into()
+            });
             let cause = format!("At {} {reason}", iso8601(now));
             begin_termination(g, id, &cause, true, now);
         }
@@ -468,7 +491,12 @@ impl AutoScaling {
             .activities
             .iter()
             .filter(|a| a.status == "InProgress" && a.description == "Launching a new EC2 instance")
-            .filter(|a| !s.group.instances.iter().any(|m| m.activity_id.as_deref() == Some(&a.id)))
+            .filter(|a| {
+                !s.group
+                    .instances
+                    .iter()
+                    .any(|m| m.activity_id.as_deref() == Some(&a.id))
+            })
             .map(|a| (a.id.clone(), a.details.clone()))
             .collect();
         for (token, details) in orphans {
@@ -490,22 +518,12 @@ impl AutoScaling {
                         a.description = format!("Launching a new EC2 instance: {}", view.id);
                         a.progress = 30;
                     }
-                    g.instances.push(Member {
-                        id: view.id.clone(),
-                        availability_zone: view.doc.availability_zone.clone(),
-                        subnet_id: subnet,
-                        lifecycle: "Pending".into(),
-                        health: "Healthy".into(),
-                        protected: g.new_instances_protected,
-                        template: Some(template),
-                        instance_type: view.doc.instance_type.clone(),
-                        image_id: view.doc.image_id.clone(),
-                        launched_ms: now,
-                        activity_id: Some(token),
-                        ..Default::default()
-                    });
+                    let m = new_member(g, &view, subnet, template, now, token);
+                    g.instances.push(m);
                 }
-                Err(message) => finish_activity(&mut s.group, Some(&token), "Failed", Some(message)),
+                Err(message) => {
+                    finish_activity(&mut s.group, Some(&token), "Failed", Some(message))
+                }
             }
         }
     }
@@ -524,7 +542,12 @@ impl AutoScaling {
                 }
             }
         } else if counted > target && !s.group.suspended("Terminate") {
-            let victims = crate::termination::choose_victims(self, caller, &s.group, (counted - target) as usize);
+            let victims = crate::termination::choose_victims(
+                self,
+                caller,
+                &s.group,
+                (counted - target) as usize,
+            );
             for (i, id) in victims.iter().enumerate() {
                 let n = counted - i as i64;
                 let cause = format!(
@@ -579,9 +602,8 @@ impl AutoScaling {
             cause.trim().to_string(),
             now,
         );
-        activity.details = format!(
-            "{{\"Subnet ID\":\"{subnet}\",\"Availability Zone\":\"{zone}\"}}"
-        );
+        activity.details =
+            format!("{{\"Subnet ID\":\"{subnet}\",\"Availability Zone\":\"{zone}\"}}");
         // The activity id is the launch's client token: recorded before the call, so a
         // launch interrupted by a crash is found again, not repeated.
         let token = activity.id.clone();
@@ -596,20 +618,8 @@ impl AutoScaling {
                     a.description = format!("Launching a new EC2 instance: {}", view.id);
                     a.progress = 30;
                 }
-                g.instances.push(Member {
-                    id: view.id.clone(),
-                    availability_zone: view.doc.availability_zone.clone(),
-                    subnet_id: subnet,
-                    lifecycle: "Pending".into(),
-                    health: "Healthy".into(),
-                    protected: g.new_instances_protected,
-                    template: Some(template),
-                    instance_type: view.doc.instance_type.clone(),
-                    image_id: view.doc.image_id.clone(),
-                    launched_ms: now,
-                    activity_id: Some(token),
-                    ..Default::default()
-                });
+                let m = new_member(g, &view, subnet, template, now, token);
+                g.instances.push(m);
                 true
             }
             Err(message) => {

@@ -6,7 +6,7 @@ use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use engine::query::{Page, iso8601};
 
 use crate::model::{self, Activity, Attachment, Group, GroupTag, Stored, TemplateSpec};
-use crate::{AutoScaling, ec2_error, engine_caller, group_not_found, render};
+use crate::{AutoScaling, ec2_error, engine_caller, render};
 
 /// Handles the group actions; `None` if `action` is not one.
 pub fn call(
@@ -88,10 +88,9 @@ pub fn resolve_template(
                 e.message
             ))
         })?;
-    let t = found
-        .into_iter()
-        .next()
-        .ok_or_else(|| QueryError::validation("You must use a valid fully-formed launch template."))?;
+    let t = found.into_iter().next().ok_or_else(|| {
+        QueryError::validation("You must use a valid fully-formed launch template.")
+    })?;
     let spec = TemplateSpec {
         id: t.id.clone(),
         name: t.doc.name.clone(),
@@ -156,7 +155,9 @@ pub fn placements(
         let (views, _) = svc
             .cloud
             .describe_subnets(&ec, subnets, &[], &all_page())
-            .map_err(|e| QueryError::validation(format!("The subnet ID is invalid: {}", e.message)))?;
+            .map_err(|e| {
+                QueryError::validation(format!("The subnet ID is invalid: {}", e.message))
+            })?;
         return Ok(subnets
             .iter()
             .filter_map(|s| {
@@ -316,8 +317,12 @@ fn create(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<()> {
     if p.has("LaunchConfigurationName") || p.has("InstanceId") {
         return Err(launch_configurations());
     }
-    let min = p.int("MinSize")?.ok_or_else(|| QueryError::missing("MinSize"))?;
-    let max = p.int("MaxSize")?.ok_or_else(|| QueryError::missing("MaxSize"))?;
+    let min = p
+        .int("MinSize")?
+        .ok_or_else(|| QueryError::missing("MinSize"))?;
+    let max = p
+        .int("MaxSize")?
+        .ok_or_else(|| QueryError::missing("MaxSize"))?;
     let desired = p.int("DesiredCapacity")?.unwrap_or(min);
     check_sizes(min, max, desired)?;
     let (template, mixed) = requested_template(svc, caller, p)?.ok_or_else(|| {
@@ -356,7 +361,9 @@ fn create(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<()> {
     if existing.iter().any(|s| s.group.name == name) {
         return Err(QueryError::new(
             "AlreadyExists",
-            format!("AutoScalingGroup by this name already exists - A group with the name {name} already exists"),
+            format!(
+                "AutoScalingGroup by this name already exists - A group with the name {name} already exists"
+            ),
         ));
     }
     let id = model::uuid();
@@ -516,7 +523,11 @@ fn delete(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<()> {
             "You cannot delete AutoScalingGroup {name} because its DeletionProtection is {protection}."
         )));
     }
-    let has_instances = s.group.instances.iter().any(|m| m.lifecycle != "Terminated");
+    let has_instances = s
+        .group
+        .instances
+        .iter()
+        .any(|m| m.lifecycle != "Terminated");
     if !has_instances {
         return model::remove(svc.cloud.catalog(), &s.row_id);
     }
@@ -740,9 +751,4 @@ pub fn new_activity(description: String, cause: String, now: i64) -> Activity {
         details: "{}".into(),
         ..Default::default()
     }
-}
-
-#[allow(dead_code)]
-fn _unused(_: &str) -> QueryError {
-    group_not_found("")
 }

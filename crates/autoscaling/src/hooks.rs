@@ -137,7 +137,10 @@ fn render_hook(x: &mut Xml, group: &str, h: &Hook) {
     x.text("LifecycleHookName", &h.name)
         .text("AutoScalingGroupName", group)
         .text("LifecycleTransition", &h.transition)
-        .opt("NotificationTargetARN", h.notification_target_arn.as_deref())
+        .opt(
+            "NotificationTargetARN",
+            h.notification_target_arn.as_deref(),
+        )
         .opt("RoleARN", h.role_arn.as_deref())
         .opt("NotificationMetadata", h.notification_metadata.as_deref())
         .text("HeartbeatTimeout", &h.heartbeat_timeout.to_string())

@@ -216,8 +216,9 @@ pub struct Refresh {
     pub pending: Vec<String>,
     /// How many instances the refresh had to replace when it started.
     pub total: i64,
-    /// Replacements launched and not yet warmed up: (instance id, launched ms).
-    pub new_instances: Vec<String>,
+    /// Instances above the desired capacity the refresh has the controller keep
+    /// (replacements launched before old instances terminate).
+    pub extra: i64,
     /// Paused at a checkpoint until this time.
     pub checkpoint_until_ms: Option<i64>,
     /// Checkpoints already passed.
@@ -344,7 +345,10 @@ impl Group {
 
     /// The active instance refresh, if any.
     pub fn active_refresh_mut(&mut self) -> Option<&mut Refresh> {
-        self.refreshes.iter_mut().rev().find(|r| refresh_active(&r.status))
+        self.refreshes
+            .iter_mut()
+            .rev()
+            .find(|r| refresh_active(&r.status))
     }
 }
 

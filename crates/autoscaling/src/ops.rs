@@ -61,7 +61,9 @@ pub fn call(
             detach(svc, caller, p, &traffic_sources(p)?)?;
         }
         "DescribeLoadBalancerTargetGroups" => {
-            let g = svc.find(caller, &p.required("AutoScalingGroupName")?)?.group;
+            let g = svc
+                .find(caller, &p.required("AutoScalingGroupName")?)?
+                .group;
             let (page, next) = paginate(&g.target_groups, p, 100)?;
             x.members("LoadBalancerTargetGroups", &page, |x, a| {
                 x.text("LoadBalancerTargetGroupARN", &a.arn)
@@ -70,7 +72,9 @@ pub fn call(
             x.opt("NextToken", next);
         }
         "DescribeTrafficSources" => {
-            let g = svc.find(caller, &p.required("AutoScalingGroupName")?)?.group;
+            let g = svc
+                .find(caller, &p.required("AutoScalingGroupName")?)?
+                .group;
             let kind = p.string("TrafficSourceType").filter(|t| !t.is_empty());
             let list: Vec<Attachment> = if kind.as_deref().is_none_or(|k| k == "elbv2") {
                 g.target_groups.clone()
@@ -101,7 +105,11 @@ pub fn call(
             return Ok(Some(None));
         }
         "DescribeAdjustmentTypes" => {
-            let types = ["ChangeInCapacity", "ExactCapacity", "PercentChangeInCapacity"];
+            let types = [
+                "ChangeInCapacity",
+                "ExactCapacity",
+                "PercentChangeInCapacity",
+            ];
             x.members("AdjustmentTypes", &types, |x, t| {
                 x.text("AdjustmentType", t);
             });
@@ -147,8 +155,8 @@ pub fn call(
             x.strings("AutoScalingNotificationTypes", &types);
         }
         "DescribeAccountLimits" => {
-            let n = model::groups_of(svc.cloud.catalog(), &caller.account_id, &caller.region)?
-                .len();
+            let n =
+                model::groups_of(svc.cloud.catalog(), &caller.account_id, &caller.region)?.len();
             x.text("MaxNumberOfAutoScalingGroups", "200")
                 .text("MaxNumberOfLaunchConfigurations", "200")
                 .text("NumberOfAutoScalingGroups", &n.to_string())
@@ -180,7 +188,9 @@ fn tags_change(svc: &AutoScaling, caller: &Caller, p: &Params, set: bool) -> Que
                 }
                 merge_tags(&mut s.group.tags, tags);
             } else {
-                s.group.tags.retain(|t| !tags.iter().any(|d| d.key == t.key));
+                s.group
+                    .tags
+                    .retain(|t| !tags.iter().any(|d| d.key == t.key));
             }
             Ok(())
         })?;
@@ -256,7 +266,7 @@ fn activities(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<Str
             }
         }
     }
-    rows.sort_by(|a, b| b.1.start_ms.cmp(&a.1.start_ms));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.start_ms));
     let (page, next) = paginate(&rows, p, 100)?;
     let mut x = Xml::new();
     x.members("Activities", &page, |x, (i, a)| {

@@ -130,10 +130,7 @@ pub fn group(x: &mut Xml, g: &Group, include_instances: bool) {
             "NewInstancesProtectedFromScaleIn",
             &g.new_instances_protected.to_string(),
         )
-        .opt(
-            "ServiceLinkedRoleARN",
-            g.service_linked_role_arn.as_deref(),
-        )
+        .opt("ServiceLinkedRoleARN", g.service_linked_role_arn.as_deref())
         .opt("MaxInstanceLifetime", g.max_instance_lifetime)
         .text("CapacityRebalance", &g.capacity_rebalance.to_string())
         .opt("Context", g.context.as_deref())
