@@ -347,6 +347,25 @@ def test_launch_lifecycle_hook_holds_until_completed(ec2, alice, guest_image):
         assert (act["StatusCode"], act["Progress"]) == ("Successful", 100)
         asg.delete_lifecycle_hook(AutoScalingGroupName=g, LifecycleHookName="wait-launch")
         assert asg.describe_lifecycle_hooks(AutoScalingGroupName=g)["LifecycleHooks"] == []
+
+        # A terminate hook holds the instance in Terminating:Wait, running, until completed.
+        asg.put_lifecycle_hook(AutoScalingGroupName=g, LifecycleHookName="wait-end",
+                               LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+                               HeartbeatTimeout=600, DefaultResult="CONTINUE")
+        asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=0)
+        wait_for("Terminating:Wait",
+                 lambda: [i for i in group(asg, g)["Instances"] if i["LifecycleState"] == "Terminating:Wait"],
+                 timeout=60)
+        time.sleep(3)
+        assert group(asg, g)["Instances"][0]["LifecycleState"] == "Terminating:Wait"
+        assert ec2_state(client, iid) == "running"
+        asg.complete_lifecycle_action(AutoScalingGroupName=g, LifecycleHookName="wait-end",
+                                      InstanceId=iid, LifecycleActionResult="ABANDON")
+        wait_for("the instance to leave the group", lambda: group(asg, g)["Instances"] == [], timeout=120)
+        wait_for("terminated", lambda: ec2_state(client, iid) in ("terminated", "gone"), timeout=120)
+        end = [a for a in asg.describe_scaling_activities(AutoScalingGroupName=g)["Activities"]
+               if a["Description"] == f"Terminating EC2 instance: {iid}"][0]
+        assert (end["StatusCode"], end["Progress"]) == ("Successful", 100)
     finally:
         force_delete(asg, client, g)
 

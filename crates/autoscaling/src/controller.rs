@@ -38,6 +38,7 @@ pub fn begin_termination(
     if m.terminating() || m.lifecycle == "Terminated" {
         return None;
     }
+    let unfinished = m.activity_id.take();
     m.lifecycle = "Terminating".into();
     m.replace = replace;
     m.wait = None;
@@ -47,6 +48,16 @@ pub fn begin_termination(
         now,
     );
     m.activity_id = Some(a.id.clone());
+    if let Some(prev) = unfinished.as_deref().and_then(|p| g.activity_mut(p))
+        && prev.end_ms.is_none()
+    {
+        prev.status = "Cancelled".into();
+        prev.progress = 100;
+        prev.end_ms = Some(now);
+        prev.message = Some(format!(
+            "Instance {id} was terminated before it went in service."
+        ));
+    }
     g.add_activity(a.clone());
     Some(a)
 }
@@ -181,6 +192,19 @@ impl AutoScaling {
             self.advance(&caller, &mut s.group, &id, state.as_deref(), now);
         }
         s.group.instances.retain(|m| m.lifecycle != "Terminated");
+        if s.group.deleting {
+            // ForceDelete: every instance goes, protected or in standby alike.
+            let ids: Vec<String> = s.group.instances.iter().map(|m| m.id.clone()).collect();
+            let cause = format!(
+                "At {} an instance was taken out of service because its group is being deleted.",
+                iso8601(now)
+            );
+            for id in ids {
+                begin_termination(&mut s.group, &id, &cause, false, now);
+            }
+            return Ok(());
+        }
+        self.expire_lifetimes(&mut s.group, now);
         self.recover_launches(s, &caller);
         let extra = crate::refresh::tick(self, &caller, &mut s.group, &views, now);
         self.capacity(s, &caller, extra, now);
@@ -480,6 +504,30 @@ impl AutoScaling {
             m.activity_id.take()
         });
         finish_activity(g, act.as_deref(), "Successful", None);
+    }
+
+    /// MaxInstanceLifetime: one instance past it at a time is replaced (when nothing
+    /// else is terminating).
+    fn expire_lifetimes(&self, g: &mut Group, now: i64) {
+        let Some(lifetime) = g.max_instance_lifetime.filter(|l| *l > 0) else {
+            return;
+        };
+        if g.instances.iter().any(|m| m.terminating()) || g.suspended("ReplaceUnhealthy") {
+            return;
+        }
+        let expired = g
+            .instances
+            .iter()
+            .filter(|m| m.lifecycle == "InService" && now >= m.launched_ms + lifetime * 1000)
+            .min_by_key(|m| m.launched_ms)
+            .map(|m| m.id.clone());
+        if let Some(id) = expired {
+            let cause = format!(
+                "At {} an instance was taken out of service in response to the maximum instance lifetime of {lifetime} seconds.",
+                iso8601(now)
+            );
+            begin_termination(g, &id, &cause, true, now);
+        }
     }
 
     /// Launches whose activity was recorded but whose instance was not (openami stopped
