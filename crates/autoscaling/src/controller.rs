@@ -317,6 +317,11 @@ impl AutoScaling {
                     id,
                     "an instance was taken out of service in response to an EC2 instance status check",
                 );
+                let cause = format!(
+                    "At {} an instance was taken out of service in response to an EC2 instance status check",
+                    iso8601(now)
+                );
+                begin_termination(g, id, &cause, true, now);
             }
             "Pending:Wait" => {
                 let Some(w) = m.wait.clone() else {
