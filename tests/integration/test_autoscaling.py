@@ -402,8 +402,20 @@ def test_group_survives_an_openami_kill(tmp_path, guest_raw):  # noqa: F811
         assert [(i["InstanceId"], i["LifecycleState"]) for i in g["Instances"]] == [(first, "InService")]
         assert ec2_state(client, first) == "running"
         asg.set_desired_capacity(AutoScalingGroupName="kept", DesiredCapacity=2)
-        ids = [i["InstanceId"] for i in in_service(asg, "kept", 2)]
+        ids = sorted(i["InstanceId"] for i in in_service(asg, "kept", 2))
         assert first in ids
+
+        # A clean stop ends the machines; the next start boots them again, and the group
+        # keeps the same instances (they are not taken for failed ones).
+        assert srv.stop() == 0
+        srv = Server(srv.data_dir, port=srv.port)
+        for i in ids:
+            wait_for(f"{i} running again", lambda i=i: ec2_state(client, i) == "running", timeout=120)
+        time.sleep(3)
+        assert sorted(i["InstanceId"] for i in in_service(asg, "kept", 2)) == ids
+        ends = [a for a in asg.describe_scaling_activities(AutoScalingGroupName="kept")["Activities"]
+                if a["Description"].startswith("Terminating")]
+        assert ends == []
         force_delete(asg, client, "kept")
     finally:
         if srv.proc.poll() is None:

@@ -410,7 +410,9 @@ impl AutoScaling {
         if g.suspended("HealthCheck") || m.health == "Unhealthy" {
             return;
         }
-        if ec2_state != Some("running") {
+        // `pending` is not a failure: an instance openami boots again after its own
+        // restart passes through it.
+        if ec2_state != Some("running") && ec2_state != Some("pending") {
             self.mark_unhealthy(
                 g,
                 &m.id,
