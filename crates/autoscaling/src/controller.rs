@@ -618,7 +618,7 @@ impl AutoScaling {
 
     /// The subnet and zone of the next launch: the enabled zone with the fewest
     /// instances, a random subnet of it.
-    fn placement(g: &Group) -> Option<(String, String)> {
+    pub(crate) fn placement(g: &Group) -> Option<(String, String)> {
         // Instances an instance refresh is replacing do not count: their replacements
         // spread as if they were already gone.
         let leaving: Vec<&String> = g

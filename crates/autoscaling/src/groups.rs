@@ -192,7 +192,7 @@ pub fn placements(
     Ok(out)
 }
 
-fn split_subnets(text: &str) -> Vec<String> {
+pub(crate) fn split_subnets(text: &str) -> Vec<String> {
     text.split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -270,7 +270,7 @@ fn check_termination_policies(ps: &[String]) -> QueryResult<()> {
     Ok(())
 }
 
-fn check_sizes(min: i64, max: i64, desired: i64) -> QueryResult<()> {
+pub(crate) fn check_sizes(min: i64, max: i64, desired: i64) -> QueryResult<()> {
     if min < 0 || max < 0 {
         return Err(QueryError::validation(
             "MinSize and MaxSize must be non-negative.",
@@ -553,7 +553,7 @@ fn delete(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<()> {
 }
 
 /// Whether a group matches DescribeAutoScalingGroups' `Filters`.
-fn matches_filters(g: &Group, filters: &[(String, Vec<String>)]) -> bool {
+pub(crate) fn matches_filters(g: &Group, filters: &[(String, Vec<String>)]) -> bool {
     filters.iter().all(|(name, values)| {
         g.tags.iter().any(|t| match name.as_str() {
             "tag-key" => values.contains(&t.key),

@@ -22,6 +22,8 @@ mod policies;
 mod refresh;
 mod render;
 mod termination;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -60,8 +60,11 @@ fn policy_key(policy: &str, g: &Group, m: &Member, current: Option<i64>, now: i6
 
 /// Picks `n` instances to terminate by the group's policies.
 pub fn choose_victims(svc: &AutoScaling, caller: &Caller, g: &Group, n: usize) -> Vec<String> {
-    let current = current_version(svc, caller, g);
-    let now = catalog::now_ms();
+    pick(g, n, current_version(svc, caller, g), catalog::now_ms())
+}
+
+/// Picks `n` instances to terminate, `current` being the group's template version.
+pub fn pick(g: &Group, n: usize, current: Option<i64>, now: i64) -> Vec<String> {
     let mut chosen: Vec<String> = Vec::new();
     for _ in 0..n {
         let candidates: Vec<&Member> = g
