@@ -490,3 +490,52 @@ def test_instance_refresh_replaces_every_instance_without_losing_capacity(ec2, a
         assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
     finally:
         force_delete(asg, client, g)
+
+
+@needs_qemu
+def test_standby_detach_and_attach(ec2, alice, guest_image):
+    """EnterStandby/ExitStandby, DetachInstances and AttachInstances move one running
+    instance out of and back into service, with the desired capacity following."""
+    client, asg = clients(ec2, alice)
+    lt_id, _ = template(client, guest_image[0])
+    g = name()
+    asg.create_auto_scaling_group(AutoScalingGroupName=g, LaunchTemplate={"LaunchTemplateId": lt_id},
+                                  MinSize=0, MaxSize=2, DesiredCapacity=1, AvailabilityZones=["us-east-1a"])
+    try:
+        iid = in_service(asg, g, 1)[0]["InstanceId"]
+        acts = asg.enter_standby(AutoScalingGroupName=g, InstanceIds=[iid],
+                                 ShouldDecrementDesiredCapacity=True)["Activities"]
+        assert acts[0]["Description"] == f"Moving EC2 instance to Standby: {iid}"
+        got = group(asg, g)
+        assert got["DesiredCapacity"] == 0
+        assert [(i["InstanceId"], i["LifecycleState"]) for i in got["Instances"]] == [(iid, "Standby")]
+        time.sleep(3)
+        assert len(group(asg, g)["Instances"]) == 1, "nothing launched for a decremented standby"
+        with pytest.raises(ClientError) as e:
+            asg.enter_standby(AutoScalingGroupName=g, InstanceIds=[iid], ShouldDecrementDesiredCapacity=True)
+        assert error_code(e.value) == "ValidationError"
+
+        acts = asg.exit_standby(AutoScalingGroupName=g, InstanceIds=[iid])["Activities"]
+        assert acts[0]["Description"] == f"Moving EC2 instance out of Standby: {iid}"
+        assert in_service(asg, g, 1)[0]["InstanceId"] == iid
+        assert group(asg, g)["DesiredCapacity"] == 1
+
+        asg.detach_instances(AutoScalingGroupName=g, InstanceIds=[iid], ShouldDecrementDesiredCapacity=True)
+        got = group(asg, g)
+        assert got["Instances"] == [] and got["DesiredCapacity"] == 0
+        inst = client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+        assert inst["State"]["Name"] == "running"
+        assert "aws:autoscaling:groupName" not in {t["Key"] for t in inst.get("Tags", [])}
+        assert asg.describe_auto_scaling_instances(InstanceIds=[iid])["AutoScalingInstances"] == []
+
+        asg.attach_instances(AutoScalingGroupName=g, InstanceIds=[iid])
+        assert group(asg, g)["DesiredCapacity"] == 1
+        assert in_service(asg, g, 1)[0]["InstanceId"] == iid
+        details = asg.describe_auto_scaling_instances(InstanceIds=[iid])["AutoScalingInstances"]
+        assert [(d["AutoScalingGroupName"], d["LifecycleState"], d["HealthStatus"]) for d in details] == [
+            (g, "InService", "HEALTHY")]
+        with pytest.raises(ClientError) as e:
+            asg.attach_instances(AutoScalingGroupName=g, InstanceIds=[iid])
+        assert error_code(e.value) == "ValidationError"
+    finally:
+        force_delete(asg, client, g)

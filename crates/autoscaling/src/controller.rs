@@ -591,10 +591,17 @@ impl AutoScaling {
             if s.group.suspended("Launch") || now < s.group.next_launch_ms {
                 return;
             }
+            let mut all = true;
             for _ in counted..target {
                 if !self.launch(s, caller, now) {
+                    all = false;
                     break;
                 }
+            }
+            if all {
+                // The change of desired capacity is answered: later launches (replacements)
+                // have causes of their own.
+                s.group.last_cause.clear();
             }
         } else if counted > target && !s.group.suspended("Terminate") {
             let victims = crate::termination::choose_victims(
@@ -612,6 +619,9 @@ impl AutoScaling {
                     n - 1
                 );
                 begin_termination(&mut s.group, id, cause.trim(), false, now);
+            }
+            if victims.len() as i64 == counted - target {
+                s.group.last_cause.clear();
             }
         }
     }
