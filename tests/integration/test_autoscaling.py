@@ -539,3 +539,34 @@ def test_standby_detach_and_attach(ec2, alice, guest_image):
         assert error_code(e.value) == "ValidationError"
     finally:
         force_delete(asg, client, g)
+
+
+@needs_qemu
+def test_a_new_zone_is_rebalanced_launch_before_terminate(ec2, alice, guest_image):
+    """Two instances in one zone; adding a second zone launches one there first, then
+    the fuller zone gives one up (AZRebalance), never dropping below 2 in service."""
+    client, asg = clients(ec2, alice)
+    lt_id, _ = template(client, guest_image[0])
+    g = name()
+    asg.create_auto_scaling_group(AutoScalingGroupName=g, LaunchTemplate={"LaunchTemplateId": lt_id},
+                                  MinSize=0, MaxSize=2, DesiredCapacity=2, AvailabilityZones=["us-east-1a"])
+    try:
+        first = in_service(asg, g, 2)
+        assert {m["AvailabilityZone"] for m in first} == {"us-east-1a"}
+        asg.update_auto_scaling_group(AutoScalingGroupName=g, AvailabilityZones=["us-east-1a", "us-east-1b"])
+        fewest = 2
+
+        def balanced():
+            nonlocal fewest
+            inst = group(asg, g)["Instances"]
+            fewest = min(fewest, len([i for i in inst if i["LifecycleState"] == "InService"]))
+            zones = sorted(i["AvailabilityZone"] for i in inst if i["LifecycleState"] == "InService")
+            return zones == ["us-east-1a", "us-east-1b"] and len(inst) == 2
+        wait_for("balanced zones", balanced, interval=0.5)
+        assert fewest == 2
+        acts = asg.describe_scaling_activities(AutoScalingGroupName=g)["Activities"]
+        assert any("rebalance the Availability Zones" in a["Cause"] for a in acts
+                   if a["Description"].startswith("Launching"))
+        assert group(asg, g)["DesiredCapacity"] == 2
+    finally:
+        force_delete(asg, client, g)

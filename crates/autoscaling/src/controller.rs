@@ -207,6 +207,7 @@ impl AutoScaling {
         self.expire_lifetimes(&mut s.group, now);
         self.recover_launches(s, &caller);
         let extra = crate::refresh::tick(self, &caller, &mut s.group, &views, now);
+        let extra = extra + self.rebalance(&mut s.group, extra, now);
         self.capacity(s, &caller, extra, now);
         Ok(())
     }
@@ -511,6 +512,63 @@ impl AutoScaling {
             m.activity_id.take()
         });
         finish_activity(g, act.as_deref(), "Successful", None);
+    }
+
+    /// AZRebalance: when the zones differ by more than one instance and the group is
+    /// otherwise settled, one instance is launched in the emptiest zone above the desired
+    /// capacity; once it is in service the controller scales in from the fullest zone.
+    /// Returns the extra capacity it wants.
+    fn rebalance(&self, g: &mut Group, refresh_extra: i64, now: i64) -> i64 {
+        let settled = !g
+            .instances
+            .iter()
+            .any(|m| m.lifecycle.starts_with("Pending") || m.terminating());
+        if g.rebalancing {
+            if settled && g.counted() > g.desired {
+                g.rebalancing = false;
+            }
+            return i64::from(g.rebalancing);
+        }
+        if !settled
+            || refresh_extra != 0
+            || g.counted() != g.desired
+            || ["AZRebalance", "Launch", "Terminate"]
+                .iter()
+                .any(|p| g.suspended(p))
+        {
+            return 0;
+        }
+        let mut zones: Vec<&String> = g.placements.iter().map(|(_, z)| z).collect();
+        zones.sort();
+        zones.dedup();
+        let per_zone: Vec<usize> = zones
+            .iter()
+            .map(|z| {
+                g.instances
+                    .iter()
+                    .filter(|m| m.counts() && &&m.availability_zone == z)
+                    .count()
+            })
+            .collect();
+        let (Some(most), Some(least)) = (per_zone.iter().max(), per_zone.iter().min()) else {
+            return 0;
+        };
+        // Only worth it if the fullest zone has an instance scale-in may take.
+        let fullest = zones[per_zone.iter().position(|n| n == most).unwrap_or(0)];
+        let movable = g
+            .instances
+            .iter()
+            .any(|m| m.counts() && !m.protected && &m.availability_zone == fullest);
+        if most - least > 1 && movable {
+            g.rebalancing = true;
+            g.last_cause = format!(
+                "At {} an instance was launched to rebalance the Availability Zones ({} instances in {fullest}, {least} in the emptiest).",
+                iso8601(now),
+                most
+            );
+            return 1;
+        }
+        0
     }
 
     /// MaxInstanceLifetime: one instance past it at a time is replaced (when nothing

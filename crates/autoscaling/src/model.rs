@@ -308,6 +308,9 @@ pub struct Group {
     pub cooldown_until_ms: i64,
     /// Why the desired capacity last changed (the start of the next activities' Cause).
     pub last_cause: String,
+    /// An instance launched above the desired capacity to rebalance the zones (the
+    /// fullest zone gives one up once it is in service).
+    pub rebalancing: bool,
     /// Consecutive failed launches (for backoff).
     pub launch_failures: u32,
     /// No launch before this time (backoff after failures).
