@@ -193,6 +193,22 @@ def test_api_rules_without_instances(ec2, alice):
     with pytest.raises(ClientError) as e:
         asg.put_warm_pool(AutoScalingGroupName=g)
     assert error_code(e.value) == "InvalidAction"
+    assert asg.describe_load_balancers(AutoScalingGroupName=g)["LoadBalancers"] == []
+    with pytest.raises(ClientError) as e:
+        asg.attach_load_balancers(AutoScalingGroupName=g, LoadBalancerNames=["classic"])
+    assert error_code(e.value) == "ValidationError" and "target groups" in str(e.value)
+    assert asg.describe_notification_configurations(AutoScalingGroupNames=[g])["NotificationConfigurations"] == []
+    with pytest.raises(ClientError) as e:
+        asg.put_notification_configuration(AutoScalingGroupName=g, TopicARN="arn:aws:sns:us-east-1:123456789012:t",
+                                           NotificationTypes=["autoscaling:EC2_INSTANCE_LAUNCH"])
+    assert error_code(e.value) == "UnsupportedOperation"
+    with pytest.raises(ClientError) as e:
+        asg.attach_load_balancer_target_groups(
+            AutoScalingGroupName=g,
+            TargetGroupARNs=["arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nope/0123456789abcdef"])
+    assert error_code(e.value) in ("TargetGroupNotFound", "ValidationError", "InternalFailure")
+    assert asg.describe_load_balancer_target_groups(AutoScalingGroupName=g)["LoadBalancerTargetGroups"] == []
+    assert asg.describe_traffic_sources(AutoScalingGroupName=g)["TrafficSources"] == []
 
     asg.delete_auto_scaling_group(AutoScalingGroupName=g)
     assert group(asg, g) is None

@@ -100,6 +100,26 @@ pub fn call(
             attach_instances(svc, caller, p)?;
             return Ok(Some(None));
         }
+        "DescribeLoadBalancers" => {
+            // Classic load balancers cannot be attached, so a group never has any.
+            svc.find(caller, &p.required("AutoScalingGroupName")?)?;
+            x.elem("LoadBalancers", |_| {});
+        }
+        "AttachLoadBalancers" | "DetachLoadBalancers" => {
+            return Err(QueryError::validation(
+                "Classic Load Balancers are not supported by openami; attach ELBv2 target groups (TargetGroupARNs, AttachLoadBalancerTargetGroups or AttachTrafficSources).",
+            ));
+        }
+        "DescribeNotificationConfigurations" => {
+            // Notifications cannot be configured (no SNS), so there are none.
+            x.elem("NotificationConfigurations", |_| {});
+        }
+        "PutNotificationConfiguration" | "DeleteNotificationConfiguration" => {
+            return Err(QueryError::new(
+                "UnsupportedOperation",
+                "Notification configurations are not supported by openami (there is no SNS).",
+            ));
+        }
         "EnableMetricsCollection" | "DisableMetricsCollection" => {
             metrics(svc, caller, p, action == "EnableMetricsCollection")?;
             return Ok(Some(None));
