@@ -247,6 +247,40 @@ fn to_replace(svc: &AutoScaling, caller: &Caller, g: &Group, r: &Refresh) -> Vec
         .collect()
 }
 
+/// The next batch of a rolling replacement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Terminate this many old instances (their replacements follow).
+    Terminate(i64),
+    /// Launch this many replacements first (old instances terminate once they are warm).
+    Launch(i64),
+}
+
+/// Plans a batch: terminate old instances while at least ceil(desired × min% / 100)
+/// healthy ones remain, else launch replacements first, up to desired × max% / 100 (at
+/// least one above the minimum). Returns the batch and the minimum healthy count.
+pub fn plan(
+    desired: i64,
+    counted: i64,
+    healthy: i64,
+    remaining: i64,
+    min_healthy: i64,
+    max_healthy: Option<i64>,
+) -> (Batch, i64) {
+    let min_count = (desired * min_healthy + 99) / 100;
+    let mut max_count = max_healthy.map_or(desired, |m| desired * m / 100);
+    if max_count <= min_count {
+        max_count = min_count + 1;
+    }
+    let can_terminate = (healthy - min_count).min(remaining).max(0);
+    let batch = if can_terminate > 0 {
+        Batch::Terminate(can_terminate)
+    } else {
+        Batch::Launch((max_count - counted).min(remaining).max(1))
+    };
+    (batch, min_count)
+}
+
 /// Why the refresh cannot start its next batch yet: an instance launching, warming up,
 /// not yet healthy in an attached target group, or terminating.
 fn busy(
@@ -453,21 +487,22 @@ fn step(svc: &AutoScaling, caller: &Caller, g: &mut Group, r: &mut Refresh, now:
         r.checkpoint_until_ms = Some(now + r.checkpoint_delay.unwrap_or(3600) * 1000);
         return;
     }
-    let desired = g.desired;
     let counted = g.counted();
     let healthy = g
         .instances
         .iter()
         .filter(|m| m.lifecycle == "InService" && m.health == "Healthy")
         .count() as i64;
-    let min_count = (desired * r.min_healthy + 99) / 100;
-    let mut max_count = r.max_healthy.map_or(desired, |m| desired * m / 100);
-    if max_count <= min_count {
-        max_count = min_count + 1;
-    }
-    let can_terminate = (healthy - min_count).min(remaining).max(0);
+    let (batch, min_count) = plan(
+        g.desired,
+        counted,
+        healthy,
+        remaining,
+        r.min_healthy,
+        r.max_healthy,
+    );
     r.batch_since_ms = Some(now);
-    if can_terminate > 0 {
+    if let Batch::Terminate(can_terminate) = batch {
         // Old instances from the zones with the most instances first (the replacements
         // went to the zones with the fewest), so the zones stay balanced.
         let in_zone = |z: &str| {
@@ -500,9 +535,8 @@ fn step(svc: &AutoScaling, caller: &Caller, g: &mut Group, r: &mut Refresh, now:
         }
         r.extra = 0;
         r.reason = None;
-    } else {
-        let launch = (max_count - counted).min(remaining).max(1);
-        r.extra = counted + launch - desired;
+    } else if let Batch::Launch(launch) = batch {
+        r.extra = counted + launch - g.desired;
         r.reason = Some(format!(
             "Launching {launch} replacement instance(s) before terminating old ones (at least {min_count} healthy instances are kept)."
         ));

@@ -8,6 +8,7 @@ use crate::AutoScaling;
 use crate::controller::begin_termination;
 use crate::groups::{check_sizes, matches_filters, merge_tags, paginate, split_subnets};
 use crate::model::{Group, GroupTag, Member, Refresh, TemplateSpec, uuid};
+use crate::refresh::{Batch, plan};
 use crate::termination::pick;
 
 fn member(id: &str, zone: &str, version: &str, launched_ms: i64) -> Member {
@@ -207,4 +208,22 @@ fn subnets_and_uuids() {
     assert_eq!(u.len(), 36);
     assert_eq!(u.as_bytes()[14], b'4');
     assert_ne!(uuid(), u);
+}
+
+#[test]
+fn refresh_batches_keep_the_minimum_healthy() {
+    // 3 at 100 %: launch one first, terminate one once it is healthy.
+    assert_eq!(plan(3, 3, 3, 3, 100, None), (Batch::Launch(1), 3));
+    assert_eq!(plan(3, 4, 4, 3, 100, None), (Batch::Terminate(1), 3));
+    // The default 90 % of 3 rounds up to 3.
+    assert_eq!(plan(3, 3, 3, 3, 90, None).0, Batch::Launch(1));
+    // 50 % of 4: two at a time, terminate first.
+    assert_eq!(plan(4, 4, 4, 4, 50, None), (Batch::Terminate(2), 2));
+    // 0 %: all at once.
+    assert_eq!(plan(3, 3, 3, 3, 0, None).0, Batch::Terminate(3));
+    // MaxHealthyPercentage 200 launches a whole new set first, but no more than remain.
+    assert_eq!(plan(3, 3, 3, 3, 100, Some(200)).0, Batch::Launch(3));
+    assert_eq!(plan(3, 3, 3, 1, 100, Some(200)).0, Batch::Launch(1));
+    // An unhealthy instance does not count toward the minimum.
+    assert_eq!(plan(3, 4, 3, 2, 100, None).0, Batch::Launch(1));
 }
