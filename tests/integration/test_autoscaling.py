@@ -342,11 +342,24 @@ def test_launch_lifecycle_hook_holds_until_completed(ec2, alice, guest_image):
         def waiting():
             inst = group(asg, g)["Instances"]
             return inst if inst and inst[0]["LifecycleState"] == "Pending:Wait" else None
-        iid = wait_for("Pending:Wait", waiting)[0]["InstanceId"]
+        # ABANDON on launch: the instance is terminated and another one launched.
+        abandoned = wait_for("Pending:Wait", waiting)[0]["InstanceId"]
+        asg.complete_lifecycle_action(AutoScalingGroupName=g, LifecycleHookName="wait-launch",
+                                      InstanceId=abandoned, LifecycleActionResult="ABANDON")
+        wait_for("abandoned terminated", lambda: ec2_state(client, abandoned) in ("terminated", "gone"), timeout=120)
+        act = [a for a in asg.describe_scaling_activities(AutoScalingGroupName=g)["Activities"]
+               if a["Description"] == f"Launching a new EC2 instance: {abandoned}"][0]
+        assert act["StatusCode"] == "Cancelled" and "ABANDON" in act["StatusMessage"]
+
+        def waiting_new():
+            inst = waiting()
+            return inst if inst and inst[0]["InstanceId"] != abandoned else None
+        iid = wait_for("a new instance in Pending:Wait", waiting_new)[0]["InstanceId"]
         assert ec2_state(client, iid) == "running"
         time.sleep(4)
         assert group(asg, g)["Instances"][0]["LifecycleState"] == "Pending:Wait"
         acts = asg.describe_scaling_activities(AutoScalingGroupName=g)["Activities"]
+        assert acts[0]["Description"] == f"Launching a new EC2 instance: {iid}"
         assert acts[0]["StatusCode"] == "MidLifecycleAction"
         asg.record_lifecycle_action_heartbeat(AutoScalingGroupName=g, LifecycleHookName="wait-launch",
                                               InstanceId=iid)
@@ -504,6 +517,30 @@ def test_instance_refresh_replaces_every_instance_without_losing_capacity(ec2, a
         assert r["Status"] == "Failed" and "ami-0fedcba9876543210" in r["StatusReason"]
         assert {m["InstanceId"] for m in in_service(asg, g, 3)} == {m["InstanceId"] for m in now}
         assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
+
+        # With AutoRollback the failed refresh rolls back (nothing had been replaced).
+        rid = asg.start_instance_refresh(
+            AutoScalingGroupName=g,
+            DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt_id, "Version": "3"}},
+            Preferences={"MinHealthyPercentage": 100, "AutoRollback": True})["InstanceRefreshId"]
+        r = wait_for("the rollback", lambda: (lambda r: r if r["Status"].startswith("Rollback") and
+                                              r["Status"] != "RollbackInProgress" else None)(refresh_of(asg, g, rid)),
+                     timeout=240)
+        assert r["Status"] == "RollbackSuccessful" and "ami-0fedcba9876543210" in r["RollbackDetails"]["RollbackReason"]
+        assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
+
+        # Cancel: Cancelling, then Cancelled; the group keeps its configuration.
+        rid = asg.start_instance_refresh(
+            AutoScalingGroupName=g,
+            DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt_id, "Version": "3"}},
+            Preferences={"MinHealthyPercentage": 100})["InstanceRefreshId"]
+        assert asg.cancel_instance_refresh(AutoScalingGroupName=g)["InstanceRefreshId"] == rid
+        wait_for("cancelled", lambda: refresh_of(asg, g, rid)["Status"] == "Cancelled", timeout=60)
+        assert group(asg, g)["LaunchTemplate"]["Version"] == "2"
+        assert {m["InstanceId"] for m in in_service(asg, g, 3)} == {m["InstanceId"] for m in now}
+        with pytest.raises(ClientError) as e:
+            asg.rollback_instance_refresh(AutoScalingGroupName=g)
+        assert error_code(e.value) == "ActiveInstanceRefreshNotFound"
     finally:
         force_delete(asg, client, g)
 
@@ -553,6 +590,12 @@ def test_standby_detach_and_attach(ec2, alice, guest_image):
         with pytest.raises(ClientError) as e:
             asg.attach_instances(AutoScalingGroupName=g, InstanceIds=[iid])
         assert error_code(e.value) == "ValidationError"
+
+        # SetInstanceHealth Unhealthy: replaced at once.
+        asg.set_instance_health(InstanceId=iid, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False)
+        new = wait_for("a replacement", lambda: [m for m in in_service(asg, g, 1) if m["InstanceId"] != iid])
+        assert new
+        wait_for("terminated", lambda: ec2_state(client, iid) in ("terminated", "gone"), timeout=120)
     finally:
         force_delete(asg, client, g)
 

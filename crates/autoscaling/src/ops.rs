@@ -286,6 +286,8 @@ fn activities(svc: &AutoScaling, caller: &Caller, p: &Params) -> QueryResult<Str
             }
         }
     }
+    // Newest first; of activities started at the same time, the later recorded first.
+    rows.reverse();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.start_ms));
     let (page, next) = paginate(&rows, p, 100)?;
     let mut x = Xml::new();
