@@ -1,7 +1,8 @@
 //! Amazon EC2 Auto Scaling (query protocol 2011-01-01) above the EC2 engine and ELBv2.
 //!
 //! Groups of real instances: each group is one catalog row (`model`), changed by the API
-//! (`groups`, `ops`, `hooks`, `refresh`) and by the controller thread (`controller`),
+//! (`groups`, `ops`, `hooks`, `refresh`) and by the controller thread (`controller`,
+//! `launching`, `termination`),
 //! which every second keeps each group's count of Pending and InService instances equal
 //! to its desired capacity by launching through the engine (from the group's launch
 //! template) and terminating by the group's termination policies, replaces unhealthy
@@ -16,6 +17,7 @@
 mod controller;
 mod groups;
 mod hooks;
+mod launching;
 mod model;
 mod ops;
 mod policies;
