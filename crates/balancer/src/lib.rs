@@ -18,6 +18,15 @@
 //! CONTRACT (written by the lead; the implementation fills the bodies, the types may gain
 //! fields but the control plane relies on the ones here).
 
+mod balancer;
+mod health;
+mod listener;
+mod proxy;
+mod rules;
+mod state;
+
+pub use balancer::Balancer;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
