@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use awsquery::Caller;
 use balancer::{
-    Action, Balancer, BindError, Condition, Config, HealthCheck, Listener, LoadBalancer,
-    Protocol, Rule, Target, TargetGroup, TargetHealth,
+    Action, Balancer, BindError, Condition, Config, HealthCheck, Listener, LoadBalancer, Protocol,
+    Rule, Target, TargetGroup, TargetHealth,
 };
 use engine::query::Page;
 
+use crate::Elb;
 use crate::attributes;
 use crate::listeners::listener_table;
 use crate::load_balancers::lb_table;
@@ -24,7 +25,6 @@ use crate::model::{
     Stored, TG_KIND, TgDoc, engine_caller,
 };
 use crate::target_groups::{deregistration_delay, tg_table};
-use crate::Elb;
 
 /// How often the resync runs without being asked.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -83,7 +83,11 @@ pub fn resync_loop(elb: Weak<Elb>, rx: Receiver<()>) {
 type InstanceAddrs = HashMap<String, (String, Option<Ipv4Addr>)>;
 
 fn protocol(p: &str) -> Protocol {
-    if p == "TCP" { Protocol::Tcp } else { Protocol::Http }
+    if p == "TCP" {
+        Protocol::Tcp
+    } else {
+        Protocol::Http
+    }
 }
 
 fn condition(c: &ConditionDoc) -> Condition {
@@ -125,7 +129,11 @@ fn action(actions: &[ActionDoc]) -> Action {
                 port: r.port,
                 path: r.path,
                 query: r.query,
-                status: if r.status_code == "HTTP_302" { 302 } else { 301 },
+                status: if r.status_code == "HTTP_302" {
+                    302
+                } else {
+                    301
+                },
             }
         }
         "fixed-response" => {
@@ -218,8 +226,10 @@ pub fn build_config(
         let listeners = mine
             .into_iter()
             .map(|l| {
-                let mut own: Vec<&Stored<RuleDoc>> =
-                    rules.iter().filter(|r| r.doc.listener_arn == l.row.id).collect();
+                let mut own: Vec<&Stored<RuleDoc>> = rules
+                    .iter()
+                    .filter(|r| r.doc.listener_arn == l.row.id)
+                    .collect();
                 own.sort_by_key(|r| r.doc.priority);
                 let mut out: Vec<Rule> = if l.doc.protocol == "TCP" {
                     Vec::new()
@@ -242,7 +252,10 @@ pub fn build_config(
                     port: l.doc.port,
                     protocol: protocol(&l.doc.protocol),
                     rules: out,
-                    attributes: map_of(attributes::effective(listener_table(&l.doc), &l.doc.attributes)),
+                    attributes: map_of(attributes::effective(
+                        listener_table(&l.doc),
+                        &l.doc.attributes,
+                    )),
                 }
             })
             .collect();
@@ -281,7 +294,11 @@ fn lb_state(listeners: usize, failed: &[&BindError]) -> (&'static str, Option<St
             .map(|e| format!("listener on {}: {}", e.addr, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        if failed.len() >= listeners { ("failed", Some(why)) } else { ("active_impaired", Some(why)) }
+        if failed.len() >= listeners {
+            ("failed", Some(why))
+        } else {
+            ("active_impaired", Some(why))
+        }
     }
 }
 
@@ -312,7 +329,9 @@ impl Elb {
                         out.insert(v.id.clone(), (v.state.clone(), ip));
                     }
                 }
-                Err(e) => tracing::warn!(account = %c.account_id, error = %e, "elb resync: listing instances"),
+                Err(e) => {
+                    tracing::warn!(account = %c.account_id, error = %e, "elb resync: listing instances")
+                }
             }
         }
         out
@@ -468,28 +487,51 @@ mod tests {
                     ..Default::default()
                 },
                 targets: vec![
-                    TargetDoc { id: "i-1".into(), port: 80, zone: None },
-                    TargetDoc { id: "i-2".into(), port: 80, zone: None },
+                    TargetDoc {
+                        id: "i-1".into(),
+                        port: 80,
+                        zone: None,
+                    },
+                    TargetDoc {
+                        id: "i-2".into(),
+                        port: 80,
+                        zone: None,
+                    },
                 ],
                 ..Default::default()
             },
         };
         let mut inst = InstanceAddrs::new();
-        inst.insert("i-1".into(), ("running".into(), Some(Ipv4Addr::new(127, 100, 0, 7))));
+        inst.insert(
+            "i-1".into(),
+            ("running".into(), Some(Ipv4Addr::new(127, 100, 0, 7))),
+        );
         inst.insert("i-2".into(), ("stopped".into(), None));
         let c = build_config(&[lb], &[l], &[r], &[tg], &inst);
         let lst = &c.load_balancers[0].listeners[0];
         assert_eq!(lst.rules.len(), 2);
-        assert_eq!(lst.rules[0].conditions, vec![Condition::PathPattern(vec!["/api/*".into()])]);
-        assert!(matches!(lst.rules[0].action, Action::FixedResponse { status: 418, .. }));
+        assert_eq!(
+            lst.rules[0].conditions,
+            vec![Condition::PathPattern(vec!["/api/*".into()])]
+        );
+        assert!(matches!(
+            lst.rules[0].action,
+            Action::FixedResponse { status: 418, .. }
+        ));
         assert_eq!(lst.rules[1].action, Action::Forward(vec![("tg".into(), 3)]));
         let g = &c.target_groups[0];
         assert_eq!(g.deregistration_delay, Duration::from_secs(300));
         assert_eq!(g.targets[0].addr, Some(Ipv4Addr::new(127, 100, 0, 7)));
         assert_eq!(g.targets[1].addr, None);
-        assert_eq!(g.targets[1].unreachable_reason.as_deref(), Some("Target is in the stopped state"));
+        assert_eq!(
+            g.targets[1].unreachable_reason.as_deref(),
+            Some("Target is in the stopped state")
+        );
         assert_eq!(g.health_check.port, None);
-        assert_eq!(c.load_balancers[0].attributes["idle_timeout.timeout_seconds"], "60");
+        assert_eq!(
+            c.load_balancers[0].attributes["idle_timeout.timeout_seconds"],
+            "60"
+        );
     }
 
     #[test]

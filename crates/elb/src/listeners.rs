@@ -6,17 +6,21 @@ use std::collections::BTreeMap;
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 
+use crate::Elb;
 use crate::attributes;
 use crate::load_balancers::{next_marker, page};
 use crate::model::{
     self, ActionDoc, FixedDoc, ForwardDoc, LISTENER_KIND, LbDoc, ListenerDoc, RULE_KIND,
     RedirectDoc, RuleDoc, Stored, TgDoc, db, listener_not_found,
 };
-use crate::Elb;
 
 /// The attribute table of a listener's protocol.
 pub fn listener_table(doc: &ListenerDoc) -> &'static [attributes::Spec] {
-    if doc.protocol == "TCP" { attributes::LISTENER_TCP } else { attributes::LISTENER_HTTP }
+    if doc.protocol == "TCP" {
+        attributes::LISTENER_TCP
+    } else {
+        attributes::LISTENER_HTTP
+    }
 }
 
 fn check_listener_protocol(lb: &LbDoc, protocol: &str) -> QueryResult<()> {
@@ -24,7 +28,9 @@ fn check_listener_protocol(lb: &LbDoc, protocol: &str) -> QueryResult<()> {
         ("application", "HTTP") | ("network", "TCP") => Ok(()),
         (_, "HTTPS" | "TLS") => Err(QueryError::new(
             "UnsupportedProtocol",
-            format!("Listener protocol '{protocol}' needs certificates, which openami does not have (use HTTP or TCP)"),
+            format!(
+                "Listener protocol '{protocol}' needs certificates, which openami does not have (use HTTP or TCP)"
+            ),
         )),
         ("network", "UDP" | "TCP_UDP" | "QUIC" | "TCP_QUIC") => Err(QueryError::new(
             "UnsupportedProtocol",
@@ -48,7 +54,8 @@ fn lb_suffix(lb_arn: &str) -> &str {
 impl Elb {
     /// The caller's listener, or `ListenerNotFound`.
     pub(crate) fn listener(&self, caller: &Caller, arn: &str) -> QueryResult<Stored<ListenerDoc>> {
-        self.get(caller, LISTENER_KIND, arn)?.ok_or_else(listener_not_found)
+        self.get(caller, LISTENER_KIND, arn)?
+            .ok_or_else(listener_not_found)
     }
 
     /// Parses and checks `name.member.N` actions for a listener of `protocol` on `lb`
@@ -192,7 +199,9 @@ impl Elb {
                     ));
                 }
                 _ => {
-                    return Err(QueryError::validation(format!("Action type '{t}' is not valid")));
+                    return Err(QueryError::validation(format!(
+                        "Action type '{t}' is not valid"
+                    )));
                 }
             }
             out.push(doc);
@@ -231,13 +240,21 @@ impl Elb {
             if tg.doc.vpc_id != lb.vpc_id {
                 return Err(QueryError::new(
                     "InvalidConfigurationRequest",
-                    format!("Target group '{arn}' is not in the load balancer's VPC '{}'", lb.vpc_id),
+                    format!(
+                        "Target group '{arn}' is not in the load balancer's VPC '{}'",
+                        lb.vpc_id
+                    ),
                 ));
             }
-            if usage.get(arn).is_some_and(|lbs| lbs.iter().any(|l| l != lb_arn)) {
+            if usage
+                .get(arn)
+                .is_some_and(|lbs| lbs.iter().any(|l| l != lb_arn))
+            {
                 return Err(QueryError::new(
                     "TargetGroupAssociationLimit",
-                    format!("The following target groups cannot be associated with more than one load balancer: {arn}"),
+                    format!(
+                        "The following target groups cannot be associated with more than one load balancer: {arn}"
+                    ),
                 ));
             }
         }
@@ -249,7 +266,11 @@ impl Elb {
         let _g = self.guard();
         let lb = self.lb(caller, &lb_arn)?;
         let protocol = p.string("Protocol").unwrap_or_else(|| {
-            if lb.doc.lb_type == "network" { "TCP".into() } else { "HTTP".into() }
+            if lb.doc.lb_type == "network" {
+                "TCP".into()
+            } else {
+                "HTTP".into()
+            }
         });
         if p.has("Certificates") && !p.strings("Certificates").unwrap_or_default().is_empty() {
             return Err(QueryError::new(
@@ -260,9 +281,13 @@ impl Elb {
         check_listener_protocol(&lb.doc, &protocol)?;
         let port = p
             .int_in("Port", 1, 65535)?
-            .ok_or_else(|| QueryError::validation("A listener port must be specified"))? as u16;
+            .ok_or_else(|| QueryError::validation("A listener port must be specified"))?
+            as u16;
         let listeners = self.list::<ListenerDoc>(caller, LISTENER_KIND)?;
-        let mine: Vec<_> = listeners.iter().filter(|l| l.doc.load_balancer_arn == lb_arn).collect();
+        let mine: Vec<_> = listeners
+            .iter()
+            .filter(|l| l.doc.load_balancer_arn == lb_arn)
+            .collect();
         if mine.iter().any(|l| l.doc.port == port) {
             return Err(QueryError::new(
                 "DuplicateListener",
@@ -275,7 +300,8 @@ impl Elb {
                 "You've reached the limit on the number of listeners per load balancer (50)",
             ));
         }
-        let actions = self.parse_actions(caller, p, "DefaultActions", &lb_arn, &lb.doc, &protocol)?;
+        let actions =
+            self.parse_actions(caller, p, "DefaultActions", &lb_arn, &lb.doc, &protocol)?;
         let tags = p.tags("Tags")?;
         crate::misc::check_tags(&tags)?;
         let lid = model::new_hex_id();
@@ -309,12 +335,19 @@ impl Elb {
         let out: Vec<Stored<ListenerDoc>> = if !arns.is_empty() {
             let mut v = Vec::new();
             for a in &arns {
-                v.push(all.iter().find(|s| &s.row.id == a).cloned().ok_or_else(listener_not_found)?);
+                v.push(
+                    all.iter()
+                        .find(|s| &s.row.id == a)
+                        .cloned()
+                        .ok_or_else(listener_not_found)?,
+                );
             }
             v
         } else if let Some(lb) = lb {
             self.lb(caller, &lb)?;
-            all.into_iter().filter(|s| s.doc.load_balancer_arn == lb).collect()
+            all.into_iter()
+                .filter(|s| s.doc.load_balancer_arn == lb)
+                .collect()
         } else {
             return Err(QueryError::validation(
                 "You must specify either listener ARNs or a load balancer ARN",
@@ -341,19 +374,32 @@ impl Elb {
             let clash = self
                 .list::<ListenerDoc>(caller, LISTENER_KIND)?
                 .into_iter()
-                .any(|o| o.doc.load_balancer_arn == l.doc.load_balancer_arn && o.row.id != arn && o.doc.port == port);
+                .any(|o| {
+                    o.doc.load_balancer_arn == l.doc.load_balancer_arn
+                        && o.row.id != arn
+                        && o.doc.port == port
+                });
             if clash {
                 return Err(QueryError::new(
                     "DuplicateListener",
-                    format!("A listener already exists on this port for this load balancer '{}'", l.doc.load_balancer_arn),
+                    format!(
+                        "A listener already exists on this port for this load balancer '{}'",
+                        l.doc.load_balancer_arn
+                    ),
                 ));
             }
             l.doc.port = port;
         }
         if p.has("DefaultActions") {
             let protocol = l.doc.protocol.clone();
-            l.doc.actions =
-                self.parse_actions(caller, p, "DefaultActions", &l.doc.load_balancer_arn, &lb.doc, &protocol)?;
+            l.doc.actions = self.parse_actions(
+                caller,
+                p,
+                "DefaultActions",
+                &l.doc.load_balancer_arn,
+                &lb.doc,
+                &protocol,
+            )?;
         }
         self.update(&arn, &l.row.state, &l.doc)?;
         self.kick();
@@ -376,12 +422,23 @@ impl Elb {
         Ok(String::new())
     }
 
-    pub(crate) fn describe_listener_attributes(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_listener_attributes(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let l = self.listener(caller, &p.required("ListenerArn")?)?;
-        Ok(attributes::xml(&attributes::effective(listener_table(&l.doc), &l.doc.attributes)))
+        Ok(attributes::xml(&attributes::effective(
+            listener_table(&l.doc),
+            &l.doc.attributes,
+        )))
     }
 
-    pub(crate) fn modify_listener_attributes(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn modify_listener_attributes(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let arn = p.required("ListenerArn")?;
         let _g = self.guard();
         let mut l = self.listener(caller, &arn)?;
@@ -394,7 +451,11 @@ impl Elb {
         Ok(attributes::xml(&pairs))
     }
 
-    pub(crate) fn describe_listener_certificates(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_listener_certificates(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         self.listener(caller, &p.required("ListenerArn")?)?;
         let mut x = Xml::new();
         x.elem("Certificates", |_| {});

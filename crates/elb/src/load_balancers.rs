@@ -8,12 +8,12 @@ use std::net::Ipv4Addr;
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use engine::query::{Filter, Page};
 
+use crate::Elb;
 use crate::attributes;
 use crate::model::{
     self, LB_KIND, LISTENER_KIND, LbDoc, ListenerDoc, RULE_KIND, RuleDoc, Stored, db,
     engine_caller, from_ec2, lb_not_found,
 };
-use crate::Elb;
 
 /// CanonicalHostedZoneId of application load balancers (us-east-1's).
 const ALB_ZONE: &str = "Z35SXDOTRQ7X7K";
@@ -87,7 +87,10 @@ impl Elb {
                 .cloud
                 .describe_subnets(&ec, std::slice::from_ref(id), &[], &Page::default())
                 .map_err(|_| {
-                    QueryError::new("SubnetNotFound", format!("The subnet ID '{id}' is not valid"))
+                    QueryError::new(
+                        "SubnetNotFound",
+                        format!("The subnet ID '{id}' is not valid"),
+                    )
                 })?;
             let Some(v) = views.into_iter().next() else {
                 return Err(QueryError::new(
@@ -135,7 +138,10 @@ impl Elb {
                     .cloud
                     .describe_security_groups(&ec, &g, &[], &[], &Page::default())
                     .map_err(|_| {
-                        QueryError::new("InvalidSecurityGroup", "One or more security groups are invalid")
+                        QueryError::new(
+                            "InvalidSecurityGroup",
+                            "One or more security groups are invalid",
+                        )
                     })?
                     .0;
                 if found.iter().any(|v| v.doc.vpc_id != vpc) {
@@ -150,8 +156,14 @@ impl Elb {
             None if lb_type == "network" => Ok(Vec::new()),
             None => {
                 let filters = vec![
-                    Filter { name: "vpc-id".into(), values: vec![vpc.to_string()] },
-                    Filter { name: "group-name".into(), values: vec!["default".into()] },
+                    Filter {
+                        name: "vpc-id".into(),
+                        values: vec![vpc.to_string()],
+                    },
+                    Filter {
+                        name: "group-name".into(),
+                        values: vec!["default".into()],
+                    },
                 ];
                 let found = self
                     .cloud
@@ -198,9 +210,13 @@ impl Elb {
                 "Load balancer type '{lb_type}' is not valid"
             )));
         }
-        let scheme = p.string("Scheme").unwrap_or_else(|| "internet-facing".into());
+        let scheme = p
+            .string("Scheme")
+            .unwrap_or_else(|| "internet-facing".into());
         if scheme != "internet-facing" && scheme != "internal" {
-            return Err(QueryError::validation(format!("Scheme '{scheme}' is not valid")));
+            return Err(QueryError::validation(format!(
+                "Scheme '{scheme}' is not valid"
+            )));
         }
         let ip_type = p.string("IpAddressType").unwrap_or_else(|| "ipv4".into());
         if ip_type != "ipv4" {
@@ -254,18 +270,27 @@ impl Elb {
             attributes: BTreeMap::new(),
             bind_error: None,
         };
-        let arn = model::arn(caller, &format!("loadbalancer/{}/{name}/{}", doc.short_type(), doc.id));
+        let arn = model::arn(
+            caller,
+            &format!("loadbalancer/{}/{name}/{}", doc.short_type(), doc.id),
+        );
         let row = self.insert(caller, LB_KIND, &arn, "provisioning", &doc)?;
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
         }
         self.kick();
         let mut x = Xml::new();
-        x.members("LoadBalancers", &[Stored { row, doc }], |x, s| lb_xml(x, caller, s));
+        x.members("LoadBalancers", &[Stored { row, doc }], |x, s| {
+            lb_xml(x, caller, s)
+        });
         Ok(x.finish())
     }
 
-    pub(crate) fn describe_load_balancers(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_load_balancers(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let arns = p.strings("LoadBalancerArns")?;
         let names = p.strings("Names")?;
         if !arns.is_empty() && !names.is_empty() {
@@ -277,11 +302,21 @@ impl Elb {
         let mut out = Vec::new();
         if !arns.is_empty() {
             for a in &arns {
-                out.push(all.iter().find(|s| &s.row.id == a).cloned().ok_or_else(lb_not_found)?);
+                out.push(
+                    all.iter()
+                        .find(|s| &s.row.id == a)
+                        .cloned()
+                        .ok_or_else(lb_not_found)?,
+                );
             }
         } else if !names.is_empty() {
             for n in &names {
-                out.push(all.iter().find(|s| &s.doc.name == n).cloned().ok_or_else(lb_not_found)?);
+                out.push(
+                    all.iter()
+                        .find(|s| &s.doc.name == n)
+                        .cloned()
+                        .ok_or_else(lb_not_found)?,
+                );
             }
         } else {
             out = all;
@@ -300,12 +335,17 @@ impl Elb {
         let Some(lb) = self.get::<LbDoc>(caller, LB_KIND, &arn)? else {
             return Ok(String::new());
         };
-        if attributes::value(lb_table(&lb.doc), &lb.doc.attributes, "deletion_protection.enabled")
-            == "true"
+        if attributes::value(
+            lb_table(&lb.doc),
+            &lb.doc.attributes,
+            "deletion_protection.enabled",
+        ) == "true"
         {
             return Err(QueryError::new(
                 "OperationNotPermitted",
-                format!("Load balancer '{arn}' cannot be deleted because deletion protection is enabled"),
+                format!(
+                    "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+                ),
             ));
         }
         let listeners: Vec<Stored<ListenerDoc>> = self
@@ -325,9 +365,16 @@ impl Elb {
         Ok(String::new())
     }
 
-    pub(crate) fn describe_lb_attributes(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_lb_attributes(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let lb = self.lb(caller, &p.required("LoadBalancerArn")?)?;
-        Ok(attributes::xml(&attributes::effective(lb_table(&lb.doc), &lb.doc.attributes)))
+        Ok(attributes::xml(&attributes::effective(
+            lb_table(&lb.doc),
+            &lb.doc.attributes,
+        )))
     }
 
     pub(crate) fn modify_lb_attributes(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
@@ -408,19 +455,27 @@ impl Elb {
         let lb = self.lb(caller, &p.required("LoadBalancerArn")?)?;
         let mut x = Xml::new();
         x.text("DecreaseRequestsRemaining", "2");
-        x.members("CapacityReservationState", &lb.doc.subnets, |x, (_, zone)| {
-            x.elem("State", |x| {
-                x.text("Code", "provisioned");
-            })
-            .text("AvailabilityZone", zone);
-        });
+        x.members(
+            "CapacityReservationState",
+            &lb.doc.subnets,
+            |x, (_, zone)| {
+                x.elem("State", |x| {
+                    x.text("Code", "provisioned");
+                })
+                .text("AvailabilityZone", zone);
+            },
+        );
         Ok(x.finish())
     }
 }
 
 /// The attribute table of a load balancer's type.
 pub fn lb_table(doc: &LbDoc) -> &'static [attributes::Spec] {
-    if doc.lb_type == "network" { attributes::NLB } else { attributes::ALB }
+    if doc.lb_type == "network" {
+        attributes::NLB
+    } else {
+        attributes::ALB
+    }
 }
 
 /// The load balancer's address.
@@ -447,7 +502,11 @@ pub fn lb_xml(x: &mut Xml, caller: &Caller, s: &Stored<LbDoc>) {
         )
         .text(
             "CanonicalHostedZoneId",
-            if d.lb_type == "network" { NLB_ZONE } else { ALB_ZONE },
+            if d.lb_type == "network" {
+                NLB_ZONE
+            } else {
+                ALB_ZONE
+            },
         )
         .text("CreatedTime", &engine::query::iso8601(s.row.created_at_ms))
         .text("LoadBalancerName", &d.name)

@@ -4,11 +4,11 @@
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 
+use crate::Elb;
 use crate::model::{
     LB_KIND, LISTENER_KIND, RULE_KIND, TG_KIND, db, lb_not_found, listener_not_found,
     rule_not_found, tg_not_found,
 };
-use crate::Elb;
 
 /// Model operations openami answers with `UnsupportedOperation`.
 pub const KNOWN_UNSUPPORTED: &[&str] = &[
@@ -34,14 +34,19 @@ pub const KNOWN_UNSUPPORTED: &[&str] = &[
 pub fn unsupported(action: &str) -> QueryError {
     QueryError::new(
         "UnsupportedOperation",
-        format!("{action} is not supported by openami (no certificates, trust stores, capacity reservations or IPAM)"),
+        format!(
+            "{action} is not supported by openami (no certificates, trust stores, capacity reservations or IPAM)"
+        ),
     )
 }
 
 /// At most 50 tags, keys 1–128 characters not starting with `aws:`, values ≤ 256.
 pub fn check_tags(tags: &[(String, String)]) -> QueryResult<()> {
     if tags.len() > 50 {
-        return Err(QueryError::new("TooManyTags", "You've reached the limit on the number of tags per resource (50)"));
+        return Err(QueryError::new(
+            "TooManyTags",
+            "You've reached the limit on the number of tags per resource (50)",
+        ));
     }
     for (i, (k, v)) in tags.iter().enumerate() {
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
@@ -50,10 +55,15 @@ pub fn check_tags(tags: &[(String, String)]) -> QueryResult<()> {
             )));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(QueryError::validation(format!("Tag key '{k}' cannot start with 'aws:'")));
+            return Err(QueryError::validation(format!(
+                "Tag key '{k}' cannot start with 'aws:'"
+            )));
         }
         if tags[..i].iter().any(|(o, _)| o == k) {
-            return Err(QueryError::new("DuplicateTagKeys", format!("Tag key '{k}' is duplicated")));
+            return Err(QueryError::new(
+                "DuplicateTagKeys",
+                format!("Tag key '{k}' is duplicated"),
+            ));
         }
     }
     Ok(())
@@ -91,7 +101,11 @@ impl Elb {
                     .list::<crate::model::ListenerDoc>(caller, LISTENER_KIND)?
                     .iter()
                     .any(|l| l.doc.default_rule_arn == arn);
-                if is_default { Ok(()) } else { Err(not_found_for(arn)) }
+                if is_default {
+                    Ok(())
+                } else {
+                    Err(not_found_for(arn))
+                }
             }
         }
     }
@@ -155,7 +169,9 @@ impl Elb {
             return Err(QueryError::missing("ResourceArns"));
         }
         if arns.len() > 20 {
-            return Err(QueryError::validation("At most 20 resource ARNs can be described at once"));
+            return Err(QueryError::validation(
+                "At most 20 resource ARNs can be described at once",
+            ));
         }
         let mut out = Vec::new();
         for arn in &arns {
@@ -179,7 +195,10 @@ pub fn describe_ssl_policies(p: &Params) -> QueryResult<String> {
     const NAME: &str = "ELBSecurityPolicy-2016-08";
     let names = p.strings("Names")?;
     if let Some(n) = names.iter().find(|n| n.as_str() != NAME) {
-        return Err(QueryError::new("SSLPolicyNotFound", format!("SSL policy '{n}' not found")));
+        return Err(QueryError::new(
+            "SSLPolicyNotFound",
+            format!("SSL policy '{n}' not found"),
+        ));
     }
     let protocols = ["TLSv1", "TLSv1.1", "TLSv1.2"];
     let ciphers = [
@@ -194,9 +213,13 @@ pub fn describe_ssl_policies(p: &Params) -> QueryResult<String> {
     x.members("SslPolicies", &[NAME], |x, name| {
         let protos: Vec<String> = protocols.iter().map(|s| s.to_string()).collect();
         x.strings("SslProtocols", &protos);
-        x.members("Ciphers", &ciphers.iter().enumerate().collect::<Vec<_>>(), |x, (i, c)| {
-            x.text("Name", c).text("Priority", &(i + 1).to_string());
-        });
+        x.members(
+            "Ciphers",
+            &ciphers.iter().enumerate().collect::<Vec<_>>(),
+            |x, (i, c)| {
+                x.text("Name", c).text("Priority", &(i + 1).to_string());
+            },
+        );
         x.text("Name", name);
         x.strings(
             "SupportedLoadBalancerTypes",
@@ -217,7 +240,10 @@ pub fn describe_account_limits(_p: &Params) -> QueryResult<String> {
         ("rules-per-application-load-balancer", "100"),
         ("targets-per-application-load-balancer", "1000"),
         ("targets-per-network-load-balancer", "500"),
-        ("targets-per-availability-zone-per-network-load-balancer", "500"),
+        (
+            "targets-per-availability-zone-per-network-load-balancer",
+            "500",
+        ),
         ("target-groups-per-application-load-balancer", "100"),
         ("target-groups-per-action-on-application-load-balancer", "5"),
         ("condition-values-per-alb-rule", "5"),
@@ -239,12 +265,22 @@ mod tests {
     #[test]
     fn tags_and_arns() {
         check_tags(&[("a".into(), "b".into())]).unwrap();
-        assert_eq!(check_tags(&[("a".into(), "1".into()), ("a".into(), "2".into())]).unwrap_err().code, "DuplicateTagKeys");
+        assert_eq!(
+            check_tags(&[("a".into(), "1".into()), ("a".into(), "2".into())])
+                .unwrap_err()
+                .code,
+            "DuplicateTagKeys"
+        );
         assert!(check_tags(&[("aws:x".into(), "1".into())]).is_err());
-        let a = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/0123456789abcdef";
+        let a =
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/0123456789abcdef";
         assert_eq!(not_found_for(a).code, "TargetGroupNotFound");
         let r = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/x/1/2/3";
         assert_eq!(not_found_for(r).code, "RuleNotFound");
-        assert!(describe_ssl_policies(&Params::from_pairs([])).unwrap().contains("ELBSecurityPolicy-2016-08"));
+        assert!(
+            describe_ssl_policies(&Params::from_pairs([]))
+                .unwrap()
+                .contains("ELBSecurityPolicy-2016-08")
+        );
     }
 }

@@ -51,7 +51,11 @@ pub struct LbDoc {
 impl LbDoc {
     /// `app` or `net`, as in ARNs.
     pub fn short_type(&self) -> &'static str {
-        if self.lb_type == "network" { "net" } else { "app" }
+        if self.lb_type == "network" {
+            "net"
+        } else {
+            "app"
+        }
     }
 }
 
@@ -287,7 +291,10 @@ pub fn db(e: catalog::CatalogError) -> QueryError {
 
 /// `LoadBalancerNotFound`.
 pub fn lb_not_found() -> QueryError {
-    QueryError::new("LoadBalancerNotFound", "One or more load balancers not found")
+    QueryError::new(
+        "LoadBalancerNotFound",
+        "One or more load balancers not found",
+    )
 }
 
 /// `TargetGroupNotFound`.
@@ -334,7 +341,12 @@ impl Elb {
             (a.created_at_ms, a.id.as_str()).cmp(&(b.created_at_ms, b.id.as_str()))
         });
         rows.into_iter()
-            .map(|row| Ok(Stored { doc: decode(&row)?, row }))
+            .map(|row| {
+                Ok(Stored {
+                    doc: decode(&row)?,
+                    row,
+                })
+            })
             .collect()
     }
 
@@ -345,7 +357,12 @@ impl Elb {
             (a.created_at_ms, a.id.as_str()).cmp(&(b.created_at_ms, b.id.as_str()))
         });
         rows.into_iter()
-            .map(|row| Ok(Stored { doc: decode(&row)?, row }))
+            .map(|row| {
+                Ok(Stored {
+                    doc: decode(&row)?,
+                    row,
+                })
+            })
             .collect()
     }
 
@@ -362,7 +379,10 @@ impl Elb {
                     && row.account_id == caller.account_id
                     && row.region == caller.region =>
             {
-                Ok(Some(Stored { doc: decode(&row)?, row }))
+                Ok(Some(Stored {
+                    doc: decode(&row)?,
+                    row,
+                }))
             }
             _ => Ok(None),
         }

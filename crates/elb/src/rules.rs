@@ -5,13 +5,13 @@
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 
+use crate::Elb;
 use crate::listeners::actions_xml;
 use crate::load_balancers::{next_marker, page};
 use crate::model::{
     self, ActionDoc, ConditionDoc, LISTENER_KIND, ListenerDoc, RULE_KIND, RuleDoc, Stored, db,
     rule_not_found,
 };
-use crate::Elb;
 
 /// Rules per listener (besides the default rule).
 const MAX_RULES: usize = 100;
@@ -68,7 +68,9 @@ pub fn parse_conditions(p: &Params) -> QueryResult<Vec<ConditionDoc>> {
                 };
                 if field == "http-header" {
                     let name = cfg.string("HttpHeaderName").ok_or_else(|| {
-                        QueryError::validation("An HTTP header name must be specified for an 'http-header' condition")
+                        QueryError::validation(
+                            "An HTTP header name must be specified for an 'http-header' condition",
+                        )
                     })?;
                     doc.header_name = Some(name);
                 }
@@ -83,7 +85,12 @@ pub fn parse_conditions(p: &Params) -> QueryResult<Vec<ConditionDoc>> {
         for v in &doc.values {
             check_value(&field, v)?;
         }
-        let single = ["path-pattern", "host-header", "http-request-method", "source-ip"];
+        let single = [
+            "path-pattern",
+            "host-header",
+            "http-request-method",
+            "source-ip",
+        ];
         if single.contains(&field.as_str()) && out.iter().any(|o| o.field == field) {
             return Err(QueryError::validation(format!(
                 "A rule can only have one '{field}' condition"
@@ -92,7 +99,9 @@ pub fn parse_conditions(p: &Params) -> QueryResult<Vec<ConditionDoc>> {
         out.push(doc);
     }
     if out.is_empty() {
-        return Err(QueryError::validation("A rule must have at least one condition"));
+        return Err(QueryError::validation(
+            "A rule must have at least one condition",
+        ));
     }
     if total > MAX_VALUES {
         return Err(QueryError::validation(format!(
@@ -103,14 +112,17 @@ pub fn parse_conditions(p: &Params) -> QueryResult<Vec<ConditionDoc>> {
 }
 
 fn check_value(field: &str, v: &str) -> QueryResult<()> {
-    let bad = |why: &str| QueryError::validation(format!("Condition value '{v}' is not valid: {why}"));
+    let bad =
+        |why: &str| QueryError::validation(format!("Condition value '{v}' is not valid: {why}"));
     match field {
         "path-pattern" if v.is_empty() || v.len() > 128 => Err(bad("1 to 128 characters")),
         "host-header" if v.is_empty() || v.len() > 128 => Err(bad("1 to 128 characters")),
         "http-request-method"
             if v.is_empty()
                 || v.len() > 40
-                || !v.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c == '-') =>
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c == '-') =>
         {
             Err(bad("A-Z, hyphen and underscore only"))
         }
@@ -133,7 +145,10 @@ fn parse_priority(text: &str) -> QueryResult<i64> {
 }
 
 fn priority_in_use(n: i64) -> QueryError {
-    QueryError::new("PriorityInUse", format!("Priority '{n}' is currently in use"))
+    QueryError::new(
+        "PriorityInUse",
+        format!("Priority '{n}' is currently in use"),
+    )
 }
 
 /// A rule as DescribeRules shows it (the default rule has no row of its own).
@@ -184,9 +199,21 @@ impl Elb {
         Ok(v)
     }
 
-    fn rule_actions(&self, caller: &Caller, p: &Params, l: &Stored<ListenerDoc>) -> QueryResult<Vec<ActionDoc>> {
+    fn rule_actions(
+        &self,
+        caller: &Caller,
+        p: &Params,
+        l: &Stored<ListenerDoc>,
+    ) -> QueryResult<Vec<ActionDoc>> {
         let lb = self.lb(caller, &l.doc.load_balancer_arn)?;
-        self.parse_actions(caller, p, "Actions", &l.doc.load_balancer_arn, &lb.doc, &l.doc.protocol)
+        self.parse_actions(
+            caller,
+            p,
+            "Actions",
+            &l.doc.load_balancer_arn,
+            &lb.doc,
+            &l.doc.protocol,
+        )
     }
 
     pub(crate) fn create_rule(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
@@ -211,11 +238,16 @@ impl Elb {
         if existing.len() >= MAX_RULES {
             return Err(QueryError::new(
                 "TooManyRules",
-                format!("You've reached the limit on the number of rules per listener ({MAX_RULES})"),
+                format!(
+                    "You've reached the limit on the number of rules per listener ({MAX_RULES})"
+                ),
             ));
         }
         let suffix = listener_arn.split_once(":listener/").map_or("", |(_, s)| s);
-        let arn = model::arn(caller, &format!("listener-rule/{suffix}/{}", model::new_hex_id()));
+        let arn = model::arn(
+            caller,
+            &format!("listener-rule/{suffix}/{}", model::new_hex_id()),
+        );
         let doc = RuleDoc {
             listener_arn,
             priority,
@@ -313,13 +345,16 @@ impl Elb {
             }
             let mut r = self.rule(caller, &arn)?;
             if changed.iter().any(|c| c.row.id == arn) {
-                return Err(QueryError::validation(format!("Rule '{arn}' is given more than once")));
+                return Err(QueryError::validation(format!(
+                    "Rule '{arn}' is given more than once"
+                )));
             }
             r.doc.priority = prio;
             changed.push(r);
         }
         // The final priorities of every affected listener must stay unique.
-        let mut listeners: Vec<String> = changed.iter().map(|c| c.doc.listener_arn.clone()).collect();
+        let mut listeners: Vec<String> =
+            changed.iter().map(|c| c.doc.listener_arn.clone()).collect();
         listeners.dedup();
         for la in &listeners {
             let mut seen = Vec::new();
@@ -370,11 +405,19 @@ fn rules_xml(rules: &[RuleView]) -> String {
     x.members("Rules", rules, |x, r| {
         x.text("RuleArn", &r.arn).text(
             "Priority",
-            &r.priority.map_or_else(|| "default".to_string(), |n| n.to_string()),
+            &r.priority
+                .map_or_else(|| "default".to_string(), |n| n.to_string()),
         );
         conditions_xml(x, &r.conditions);
         actions_xml(x, "Actions", &r.actions);
-        x.text("IsDefault", if r.priority.is_none() { "true" } else { "false" });
+        x.text(
+            "IsDefault",
+            if r.priority.is_none() {
+                "true"
+            } else {
+                "false"
+            },
+        );
     });
     x.finish()
 }
@@ -389,11 +432,23 @@ mod tests {
             ("Conditions.member.1.Field", "path-pattern"),
             ("Conditions.member.1.Values.member.1", "/api/*"),
             ("Conditions.member.2.Field", "http-header"),
-            ("Conditions.member.2.HttpHeaderConfig.HttpHeaderName", "X-Env"),
-            ("Conditions.member.2.HttpHeaderConfig.Values.member.1", "prod"),
+            (
+                "Conditions.member.2.HttpHeaderConfig.HttpHeaderName",
+                "X-Env",
+            ),
+            (
+                "Conditions.member.2.HttpHeaderConfig.Values.member.1",
+                "prod",
+            ),
             ("Conditions.member.3.Field", "query-string"),
-            ("Conditions.member.3.QueryStringConfig.Values.member.1.Key", "v"),
-            ("Conditions.member.3.QueryStringConfig.Values.member.1.Value", "1"),
+            (
+                "Conditions.member.3.QueryStringConfig.Values.member.1.Key",
+                "v",
+            ),
+            (
+                "Conditions.member.3.QueryStringConfig.Values.member.1.Value",
+                "1",
+            ),
         ]);
         let c = parse_conditions(&p).unwrap();
         assert_eq!(c[0].values, vec!["/api/*".to_string()]);
@@ -402,18 +457,29 @@ mod tests {
         let mut x = Xml::new();
         conditions_xml(&mut x, &c);
         let s = x.finish();
-        assert!(s.contains("<PathPatternConfig><Values><member>/api/*</member></Values></PathPatternConfig>"));
+        assert!(s.contains(
+            "<PathPatternConfig><Values><member>/api/*</member></Values></PathPatternConfig>"
+        ));
 
         let p = Params::from_pairs([
             ("Conditions.member.1.Field", "source-ip"),
-            ("Conditions.member.1.SourceIpConfig.Values.member.1", "not-a-cidr"),
+            (
+                "Conditions.member.1.SourceIpConfig.Values.member.1",
+                "not-a-cidr",
+            ),
         ]);
         assert!(parse_conditions(&p).is_err());
         let p = Params::from_pairs([("Conditions.member.1.Field", "cookie")]);
         assert!(parse_conditions(&p).is_err());
-        let mut pairs = vec![("Conditions.member.1.Field".to_string(), "host-header".to_string())];
+        let mut pairs = vec![(
+            "Conditions.member.1.Field".to_string(),
+            "host-header".to_string(),
+        )];
         for i in 1..=6 {
-            pairs.push((format!("Conditions.member.1.Values.member.{i}"), format!("h{i}.example.com")));
+            pairs.push((
+                format!("Conditions.member.1.Values.member.{i}"),
+                format!("h{i}.example.com"),
+            ));
         }
         let p = Params::from_pairs(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         assert!(parse_conditions(&p).is_err());

@@ -5,24 +5,32 @@ use std::collections::{BTreeMap, HashMap};
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 
+use crate::Elb;
 use crate::attributes;
 use crate::load_balancers::{next_marker, page};
 use crate::model::{
     self, HealthCheckDoc, LISTENER_KIND, ListenerDoc, RULE_KIND, RuleDoc, Stored, TG_KIND, TgDoc,
     db, lb_not_found, tg_not_found,
 };
-use crate::Elb;
 
 /// The attribute table of a group's protocol.
 pub fn tg_table(doc: &TgDoc) -> &'static [attributes::Spec] {
-    if doc.protocol == "TCP" { attributes::TG_TCP } else { attributes::TG_HTTP }
+    if doc.protocol == "TCP" {
+        attributes::TG_TCP
+    } else {
+        attributes::TG_HTTP
+    }
 }
 
 /// `deregistration_delay.timeout_seconds` of a group.
 pub fn deregistration_delay(doc: &TgDoc) -> u64 {
-    attributes::value(tg_table(doc), &doc.attributes, "deregistration_delay.timeout_seconds")
-        .parse()
-        .unwrap_or(300)
+    attributes::value(
+        tg_table(doc),
+        &doc.attributes,
+        "deregistration_delay.timeout_seconds",
+    )
+    .parse()
+    .unwrap_or(300)
 }
 
 fn check_protocol(p: &str, what: &str) -> QueryResult<()> {
@@ -34,12 +42,18 @@ fn check_protocol(p: &str, what: &str) -> QueryResult<()> {
                 format!("{what} protocol '{p}' is not supported by openami (HTTP and TCP are)"),
             ))
         }
-        _ => Err(QueryError::validation(format!("{what} protocol '{p}' is not valid"))),
+        _ => Err(QueryError::validation(format!(
+            "{what} protocol '{p}' is not valid"
+        ))),
     }
 }
 
 /// Applies the HealthCheck* parameters of Create/ModifyTargetGroup over `hc`.
-fn apply_health_check(hc: &mut HealthCheckDoc, p: &Params, group_protocol: &str) -> QueryResult<()> {
+fn apply_health_check(
+    hc: &mut HealthCheckDoc,
+    p: &Params,
+    group_protocol: &str,
+) -> QueryResult<()> {
     if let Some(proto) = p.string("HealthCheckProtocol") {
         if proto == "HTTPS" {
             return Err(QueryError::new(
@@ -222,16 +236,23 @@ impl Elb {
             "lambda" | "alb" => {
                 return Err(QueryError::new(
                     "InvalidConfigurationRequest",
-                    format!("Target type '{target_type}' is not supported by openami (instance and ip are)"),
+                    format!(
+                        "Target type '{target_type}' is not supported by openami (instance and ip are)"
+                    ),
                 ));
             }
-            t => return Err(QueryError::validation(format!("Target type '{t}' is not valid"))),
+            t => {
+                return Err(QueryError::validation(format!(
+                    "Target type '{t}' is not valid"
+                )));
+            }
         }
         let protocol = p.required("Protocol")?;
         check_protocol(&protocol, "Target group")?;
         let port = p
             .int_in("Port", 1, 65535)?
-            .ok_or_else(|| QueryError::validation("A port must be specified"))? as u16;
+            .ok_or_else(|| QueryError::validation("A port must be specified"))?
+            as u16;
         let vpc_id = p
             .string("VpcId")
             .ok_or_else(|| QueryError::validation("A VPC ID must be specified"))?;
@@ -272,7 +293,9 @@ impl Elb {
             if !same {
                 return Err(QueryError::new(
                     "DuplicateTargetGroupName",
-                    format!("A target group with the same name '{name}' exists, but with different settings"),
+                    format!(
+                        "A target group with the same name '{name}' exists, but with different settings"
+                    ),
                 ));
             }
             return self.tgs_xml(caller, vec![existing]);
@@ -306,7 +329,11 @@ impl Elb {
         Ok(x.finish())
     }
 
-    pub(crate) fn describe_target_groups(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_target_groups(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let arns = p.strings("TargetGroupArns")?;
         let names = p.strings("Names")?;
         let lb = p.string("LoadBalancerArn");
@@ -315,11 +342,21 @@ impl Elb {
         let mut out = Vec::new();
         if !arns.is_empty() {
             for a in &arns {
-                out.push(all.iter().find(|s| &s.row.id == a).cloned().ok_or_else(tg_not_found)?);
+                out.push(
+                    all.iter()
+                        .find(|s| &s.row.id == a)
+                        .cloned()
+                        .ok_or_else(tg_not_found)?,
+                );
             }
         } else if !names.is_empty() {
             for n in &names {
-                out.push(all.iter().find(|s| &s.doc.name == n).cloned().ok_or_else(tg_not_found)?);
+                out.push(
+                    all.iter()
+                        .find(|s| &s.doc.name == n)
+                        .cloned()
+                        .ok_or_else(tg_not_found)?,
+                );
             }
         } else {
             out = all;
@@ -361,7 +398,11 @@ impl Elb {
         Ok(String::new())
     }
 
-    pub(crate) fn describe_tg_attributes(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_tg_attributes(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let tg = self.tg(caller, &p.required("TargetGroupArn")?)?;
         Ok(attributes::xml(&effective_tg(&tg.doc)))
     }
@@ -372,8 +413,7 @@ impl Elb {
         let mut tg = self.tg(caller, &arn)?;
         let pairs = attributes::parse(p, tg_table(&tg.doc), "Target group")?;
         for (k, v) in &pairs {
-            if k == "slow_start.duration_seconds"
-                && v.parse::<i64>().is_ok_and(|n| n > 0 && n < 30)
+            if k == "slow_start.duration_seconds" && v.parse::<i64>().is_ok_and(|n| n > 0 && n < 30)
             {
                 return Err(QueryError::validation(
                     "Target group attribute 'slow_start.duration_seconds' must be 0 or between 30 and 900",
@@ -404,7 +444,10 @@ pub fn tg_xml(x: &mut Xml, s: &Stored<TgDoc>, usage: &HashMap<String, Vec<String
         .text("VpcId", &d.vpc_id)
         .text("HealthCheckProtocol", &hc.protocol)
         .text("HealthCheckPort", &hc.port)
-        .text("HealthCheckEnabled", if hc.enabled { "true" } else { "false" })
+        .text(
+            "HealthCheckEnabled",
+            if hc.enabled { "true" } else { "false" },
+        )
         .text("HealthCheckIntervalSeconds", &hc.interval.to_string())
         .text("HealthCheckTimeoutSeconds", &hc.timeout.to_string())
         .text("HealthyThresholdCount", &hc.healthy.to_string())

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use engine::query::Page;
 
-use crate::model::{TargetDoc, engine_caller};
 use crate::Elb;
+use crate::model::{TargetDoc, engine_caller};
 
 /// One answer of DescribeTargetHealth.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +48,12 @@ fn invalid(message: String) -> QueryError {
 
 impl Elb {
     /// Checks and registers targets (what RegisterTargets and Auto Scaling do).
-    pub(crate) fn register(&self, caller: &Caller, arn: &str, targets: &[TargetSpec]) -> QueryResult<()> {
+    pub(crate) fn register(
+        &self,
+        caller: &Caller,
+        arn: &str,
+        targets: &[TargetSpec],
+    ) -> QueryResult<()> {
         if targets.is_empty() {
             return Err(QueryError::missing("Targets"));
         }
@@ -173,8 +178,10 @@ impl Elb {
             } else if !in_use {
                 row.state = "unused".into();
                 row.reason = Some("Target.NotInUse".into());
-                row.description =
-                    Some("Target group is not configured to receive traffic from the load balancer".into());
+                row.description = Some(
+                    "Target group is not configured to receive traffic from the load balancer"
+                        .into(),
+                );
             }
             row
         };
@@ -220,7 +227,12 @@ impl Elb {
                     out.push(row_of(&t.id, t.port, t.zone.clone()));
                 }
                 for h in &plane {
-                    if !tg.doc.targets.iter().any(|t| t.id == h.id && t.port == h.port) {
+                    if !tg
+                        .doc
+                        .targets
+                        .iter()
+                        .any(|t| t.id == h.id && t.port == h.port)
+                    {
                         out.push(row_of(&h.id, h.port, None));
                     }
                 }
@@ -237,14 +249,24 @@ impl Elb {
 
     pub(crate) fn deregister_targets(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
         let arn = p.required("TargetGroupArn")?;
-        let targets: Vec<_> = parse_targets(p)?.into_iter().map(|(i, p, _)| (i, p)).collect();
+        let targets: Vec<_> = parse_targets(p)?
+            .into_iter()
+            .map(|(i, p, _)| (i, p))
+            .collect();
         self.deregister(caller, &arn, &targets)?;
         Ok(String::new())
     }
 
-    pub(crate) fn describe_target_health(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
+    pub(crate) fn describe_target_health(
+        &self,
+        caller: &Caller,
+        p: &Params,
+    ) -> QueryResult<String> {
         let arn = p.required("TargetGroupArn")?;
-        let targets: Vec<_> = parse_targets(p)?.into_iter().map(|(i, p, _)| (i, p)).collect();
+        let targets: Vec<_> = parse_targets(p)?
+            .into_iter()
+            .map(|(i, p, _)| (i, p))
+            .collect();
         let rows = self.health(caller, &arn, (!targets.is_empty()).then_some(&targets[..]))?;
         let mut x = Xml::new();
         x.members("TargetHealthDescriptions", &rows, |x, r| {
