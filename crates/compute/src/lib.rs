@@ -42,4 +42,4 @@ pub use spec::{
     Accel, BootMode, DiskFormat, DiskSource, DiskSpec, GuestForward, HostForward, Identity,
     NetSpec, Proto, VmSpec,
 };
-pub use vm::{ExitReason, Vm};
+pub use vm::{CpuTime, ExitReason, Vm};

@@ -15,7 +15,10 @@ use crate::qemu::{self, QEMU, RunFiles};
 use crate::qmp::Qmp;
 use crate::spec::{DiskSource, DiskSpec, VmSpec};
 
+mod cpu;
 mod net;
+
+pub use cpu::CpuTime;
 
 /// How much of the console [`Vm::console_output`] returns (as GetConsoleOutput does).
 pub const CONSOLE_TAIL: u64 = 64 * 1024;

@@ -95,6 +95,9 @@ pub struct Cloud {
     tasks: transfers::TaskRegistry,
     /// Serialises changes of the VPC layer (default VPC creation, CIDR and name checks).
     vpc_lock: Mutex<()>,
+    /// Security groups of load balancers (members that live on the host): ingress rules
+    /// naming them open ports on instances' public addresses.
+    load_balancer_groups: Mutex<Vec<String>>,
     /// Set when the server stops: no machine boots any more.
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -151,6 +154,7 @@ impl Cloud {
             transfers: options.transfers,
             tasks: transfers::TaskRegistry::default(),
             vpc_lock: Mutex::new(()),
+            load_balancer_groups: Mutex::new(Vec::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         cloud.recover()?;

@@ -507,6 +507,11 @@ impl Machine {
         lock(&self.vm)
     }
 
+    /// The vCPU time of the machine so far.
+    pub(crate) fn cpu_time(&self) -> compute::Result<compute::CpuTime> {
+        self.vm().cpu_time()
+    }
+
     /// Ends the machine at once.
     pub(crate) fn kill(&self) {
         if let Err(e) = self.vm().kill() {

@@ -20,6 +20,7 @@ mod launch;
 mod lifecycle;
 pub(crate) mod machine;
 mod metadata;
+mod metrics;
 pub mod network;
 mod types;
 mod uefi;
@@ -34,6 +35,7 @@ pub use interface::{MetadataOptionsRequest, NetworkInterfaceRequest};
 pub use launch::{RunInstances, RunMapping};
 pub use lifecycle::StateChange;
 pub use machine::{Accelerator, ComputeConfig};
+pub use metrics::CpuSample;
 pub use types::{InstanceType, describe_instance_types, instance_type};
 
 use crate::images::StateReason;

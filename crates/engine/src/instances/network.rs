@@ -27,8 +27,11 @@
 //! from). Host forwards have no source filter, so a narrower loopback CIDR (say
 //! 127.5.5.5/32) is treated as covering no client. Ranges up to [`MAX_RANGE`] ports are
 //! forwarded whole; wider ones (and "all traffic") forward only [`COMMON_PORTS`] within
-//! them. Rules naming other groups open nothing on the host (instance-to-instance
-//! traffic is not carried yet).
+//! them. A rule naming a security group of a load balancer opens its ports the same way
+//! (load balancers live on the host and connect to targets' public addresses; the
+//! service above EC2 says which groups those are, [`Cloud::set_load_balancer_groups`]).
+//! Rules naming other groups open nothing on the host (instance-to-instance traffic is
+//! not carried yet).
 
 use std::net::Ipv4Addr;
 
@@ -92,15 +95,17 @@ pub fn slirp_net(subnet: &Cidr) -> (Cidr, bool) {
     )
 }
 
-/// The host forwards (protocol, guest port) that `rules` open to loopback clients.
-pub fn open_ports(rules: &[IngressRule]) -> Vec<(compute::Proto, u16)> {
+/// The host forwards (protocol, guest port) that `rules` open to loopback clients and to
+/// members of `host_groups` (load balancers' security groups).
+pub fn open_ports(rules: &[IngressRule], host_groups: &[String]) -> Vec<(compute::Proto, u16)> {
     let mut out = Vec::new();
     for rule in rules {
         let covers = rule
             .cidrs
             .iter()
             .filter_map(|c| Cidr::parse(c, false))
-            .any(|c| c.contains_ip(Ipv4Addr::LOCALHOST));
+            .any(|c| c.contains_ip(Ipv4Addr::LOCALHOST))
+            || rule.source_groups.iter().any(|g| host_groups.contains(g));
         if !covers {
             continue;
         }
@@ -136,8 +141,12 @@ pub fn open_ports(rules: &[IngressRule]) -> Vec<(compute::Proto, u16)> {
 }
 
 /// The host forwards for an instance with public address `public_ip`.
-pub fn host_forwards(rules: &[IngressRule], public_ip: &str) -> Vec<compute::HostForward> {
-    open_ports(rules)
+pub fn host_forwards(
+    rules: &[IngressRule],
+    host_groups: &[String],
+    public_ip: &str,
+) -> Vec<compute::HostForward> {
+    open_ports(rules, host_groups)
         .into_iter()
         .map(|(proto, port)| compute::HostForward {
             proto,
@@ -382,6 +391,22 @@ impl Cloud {
         }
     }
 
+    /// Tells which security groups load balancers (on the host) use: ingress rules naming
+    /// them open their ports on instances' public addresses. Forwards of running
+    /// instances follow when the set changes.
+    pub fn set_load_balancer_groups(&self, mut groups: Vec<String>) {
+        groups.sort();
+        groups.dedup();
+        {
+            let mut current = crate::lock(&self.load_balancer_groups);
+            if *current == groups {
+                return;
+            }
+            *current = groups;
+        }
+        self.refresh_forwards_of_groups(&[]);
+    }
+
     /// The host forwards an instance's groups ask for.
     pub(crate) fn wanted_forwards(&self, doc: &InstanceDoc) -> Vec<compute::HostForward> {
         let Some(net) = &doc.network else {
@@ -392,7 +417,10 @@ impl Cloud {
         };
         let ids: Vec<String> = net.groups.iter().map(|g| g.id.clone()).collect();
         match self.ingress_rules(&ids) {
-            Ok(rules) => host_forwards(&rules, public_ip),
+            Ok(rules) => {
+                let host_groups = crate::lock(&self.load_balancer_groups).clone();
+                host_forwards(&rules, &host_groups, public_ip)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read security group rules");
                 Vec::new()
@@ -447,7 +475,7 @@ mod tests {
             rule("tcp", 443, 443, &["127.5.5.5/32"]),
         ];
         assert_eq!(
-            open_ports(&rules),
+            open_ports(&rules, &[]),
             vec![
                 (Tcp, 22),
                 (Tcp, 8000),
@@ -457,14 +485,22 @@ mod tests {
                 (Udp, 54)
             ]
         );
-        let all = open_ports(&[rule("-1", -1, -1, &["0.0.0.0/0"])]);
+        let all = open_ports(&[rule("-1", -1, -1, &["0.0.0.0/0"])], &[]);
         assert!(all.contains(&(Tcp, 22)) && all.contains(&(Udp, 80)));
         assert_eq!(all.len(), COMMON_PORTS.len() * 2);
-        let wide = open_ports(&[rule("tcp", 1000, 9000, &["0.0.0.0/0"])]);
+        let wide = open_ports(&[rule("tcp", 1000, 9000, &["0.0.0.0/0"])], &[]);
         assert_eq!(wide.first(), Some(&(Tcp, 3000)));
-        assert!(open_ports(&[rule("icmp", -1, -1, &["0.0.0.0/0"])]).is_empty());
-        let fwd = host_forwards(&[rule("tcp", 22, 22, &["0.0.0.0/0"])], "127.100.0.9");
+        assert!(open_ports(&[rule("icmp", -1, -1, &["0.0.0.0/0"])], &[]).is_empty());
+        let fwd = host_forwards(&[rule("tcp", 22, 22, &["0.0.0.0/0"])], &[], "127.100.0.9");
         assert_eq!(fwd[0].rule(), "tcp:127.100.0.9:22-:22");
+        // A rule naming a load balancer's group opens its port; other groups open nothing.
+        let mut from_lb = rule("tcp", 80, 80, &[]);
+        from_lb.source_groups = vec!["sg-lb".into()];
+        assert_eq!(
+            open_ports(&[from_lb.clone()], &["sg-lb".into()]),
+            vec![(Tcp, 80)]
+        );
+        assert!(open_ports(&[from_lb], &["sg-other".into()]).is_empty());
     }
 
     #[test]
