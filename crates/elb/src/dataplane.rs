@@ -396,7 +396,7 @@ impl Elb {
         if let Ok(mut last) = self.plane.groups.lock()
             && last.as_ref() != Some(&groups)
         {
-            // TODO(lead): self.cloud.set_load_balancer_groups(groups.clone()); once the engine has it.
+            self.cloud.set_load_balancer_groups(groups.clone());
             *last = Some(groups);
         }
         Ok(())
