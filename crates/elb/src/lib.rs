@@ -10,7 +10,7 @@
 //! ```text
 //!  API call ─► Elb::call ─► load_balancers / target_groups / targets / listeners / rules
 //!                 │ (catalog rows, one Mutex serializes read-modify-write)
-//!                 └─ kick ─► resync thread ─► balancer::Config ─► Balancer::apply
+//!                 └─ resync (after each change, and every second) ─► balancer::Config ─► Balancer::apply
 //! ```
 
 mod attributes;
@@ -78,7 +78,8 @@ pub struct Elb {
     /// Serializes read-modify-write of this service's rows.
     lock: Mutex<()>,
     plane: dataplane::DataPlane,
-    kick: Mutex<Option<mpsc::Sender<()>>>,
+    /// Dropped to stop the resync thread.
+    stop: Mutex<Option<mpsc::Sender<()>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -107,7 +108,7 @@ impl Elb {
             pool,
             lock: Mutex::new(()),
             plane: dataplane::DataPlane::new(runtime),
-            kick: Mutex::new(Some(tx)),
+            stop: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
         });
         // Bind what the catalog holds before serving.
@@ -130,7 +131,7 @@ impl Elb {
 
     /// Stops listeners and health checks (openami is stopping).
     pub fn shutdown(&self) {
-        if let Ok(mut k) = self.kick.lock() {
+        if let Ok(mut k) = self.stop.lock() {
             k.take();
         }
         if let Ok(mut t) = self.thread.lock()
@@ -154,12 +155,16 @@ impl Elb {
 
     /// Registers an instance on the group's port (RegisterTargets' rules apply).
     pub fn register_instance(&self, caller: &Caller, tg: &str, id: &str) -> QueryResult<()> {
-        self.register(caller, tg, &[(id.to_string(), None, None)])
+        self.register(caller, tg, &[(id.to_string(), None, None)])?;
+        self.resync();
+        Ok(())
     }
 
     /// Deregisters an instance: it drains for at most the deregistration delay.
     pub fn deregister_instance(&self, caller: &Caller, tg: &str, id: &str) -> QueryResult<()> {
-        self.deregister(caller, tg, &[(id.to_string(), None)])
+        self.deregister(caller, tg, &[(id.to_string(), None)])?;
+        self.resync();
+        Ok(())
     }
 
     /// An instance's health in a group (`unused`/`Target.NotRegistered` if not in it).
@@ -192,15 +197,6 @@ impl Elb {
 
     fn guard(&self) -> MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Asks the resync thread to apply the configuration now.
-    fn kick(&self) {
-        if let Ok(k) = self.kick.lock()
-            && let Some(tx) = k.as_ref()
-        {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -257,6 +253,11 @@ impl awsquery::Service for Elb {
             _ if misc::KNOWN_UNSUPPORTED.contains(&action) => Err(misc::unsupported(action)),
             _ => return Err(awsquery::invalid_action(action, "elasticloadbalancing")),
         }?;
+        // A change reaches the data plane before the call returns (listeners bound,
+        // targets registered or draining), as later Describe calls expect.
+        if !action.starts_with("Describe") {
+            self.resync();
+        }
         Ok(Some(out))
     }
 }

@@ -322,7 +322,6 @@ impl Elb {
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
         }
-        self.kick();
         let mut x = Xml::new();
         x.members("Listeners", &[Stored { row, doc }], listener_xml);
         Ok(x.finish())
@@ -402,7 +401,6 @@ impl Elb {
             )?;
         }
         self.update(&arn, &l.row.state, &l.doc)?;
-        self.kick();
         let mut x = Xml::new();
         x.members("Listeners", &[l], listener_xml);
         Ok(x.finish())
@@ -418,7 +416,6 @@ impl Elb {
             }
         }
         self.remove(&arn)?;
-        self.kick();
         Ok(String::new())
     }
 
@@ -447,7 +444,6 @@ impl Elb {
             l.doc.attributes.insert(k.clone(), v.clone());
         }
         self.update(&arn, &l.row.state, &l.doc)?;
-        self.kick();
         Ok(attributes::xml(&pairs))
     }
 

@@ -278,7 +278,6 @@ impl Elb {
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
         }
-        self.kick();
         let mut x = Xml::new();
         x.members("LoadBalancers", &[Stored { row, doc }], |x, s| {
             lb_xml(x, caller, s)
@@ -361,7 +360,6 @@ impl Elb {
             self.remove(&l.row.id)?;
         }
         self.remove(&arn)?;
-        self.kick();
         Ok(String::new())
     }
 
@@ -386,7 +384,6 @@ impl Elb {
             lb.doc.attributes.insert(k.clone(), v.clone());
         }
         self.update(&arn, &lb.row.state, &lb.doc)?;
-        self.kick();
         Ok(attributes::xml(&pairs))
     }
 
@@ -403,7 +400,6 @@ impl Elb {
         let groups = self.resolve_groups(caller, &lb.doc.vpc_id, Some(groups), &lb.doc.lb_type)?;
         lb.doc.security_groups = groups.clone();
         self.update(&arn, &lb.row.state, &lb.doc)?;
-        self.kick();
         let mut x = Xml::new();
         x.strings("SecurityGroupIds", &groups);
         Ok(x.finish())

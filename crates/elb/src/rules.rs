@@ -258,7 +258,6 @@ impl Elb {
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
         }
-        self.kick();
         Ok(rules_xml(&[view(&Stored { row, doc })]))
     }
 
@@ -308,7 +307,6 @@ impl Elb {
             r.doc.actions = self.rule_actions(caller, p, &l)?;
         }
         self.update(&arn, &r.row.state, &r.doc)?;
-        self.kick();
         Ok(rules_xml(&[view(&r)]))
     }
 
@@ -323,7 +321,6 @@ impl Elb {
         }
         self.rule(caller, &arn)?;
         self.remove(&arn)?;
-        self.kick();
         Ok(String::new())
     }
 
@@ -372,7 +369,6 @@ impl Elb {
         for c in &changed {
             self.update(&c.row.id, &c.row.state, &c.doc)?;
         }
-        self.kick();
         let views: Vec<RuleView> = changed.iter().map(view).collect();
         Ok(rules_xml(&views))
     }

@@ -318,7 +318,6 @@ impl Elb {
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
         }
-        self.kick();
         self.tgs_xml(caller, vec![Stored { row, doc }])
     }
 
@@ -379,7 +378,6 @@ impl Elb {
         let protocol = tg.doc.protocol.clone();
         apply_health_check(&mut tg.doc.health_check, p, &protocol)?;
         self.update(&arn, &tg.row.state, &tg.doc)?;
-        self.kick();
         self.tgs_xml(caller, vec![tg])
     }
 
@@ -394,7 +392,6 @@ impl Elb {
             ));
         }
         self.remove(&arn)?;
-        self.kick();
         Ok(String::new())
     }
 
@@ -422,7 +419,6 @@ impl Elb {
             tg.doc.attributes.insert(k.clone(), v.clone());
         }
         self.update(&arn, &tg.row.state, &tg.doc)?;
-        self.kick();
         Ok(attributes::xml(&effective_tg(&tg.doc)))
     }
 }

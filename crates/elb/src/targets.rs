@@ -118,7 +118,6 @@ impl Elb {
             }
         }
         self.update(arn, &tg.row.state, &tg.doc)?;
-        self.kick();
         Ok(())
     }
 
@@ -140,7 +139,6 @@ impl Elb {
                 .any(|(id, port)| *id == t.id && port.is_none_or(|p| p == t.port))
         });
         self.update(arn, &tg.row.state, &tg.doc)?;
-        self.kick();
         Ok(())
     }
 
@@ -205,6 +203,9 @@ impl Elb {
                     let draining: Vec<_> = plane
                         .iter()
                         .filter(|h| &h.id == id && port.is_none_or(|p| p == h.port))
+                        // Removed targets the data plane still drains (not ones it has
+                        // not been told about yet).
+                        .filter(|h| h.state == balancer::HealthState::Draining)
                         .collect();
                     if !draining.is_empty() {
                         out.extend(draining.into_iter().map(|h| row_of(&h.id, h.port, None)));
@@ -227,11 +228,12 @@ impl Elb {
                     out.push(row_of(&t.id, t.port, t.zone.clone()));
                 }
                 for h in &plane {
-                    if !tg
-                        .doc
-                        .targets
-                        .iter()
-                        .any(|t| t.id == h.id && t.port == h.port)
+                    if h.state == balancer::HealthState::Draining
+                        && !tg
+                            .doc
+                            .targets
+                            .iter()
+                            .any(|t| t.id == h.id && t.port == h.port)
                     {
                         out.push(row_of(&h.id, h.port, None));
                     }
