@@ -493,3 +493,96 @@ def test_restart_keeps_load_balancer_serving(tmp_path):
         backend.stop()
         if srv.proc.poll() is None:
             srv.stop()
+
+
+def test_network_load_balancer_splices_tcp(env):
+    elb = env["elb"]
+    backend = Backend("tcp-target")
+    port = random_port()
+    try:
+        nlb = elb.create_load_balancer(Name="splice", Type="network",
+                                       Subnets=env["subnets"][:1])["LoadBalancers"][0]
+        tg = elb.create_target_group(Name="splice-tg", Protocol="TCP", Port=80, VpcId=env["vpc"],
+                                     TargetType="ip", HealthCheckIntervalSeconds=5,
+                                     HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": backend.port}])
+        with pytest.raises(ClientError) as e:
+            elb.create_listener(LoadBalancerArn=nlb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+        assert error_code(e.value) == "IncompatibleProtocols"
+        listener = elb.create_listener(LoadBalancerArn=nlb["LoadBalancerArn"], Protocol="TCP", Port=port,
+                                       DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])["Listeners"][0]
+        lattrs = {a["Key"]: a["Value"] for a in elb.describe_listener_attributes(
+            ListenerArn=listener["ListenerArn"])["Attributes"]}
+        assert lattrs == {"tcp.idle_timeout.seconds": "350"}
+        with pytest.raises(ClientError) as e:
+            elb.create_rule(ListenerArn=listener["ListenerArn"], Priority=1,
+                            Conditions=[{"Field": "path-pattern", "Values": ["/x"]}],
+                            Actions=[{"Type": "forward", "TargetGroupArn": tg}])
+        assert error_code(e.value) == "InvalidConfigurationRequest"
+        elb.get_waiter("target_in_service").wait(TargetGroupArn=tg, WaiterConfig=FAST)
+        status, body = get(f"http://{lb_address(nlb)}:{port}/through")
+        reply = json.loads(body)
+        # A layer-4 splice: the request arrives as sent, without X-Forwarded-* headers.
+        assert status == 200 and reply["name"] == "tcp-target" and reply["path"] == "/through"
+        assert "x-forwarded-for" not in reply["headers"]
+    finally:
+        backend.stop()
+
+
+def test_redirect_weights_and_listener_bind_failure(env):
+    import http.client
+    import socket
+
+    elb = env["elb"]
+    a, b = Backend("w-a"), Backend("w-b")
+    port = random_port()
+    try:
+        lb = make_alb(env, "weights")
+        groups = []
+        for x in (a, b):
+            arn = elb.create_target_group(Name=f"weights-{x.name}", Protocol="HTTP", Port=80, VpcId=env["vpc"],
+                                          TargetType="ip", HealthCheckPath="/health", HealthCheckIntervalSeconds=5,
+                                          HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+            elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "127.0.0.1", "Port": x.port}])
+            groups.append(arn)
+        # All traffic to the first group by weight (the second has weight 0).
+        listener = elb.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+            DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": groups[0], "Weight": 10}, {"TargetGroupArn": groups[1], "Weight": 0}]}}],
+        )["Listeners"][0]
+        fc = listener["DefaultActions"][0]["ForwardConfig"]
+        assert [(g["TargetGroupArn"], g["Weight"]) for g in fc["TargetGroups"]] == [(groups[0], 10), (groups[1], 0)]
+        assert {t["TargetGroupArn"] for t in elb.describe_target_groups(
+            LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]} == set(groups)
+        elb.create_rule(ListenerArn=listener["ListenerArn"], Priority=5,
+                        Conditions=[{"Field": "path-pattern", "Values": ["/old/*"]}],
+                        Actions=[{"Type": "redirect", "RedirectConfig": {
+                            "Path": "/new", "Query": "from=old", "StatusCode": "HTTP_301"}}])
+        elb.get_waiter("target_in_service").wait(TargetGroupArn=groups[0], WaiterConfig=FAST)
+        addr = lb_address(lb)
+        names = [json.loads(get(f"http://{addr}:{port}/w/{i}")[1])["name"] for i in range(4)]
+        assert names == ["w-a"] * 4
+        conn = http.client.HTTPConnection(addr, port, timeout=5)
+        conn.request("GET", "/old/page")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 301
+        assert r.getheader("Location").endswith(f":{port}/new?from=old") or r.getheader("Location") == "/new?from=old"
+
+        # A port someone else holds: the listener is refused with the reason, not kept.
+        taken = random_port()
+        with socket.socket() as s:
+            s.bind((addr, taken))
+            s.listen()
+            with pytest.raises(ClientError) as e:
+                elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=taken,
+                                    DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[0]}])
+            assert error_code(e.value) == "InvalidConfigurationRequest"
+            assert f"{addr}:{taken}" in e.value.response["Error"]["Message"]
+        assert [l["Port"] for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]] == [port]
+        assert elb.describe_load_balancers(Names=["weights"])["LoadBalancers"][0]["State"]["Code"] == "active"
+    finally:
+        a.stop()
+        b.stop()

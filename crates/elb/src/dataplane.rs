@@ -75,7 +75,7 @@ pub fn resync_loop(elb: Weak<Elb>, rx: Receiver<()>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let Some(elb) = elb.upgrade() else { return };
-        elb.resync();
+        let _ = elb.resync();
     }
 }
 
@@ -339,13 +339,17 @@ impl Elb {
 
     /// Rebuilds the data plane's configuration and applies it; records bind failures and
     /// moves load balancers from `provisioning` to `active`.
-    pub(crate) fn resync(&self) {
-        if let Err(e) = self.try_resync() {
-            tracing::warn!(error = %e, "elb resync failed");
+    pub(crate) fn resync(&self) -> Vec<BindError> {
+        match self.try_resync() {
+            Ok(errors) => errors,
+            Err(e) => {
+                tracing::warn!(error = %e, "elb resync failed");
+                Vec::new()
+            }
         }
     }
 
-    fn try_resync(&self) -> awsquery::QueryResult<()> {
+    fn try_resync(&self) -> awsquery::QueryResult<Vec<BindError>> {
         let _g = self.guard();
         let lbs = self.list_all::<LbDoc>(LB_KIND)?;
         let listeners = self.list_all::<ListenerDoc>(LISTENER_KIND)?;
@@ -399,7 +403,7 @@ impl Elb {
             self.cloud.set_load_balancer_groups(groups.clone());
             *last = Some(groups);
         }
-        Ok(())
+        Ok(errors)
     }
 }
 

@@ -111,8 +111,9 @@ impl Elb {
             stop: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
         });
-        // Bind what the catalog holds before serving.
-        elb.resync();
+        // Bind what the catalog holds before serving (failures show in the load
+        // balancers' states).
+        let _ = elb.resync();
         let weak = Arc::downgrade(&elb);
         let handle = std::thread::Builder::new()
             .name("elb-resync".into())
@@ -156,14 +157,14 @@ impl Elb {
     /// Registers an instance on the group's port (RegisterTargets' rules apply).
     pub fn register_instance(&self, caller: &Caller, tg: &str, id: &str) -> QueryResult<()> {
         self.register(caller, tg, &[(id.to_string(), None, None)])?;
-        self.resync();
+        let _ = self.resync();
         Ok(())
     }
 
     /// Deregisters an instance: it drains for at most the deregistration delay.
     pub fn deregister_instance(&self, caller: &Caller, tg: &str, id: &str) -> QueryResult<()> {
         self.deregister(caller, tg, &[(id.to_string(), None)])?;
-        self.resync();
+        let _ = self.resync();
         Ok(())
     }
 
@@ -255,8 +256,9 @@ impl awsquery::Service for Elb {
         }?;
         // A change reaches the data plane before the call returns (listeners bound,
         // targets registered or draining), as later Describe calls expect.
-        if !action.starts_with("Describe") {
-            self.resync();
+        // CreateListener binds its listener itself (and fails if it cannot).
+        if !action.starts_with("Describe") && action != "CreateListener" {
+            let _ = self.resync();
         }
         Ok(Some(out))
     }

@@ -263,7 +263,7 @@ impl Elb {
 
     pub(crate) fn create_listener(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
         let lb_arn = p.required("LoadBalancerArn")?;
-        let _g = self.guard();
+        let guard = self.guard();
         let lb = self.lb(caller, &lb_arn)?;
         let protocol = p.string("Protocol").unwrap_or_else(|| {
             if lb.doc.lb_type == "network" {
@@ -321,6 +321,19 @@ impl Elb {
         let row = self.insert(caller, LISTENER_KIND, &arn, "active", &doc)?;
         if !tags.is_empty() {
             self.catalog().set_tags(&arn, &tags).map_err(db)?;
+        }
+        drop(guard);
+        // A listener that cannot bind (port taken, or below 1024 without the right) is
+        // not kept: the caller learns why now rather than from a failed state.
+        if let Some(e) = self.resync().into_iter().find(|e| e.listener == arn) {
+            let guard = self.guard();
+            self.remove(&arn)?;
+            drop(guard);
+            let _ = self.resync();
+            return Err(QueryError::new(
+                "InvalidConfigurationRequest",
+                format!("The listener cannot bind {}: {}", e.addr, e.message),
+            ));
         }
         let mut x = Xml::new();
         x.members("Listeners", &[Stored { row, doc }], listener_xml);

@@ -129,6 +129,10 @@ fn apply_health_check(
             "gRPC health checks are not supported by openami",
         ));
     }
+    // A default timeout follows a shorter interval; an explicit one must be shorter.
+    if hc.timeout >= hc.interval && !p.has("HealthCheckTimeoutSeconds") {
+        hc.timeout = (hc.interval - 1).max(2);
+    }
     if hc.timeout >= hc.interval {
         return Err(QueryError::validation(format!(
             "Health check timeout '{}' must be smaller than the interval '{}'",
