@@ -422,14 +422,26 @@ impl Elb {
     pub(crate) fn delete_listener(&self, caller: &Caller, p: &Params) -> QueryResult<String> {
         let arn = p.required("ListenerArn")?;
         let _g = self.guard();
-        self.listener(caller, &arn)?;
+        let l = self.listener(caller, &arn)?;
+        self.remove_listener(caller, &l)?;
+        Ok(String::new())
+    }
+
+    /// Deletes a listener with its rules and their tags (the caller holds the lock).
+    pub(crate) fn remove_listener(
+        &self,
+        caller: &Caller,
+        l: &Stored<ListenerDoc>,
+    ) -> QueryResult<()> {
         for r in self.list::<RuleDoc>(caller, RULE_KIND)? {
-            if r.doc.listener_arn == arn {
+            if r.doc.listener_arn == l.row.id {
                 self.remove(&r.row.id)?;
             }
         }
-        self.remove(&arn)?;
-        Ok(String::new())
+        self.catalog()
+            .clear_tags(&l.doc.default_rule_arn)
+            .map_err(db)?;
+        self.remove(&l.row.id)
     }
 
     pub(crate) fn describe_listener_attributes(

@@ -11,8 +11,8 @@ use engine::query::{Filter, Page};
 use crate::Elb;
 use crate::attributes;
 use crate::model::{
-    self, LB_KIND, LISTENER_KIND, LbDoc, ListenerDoc, RULE_KIND, RuleDoc, Stored, db,
-    engine_caller, from_ec2, lb_not_found,
+    self, LB_KIND, LISTENER_KIND, LbDoc, ListenerDoc, Stored, db, engine_caller, from_ec2,
+    lb_not_found,
 };
 
 /// CanonicalHostedZoneId of application load balancers (us-east-1's).
@@ -352,12 +352,8 @@ impl Elb {
             .into_iter()
             .filter(|l| l.doc.load_balancer_arn == arn)
             .collect();
-        let rules = self.list::<RuleDoc>(caller, RULE_KIND)?;
         for l in &listeners {
-            for r in rules.iter().filter(|r| r.doc.listener_arn == l.row.id) {
-                self.remove(&r.row.id)?;
-            }
-            self.remove(&l.row.id)?;
+            self.remove_listener(caller, l)?;
         }
         self.remove(&arn)?;
         Ok(String::new())
