@@ -385,11 +385,13 @@ fn redirect(status: u16, location: &str) -> Response<ProxyBody> {
 
 /// ALB's own HTML error (and redirect) page.
 pub(crate) fn error(status: StatusCode) -> Response<ProxyBody> {
-    let line = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    // The wording of ALB's pages (nginx's), not hyper's canonical reasons.
+    let reason = match status.as_u16() {
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => status.canonical_reason().unwrap_or(""),
+    };
+    let line = format!("{} {reason}", status.as_u16());
     let body = format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n</body>\r\n</html>\r\n"
     );
