@@ -358,3 +358,35 @@ async fn tcp_listener_splices_round_robin_with_tcp_checks() {
         assert!(String::from_utf8_lossy(&buf[..n]).ends_with(msg));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_target_registered_again_is_taken_back_uncut() {
+    let a = Backend::start("a").await;
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let listener = vec![http_lb(port, vec![rule("default", vec![], forward("tg"))])];
+    let mut tg = group("tg", vec![a.target()]);
+    tg.deregistration_delay = Duration::from_millis(300);
+    assert!(
+        bal.apply(config(listener.clone(), vec![tg.clone()]))
+            .is_empty()
+    );
+    let lb = SocketAddr::from((LOOPBACK, port));
+    let slow = tokio::spawn(async move { try_request(lb, "GET", "/slow?ms=900", &[]).await });
+    eventually("slow request at a", || a.hits.load(Ordering::SeqCst) == 1).await;
+    let mut empty = tg.clone();
+    empty.targets.clear();
+    assert!(bal.apply(config(listener.clone(), vec![empty])).is_empty());
+    assert_eq!(state_of(&bal, "tg", "a"), Some(HealthState::Draining));
+    assert!(bal.apply(config(listener, vec![tg])).is_empty());
+    let h = bal.target_health("tg");
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].state, HealthState::Initial);
+    // Past the deregistration delay, the request started before is still answered.
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!((r.status, r.from()), (200, "a"));
+    eventually("a healthy", || {
+        state_of(&bal, "tg", "a") == Some(HealthState::Healthy)
+    })
+    .await;
+}
