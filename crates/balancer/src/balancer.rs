@@ -50,6 +50,10 @@ impl Groups for Shared {
     fn upstream(&self) -> &Upstream {
         &self.upstream
     }
+
+    fn shutdown(&self) -> &Cancel {
+        &self.shutdown
+    }
 }
 
 #[derive(Debug, Default)]

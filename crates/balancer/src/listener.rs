@@ -171,7 +171,8 @@ async fn serve_http<G: Groups>(
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "client connection ended");
     }

@@ -23,13 +23,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 
 use crate::Action;
 use crate::rules::{CompiledRule, first_match, request_host, strip_port};
-use crate::state::{Group, InFlight};
+use crate::state::{Cancel, Group, InFlight};
 
 /// Errors of streamed bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +93,8 @@ pub(crate) trait Groups: Send + Sync + 'static {
     fn group(&self, id: &str) -> Option<Arc<Group>>;
     /// The client to targets.
     fn upstream(&self) -> &Upstream;
+    /// Fired when the balancer shuts down.
+    fn shutdown(&self) -> &Cancel;
 }
 
 /// Handles one request on an HTTP listener.
@@ -136,7 +140,17 @@ pub(crate) async fn handle<G: Groups>(
             else {
                 return Ok(error(StatusCode::SERVICE_UNAVAILABLE));
             };
-            forward(groups.upstream(), &group, &view, parts, body, peer).await
+            let shutdown = groups.shutdown().clone();
+            forward(
+                groups.upstream(),
+                &group,
+                &view,
+                parts,
+                body,
+                peer,
+                shutdown,
+            )
+            .await
         }
     })
 }
@@ -164,6 +178,7 @@ async fn forward(
     mut parts: Parts,
     body: Incoming,
     peer: SocketAddr,
+    shutdown: Cancel,
 ) -> Response<ProxyBody> {
     let Some((guard, addr)) = group.pick() else {
         return error(StatusCode::SERVICE_UNAVAILABLE);
@@ -188,7 +203,18 @@ async fn forward(
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    let upgrade = upgrade_protocol(&parts.headers);
     strip_hop_by_hop(&mut parts.headers);
+    let client_upgrade = match &upgrade {
+        Some(protocol) => {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+            parts.extensions.remove::<OnUpgrade>()
+        }
+        None => None,
+    };
     forwarded_headers(&mut parts.headers, view, peer);
 
     let request = upstream.request(Request::from_parts(parts, body));
@@ -202,7 +228,15 @@ async fn forward(
             tracing::debug!(%addr, error = %e, connect = e.is_connect(), "target request failed");
             error(StatusCode::BAD_GATEWAY)
         }
-        Ok(Ok(resp)) => {
+        Ok(Ok(mut resp)) => {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade
+            {
+                let target_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, target_upgrade, guard, shutdown));
+                let (parts, _) = resp.into_parts();
+                return Response::from_parts(parts, full(Bytes::new()));
+            }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let closed = target.closed.clone();
@@ -213,6 +247,40 @@ async fn forward(
             };
             Response::from_parts(parts, UnsyncBoxBody::new(body))
         }
+    }
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` and `Upgrade: …`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// After `101 Switching Protocols` (WebSocket), copies bytes both ways between the client and
+/// the target until either side closes, the target's draining ends or the balancer stops.
+async fn tunnel(client: OnUpgrade, target: OnUpgrade, guard: InFlight, shutdown: Cancel) {
+    let (client, target) = match tokio::join!(client, target) {
+        (Ok(c), Ok(t)) => (c, t),
+        (c, t) => {
+            tracing::debug!(client = c.is_ok(), target = t.is_ok(), "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
+    let closed = guard.target().closed.clone();
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut target) => {}
+        () = closed.cancelled() => {}
+        () = shutdown.cancelled() => {}
     }
 }
 

@@ -388,3 +388,123 @@ async fn listeners_change_live_and_close() {
     assert!(bal.apply(config(vec![], vec![])).is_empty());
     eventually("closed", || std::net::TcpStream::connect(addr).is_err()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_clients_and_streamed_bodies() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group("tg", vec![a.target(), b.target()]);
+    tg.health_check.enabled = false;
+    let cfg = config(
+        vec![http_lb(port, vec![rule("default", vec![], forward("tg"))])],
+        vec![tg],
+    );
+    assert!(bal.apply(cfg).is_empty());
+    let addr = SocketAddr::from((LOOPBACK, port));
+    // One client connection, several requests, still round robin per request.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut froms = Vec::new();
+    for _ in 0..4 {
+        let req = hyper::Request::post("/upload")
+            .header("host", "x")
+            .body(Full::new(Bytes::from(vec![7u8; 8 << 20])))
+            .unwrap();
+        sender.ready().await.unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(body.contains(&format!("len={}\n", 8 << 20)), "{body}");
+        froms.push(body.lines().next().unwrap().to_owned());
+    }
+    assert_eq!(froms, ["a", "b", "a", "b"]);
+    let req = hyper::Request::get("/big?n=16777216")
+        .header("host", "x")
+        .body(Full::new(Bytes::new()));
+    sender.ready().await.unwrap();
+    let resp = sender.send_request(req.unwrap()).await.unwrap();
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes().len(),
+        16 << 20
+    );
+}
+
+/// Reads from `s` until the end of an HTTP head.
+async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed in the head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_is_passed_through_and_tunnelled() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A target that switches to an echo protocol.
+    let target = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = target.accept().await.unwrap();
+        let head = read_head(&mut s).await.to_ascii_lowercase();
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        s.write_all(&buf[..n]).await.unwrap();
+        head
+    });
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group(
+        "tg",
+        vec![balancer::Target {
+            id: "t".into(),
+            port: target_port,
+            addr: Some(LOOPBACK),
+            unreachable_reason: None,
+        }],
+    );
+    tg.health_check.enabled = false;
+    let cfg = config(
+        vec![http_lb(port, vec![rule("default", vec![], forward("tg"))])],
+        vec![tg],
+    );
+    assert!(bal.apply(cfg).is_empty());
+    let mut c = tokio::net::TcpStream::connect((LOOPBACK, port))
+        .await
+        .unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    c.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    let seen = server.await.unwrap();
+    assert!(seen.contains("connection: upgrade\r\n"), "{seen}");
+    assert!(seen.contains("upgrade: echo\r\n"), "{seen}");
+}

@@ -106,6 +106,16 @@ async fn answer(
         return r;
     }
     hits.fetch_add(1, Ordering::SeqCst);
+    if path == "/big" {
+        let n: usize = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("n="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        return Response::new(Full::new(Bytes::from(vec![b'x'; n])));
+    }
     if path == "/slow" {
         let ms: u64 = req
             .uri()
