@@ -24,6 +24,7 @@ mod listener;
 mod proxy;
 mod rules;
 mod state;
+mod tcp;
 
 pub use balancer::Balancer;
 

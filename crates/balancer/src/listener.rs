@@ -1,11 +1,9 @@
 //! Listeners: binding (synchronously, so errors reach `apply`'s caller) and the accept loops.
 //!
-//! An HTTP listener serves each connection with hyper's HTTP/1.1 server (keep-alive on) and
-//! hands every request to [`proxy::handle`] with the listener's current [`ListenerView`]. A TCP
-//! listener picks a target of its default rule's group per connection and splices the two
-//! sockets with `copy_bidirectional`. Every task stops when the listener is cancelled (removed,
-//! moved, or the balancer shut down); a spliced connection also stops when its target's
-//! draining time runs out.
+//! An HTTP listener serves each connection with hyper's HTTP/1.1 server (keep-alive on,
+//! upgrades allowed) and hands every request to [`proxy::handle`] with the listener's current
+//! [`ListenerView`]. A TCP listener hands each connection to [`tcp::splice`]. Every connection
+//! task stops when its listener is cancelled (removed, moved, or the balancer shut down).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -17,15 +15,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
-use crate::proxy::{self, Groups, ListenerView, choose};
+use crate::Protocol;
+use crate::proxy::{self, Groups, ListenerView};
 use crate::state::Cancel;
-use crate::{Action, Protocol};
-
-/// What a TCP listener forwards to: its default rule's groups.
-#[derive(Debug, Clone)]
-pub(crate) struct TcpView {
-    pub(crate) forward: Vec<(String, u32)>,
-}
+use crate::tcp::{self, TcpView};
 
 /// The live, swappable routing of a listener.
 #[derive(Debug, Clone)]
@@ -43,18 +36,7 @@ impl View {
                 &listener.rules,
                 &lb.attributes,
             ))),
-            Protocol::Tcp => {
-                let forward = listener
-                    .rules
-                    .iter()
-                    .rev()
-                    .find_map(|r| match &r.action {
-                        Action::Forward(groups) => Some(groups.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                View::Tcp(Arc::new(TcpView { forward }))
-            }
+            Protocol::Tcp => View::Tcp(Arc::new(TcpView::new(listener))),
         }
     }
 }
@@ -141,7 +123,7 @@ async fn accept_loop<G: Groups>(
             let serve = async {
                 match current {
                     View::Http(_) => serve_http(stream, peer, groups, view).await,
-                    View::Tcp(tcp) => splice(stream, groups, &tcp).await,
+                    View::Tcp(tcp) => tcp::splice(stream, groups, &tcp).await,
                 }
             };
             tokio::select! {
@@ -177,37 +159,3 @@ async fn serve_http<G: Groups>(
         tracing::debug!(%peer, error = %e, "client connection ended");
     }
 }
-
-/// Splices a client connection to a target (round robin over healthy targets, fail open).
-async fn splice<G: Groups>(mut client: TcpStream, groups: Arc<G>, view: &TcpView) {
-    let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let Some(group) = choose(&view.forward, turn).and_then(|id| groups.group(id)) else {
-        return;
-    };
-    let Some((guard, addr)) = group.pick() else {
-        return;
-    };
-    group
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
-    let mut upstream = match connect.await {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::debug!(%addr, "target connection failed");
-            return;
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-    let closed = guard.target().closed.clone();
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = r { tracing::debug!(%addr, error = %e, "splice ended"); }
-        }
-        () = closed.cancelled() => {}
-    }
-    drop(guard);
-}
-
-/// Spreads weighted TCP forwards.
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -390,3 +390,44 @@ async fn a_draining_target_registered_again_is_taken_back_uncut() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_idle_timeout_closes_quiet_connections() {
+    let x = TcpBackend::start("x").await;
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group(
+        "tg",
+        vec![Target {
+            id: "x".into(),
+            port: x.addr.port(),
+            addr: Some(LOOPBACK),
+            unreachable_reason: None,
+        }],
+    );
+    tg.protocol = Protocol::Tcp;
+    tg.health_check.enabled = false;
+    let mut lb = tcp_lb(port, "tg");
+    lb.listeners[0]
+        .attributes
+        .insert("tcp.idle_timeout.seconds".into(), "1".into());
+    assert!(bal.apply(config(vec![lb], vec![tg])).is_empty());
+    let mut s = TcpStream::connect((LOOPBACK, port)).await.unwrap();
+    // Traffic every 600 ms keeps it open past the timeout.
+    for msg in ["a", "b", "c"] {
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], format!("x:{msg}").as_bytes());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // Then silence: closed after about a second.
+    let mut buf = [0u8; 16];
+    let started = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
