@@ -15,8 +15,16 @@
 //!                                                     127.100.0.7:80 (instance public address)
 //! ```
 //!
-//! CONTRACT (written by the lead; the implementation fills the bodies, the types may gain
-//! fields but the control plane relies on the ones here).
+//! The configuration types below are the contract with the control plane. The parts:
+//! - `balancer`: [`Balancer`] and `apply`'s reconciliation (groups, targets, listeners);
+//! - `listener`: binding and accept loops; `proxy`: HTTP rules, actions, forwarding,
+//!   `X-Forwarded-*`, Upgrade tunnels; `rules`: condition matching; `tcp`: TCP splicing;
+//! - `health`: health-check tasks; `state`: targets' health machines, in-flight counts and
+//!   round robin.
+//!
+//! What AWS does that this does not (yet): HTTPS/TLS listeners, stickiness, slow start,
+//! least-outstanding-requests, PROXY protocol v2, the client-side idle timeout of HTTP
+//! connections, `X-Amzn-Trace-Id`.
 
 mod balancer;
 mod health;
