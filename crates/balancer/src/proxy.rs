@@ -4,9 +4,11 @@
 //!
 //! Forwarding strips hop-by-hop headers both ways, appends the client to `X-Forwarded-For`
 //! (per `routing.http.xff_header_processing.mode` and `routing.http.xff_client_port.enabled`),
-//! sets `X-Forwarded-Proto` and `X-Forwarded-Port`, and passes `Host` through. Bodies stream
-//! both ways. A target's in-flight count covers a request until its response body ends, so a
-//! draining target finishes what it started.
+//! sets `X-Forwarded-Proto` and `X-Forwarded-Port`, and passes `Host` on as ALB does (the
+//! listener's port added on a non-default port, unless
+//! `routing.http.preserve_host_header.enabled`). Bodies stream both ways. A target's in-flight
+//! count covers a request until its response body ends, so a draining target finishes what it
+//! started.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -56,6 +58,8 @@ pub(crate) struct ListenerView {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) xff: XffMode,
     pub(crate) xff_client_port: bool,
+    /// `routing.http.preserve_host_header.enabled`: pass `Host` exactly as received.
+    pub(crate) preserve_host: bool,
     /// Longest wait for a target's response (`idle_timeout.timeout_seconds`).
     pub(crate) idle_timeout: Duration,
 }
@@ -81,6 +85,8 @@ impl ListenerView {
             rules: rules.iter().map(CompiledRule::new).collect(),
             xff,
             xff_client_port: attr("routing.http.xff_client_port.enabled").as_deref()
+                == Some("true"),
+            preserve_host: attr("routing.http.preserve_host_header.enabled").as_deref()
                 == Some("true"),
             idle_timeout: Duration::from_secs(idle.max(1)),
         }
@@ -216,6 +222,9 @@ async fn forward(
         None => None,
     };
     forwarded_headers(&mut parts.headers, view, peer);
+    if !view.preserve_host {
+        host_port(&mut parts.headers, view.port);
+    }
 
     let request = upstream.request(Request::from_parts(parts, body));
     let answer = tokio::select! {
@@ -344,6 +353,26 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// ALB's `Host` without `routing.http.preserve_host_header.enabled`: on a listener on 80 or
+/// 443 the port is removed; on another port, the listener's port is added when the client
+/// sent none.
+pub(crate) fn host_port(headers: &mut HeaderMap, listener_port: u16) {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return;
+    };
+    let bare = strip_port(host);
+    let rewritten = if listener_port == 80 || listener_port == 443 {
+        bare.to_owned()
+    } else if bare.len() == host.len() {
+        format!("{host}:{listener_port}")
+    } else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&rewritten) {
+        headers.insert(header::HOST, v);
+    }
 }
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Port` as the load balancer's attributes say.
@@ -515,6 +544,28 @@ mod tests {
             ),
             "http://new.Example.com/v2/a/b"
         );
+    }
+
+    #[test]
+    fn host_gets_the_listener_port_unless_preserved() {
+        let host = |h: &'static str, port: u16| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            host_port(&mut m, port);
+            m[header::HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(host("a.example", 8080), "a.example:8080");
+        assert_eq!(host("a.example:9", 8080), "a.example:9");
+        assert_eq!(host("a.example:80", 80), "a.example");
+        assert_eq!(host("a.example", 443), "a.example");
+        assert_eq!(host("[::1]", 8080), "[::1]:8080");
+        let mut attrs = BTreeMap::new();
+        assert!(!ListenerView::new(80, &[], &attrs).preserve_host);
+        attrs.insert(
+            "routing.http.preserve_host_header.enabled".into(),
+            "true".into(),
+        );
+        assert!(ListenerView::new(80, &[], &attrs).preserve_host);
     }
 
     #[test]

@@ -103,6 +103,27 @@ async fn forwarded_headers_as_the_target_sees_them() {
         "a header named by Connection is hop-by-hop"
     );
     assert_eq!(r.seen("x-keep"), "end-to-end");
+    // ALB adds a non-default listener port to a Host without one...
+    let r = try_request(addr, "GET", "/", &[("host", "plain.example")])
+        .await
+        .unwrap();
+    assert_eq!(r.seen("host"), format!("plain.example:{port}"));
+    // ...unless the load balancer preserves Host.
+    lb.attributes.insert(
+        "routing.http.preserve_host_header.enabled".into(),
+        "true".into(),
+    );
+    assert!(
+        bal.apply(config(
+            vec![lb.clone()],
+            vec![group("tg", vec![a.target()])]
+        ))
+        .is_empty()
+    );
+    let r = try_request(addr, "GET", "/", &[("host", "plain.example")])
+        .await
+        .unwrap();
+    assert_eq!(r.seen("host"), "plain.example");
 
     // xff_client_port adds the client's port; remove mode drops the header.
     lb.attributes
