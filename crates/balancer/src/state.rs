@@ -90,7 +90,12 @@ impl Group {
     /// The target's in-flight count is taken under the group's lock, so a target being moved to
     /// draining at the same time still counts this request.
     pub(crate) fn pick(&self) -> Option<(InFlight, SocketAddr)> {
-        let checks = self.settings().health_check.enabled;
+        let checks = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .health_check
+            .enabled;
         let targets = lock(&self.targets);
         let reachable: Vec<(&Arc<TargetState>, SocketAddr, bool)> = targets
             .registered
