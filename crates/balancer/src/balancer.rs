@@ -178,10 +178,7 @@ impl Balancer {
         let mut wanted = HashSet::new();
         for tg in &config.target_groups {
             wanted.insert(tg.id.as_str());
-            let settings = GroupSettings {
-                health_check: tg.health_check.clone(),
-                deregistration_delay: tg.deregistration_delay,
-            };
+            let settings = GroupSettings::new(tg);
             let group = match groups.get(&tg.id) {
                 Some(g) => {
                     *g.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;

@@ -20,11 +20,11 @@
 //! - `listener`: binding and accept loops; `proxy`: HTTP rules, actions, forwarding,
 //!   `X-Forwarded-*`, Upgrade tunnels; `rules`: condition matching; `tcp`: TCP splicing;
 //! - `health`: health-check tasks; `state`: targets' health machines, in-flight counts and
-//!   round robin.
+//!   target choice (round robin or least outstanding requests; `AWSALB` cookie stickiness).
 //!
-//! What AWS does that this does not (yet): HTTPS/TLS listeners, stickiness, slow start,
-//! least-outstanding-requests, PROXY protocol v2, the client-side idle timeout of HTTP
-//! connections, `X-Amzn-Trace-Id`.
+//! What AWS does that this does not (yet): HTTPS/TLS listeners, `app_cookie` stickiness,
+//! slow start, PROXY protocol v2, the client-side idle timeout of HTTP connections,
+//! `X-Amzn-Trace-Id`.
 
 mod balancer;
 mod health;

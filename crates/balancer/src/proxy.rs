@@ -186,7 +186,13 @@ async fn forward(
     peer: SocketAddr,
     shutdown: Cancel,
 ) -> Response<ProxyBody> {
-    let Some((guard, addr)) = group.pick() else {
+    let sticky = group
+        .settings
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .sticky;
+    let cookie = sticky.and_then(|_| cookie(&parts.headers, STICKY_COOKIE));
+    let Some((guard, addr)) = group.pick(cookie.as_deref()) else {
         return error(StatusCode::SERVICE_UNAVAILABLE);
     };
     group.requests.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +260,39 @@ async fn forward(
                 _guard: guard,
                 cut: Box::pin(async move { closed.cancelled().await }),
             };
-            Response::from_parts(parts, UnsyncBoxBody::new(body))
+            let mut resp = Response::from_parts(parts, UnsyncBoxBody::new(body));
+            if let Some(duration) = sticky {
+                set_sticky_cookie(resp.headers_mut(), &target.sticky_key(), duration);
+            }
+            resp
+        }
+    }
+}
+
+/// The load balancer's stickiness cookie (`lb_cookie`).
+const STICKY_COOKIE: &str = "AWSALB";
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
+
+/// `AWSALB` and its CORS twin `AWSALBCORS`, naming the target for `duration`.
+fn set_sticky_cookie(headers: &mut HeaderMap, key: &str, duration: Duration) {
+    let secs = duration.as_secs();
+    for cookie in [
+        format!("{STICKY_COOKIE}={key}; Max-Age={secs}; Path=/"),
+        format!("{STICKY_COOKIE}CORS={key}; Max-Age={secs}; Path=/; SameSite=None"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
         }
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn splice<G: Groups>(client: TcpStream, groups: Arc<G>, view: &
     let Some(group) = choose(&view.forward, turn).and_then(|id| groups.group(id)) else {
         return;
     };
-    let Some((guard, addr)) = group.pick() else {
+    let Some((guard, addr)) = group.pick(None) else {
         return;
     };
     group.requests.fetch_add(1, Ordering::Relaxed);

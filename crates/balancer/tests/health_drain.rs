@@ -431,3 +431,84 @@ async fn tcp_idle_timeout_closes_quiet_connections() {
     assert_eq!(n, 0, "closed");
     assert!(started.elapsed() < Duration::from_millis(1500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_cookie_stickiness_keeps_a_client_on_its_target() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group("tg", vec![a.target(), b.target()]);
+    tg.health_check.enabled = false;
+    tg.attributes
+        .insert("stickiness.enabled".into(), "true".into());
+    tg.attributes
+        .insert("stickiness.type".into(), "lb_cookie".into());
+    tg.attributes
+        .insert("stickiness.lb_cookie.duration_seconds".into(), "120".into());
+    let cfg = config(
+        vec![http_lb(port, vec![rule("default", vec![], forward("tg"))])],
+        vec![tg],
+    );
+    assert!(bal.apply(cfg).is_empty());
+    let lb = SocketAddr::from((LOOPBACK, port));
+    let first = get(lb, "/").await;
+    let set: Vec<&str> = first
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let awsalb = set
+        .iter()
+        .find(|c| c.starts_with("AWSALB="))
+        .expect("AWSALB cookie");
+    assert!(awsalb.contains("Max-Age=120"), "{awsalb}");
+    let cookie = awsalb.split(';').next().unwrap().to_owned();
+    for _ in 0..4 {
+        let r = try_request(lb, "GET", "/", &[("cookie", &format!("x=1; {cookie}"))])
+            .await
+            .unwrap();
+        assert_eq!(r.from(), first.from());
+    }
+    // Without the cookie, round robin as before.
+    let (r1, r2) = (get(lb, "/").await, get(lb, "/").await);
+    assert_ne!(r1.from(), r2.from());
+    // A cookie naming an unknown target is ignored.
+    let r = try_request(lb, "GET", "/", &[("cookie", "AWSALB=00")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_outstanding_requests_avoids_a_busy_target() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group("tg", vec![a.target(), b.target()]);
+    tg.health_check.enabled = false;
+    tg.attributes.insert(
+        "load_balancing.algorithm.type".into(),
+        "least_outstanding_requests".into(),
+    );
+    let cfg = config(
+        vec![http_lb(port, vec![rule("default", vec![], forward("tg"))])],
+        vec![tg],
+    );
+    assert!(bal.apply(cfg).is_empty());
+    let lb = SocketAddr::from((LOOPBACK, port));
+    let slow = tokio::spawn(async move { try_request(lb, "GET", "/slow?ms=700", &[]).await });
+    eventually("slow request arrived", || {
+        a.hits.load(Ordering::SeqCst) + b.hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let busy = if a.hits.load(Ordering::SeqCst) == 1 {
+        "a"
+    } else {
+        "b"
+    };
+    for _ in 0..4 {
+        assert_ne!(get(lb, "/").await.from(), busy);
+    }
+    assert_eq!(slow.await.unwrap().unwrap().from(), busy);
+}
