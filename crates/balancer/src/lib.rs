@@ -23,7 +23,7 @@
 //!   target choice (round robin or least outstanding requests; `AWSALB` cookie stickiness).
 //!
 //! What AWS does that this does not (yet): HTTPS/TLS listeners, `app_cookie` stickiness,
-//! slow start, PROXY protocol v2, the client-side idle timeout of HTTP connections,
+//! slow start, the client-side idle timeout of HTTP connections,
 //! `X-Amzn-Trace-Id`.
 
 mod balancer;

@@ -45,6 +45,8 @@ pub(crate) struct GroupSettings {
     pub(crate) algorithm: Algorithm,
     /// `stickiness.enabled` with `stickiness.type` `lb_cookie`: the cookie's lifetime.
     pub(crate) sticky: Option<Duration>,
+    /// `proxy_protocol_v2.enabled`: TCP connections to targets start with a PROXY v2 header.
+    pub(crate) proxy_protocol: bool,
 }
 
 impl GroupSettings {
@@ -68,6 +70,7 @@ impl GroupSettings {
             deregistration_delay: tg.deregistration_delay,
             algorithm,
             sticky,
+            proxy_protocol: attr("proxy_protocol_v2.enabled").as_deref() == Some("true"),
         }
     }
 }

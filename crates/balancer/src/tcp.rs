@@ -2,15 +2,19 @@
 //! chosen by round robin over the healthy targets of the listener's group (all reachable ones
 //! when none is healthy). A connection ends when either side closes, when nothing crossed it
 //! for the listener's `tcp.idle_timeout.seconds` (default 350), or when its target's
-//! draining time runs out. `requests()` counts connections for TCP groups.
+//! draining time runs out. With the group attribute `proxy_protocol_v2.enabled` the target
+//! first receives a PROXY protocol v2 header naming the client (the host cannot preserve
+//! client addresses as AWS does for instance targets). `requests()` counts connections for
+//! TCP groups.
 
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -70,6 +74,23 @@ pub(crate) async fn splice<G: Groups>(client: TcpStream, groups: Arc<G>, view: &
         }
     };
     let _ = upstream.set_nodelay(true);
+    if group
+        .settings
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .proxy_protocol
+    {
+        let (Ok(src), Ok(dst)) = (client.peer_addr(), client.local_addr()) else {
+            return;
+        };
+        if upstream
+            .write_all(&proxy_v2_header(src, dst))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     let closed = guard.target().closed.clone();
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
@@ -88,6 +109,40 @@ pub(crate) async fn splice<G: Groups>(client: TcpStream, groups: Arc<G>, view: &
         () = closed.cancelled() => {}
     }
     drop(guard);
+}
+
+/// A PROXY protocol v2 header (`PROXY` command, TCP) carrying the client's address and the
+/// listener's.
+pub(crate) fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21); // version 2, PROXY
+    let unmap = |a: SocketAddr| match a.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(a, |v4| SocketAddr::from((v4, a.port()))),
+        IpAddr::V4(_) => a,
+    };
+    match (unmap(src).ip(), unmap(dst).ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            h.push(0x11); // AF_INET, STREAM
+            h.extend_from_slice(&12u16.to_be_bytes());
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+        }
+        (s, d) => {
+            let v6 = |ip: IpAddr| match ip {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            h.push(0x21); // AF_INET6, STREAM
+            h.extend_from_slice(&36u16.to_be_bytes());
+            h.extend_from_slice(&v6(s).octets());
+            h.extend_from_slice(&v6(d).octets());
+        }
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
 }
 
 /// Completes once nothing has crossed the connection for `timeout`.
@@ -149,5 +204,27 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_v2_ipv4() {
+        let h = proxy_v2_header(
+            "127.0.0.9:40000".parse().unwrap(),
+            "127.102.0.5:80".parse().unwrap(),
+        );
+        assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n");
+        assert_eq!(h[12..16], [0x21, 0x11, 0, 12]);
+        assert_eq!(h[16..20], [127, 0, 0, 9]);
+        assert_eq!(h[20..24], [127, 102, 0, 5]);
+        assert_eq!(h[24..28], [0x9c, 0x40, 0, 80]);
+        assert_eq!(h.len(), 28);
+        let h6 = proxy_v2_header("[::1]:1".parse().unwrap(), "[::2]:2".parse().unwrap());
+        assert_eq!(h6[13..16], [0x21, 0, 36]);
+        assert_eq!(h6.len(), 16 + 36);
     }
 }

@@ -512,3 +512,49 @@ async fn least_outstanding_requests_avoids_a_busy_target() {
     }
     assert_eq!(slow.await.unwrap().unwrap().from(), busy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v2_names_the_client_to_the_target() {
+    let target = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = target.accept().await.unwrap();
+        let mut header = [0u8; 28];
+        s.read_exact(&mut header).await.unwrap();
+        let mut msg = [0u8; 5];
+        s.read_exact(&mut msg).await.unwrap();
+        s.write_all(b"ok").await.unwrap();
+        (header, msg)
+    });
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut tg = group(
+        "tg",
+        vec![Target {
+            id: "t".into(),
+            port: target_port,
+            addr: Some(LOOPBACK),
+            unreachable_reason: None,
+        }],
+    );
+    tg.protocol = Protocol::Tcp;
+    tg.health_check.enabled = false;
+    tg.attributes
+        .insert("proxy_protocol_v2.enabled".into(), "true".into());
+    assert!(
+        bal.apply(config(vec![tcp_lb(port, "tg")], vec![tg]))
+            .is_empty()
+    );
+    let mut c = TcpStream::connect((LOOPBACK, port)).await.unwrap();
+    let client_port = c.local_addr().unwrap().port();
+    c.write_all(b"hello").await.unwrap();
+    let mut ok = [0u8; 2];
+    c.read_exact(&mut ok).await.unwrap();
+    let (header, msg) = server.await.unwrap();
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(header[12..16], [0x21, 0x11, 0, 12]);
+    assert_eq!(header[16..24], [127, 0, 0, 1, 127, 0, 0, 1]);
+    assert_eq!(u16::from_be_bytes([header[24], header[25]]), client_port);
+    assert_eq!(u16::from_be_bytes([header[26], header[27]]), port);
+    assert_eq!(&msg, b"hello");
+}
