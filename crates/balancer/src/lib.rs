@@ -22,9 +22,8 @@
 //! - `health`: health-check tasks; `state`: targets' health machines, in-flight counts and
 //!   target choice (round robin or least outstanding requests; `AWSALB` cookie stickiness).
 //!
-//! What AWS does that this does not (yet): HTTPS/TLS listeners, `app_cookie` stickiness,
-//! slow start, the client-side idle timeout of HTTP connections,
-//! `X-Amzn-Trace-Id`.
+//! What AWS does that this does not (yet): HTTPS/TLS listeners, HTTP/2, `app_cookie`
+//! stickiness, slow start, `client_keep_alive.seconds`, `X-Amzn-Trace-Id`.
 
 mod balancer;
 mod health;

@@ -2,7 +2,8 @@
 //!
 //! An HTTP listener serves each connection with hyper's HTTP/1.1 server (keep-alive on,
 //! upgrades allowed) and hands every request to [`proxy::handle`] with the listener's current
-//! [`ListenerView`]. A TCP listener hands each connection to [`tcp::splice`]. Every connection
+//! [`ListenerView`]; a connection idle for the load balancer's idle timeout is closed. A TCP
+//! listener hands each connection to [`tcp::splice`]. Every connection
 //! task stops when its listener is cancelled (removed, moved, or the balancer shut down).
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
@@ -135,12 +136,19 @@ async fn accept_loop<G: Groups>(
     }
 }
 
+/// Serves one client connection. Waiting for the next request longer than the load
+/// balancer's `idle_timeout.timeout_seconds` closes it (hyper's header read timeout starts when
+/// the connection turns idle).
 async fn serve_http<G: Groups>(
     stream: TcpStream,
     peer: SocketAddr,
     groups: Arc<G>,
     view: Arc<RwLock<View>>,
 ) {
+    let idle = match &*view.read().unwrap_or_else(|e| e.into_inner()) {
+        View::Http(v) => v.idle_timeout,
+        View::Tcp(_) => Duration::from_secs(60),
+    };
     let service = service_fn(move |req| {
         let current = view.read().unwrap_or_else(|e| e.into_inner()).clone();
         let groups = Arc::clone(&groups);
@@ -153,6 +161,8 @@ async fn serve_http<G: Groups>(
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {

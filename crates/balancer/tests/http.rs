@@ -529,3 +529,37 @@ async fn upgrade_is_passed_through_and_tunnelled() {
     assert!(seen.contains("connection: upgrade\r\n"), "{seen}");
     assert!(seen.contains("upgrade: echo\r\n"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let bal = Balancer::new(Handle::current());
+    let mut lb = http_lb(port, vec![rule("d", vec![], fixed("hi"))]);
+    lb.attributes
+        .insert("idle_timeout.timeout_seconds".into(), "1".into());
+    assert!(bal.apply(config(vec![lb], vec![])).is_empty());
+    let mut c = tokio::net::TcpStream::connect((LOOPBACK, port))
+        .await
+        .unwrap();
+    // Requests 600 ms apart keep the connection.
+    for _ in 0..3 {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = [0u8; 2];
+        c.read_exact(&mut body).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // Then idle: closed after about a second.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
