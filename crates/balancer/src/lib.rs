@@ -23,7 +23,7 @@
 //!   target choice (round robin or least outstanding requests; `AWSALB` cookie stickiness).
 //!
 //! What AWS does that this does not (yet): HTTPS/TLS listeners, HTTP/2, `app_cookie`
-//! stickiness, slow start, `client_keep_alive.seconds`, `X-Amzn-Trace-Id`.
+//! stickiness, slow start, `client_keep_alive.seconds`.
 
 mod balancer;
 mod health;

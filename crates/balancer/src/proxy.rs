@@ -393,6 +393,29 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// A new `X-Amzn-Trace-Id`: `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`.
+fn trace_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    // RandomState is seeded randomly per process (and per thread thereafter).
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n ^ salt.rotate_left(32));
+        h.finish()
+    };
+    format!(
+        "Root=1-{:08x}-{:016x}{:08x}",
+        secs as u32,
+        word(1),
+        word(2) as u32
+    )
+}
+
 /// ALB's `Host` without `routing.http.preserve_host_header.enabled`: on a listener on 80 or
 /// 443 the port is removed; on another port, the listener's port is added when the client
 /// sent none.
@@ -413,7 +436,8 @@ pub(crate) fn host_port(headers: &mut HeaderMap, listener_port: u16) {
     }
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Port` as the load balancer's attributes say.
+/// Sets `X-Forwarded-For`, `-Proto` and `-Port` as the load balancer's attributes say, and
+/// an `X-Amzn-Trace-Id` when the request has none.
 pub(crate) fn forwarded_headers(headers: &mut HeaderMap, view: &ListenerView, peer: SocketAddr) {
     let ip = match peer.ip() {
         IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
@@ -446,6 +470,11 @@ pub(crate) fn forwarded_headers(headers: &mut HeaderMap, view: &ListenerView, pe
         XffMode::Remove => {
             headers.remove("x-forwarded-for");
         }
+    }
+    if !headers.contains_key("x-amzn-trace-id")
+        && let Ok(v) = HeaderValue::from_str(&trace_id())
+    {
+        headers.insert("x-amzn-trace-id", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers.insert("x-forwarded-port", HeaderValue::from(view.port));
@@ -632,6 +661,20 @@ mod tests {
         assert_eq!(h1["x-forwarded-proto"], "http");
         assert_eq!(h1["x-forwarded-port"], "8080");
         assert_eq!(h1["x-keep"], "y");
+        let trace = h1["x-amzn-trace-id"].to_str().unwrap().to_owned();
+        assert!(
+            trace.starts_with("Root=1-") && trace.len() == 7 + 8 + 1 + 24,
+            "{trace}"
+        );
+        let mut h4 = HeaderMap::new();
+        forwarded_headers(&mut h4, &view, peer);
+        assert_ne!(h4["x-amzn-trace-id"], trace.as_str());
+        forwarded_headers(&mut h4, &view, peer);
+        assert_eq!(
+            h4.get_all("x-amzn-trace-id").iter().count(),
+            1,
+            "kept, not added twice"
+        );
         view.xff_client_port = true;
         let mut h2 = HeaderMap::new();
         forwarded_headers(&mut h2, &view, peer);
