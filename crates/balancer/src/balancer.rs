@@ -50,6 +50,10 @@ impl Groups for Shared {
     fn upstream(&self) -> &Upstream {
         &self.upstream
     }
+
+    fn shutdown(&self) -> &Cancel {
+        &self.shutdown
+    }
 }
 
 #[derive(Debug, Default)]
@@ -174,10 +178,7 @@ impl Balancer {
         let mut wanted = HashSet::new();
         for tg in &config.target_groups {
             wanted.insert(tg.id.as_str());
-            let settings = GroupSettings {
-                health_check: tg.health_check.clone(),
-                deregistration_delay: tg.deregistration_delay,
-            };
+            let settings = GroupSettings::new(tg);
             let group = match groups.get(&tg.id) {
                 Some(g) => {
                     *g.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
@@ -239,6 +240,20 @@ impl Balancer {
                     drop(inner);
                     existing
                 }
+                None if let Some(pos) = targets
+                    .draining
+                    .iter()
+                    .position(|d| d.id == t.id && d.port == t.port) =>
+                {
+                    // Registered again while draining: it is back, its requests uncut.
+                    let back = targets.draining.remove(pos);
+                    let mut inner = lock(&back.inner);
+                    inner.addr = t.addr;
+                    inner.unreachable_reason.clone_from(&t.unreachable_reason);
+                    drop(inner);
+                    fresh.insert(key);
+                    back
+                }
                 None => {
                     fresh.insert(key);
                     Arc::new(TargetState::new(
@@ -285,21 +300,33 @@ impl Balancer {
                 let idle = t.idle.notified();
                 tokio::pin!(idle);
                 idle.as_mut().enable();
-                if t.in_flight() == 0 {
-                    break;
+                // Decided under the group's lock, where re-registration takes a target back.
+                if let Some(g) = weak.upgrade() {
+                    let mut targets = lock(&g.targets);
+                    let Some(pos) = targets.draining.iter().position(|d| Arc::ptr_eq(d, &t)) else {
+                        return; // registered again
+                    };
+                    if t.in_flight() == 0 {
+                        targets.draining.remove(pos);
+                        return;
+                    }
+                } else if t.in_flight() == 0 {
+                    return;
                 }
                 tokio::select! {
                     () = idle => {}
-                    () = tokio::time::sleep_until(deadline) => {
-                        t.closed.cancel();
-                        break;
-                    }
-                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    () = shutdown.cancelled() => return,
                 }
             }
             if let Some(g) = weak.upgrade() {
-                lock(&g.targets).draining.retain(|d| !Arc::ptr_eq(d, &t));
+                let mut targets = lock(&g.targets);
+                let Some(pos) = targets.draining.iter().position(|d| Arc::ptr_eq(d, &t)) else {
+                    return;
+                };
+                targets.draining.remove(pos);
             }
+            t.closed.cancel();
         });
     }
 

@@ -1,11 +1,10 @@
 //! Listeners: binding (synchronously, so errors reach `apply`'s caller) and the accept loops.
 //!
-//! An HTTP listener serves each connection with hyper's HTTP/1.1 server (keep-alive on) and
-//! hands every request to [`proxy::handle`] with the listener's current [`ListenerView`]. A TCP
-//! listener picks a target of its default rule's group per connection and splices the two
-//! sockets with `copy_bidirectional`. Every task stops when the listener is cancelled (removed,
-//! moved, or the balancer shut down); a spliced connection also stops when its target's
-//! draining time runs out.
+//! An HTTP listener serves each connection with hyper's HTTP/1.1 server (keep-alive on,
+//! upgrades allowed) and hands every request to [`proxy::handle`] with the listener's current
+//! [`ListenerView`]; a connection idle for the load balancer's idle timeout is closed. A TCP
+//! listener hands each connection to [`tcp::splice`]. Every connection
+//! task stops when its listener is cancelled (removed, moved, or the balancer shut down).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -13,19 +12,14 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
-use crate::proxy::{self, Groups, ListenerView, choose};
+use crate::Protocol;
+use crate::proxy::{self, Groups, ListenerView};
 use crate::state::Cancel;
-use crate::{Action, Protocol};
-
-/// What a TCP listener forwards to: its default rule's groups.
-#[derive(Debug, Clone)]
-pub(crate) struct TcpView {
-    pub(crate) forward: Vec<(String, u32)>,
-}
+use crate::tcp::{self, TcpView};
 
 /// The live, swappable routing of a listener.
 #[derive(Debug, Clone)]
@@ -43,18 +37,7 @@ impl View {
                 &listener.rules,
                 &lb.attributes,
             ))),
-            Protocol::Tcp => {
-                let forward = listener
-                    .rules
-                    .iter()
-                    .rev()
-                    .find_map(|r| match &r.action {
-                        Action::Forward(groups) => Some(groups.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                View::Tcp(Arc::new(TcpView { forward }))
-            }
+            Protocol::Tcp => View::Tcp(Arc::new(TcpView::new(listener))),
         }
     }
 }
@@ -141,7 +124,7 @@ async fn accept_loop<G: Groups>(
             let serve = async {
                 match current {
                     View::Http(_) => serve_http(stream, peer, groups, view).await,
-                    View::Tcp(tcp) => splice(stream, groups, &tcp).await,
+                    View::Tcp(tcp) => tcp::splice(stream, groups, &tcp).await,
                 }
             };
             tokio::select! {
@@ -153,12 +136,19 @@ async fn accept_loop<G: Groups>(
     }
 }
 
+/// Serves one client connection. Waiting for the next request longer than the load
+/// balancer's `idle_timeout.timeout_seconds` closes it (hyper's header read timeout starts when
+/// the connection turns idle).
 async fn serve_http<G: Groups>(
     stream: TcpStream,
     peer: SocketAddr,
     groups: Arc<G>,
     view: Arc<RwLock<View>>,
 ) {
+    let idle = match &*view.read().unwrap_or_else(|e| e.into_inner()) {
+        View::Http(v) => v.idle_timeout,
+        View::Tcp(_) => Duration::from_secs(60),
+    };
     let service = service_fn(move |req| {
         let current = view.read().unwrap_or_else(|e| e.into_inner()).clone();
         let groups = Arc::clone(&groups);
@@ -171,42 +161,11 @@ async fn serve_http<G: Groups>(
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "client connection ended");
     }
 }
-
-/// Splices a client connection to a target (round robin over healthy targets, fail open).
-async fn splice<G: Groups>(mut client: TcpStream, groups: Arc<G>, view: &TcpView) {
-    let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let Some(group) = choose(&view.forward, turn).and_then(|id| groups.group(id)) else {
-        return;
-    };
-    let Some((guard, addr)) = group.pick() else {
-        return;
-    };
-    group
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
-    let mut upstream = match connect.await {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::debug!(%addr, "target connection failed");
-            return;
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-    let closed = guard.target().closed.clone();
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = r { tracing::debug!(%addr, error = %e, "splice ended"); }
-        }
-        () = closed.cancelled() => {}
-    }
-    drop(guard);
-}
-
-/// Spreads weighted TCP forwards.
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

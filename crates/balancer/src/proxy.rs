@@ -4,9 +4,11 @@
 //!
 //! Forwarding strips hop-by-hop headers both ways, appends the client to `X-Forwarded-For`
 //! (per `routing.http.xff_header_processing.mode` and `routing.http.xff_client_port.enabled`),
-//! sets `X-Forwarded-Proto` and `X-Forwarded-Port`, and passes `Host` through. Bodies stream
-//! both ways. A target's in-flight count covers a request until its response body ends, so a
-//! draining target finishes what it started.
+//! sets `X-Forwarded-Proto` and `X-Forwarded-Port`, and passes `Host` on as ALB does (the
+//! listener's port added on a non-default port, unless
+//! `routing.http.preserve_host_header.enabled`). Bodies stream both ways. A target's in-flight
+//! count covers a request until its response body ends, so a draining target finishes what it
+//! started.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,13 +25,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 
 use crate::Action;
 use crate::rules::{CompiledRule, first_match, request_host, strip_port};
-use crate::state::{Group, InFlight};
+use crate::state::{Cancel, Group, InFlight};
 
 /// Errors of streamed bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +58,8 @@ pub(crate) struct ListenerView {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) xff: XffMode,
     pub(crate) xff_client_port: bool,
+    /// `routing.http.preserve_host_header.enabled`: pass `Host` exactly as received.
+    pub(crate) preserve_host: bool,
     /// Longest wait for a target's response (`idle_timeout.timeout_seconds`).
     pub(crate) idle_timeout: Duration,
 }
@@ -80,6 +86,8 @@ impl ListenerView {
             xff,
             xff_client_port: attr("routing.http.xff_client_port.enabled").as_deref()
                 == Some("true"),
+            preserve_host: attr("routing.http.preserve_host_header.enabled").as_deref()
+                == Some("true"),
             idle_timeout: Duration::from_secs(idle.max(1)),
         }
     }
@@ -91,6 +99,8 @@ pub(crate) trait Groups: Send + Sync + 'static {
     fn group(&self, id: &str) -> Option<Arc<Group>>;
     /// The client to targets.
     fn upstream(&self) -> &Upstream;
+    /// Fired when the balancer shuts down.
+    fn shutdown(&self) -> &Cancel;
 }
 
 /// Handles one request on an HTTP listener.
@@ -136,7 +146,17 @@ pub(crate) async fn handle<G: Groups>(
             else {
                 return Ok(error(StatusCode::SERVICE_UNAVAILABLE));
             };
-            forward(groups.upstream(), &group, &view, parts, body, peer).await
+            let shutdown = groups.shutdown().clone();
+            forward(
+                groups.upstream(),
+                &group,
+                &view,
+                parts,
+                body,
+                peer,
+                shutdown,
+            )
+            .await
         }
     })
 }
@@ -164,8 +184,15 @@ async fn forward(
     mut parts: Parts,
     body: Incoming,
     peer: SocketAddr,
+    shutdown: Cancel,
 ) -> Response<ProxyBody> {
-    let Some((guard, addr)) = group.pick() else {
+    let sticky = group
+        .settings
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .sticky;
+    let cookie = sticky.and_then(|_| cookie(&parts.headers, STICKY_COOKIE));
+    let Some((guard, addr)) = group.pick(cookie.as_deref()) else {
         return error(StatusCode::SERVICE_UNAVAILABLE);
     };
     group.requests.fetch_add(1, Ordering::Relaxed);
@@ -188,8 +215,22 @@ async fn forward(
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    let upgrade = upgrade_protocol(&parts.headers);
     strip_hop_by_hop(&mut parts.headers);
+    let client_upgrade = match &upgrade {
+        Some(protocol) => {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+            parts.extensions.remove::<OnUpgrade>()
+        }
+        None => None,
+    };
     forwarded_headers(&mut parts.headers, view, peer);
+    if !view.preserve_host {
+        host_port(&mut parts.headers, view.port);
+    }
 
     let request = upstream.request(Request::from_parts(parts, body));
     let answer = tokio::select! {
@@ -202,7 +243,15 @@ async fn forward(
             tracing::debug!(%addr, error = %e, connect = e.is_connect(), "target request failed");
             error(StatusCode::BAD_GATEWAY)
         }
-        Ok(Ok(resp)) => {
+        Ok(Ok(mut resp)) => {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade
+            {
+                let target_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, target_upgrade, guard, shutdown));
+                let (parts, _) = resp.into_parts();
+                return Response::from_parts(parts, full(Bytes::new()));
+            }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let closed = target.closed.clone();
@@ -211,8 +260,74 @@ async fn forward(
                 _guard: guard,
                 cut: Box::pin(async move { closed.cancelled().await }),
             };
-            Response::from_parts(parts, UnsyncBoxBody::new(body))
+            let mut resp = Response::from_parts(parts, UnsyncBoxBody::new(body));
+            if let Some(duration) = sticky {
+                set_sticky_cookie(resp.headers_mut(), &target.sticky_key(), duration);
+            }
+            resp
         }
+    }
+}
+
+/// The load balancer's stickiness cookie (`lb_cookie`).
+const STICKY_COOKIE: &str = "AWSALB";
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
+
+/// `AWSALB` and its CORS twin `AWSALBCORS`, naming the target for `duration`.
+fn set_sticky_cookie(headers: &mut HeaderMap, key: &str, duration: Duration) {
+    let secs = duration.as_secs();
+    for cookie in [
+        format!("{STICKY_COOKIE}={key}; Max-Age={secs}; Path=/"),
+        format!("{STICKY_COOKIE}CORS={key}; Max-Age={secs}; Path=/; SameSite=None"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` and `Upgrade: …`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// After `101 Switching Protocols` (WebSocket), copies bytes both ways between the client and
+/// the target until either side closes, the target's draining ends or the balancer stops.
+async fn tunnel(client: OnUpgrade, target: OnUpgrade, guard: InFlight, shutdown: Cancel) {
+    let (client, target) = match tokio::join!(client, target) {
+        (Ok(c), Ok(t)) => (c, t),
+        (c, t) => {
+            tracing::debug!(client = c.is_ok(), target = t.is_ok(), "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
+    let closed = guard.target().closed.clone();
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut target) => {}
+        () = closed.cancelled() => {}
+        () = shutdown.cancelled() => {}
     }
 }
 
@@ -278,7 +393,51 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Port` as the load balancer's attributes say.
+/// A new `X-Amzn-Trace-Id`: `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`.
+fn trace_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    // RandomState is seeded randomly per process (and per thread thereafter).
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n ^ salt.rotate_left(32));
+        h.finish()
+    };
+    format!(
+        "Root=1-{:08x}-{:016x}{:08x}",
+        secs as u32,
+        word(1),
+        word(2) as u32
+    )
+}
+
+/// ALB's `Host` without `routing.http.preserve_host_header.enabled`: on a listener on 80 or
+/// 443 the port is removed; on another port, the listener's port is added when the client
+/// sent none.
+pub(crate) fn host_port(headers: &mut HeaderMap, listener_port: u16) {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return;
+    };
+    let bare = strip_port(host);
+    let rewritten = if listener_port == 80 || listener_port == 443 {
+        bare.to_owned()
+    } else if bare.len() == host.len() {
+        format!("{host}:{listener_port}")
+    } else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&rewritten) {
+        headers.insert(header::HOST, v);
+    }
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Port` as the load balancer's attributes say, and
+/// an `X-Amzn-Trace-Id` when the request has none.
 pub(crate) fn forwarded_headers(headers: &mut HeaderMap, view: &ListenerView, peer: SocketAddr) {
     let ip = match peer.ip() {
         IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
@@ -311,6 +470,11 @@ pub(crate) fn forwarded_headers(headers: &mut HeaderMap, view: &ListenerView, pe
         XffMode::Remove => {
             headers.remove("x-forwarded-for");
         }
+    }
+    if !headers.contains_key("x-amzn-trace-id")
+        && let Ok(v) = HeaderValue::from_str(&trace_id())
+    {
+        headers.insert("x-amzn-trace-id", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers.insert("x-forwarded-port", HeaderValue::from(view.port));
@@ -385,11 +549,13 @@ fn redirect(status: u16, location: &str) -> Response<ProxyBody> {
 
 /// ALB's own HTML error (and redirect) page.
 pub(crate) fn error(status: StatusCode) -> Response<ProxyBody> {
-    let line = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    // The wording of ALB's pages (nginx's), not hyper's canonical reasons.
+    let reason = match status.as_u16() {
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => status.canonical_reason().unwrap_or(""),
+    };
+    let line = format!("{} {reason}", status.as_u16());
     let body = format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n</body>\r\n</html>\r\n"
     );
@@ -448,6 +614,28 @@ mod tests {
     }
 
     #[test]
+    fn host_gets_the_listener_port_unless_preserved() {
+        let host = |h: &'static str, port: u16| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            host_port(&mut m, port);
+            m[header::HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(host("a.example", 8080), "a.example:8080");
+        assert_eq!(host("a.example:9", 8080), "a.example:9");
+        assert_eq!(host("a.example:80", 80), "a.example");
+        assert_eq!(host("a.example", 443), "a.example");
+        assert_eq!(host("[::1]", 8080), "[::1]:8080");
+        let mut attrs = BTreeMap::new();
+        assert!(!ListenerView::new(80, &[], &attrs).preserve_host);
+        attrs.insert(
+            "routing.http.preserve_host_header.enabled".into(),
+            "true".into(),
+        );
+        assert!(ListenerView::new(80, &[], &attrs).preserve_host);
+    }
+
+    #[test]
     fn hop_by_hop_and_forwarded() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -473,6 +661,20 @@ mod tests {
         assert_eq!(h1["x-forwarded-proto"], "http");
         assert_eq!(h1["x-forwarded-port"], "8080");
         assert_eq!(h1["x-keep"], "y");
+        let trace = h1["x-amzn-trace-id"].to_str().unwrap().to_owned();
+        assert!(
+            trace.starts_with("Root=1-") && trace.len() == 7 + 8 + 1 + 24,
+            "{trace}"
+        );
+        let mut h4 = HeaderMap::new();
+        forwarded_headers(&mut h4, &view, peer);
+        assert_ne!(h4["x-amzn-trace-id"], trace.as_str());
+        forwarded_headers(&mut h4, &view, peer);
+        assert_eq!(
+            h4.get_all("x-amzn-trace-id").iter().count(),
+            1,
+            "kept, not added twice"
+        );
         view.xff_client_port = true;
         let mut h2 = HeaderMap::new();
         forwarded_headers(&mut h2, &view, peer);

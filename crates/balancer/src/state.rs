@@ -42,6 +42,37 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct GroupSettings {
     pub(crate) health_check: HealthCheck,
     pub(crate) deregistration_delay: Duration,
+    pub(crate) algorithm: Algorithm,
+    /// `stickiness.enabled` with `stickiness.type` `lb_cookie`: the cookie's lifetime.
+    pub(crate) sticky: Option<Duration>,
+    /// `proxy_protocol_v2.enabled`: TCP connections to targets start with a PROXY v2 header.
+    pub(crate) proxy_protocol: bool,
+}
+
+impl GroupSettings {
+    /// The settings of a configured group (attributes with AWS's defaults).
+    pub(crate) fn new(tg: &crate::TargetGroup) -> Self {
+        let attr = |k: &str| tg.attributes.get(k).map(|v| v.trim().to_ascii_lowercase());
+        let algorithm = match attr("load_balancing.algorithm.type").as_deref() {
+            Some("least_outstanding_requests") => Algorithm::LeastOutstanding,
+            _ => Algorithm::RoundRobin,
+        };
+        let sticky = (attr("stickiness.enabled").as_deref() == Some("true")
+            && attr("stickiness.type")
+                .as_deref()
+                .is_none_or(|t| t == "lb_cookie"))
+        .then(|| {
+            let secs = attr("stickiness.lb_cookie.duration_seconds").and_then(|v| v.parse().ok());
+            Duration::from_secs(secs.unwrap_or(86_400))
+        });
+        GroupSettings {
+            health_check: tg.health_check.clone(),
+            deregistration_delay: tg.deregistration_delay,
+            algorithm,
+            sticky,
+            proxy_protocol: attr("proxy_protocol_v2.enabled").as_deref() == Some("true"),
+        }
+    }
 }
 
 /// A target group at runtime.
@@ -85,12 +116,16 @@ impl Group {
             .clone()
     }
 
-    /// The next target by round robin over the healthy ones; all reachable registered targets
-    /// when none is healthy (fail open) or health checks are off. `None`: no target at all.
-    /// The target's in-flight count is taken under the group's lock, so a target being moved to
-    /// draining at the same time still counts this request.
-    pub(crate) fn pick(&self) -> Option<(InFlight, SocketAddr)> {
-        let checks = self.settings().health_check.enabled;
+    /// The next target among the healthy ones — all reachable registered targets when none is
+    /// healthy (fail open) or health checks are off — by the group's algorithm, or the one a
+    /// stickiness cookie names if it is among them. `None`: no target at all. The target's
+    /// in-flight count is taken under the group's lock, so a target being moved to draining at
+    /// the same time still counts this request.
+    pub(crate) fn pick(&self, sticky: Option<&str>) -> Option<(InFlight, SocketAddr)> {
+        let (checks, algorithm) = {
+            let s = self.settings.read().unwrap_or_else(|e| e.into_inner());
+            (s.health_check.enabled, s.algorithm)
+        };
         let targets = lock(&self.targets);
         let reachable: Vec<(&Arc<TargetState>, SocketAddr, bool)> = targets
             .registered
@@ -98,24 +133,44 @@ impl Group {
             .filter_map(|t| {
                 let inner = lock(&t.inner);
                 let addr = inner.addr?;
-                Some((
-                    t,
-                    SocketAddr::from((addr, t.port)),
-                    inner.machine.state == HealthState::Healthy,
-                ))
+                let healthy = inner.machine.state == HealthState::Healthy || !checks;
+                Some((t, SocketAddr::from((addr, t.port)), healthy))
             })
             .collect();
-        let healthy: Vec<_> = reachable.iter().filter(|(_, _, h)| *h || !checks).collect();
-        let n = self.rr.fetch_add(1, Ordering::Relaxed);
-        let chosen = if healthy.is_empty() {
-            reachable
-                .get(n % reachable.len().max(1))
-                .map(|(t, a, _)| (*t, *a))
+        let healthy: Vec<_> = reachable.iter().filter(|(_, _, h)| *h).collect();
+        let eligible: Vec<_> = if healthy.is_empty() {
+            reachable.iter().collect()
         } else {
-            healthy.get(n % healthy.len()).map(|(t, a, _)| (*t, *a))
+            healthy
         };
-        chosen.map(|(t, a)| (t.begin(), a))
+        if eligible.is_empty() {
+            return None;
+        }
+        if let Some((t, a, _)) =
+            sticky.and_then(|k| eligible.iter().find(|(t, _, _)| t.sticky_key() == k))
+        {
+            return Some((t.begin(), *a));
+        }
+        let n = self.rr.fetch_add(1, Ordering::Relaxed);
+        let (t, a, _) = match algorithm {
+            Algorithm::RoundRobin => eligible[n % eligible.len()],
+            // Fewest in flight; ties go round robin.
+            Algorithm::LeastOutstanding => (0..eligible.len())
+                .map(|i| eligible[(n + i) % eligible.len()])
+                .min_by_key(|(t, _, _)| t.in_flight())
+                .unwrap_or(eligible[0]),
+        };
+        Some((t.begin(), *a))
     }
+}
+
+/// `load_balancing.algorithm.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    /// `round_robin` (the default).
+    RoundRobin,
+    /// `least_outstanding_requests`.
+    LeastOutstanding,
 }
 
 /// One registered (or draining) target.
@@ -167,6 +222,14 @@ impl TargetState {
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         InFlight(Arc::clone(self))
+    }
+
+    /// What a stickiness cookie holds to name this target: `id:port`, hex-encoded.
+    pub(crate) fn sticky_key(&self) -> String {
+        format!("{}:{}", self.id, self.port)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub(crate) fn in_flight(&self) -> usize {
