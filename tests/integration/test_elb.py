@@ -586,3 +586,35 @@ def test_redirect_weights_and_listener_bind_failure(env):
     finally:
         a.stop()
         b.stop()
+
+
+def test_other_accounts_see_nothing(env):
+    elb = env["elb"]
+    lb = make_alb(env, "private")
+    tg = elb.create_target_group(Name="private-tg", Protocol="HTTP", Port=80, VpcId=env["vpc"],
+                                 TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    other_creds = env["srv"].create_account("elb-other")
+    other, other_ec2 = clients(env["srv"], other_creds)
+    assert other.describe_load_balancers()["LoadBalancers"] == []
+    for call, code in [
+        (lambda: other.describe_load_balancers(LoadBalancerArns=[lb["LoadBalancerArn"]]), "LoadBalancerNotFound"),
+        (lambda: other.delete_target_group(TargetGroupArn=tg), "TargetGroupNotFound"),
+        (lambda: other.register_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1"}]), "TargetGroupNotFound"),
+        (lambda: other.describe_tags(ResourceArns=[lb["LoadBalancerArn"]]), "LoadBalancerNotFound"),
+        (lambda: other.add_tags(ResourceArns=[tg], Tags=[{"Key": "k", "Value": "v"}]), "TargetGroupNotFound"),
+        # Another account's subnets are not theirs to use.
+        (lambda: other.create_load_balancer(Name="stolen", Subnets=env["subnets"][:2]), "SubnetNotFound"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == code
+    # Their own load balancer may not forward to this account's group either.
+    subnets = sorted(other_ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"],
+                     key=lambda s: s["AvailabilityZone"])
+    theirs = other.create_load_balancer(Name="theirs", Subnets=[s["SubnetId"] for s in subnets[:2]])
+    with pytest.raises(ClientError) as e:
+        other.create_listener(LoadBalancerArn=theirs["LoadBalancers"][0]["LoadBalancerArn"], Protocol="HTTP",
+                              Port=random_port(), DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    assert error_code(e.value) == "TargetGroupNotFound"
+    elb.delete_target_group(TargetGroupArn=tg)
+    elb.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])

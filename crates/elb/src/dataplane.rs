@@ -337,6 +337,33 @@ impl Elb {
         out
     }
 
+    /// Removes listeners whose load balancer is gone and rules whose listener is gone (what
+    /// a crash in the middle of a delete can leave behind). Run at open.
+    pub(crate) fn remove_orphans(&self) -> awsquery::QueryResult<()> {
+        let _g = self.guard();
+        let lbs = self.list_all::<LbDoc>(LB_KIND)?;
+        let listeners = self.list_all::<ListenerDoc>(LISTENER_KIND)?;
+        let mut kept = Vec::new();
+        for l in listeners {
+            if lbs.iter().any(|lb| lb.row.id == l.doc.load_balancer_arn) {
+                kept.push(l.row.id);
+            } else {
+                tracing::info!(listener = %l.row.id, "elb: removing a listener whose load balancer is gone");
+                self.catalog()
+                    .clear_tags(&l.doc.default_rule_arn)
+                    .map_err(crate::model::db)?;
+                self.remove(&l.row.id)?;
+            }
+        }
+        for r in self.list_all::<RuleDoc>(RULE_KIND)? {
+            if !kept.contains(&r.doc.listener_arn) {
+                tracing::info!(rule = %r.row.id, "elb: removing a rule whose listener is gone");
+                self.remove(&r.row.id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Rebuilds the data plane's configuration and applies it; records bind failures and
     /// moves load balancers from `provisioning` to `active`.
     pub(crate) fn resync(&self) -> Vec<BindError> {

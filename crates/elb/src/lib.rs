@@ -111,6 +111,7 @@ impl Elb {
             stop: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
         });
+        elb.remove_orphans()?;
         // Bind what the catalog holds before serving (failures show in the load
         // balancers' states).
         let _ = elb.resync();

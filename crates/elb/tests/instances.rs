@@ -311,3 +311,71 @@ fn instance_target_serves_traffic_and_counts_requests() {
     assert!(h.state == "draining" || h.state == "unused", "{h:?}");
     env.elb.shutdown();
 }
+
+#[test]
+fn reopening_drops_listeners_of_vanished_load_balancers() {
+    let env = env();
+    let xml = call(
+        &env,
+        "CreateTargetGroup",
+        &[
+            ("Name", "orphan-tg"),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("VpcId", &env.vpc),
+        ],
+    );
+    let tg = between(&xml, "TargetGroupArn");
+    let xml = call(
+        &env,
+        "CreateLoadBalancer",
+        &[
+            ("Name", "orphan"),
+            ("Subnets.member.1", &env.subnets[0]),
+            ("Subnets.member.2", &env.subnets[1]),
+        ],
+    );
+    let lb = between(&xml, "LoadBalancerArn");
+    let n = u16::from_be_bytes(engine::ids::random_bytes::<2>());
+    let lport = (20000 + n % 40000).to_string();
+    let xml = call(
+        &env,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", &lb),
+            ("Port", &lport),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ],
+    );
+    let listener = between(&xml, "ListenerArn");
+    env.elb.shutdown();
+    // As if openami died between deleting the load balancer's row and its listener's.
+    env.cloud.catalog().delete_resource(&lb).unwrap();
+    let again = Elb::open(
+        Arc::clone(&env.cloud),
+        ElbOptions {
+            address_pool: "127.250.250.0/24".into(),
+        },
+        env._rt.handle().clone(),
+    )
+    .unwrap();
+    assert!(env.cloud.catalog().resource(&listener).unwrap().is_none());
+    let e = again
+        .call(
+            &env.caller,
+            "DescribeListeners",
+            &Params::from_pairs([("ListenerArns.member.1", listener.as_str())]),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, "ListenerNotFound");
+    // The group is free again.
+    assert!(
+        again
+            .target_group(&env.caller, &tg)
+            .unwrap()
+            .load_balancer_arns
+            .is_empty()
+    );
+    again.shutdown();
+}
