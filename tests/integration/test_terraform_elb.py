@@ -1,6 +1,7 @@
 """Terraform (hashicorp/aws provider) builds a load balancer on openami without any VM:
-`aws_lb`, `aws_lb_target_group` (ip targets), `aws_lb_target_group_attachment` (a Python
-HTTP server on 127.0.0.1), `aws_lb_listener` and `aws_lb_listener_rule`.
+`aws_lb` (application and network), `aws_lb_target_group` (HTTP and TCP, ip targets),
+`aws_lb_target_group_attachment` (a Python HTTP server on 127.0.0.1), `aws_lb_listener` (HTTP
+and TCP) and `aws_lb_listener_rule`.
 
 apply (the provider waits for the load balancer to be active) → traffic reaches the target
 through the listener and the rule answers its fixed response → `plan -detailed-exitcode`
@@ -20,7 +21,8 @@ from test_terraform import needs_terraform, terraform, tf_env
 pytestmark = [needs_terraform]
 
 
-def main_tf(endpoint: str, port: int, target_port: int, suffix: str, vpc: str, subnets: list) -> str:
+def main_tf(endpoint: str, port: int, nlb_port: int, target_port: int, suffix: str, vpc: str,
+            subnets: list) -> str:
     subnet_list = ", ".join(f'"{s}"' for s in subnets)
     return textwrap.dedent(f"""\
         terraform {{
@@ -102,7 +104,45 @@ def main_tf(endpoint: str, port: int, target_port: int, suffix: str, vpc: str, s
           }}
         }}
 
+        resource "aws_lb" "net" {{
+          name               = "tf-nlb-{suffix}"
+          load_balancer_type = "network"
+          subnets            = [{subnet_list}]
+        }}
+
+        resource "aws_lb_target_group" "tcp" {{
+          name        = "tf-tcp-{suffix}"
+          port        = 80
+          protocol    = "TCP"
+          target_type = "ip"
+          vpc_id      = "{vpc}"
+          health_check {{
+            protocol            = "TCP"
+            interval            = 10
+            healthy_threshold   = 2
+            unhealthy_threshold = 2
+          }}
+        }}
+
+        resource "aws_lb_target_group_attachment" "tcp" {{
+          target_group_arn = aws_lb_target_group.tcp.arn
+          target_id        = "127.0.0.1"
+          port             = {target_port}
+        }}
+
+        resource "aws_lb_listener" "tcp" {{
+          load_balancer_arn = aws_lb.net.arn
+          port              = {nlb_port}
+          protocol          = "TCP"
+          default_action {{
+            type             = "forward"
+            target_group_arn = aws_lb_target_group.tcp.arn
+          }}
+        }}
+
         output "lb_arn" {{ value = aws_lb.web.arn }}
+        output "nlb_arn" {{ value = aws_lb.net.arn }}
+        output "tcp_arn" {{ value = aws_lb_target_group.tcp.arn }}
         output "tg_arn" {{ value = aws_lb_target_group.web.arn }}
     """)
 
@@ -120,9 +160,9 @@ def test_terraform_load_balancer_ip_targets(tmp_path):
         vpc = subnets[0]["VpcId"]
         work = tmp_path / "tf"
         work.mkdir()
-        port = random_port()
+        port, nlb_port = random_port(), random_port()
         suffix = "%06x" % random.randrange(1 << 24)
-        (work / "main.tf").write_text(main_tf(srv.endpoint, port, backend.port, suffix, vpc, [x["SubnetId"] for x in subnets]))
+        (work / "main.tf").write_text(main_tf(srv.endpoint, port, nlb_port, backend.port, suffix, vpc, [x["SubnetId"] for x in subnets]))
         env = tf_env(work, creds)
         terraform(work, env, "init", "-no-color")
         terraform(work, env, "apply", "-auto-approve", "-no-color")
@@ -138,6 +178,14 @@ def test_terraform_load_balancer_ip_targets(tmp_path):
         status, body = get(f"http://{addr}:{port}/hello")
         assert status == 200 and json.loads(body)["name"] == "tf-target"
         assert get(f"http://{addr}:{port}/api/x") == (200, "api says hi")
+
+        nlb = elb.describe_load_balancers(LoadBalancerArns=[outputs["nlb_arn"]])["LoadBalancers"][0]
+        nlb_addr = nlb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]
+        wait_for(lambda: elb.describe_target_health(TargetGroupArn=outputs["tcp_arn"])
+                 ["TargetHealthDescriptions"][0]["TargetHealth"]["State"] == "healthy",
+                 what="the TCP target healthy")
+        status, body = get(f"http://{nlb_addr}:{nlb_port}/via-nlb")
+        assert status == 200 and json.loads(body)["path"] == "/via-nlb"
 
         # No drift: every attribute the provider reads matches what it wrote.
         terraform(work, env, "plan", "-detailed-exitcode", "-no-color")
