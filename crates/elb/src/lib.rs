@@ -95,10 +95,12 @@ impl Elb {
             .filter(|c| {
                 engine::vpc::Cidr::parse("127.0.0.0/8", true).is_some_and(|l| l.contains(c))
                     && c.prefix <= 30
+                    // 127.0.0.1 is where local services (openami itself by default) listen.
+                    && !c.contains_ip(std::net::Ipv4Addr::LOCALHOST)
             })
             .ok_or_else(|| {
                 QueryError::internal(format!(
-                    "load balancer address pool {}: must be a /8../30 network inside 127.0.0.0/8",
+                    "load balancer address pool {}: must be a /8../30 network inside 127.0.0.0/8 without 127.0.0.1",
                     options.address_pool
                 ))
             })?;
