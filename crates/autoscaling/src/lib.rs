@@ -3,6 +3,9 @@
 //! CONTRACT SKELETON (written by the lead; the Auto Scaling implementation fills it and
 //! keeps these signatures, which crates/openami calls).
 
+mod policies;
+mod scheduled;
+
 use std::sync::Arc;
 
 use awsquery::{Caller, QueryResult};
