@@ -28,6 +28,8 @@ pub const SCHEDULED_KIND: &str = "asg-scheduled";
 pub struct Scheduled {
     /// `AutoScalingGroupName`.
     pub group: String,
+    /// The group's ARN when the action was put.
+    pub group_arn: String,
     /// `ScheduledActionName`.
     pub name: String,
     /// `ScheduledActionARN`.
@@ -166,6 +168,7 @@ fn put_one(
         .find(|a| a.group == group.name && a.name == name);
     let mut a = old.cloned().unwrap_or_else(|| Scheduled {
         group: group.name.clone(),
+        group_arn: group.arn.clone(),
         name: name.clone(),
         arn: format!(
             "arn:aws:autoscaling:{}:{}:scheduledUpdateGroupAction:{}:autoScalingGroupName/{}:scheduledActionName/{name}",

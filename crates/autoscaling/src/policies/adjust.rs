@@ -15,13 +15,6 @@ pub enum AdjustmentType {
 }
 
 impl AdjustmentType {
-    /// The wire names, for `DescribeAdjustmentTypes` and validation.
-    pub const NAMES: [&'static str; 3] = [
-        "ChangeInCapacity",
-        "ExactCapacity",
-        "PercentChangeInCapacity",
-    ];
-
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<AdjustmentType> {
         match s {

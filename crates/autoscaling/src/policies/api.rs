@@ -1,5 +1,5 @@
 //! The scaling-policy operations: `PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`,
-//! `ExecutePolicy`, `DescribeAdjustmentTypes`.
+//! `ExecutePolicy`.
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use catalog::Catalog;
@@ -169,6 +169,7 @@ pub(super) fn put_scaling_policy(
     let step = policy_type == "StepScaling";
     let mut policy = Policy {
         group: group_name.clone(),
+        group_arn: group.arn.clone(),
         name: name.clone(),
         policy_type: policy_type.clone(),
         adjustment_type: p.string("AdjustmentType").filter(|s| !s.is_empty()),
@@ -478,14 +479,4 @@ pub(crate) fn iso_seconds(ms: i64) -> String {
         Some((s, _)) => format!("{s}Z"),
         None => full,
     }
-}
-
-/// `DescribeAdjustmentTypes`.
-pub(super) fn adjustment_types() -> String {
-    let names: Vec<&str> = AdjustmentType::NAMES.to_vec();
-    let mut x = Xml::new();
-    x.members("AdjustmentTypes", &names, |x, n| {
-        x.text("AdjustmentType", n);
-    });
-    x.finish()
 }

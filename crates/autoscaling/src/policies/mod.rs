@@ -2,7 +2,7 @@
 //! scales groups on them, above the group core through [`GroupAccess`].
 //!
 //! API: `PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`, `ExecutePolicy`,
-//! `DescribeAdjustmentTypes`, and the scheduled-action operations of [`crate::scheduled`]
+//! and the scheduled-action operations of [`crate::scheduled`]
 //! (dispatched from [`Policies::call`]). Predictive scaling answers `UnsupportedOperation`.
 //! Policies are catalog rows (kind `asg-policy`), so they survive restarts.
 //!
@@ -110,8 +110,9 @@ impl GroupState {
 pub(crate) trait GroupAccess {
     /// The caller's group, or `None` if it does not exist.
     fn group(&self, caller: &Caller, name: &str) -> Option<GroupState>;
-    /// Every group of every account and region, with its owner.
-    fn all_groups(&self) -> Vec<(Caller, GroupState)>;
+    /// Every group of every account and region, with its owner (an error when they
+    /// cannot be read: nothing is evaluated or cleaned up then).
+    fn all_groups(&self) -> QueryResult<Vec<(Caller, GroupState)>>;
     /// Sets any of min, max and desired capacity as `UpdateAutoScalingGroup` does (a min
     /// above desired raises it, a max below lowers it; `ValidationError` on inconsistent
     /// sizes), recording `cause` as the Cause of the scaling activity it brings.
@@ -215,7 +216,6 @@ impl Policies {
             "DescribePolicies" => api::describe_policies(access, catalog, caller, p),
             "DeletePolicy" => api::delete_policy(self, access, catalog, caller, p),
             "ExecutePolicy" => api::execute_policy(access, catalog, caller, p),
-            "DescribeAdjustmentTypes" => Ok(Some(api::adjustment_types())),
             "GetPredictiveScalingForecast" => Err(unsupported("Predictive scaling")),
             _ => return crate::scheduled::call(self, access, catalog, caller, action, p),
         };
@@ -241,11 +241,61 @@ impl Policies {
         crate::scheduled::delete_group(catalog, caller, group)
     }
 
-    /// One evaluation round (the controller calls it about every second): runs due
-    /// scheduled actions, samples metrics and applies target-tracking decisions.
+    /// One evaluation round (the controller calls it about every second): drops the
+    /// policies and actions of groups that no longer exist, runs due scheduled actions,
+    /// samples metrics and applies target-tracking decisions.
     pub fn tick(&self, access: &dyn GroupAccess, catalog: &Catalog, now_ms: i64) {
-        let groups = access.all_groups();
+        let groups = match access.all_groups() {
+            Ok(groups) => groups,
+            Err(e) => {
+                tracing::warn!("autoscaling policies: cannot read groups: {}", e.message);
+                return;
+            }
+        };
+        self.collect_orphans(catalog, &groups);
         crate::scheduled::run_due(self, access, catalog, &groups, now_ms);
         evaluate::track(self, access, catalog, &groups, now_ms);
+    }
+
+    /// Deletes policy and scheduled-action rows whose group is gone (matched by owner,
+    /// name and the group ARN recorded when they were put: a new group of the same name
+    /// does not inherit them).
+    fn collect_orphans(&self, catalog: &Catalog, groups: &[(Caller, GroupState)]) {
+        let _g = self.lock();
+        let exists = |account: &str, region: &str, name: &str, arn: &str| {
+            groups.iter().any(|(c, g)| {
+                c.account_id == account
+                    && c.region == region
+                    && g.name == name
+                    && (arn.is_empty() || g.arn == arn)
+            })
+        };
+        for kind in [model::POLICY_KIND, crate::scheduled::SCHEDULED_KIND] {
+            let Ok(rows) = catalog.resources_of_kind(kind) else {
+                return;
+            };
+            for row in rows {
+                let Ok(doc) = serde_json::from_str::<serde_json::Value>(&row.doc) else {
+                    continue;
+                };
+                let field = |k: &str| {
+                    doc.get(k)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                if !exists(
+                    &row.account_id,
+                    &row.region,
+                    &field("group"),
+                    &field("group_arn"),
+                ) {
+                    tracing::info!(id = %row.id, "dropping a policy or scheduled action of a deleted group");
+                    if let Err(e) = catalog.delete_resource(&row.id) {
+                        tracing::warn!(id = %row.id, "cannot drop it: {e}");
+                    }
+                }
+            }
+        }
     }
 }

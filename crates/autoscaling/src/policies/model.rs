@@ -51,6 +51,8 @@ fn yes() -> bool {
 pub struct Policy {
     /// `AutoScalingGroupName`.
     pub group: String,
+    /// The group's ARN when the policy was put (tells a re-created group of the same name apart).
+    pub group_arn: String,
     /// `PolicyName`.
     pub name: String,
     /// `PolicyARN`.

@@ -34,12 +34,13 @@ impl GroupAccess for Fake {
             .find(|g| g.name == name)
             .cloned()
     }
-    fn all_groups(&self) -> Vec<(Caller, GroupState)> {
-        self.groups
+    fn all_groups(&self) -> QueryResult<Vec<(Caller, GroupState)>> {
+        Ok(self
+            .groups
             .borrow()
             .iter()
             .map(|g| (caller(), g.clone()))
-            .collect()
+            .collect())
     }
     fn set_capacity(
         &self,
@@ -919,7 +920,9 @@ fn deleting_a_group_drops_its_policies_and_actions() {
         ],
     )
     .unwrap();
-    p.delete_group(&c, &caller(), "g").unwrap();
+    // A group of the same name but another ARN does not inherit them.
+    f.groups.borrow_mut()[0].arn = "arn:other".into();
+    p.tick(&f, &c, catalog::now_ms());
     assert!(
         c.resources_of_kind(super::model::POLICY_KIND)
             .unwrap()
@@ -927,6 +930,33 @@ fn deleting_a_group_drops_its_policies_and_actions() {
     );
     assert!(
         c.resources_of_kind(crate::scheduled::SCHEDULED_KIND)
+            .unwrap()
+            .is_empty()
+    );
+    call(
+        &f,
+        &c,
+        &p,
+        "PutScalingPolicy",
+        &[
+            ("AutoScalingGroupName", "g"),
+            ("PolicyName", "up"),
+            ("AdjustmentType", "ChangeInCapacity"),
+            ("ScalingAdjustment", "1"),
+        ],
+    )
+    .unwrap();
+    p.tick(&f, &c, catalog::now_ms());
+    assert_eq!(
+        c.resources_of_kind(super::model::POLICY_KIND)
+            .unwrap()
+            .len(),
+        1,
+        "kept while its group exists"
+    );
+    p.delete_group(&c, &caller(), "g").unwrap();
+    assert!(
+        c.resources_of_kind(super::model::POLICY_KIND)
             .unwrap()
             .is_empty()
     );
