@@ -385,17 +385,6 @@ fn describe(
     Ok(Some(x.finish()))
 }
 
-/// Drops a deleted group's scheduled actions.
-pub(crate) fn delete_group(catalog: &Catalog, caller: &Caller, group: &str) -> QueryResult<()> {
-    for a in actions_of(catalog, caller)?
-        .into_iter()
-        .filter(|a| a.group == group)
-    {
-        catalog.delete_resource(&a.arn).map_err(internal)?;
-    }
-    Ok(())
-}
-
 /// Runs every action whose time has come; reschedules recurring ones, deletes one-time
 /// ones (and recurring ones with no run left).
 pub(crate) fn run_due(

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// How `ScalingAdjustment` is read (`AdjustmentType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // the wire names
 pub enum AdjustmentType {
     /// Add the adjustment (negative removes).
     ChangeInCapacity,

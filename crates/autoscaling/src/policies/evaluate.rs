@@ -25,7 +25,7 @@ fn warmup_ms(p: &Policy, g: &GroupState) -> i64 {
 }
 
 /// InService instances past a warmup.
-fn warm<'a>(g: &'a GroupState, warmup: i64, now: i64) -> Vec<&'a str> {
+fn warm(g: &GroupState, warmup: i64, now: i64) -> Vec<&str> {
     g.instances
         .iter()
         .filter(|i| i.lifecycle_state == "InService")

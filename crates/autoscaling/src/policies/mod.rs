@@ -40,6 +40,7 @@
 //! - Disabled policies and groups with the `AlarmNotification` process suspended are not
 //!   evaluated. Histories live in memory: a restart begins new periods.
 
+mod access;
 mod adjust;
 mod api;
 mod evaluate;
@@ -55,6 +56,7 @@ use std::sync::{Mutex, MutexGuard};
 use awsquery::{Caller, Params, QueryError, QueryResult};
 use catalog::Catalog;
 
+pub(crate) use access::tick;
 pub(crate) use api::iso_seconds;
 pub(crate) use tracking::Tuning;
 
@@ -113,9 +115,9 @@ pub(crate) trait GroupAccess {
     /// Every group of every account and region, with its owner (an error when they
     /// cannot be read: nothing is evaluated or cleaned up then).
     fn all_groups(&self) -> QueryResult<Vec<(Caller, GroupState)>>;
-    /// Sets any of min, max and desired capacity as `UpdateAutoScalingGroup` does (a min
-    /// above desired raises it, a max below lowers it; `ValidationError` on inconsistent
-    /// sizes), recording `cause` as the Cause of the scaling activity it brings.
+    /// Sets any of min, max and desired capacity (desired is clamped into the resulting
+    /// [min, max], as `UpdateAutoScalingGroup` moves it; `ValidationError` if min > max),
+    /// recording `cause` as the Cause of the scaling activity it brings.
     fn set_capacity(
         &self,
         caller: &Caller,
@@ -220,25 +222,6 @@ impl Policies {
             _ => return crate::scheduled::call(self, access, catalog, caller, action, p),
         };
         Some(out)
-    }
-
-    /// Drops the policies (and scheduled actions) of a deleted group.
-    pub fn delete_group(&self, catalog: &Catalog, caller: &Caller, group: &str) -> QueryResult<()> {
-        let _g = self.lock();
-        for p in model::policies_of(catalog, caller)?
-            .into_iter()
-            .filter(|p| p.group == group)
-        {
-            model::remove(catalog, &p.arn)?;
-        }
-        if let Ok(mut m) = self.metrics.lock() {
-            m.remove(&(
-                caller.account_id.clone(),
-                caller.region.clone(),
-                group.to_string(),
-            ));
-        }
-        crate::scheduled::delete_group(catalog, caller, group)
     }
 
     /// One evaluation round (the controller calls it about every second): drops the

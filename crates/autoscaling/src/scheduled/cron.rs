@@ -119,9 +119,9 @@ impl Cron {
     /// expression in a zone `offset_minutes` east of UTC. `None` if none within 8 years.
     pub fn next_at_or_after(&self, from_ms: i64, offset_minutes: i64) -> Option<i64> {
         let local_min = (from_ms + offset_minutes * 60_000 + 59_999).div_euclid(60_000);
-        let mut day = local_min.div_euclid(1440);
+        let first_day = local_min.div_euclid(1440);
         let mut start_minute = local_min.rem_euclid(1440);
-        for _ in 0..(366 * 8) {
+        for day in first_day..first_day + 366 * 8 {
             let (_, month, dom) = civil_from_days(day);
             let weekday = (day + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
             if self.months & (1 << month) != 0 && self.day_matches(dom, weekday) {
@@ -133,7 +133,6 @@ impl Cron {
                     }
                 }
             }
-            day += 1;
             start_minute = 0;
         }
         None
