@@ -17,7 +17,7 @@ use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use catalog::{Catalog, ResourceRow};
 use serde::{Deserialize, Serialize};
 
-use crate::policies::{GroupAccess, GroupState, Policies, group_not_found, uuid};
+use crate::policies::{GroupAccess, GroupState, LiveGroups, Policies, group_not_found, uuid};
 
 /// Catalog kind of scheduled actions.
 pub const SCHEDULED_KIND: &str = "asg-scheduled";
@@ -85,14 +85,21 @@ fn internal(e: impl std::fmt::Display) -> QueryError {
     QueryError::internal(e.to_string())
 }
 
-fn actions_of(catalog: &Catalog, caller: &Caller) -> QueryResult<Vec<Scheduled>> {
+/// The caller's actions whose group exists (same name and ARN).
+fn actions_of(
+    access: &dyn GroupAccess,
+    catalog: &Catalog,
+    caller: &Caller,
+) -> QueryResult<Vec<Scheduled>> {
     let rows = catalog
         .resources(SCHEDULED_KIND, &caller.region)
         .map_err(internal)?;
+    let mut live = LiveGroups::default();
     let mut out: Vec<Scheduled> = rows
         .iter()
         .filter(|r| r.account_id == caller.account_id)
-        .filter_map(|r| serde_json::from_str(&r.doc).ok())
+        .filter_map(|r| serde_json::from_str::<Scheduled>(&r.doc).ok())
+        .filter(|a| live.exists(access, caller, &a.group, &a.group_arn))
         .collect();
     out.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     Ok(out)
@@ -266,7 +273,7 @@ pub(crate) fn call(
         "PutScheduledUpdateGroupAction" => (|| {
             let group = group_of(p)?;
             let _g = me.lock();
-            let existing = actions_of(catalog, caller)?;
+            let existing = actions_of(access, catalog, caller)?;
             put_one(catalog, caller, &group, &existing, p, now)?;
             Ok(None)
         })(),
@@ -279,7 +286,7 @@ pub(crate) fn call(
             let _g = me.lock();
             let mut failed = Vec::new();
             for item in &items {
-                let existing = actions_of(catalog, caller)?;
+                let existing = actions_of(access, catalog, caller)?;
                 if let Err(e) = put_one(catalog, caller, &group, &existing, item, now) {
                     failed.push((item.string("ScheduledActionName").unwrap_or_default(), e));
                 }
@@ -291,7 +298,7 @@ pub(crate) fn call(
             let group = group_of(p)?;
             let name = p.required("ScheduledActionName")?;
             let _g = me.lock();
-            let a = actions_of(catalog, caller)?
+            let a = actions_of(access, catalog, caller)?
                 .into_iter()
                 .find(|a| a.group == group.name && a.name == name)
                 .ok_or_else(|| not_found(&name))?;
@@ -305,7 +312,7 @@ pub(crate) fn call(
                 return Err(QueryError::missing("ScheduledActionNames"));
             }
             let _g = me.lock();
-            let all = actions_of(catalog, caller)?;
+            let all = actions_of(access, catalog, caller)?;
             let mut failed = Vec::new();
             for name in names {
                 match all.iter().find(|a| a.group == group.name && a.name == name) {
@@ -359,7 +366,7 @@ fn describe(
     let from = timestamp(p, "StartTime")?;
     let to = timestamp(p, "EndTime")?;
     let max = p.int_in("MaxRecords", 1, 100)?.unwrap_or(50) as usize;
-    let mut list: Vec<Scheduled> = actions_of(catalog, caller)?
+    let mut list: Vec<Scheduled> = actions_of(access, catalog, caller)?
         .into_iter()
         .filter(|a| group.as_ref().is_none_or(|g| *g == a.group))
         .filter(|a| names.is_empty() || names.contains(&a.name))

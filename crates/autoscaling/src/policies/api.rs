@@ -268,7 +268,7 @@ pub(super) fn put_scaling_policy(
     }
 
     let _g = me.lock();
-    let existing = model::policies_of(catalog, caller)?
+    let existing = model::policies_of(access, catalog, caller)?
         .into_iter()
         .find(|x| x.group == group_name && x.name == name);
     policy.arn = existing.as_ref().map(|x| x.arn.clone()).unwrap_or_else(|| {
@@ -317,7 +317,7 @@ fn find(
 ) -> QueryResult<Policy> {
     let name = name_param(p, "PolicyName", 1600)?;
     let group = p.string("AutoScalingGroupName").filter(|g| !g.is_empty());
-    let all = model::policies_of(catalog, caller)?;
+    let all = model::policies_of(access, catalog, caller)?;
     if name.starts_with("arn:") {
         return all
             .into_iter()
@@ -367,7 +367,7 @@ pub(super) fn describe_policies(
     let names = p.strings("PolicyNames")?;
     let types = p.strings("PolicyTypes")?;
     let max = p.int_in("MaxRecords", 1, 100)?.unwrap_or(50) as usize;
-    let mut list: Vec<Policy> = model::policies_of(catalog, caller)?
+    let mut list: Vec<Policy> = model::policies_of(access, catalog, caller)?
         .into_iter()
         .filter(|x| group.as_ref().is_none_or(|g| *g == x.group))
         .filter(|x| names.is_empty() || names.iter().any(|n| *n == x.name || *n == x.arn))

@@ -58,6 +58,7 @@ use catalog::Catalog;
 
 pub(crate) use access::tick;
 pub(crate) use api::iso_seconds;
+pub(crate) use model::LiveGroups;
 pub(crate) use tracking::Tuning;
 
 /// An instance of a group, as policies see it.

@@ -6,6 +6,7 @@ use catalog::{Catalog, ResourceRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::GroupAccess;
 use super::adjust::Step;
 
 /// Catalog kind of scaling policies.
@@ -233,20 +234,50 @@ pub fn render_tree(x: &mut Xml, node: &Value) {
     }
 }
 
-/// Every policy of the caller's account and region.
-pub fn policies_of(catalog: &Catalog, caller: &Caller) -> QueryResult<Vec<Policy>> {
+/// Every policy of the caller's account and region whose group exists (the group of the
+/// same name and ARN: a policy of a deleted group is gone even before the tick drops it).
+pub fn policies_of(
+    access: &dyn GroupAccess,
+    catalog: &Catalog,
+    caller: &Caller,
+) -> QueryResult<Vec<Policy>> {
     let rows = catalog
         .resources(POLICY_KIND, &caller.region)
         .map_err(|e| QueryError::internal(e.to_string()))?;
+    let mut live = LiveGroups::default();
     let mut out = Vec::new();
     for row in rows.iter().filter(|r| r.account_id == caller.account_id) {
         match serde_json::from_str::<Policy>(&row.doc) {
-            Ok(p) => out.push(p),
+            Ok(p) if live.exists(access, caller, &p.group, &p.group_arn) => out.push(p),
+            Ok(_) => {}
             Err(e) => tracing::warn!(id = %row.id, "unreadable scaling policy: {e}"),
         }
     }
     out.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     Ok(out)
+}
+
+/// Group lookups memoized for one request.
+#[derive(Default)]
+pub struct LiveGroups(std::collections::HashMap<String, Option<String>>);
+
+impl LiveGroups {
+    /// Whether the caller's group `name` exists with ARN `arn` (any ARN if `arn` is empty).
+    pub fn exists(
+        &mut self,
+        access: &dyn GroupAccess,
+        caller: &Caller,
+        name: &str,
+        arn: &str,
+    ) -> bool {
+        let current = self
+            .0
+            .entry(name.to_string())
+            .or_insert_with(|| access.group(caller, name).map(|g| g.arn));
+        current
+            .as_deref()
+            .is_some_and(|a| arn.is_empty() || a == arn)
+    }
 }
 
 /// Every policy of every account and region, with its owner's account id and region.
