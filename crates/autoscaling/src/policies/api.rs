@@ -1,5 +1,5 @@
 //! The scaling-policy operations: `PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`,
-//! `ExecutePolicy`.
+//! `ExecutePolicy`, `DescribeMetricCollectionTypes`.
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use catalog::Catalog;
@@ -479,4 +479,40 @@ pub(crate) fn iso_seconds(ms: i64) -> String {
         Some((s, _)) => format!("{s}Z"),
         None => full,
     }
+}
+
+/// The group metrics `EnableMetricsCollection` accepts, as AWS lists them.
+const GROUP_METRICS: [&str; 20] = [
+    "GroupMinSize",
+    "GroupMaxSize",
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupPendingInstances",
+    "GroupStandbyInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+    "GroupInServiceCapacity",
+    "GroupPendingCapacity",
+    "GroupStandbyCapacity",
+    "GroupTerminatingCapacity",
+    "GroupTotalCapacity",
+    "WarmPoolDesiredCapacity",
+    "WarmPoolWarmedCapacity",
+    "WarmPoolPendingCapacity",
+    "WarmPoolTerminatingCapacity",
+    "WarmPoolTotalCapacity",
+    "GroupAndWarmPoolDesiredCapacity",
+    "GroupAndWarmPoolTotalCapacity",
+];
+
+/// `DescribeMetricCollectionTypes`.
+pub(super) fn metric_collection_types() -> String {
+    let mut x = Xml::new();
+    x.members("Metrics", &GROUP_METRICS, |x, m| {
+        x.text("Metric", m);
+    });
+    x.members("Granularities", &["1Minute"], |x, g| {
+        x.text("Granularity", g);
+    });
+    x.finish()
 }

@@ -2,6 +2,7 @@
 //! scales groups on them, above the group core through [`GroupAccess`].
 //!
 //! API: `PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`, `ExecutePolicy`,
+//! `DescribeMetricCollectionTypes`,
 //! and the scheduled-action operations of [`crate::scheduled`]
 //! (dispatched from [`Policies::call`]). Predictive scaling answers `UnsupportedOperation`.
 //! Policies are catalog rows (kind `asg-policy`), so they survive restarts.
@@ -219,6 +220,7 @@ impl Policies {
             "DescribePolicies" => api::describe_policies(access, catalog, caller, p),
             "DeletePolicy" => api::delete_policy(self, access, catalog, caller, p),
             "ExecutePolicy" => api::execute_policy(access, catalog, caller, p),
+            "DescribeMetricCollectionTypes" => Ok(Some(api::metric_collection_types())),
             "GetPredictiveScalingForecast" => Err(unsupported("Predictive scaling")),
             _ => return crate::scheduled::call(self, access, catalog, caller, action, p),
         };

@@ -962,3 +962,68 @@ fn deleting_a_group_drops_its_policies_and_actions() {
             .is_empty()
     );
 }
+
+#[test]
+fn suspended_processes_hold_actions_and_alarms() {
+    let (f, c, p) = setup(2);
+    f.groups.borrow_mut()[0].suspended_processes =
+        vec!["ScheduledActions".into(), "AlarmNotification".into()];
+    let soon = engine::query::iso8601(catalog::now_ms() + 1_000);
+    call(
+        &f,
+        &c,
+        &p,
+        "PutScheduledUpdateGroupAction",
+        &[
+            ("AutoScalingGroupName", "g"),
+            ("ScheduledActionName", "s"),
+            ("StartTime", &soon),
+            ("DesiredCapacity", "5"),
+        ],
+    )
+    .unwrap();
+    call(
+        &f,
+        &c,
+        &p,
+        "PutScalingPolicy",
+        &[
+            ("AutoScalingGroupName", "g"),
+            ("PolicyName", "cpu"),
+            ("PolicyType", "TargetTrackingScaling"),
+            ("TargetTrackingConfiguration.TargetValue", "10"),
+            (
+                "TargetTrackingConfiguration.PredefinedMetricSpecification.PredefinedMetricType",
+                "ASGAverageCPUUtilization",
+            ),
+        ],
+    )
+    .unwrap();
+    let t0 = catalog::now_ms() + 2_000;
+    for k in 0..5 {
+        for i in 0..2 {
+            f.cpu.borrow_mut().insert(
+                format!("i-{i}"),
+                CpuSample {
+                    busy_seconds: k as f64 * 10.0,
+                    vcpus: 1,
+                },
+            );
+        }
+        p.tick(&f, &c, t0 + k * 10_000);
+    }
+    assert_eq!(f.group(&caller(), "g").unwrap().desired, 2, "nothing ran");
+    assert!(f.causes.borrow().is_empty());
+    // The skipped one-time action is gone, as on AWS.
+    let d = call(&f, &c, &p, "DescribeScheduledActions", &[])
+        .unwrap()
+        .unwrap();
+    assert!(!d.contains("<ScheduledActionName>s<"));
+    let types = call(&f, &c, &p, "DescribeMetricCollectionTypes", &[])
+        .unwrap()
+        .unwrap();
+    assert!(
+        types.contains("<member><Metric>GroupMinSize</Metric></member>")
+            && types.contains("<Granularity>1Minute</Granularity>")
+    );
+}
