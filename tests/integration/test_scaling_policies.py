@@ -4,8 +4,10 @@ every field (Enabled included: Terraform compares it), DeletePolicy, ExecutePoli
 cooldowns, scheduled actions (validation, updates, batches, one that fires), and their
 survival of a kill -9 of openami.
 
-No VM is started: groups have the Launch process suspended (or a capacity of zero), so a
-changed desired capacity is observed on the group without launching anything.
+No VM is started by the API tests: groups have the Launch process suspended, so a changed
+desired capacity is observed on the group without launching anything. One test boots a real
+guest that burns its vCPU and watches target tracking on ASGAverageCPUUtilization scale the
+group out (a private openami with 5-second metric periods).
 """
 
 import datetime
@@ -18,7 +20,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import Server, error_code
+from conftest import FAST_WAITER, Server, error_code
+from test_autoscaling import force_delete, in_service
+from test_instances import guest_raw, needs_qemu, upload  # noqa: F401
 
 
 def name(prefix):
@@ -346,3 +350,73 @@ def test_policies_and_actions_survive_a_kill(tmp_path):
     finally:
         if srv.proc.poll() is None:
             srv.stop()
+
+
+BUSY_USER_DATA = """#!/bin/sh
+while :; do :; done &
+while :; do sleep 3600; done
+"""
+
+
+@needs_qemu
+def test_target_tracking_on_cpu_scales_out_a_busy_group(tmp_path, guest_raw):  # noqa: F811
+    import base64
+    import os
+
+    env_keys = {"OPENAMI_ASG_METRIC_PERIOD_SECONDS": "5", "OPENAMI_ASG_SCALE_OUT_PERIODS": "2",
+                "OPENAMI_ASG_SCALE_IN_PERIODS": "3"}
+    saved = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+    try:
+        srv = Server(tmp_path / "data")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    client = asg = None
+    try:
+        creds = srv.create_account("pol-cpu")
+
+        def make(service):
+            return boto3.client(service, endpoint_url=srv.endpoint, region_name="us-east-1",
+                                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                config=Config(retries={"max_attempts": 1}))
+        client, asg = make("ec2"), make("autoscaling")
+        snap = upload(srv, creds, guest_raw)
+        client.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+        image = client.register_image(Name="busy", RootDeviceName="/dev/xvda", Architecture="x86_64",
+                                      BlockDeviceMappings=[{"DeviceName": "/dev/xvda",
+                                                            "Ebs": {"SnapshotId": snap}}])["ImageId"]
+        lt = client.create_launch_template(
+            LaunchTemplateName="busy", LaunchTemplateData={
+                "ImageId": image, "InstanceType": "t3.micro",
+                "UserData": base64.b64encode(BUSY_USER_DATA.encode()).decode()})["LaunchTemplate"]
+        asg.create_auto_scaling_group(AutoScalingGroupName="busy", LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"]},
+                                      MinSize=1, MaxSize=2, AvailabilityZones=["us-east-1a"], DefaultInstanceWarmup=0)
+        in_service(asg, "busy", 1)
+        asg.put_scaling_policy(
+            AutoScalingGroupName="busy", PolicyName="cpu20", PolicyType="TargetTrackingScaling",
+            TargetTrackingConfiguration={"PredefinedMetricSpecification": {
+                "PredefinedMetricType": "ASGAverageCPUUtilization"}, "TargetValue": 20.0})
+        deadline = time.time() + 180
+        while time.time() < deadline and desired(asg, "busy") != 2:
+            time.sleep(1)
+        assert desired(asg, "busy") == 2, "a guest spinning its vCPU is above 20 %"
+        # The launch it brings carries the alarm's cause.
+        deadline = time.time() + 60
+        causes = ""
+        while time.time() < deadline and "triggered policy cpu20" not in causes:
+            acts = asg.describe_scaling_activities(AutoScalingGroupName="busy")["Activities"]
+            causes = " | ".join(a["Cause"] for a in acts)
+            time.sleep(1)
+        assert "a monitor alarm TargetTracking-busy-AlarmHigh-" in causes, causes
+        assert "triggered policy cpu20 changing the desired capacity from 1 to 2" in causes, causes
+    finally:
+        try:
+            if asg is not None:
+                force_delete(asg, client, "busy")
+        finally:
+            if srv.proc.poll() is None:
+                srv.stop()
