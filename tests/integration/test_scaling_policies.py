@@ -359,7 +359,7 @@ while :; do sleep 3600; done
 
 
 @needs_qemu
-def test_target_tracking_on_cpu_scales_out_a_busy_group(tmp_path, guest_raw):  # noqa: F811
+def test_target_tracking_on_cpu_scales_out_and_back_in(tmp_path, guest_raw):  # noqa: F811
     import base64
     import os
 
@@ -413,6 +413,18 @@ def test_target_tracking_on_cpu_scales_out_a_busy_group(tmp_path, guest_raw):  #
             time.sleep(1)
         assert "a monitor alarm TargetTracking-busy-AlarmHigh-" in causes, causes
         assert "triggered policy cpu20 changing the desired capacity from 1 to 2" in causes, causes
+
+        # Both in service; a target far above what a vCPU can reach scales back in to MinSize.
+        in_service(asg, "busy", 2)
+        asg.put_scaling_policy(
+            AutoScalingGroupName="busy", PolicyName="cpu20", PolicyType="TargetTrackingScaling",
+            TargetTrackingConfiguration={"PredefinedMetricSpecification": {
+                "PredefinedMetricType": "ASGAverageCPUUtilization"}, "TargetValue": 1000.0})
+        deadline = time.time() + 120
+        while time.time() < deadline and desired(asg, "busy") != 1:
+            time.sleep(1)
+        assert desired(asg, "busy") == 1
+        in_service(asg, "busy", 1)
     finally:
         try:
             if asg is not None:
