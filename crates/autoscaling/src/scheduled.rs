@@ -12,6 +12,8 @@
 //! `ScheduledActions` process is suspended (the run is then skipped, as on AWS).
 
 pub mod cron;
+#[cfg(test)]
+mod tests;
 
 use awsquery::{Caller, Params, QueryError, QueryResult, Xml};
 use catalog::{Catalog, ResourceRow};

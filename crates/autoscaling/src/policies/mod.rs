@@ -49,7 +49,7 @@ mod model;
 mod tracking;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
