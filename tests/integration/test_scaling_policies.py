@@ -11,6 +11,7 @@ group out (a private openami with 5-second metric periods).
 """
 
 import datetime
+import json
 import signal
 import time
 import uuid
@@ -350,6 +351,33 @@ def test_policies_and_actions_survive_a_kill(tmp_path):
     finally:
         if srv.proc.poll() is None:
             srv.stop()
+
+
+def test_aws_cli(ec2, alice, aws):
+    asg, g = make_group(ec2, alice, desired=1)
+    out = aws(alice, "autoscaling", "put-scaling-policy", "--auto-scaling-group-name", g, "--policy-name", "cli-tt",
+              "--policy-type", "TargetTrackingScaling", "--target-tracking-configuration",
+              json.dumps({"PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageCPUUtilization"},
+                          "TargetValue": 60.0}))
+    assert out["PolicyARN"].endswith(f":autoScalingGroupName/{g}:policyName/cli-tt") and len(out["Alarms"]) == 2
+    aws(alice, "autoscaling", "put-scaling-policy", "--auto-scaling-group-name", g, "--policy-name", "cli-up",
+        "--adjustment-type", "ExactCapacity", "--scaling-adjustment", "3")
+    aws(alice, "autoscaling", "execute-policy", "--auto-scaling-group-name", g, "--policy-name", "cli-up")
+    assert desired(asg, g) == 3
+    listed = aws(alice, "autoscaling", "describe-policies", "--auto-scaling-group-name", g)["ScalingPolicies"]
+    assert sorted((p["PolicyName"], p["PolicyType"], p["Enabled"]) for p in listed) == \
+        [("cli-tt", "TargetTrackingScaling", True), ("cli-up", "SimpleScaling", True)]
+    aws(alice, "autoscaling", "put-scheduled-update-group-action", "--auto-scaling-group-name", g,
+        "--scheduled-action-name", "cli-s", "--recurrence", "15 4 * * SUN", "--max-size", "4")
+    acts = aws(alice, "autoscaling", "describe-scheduled-actions", "--auto-scaling-group-name", g)
+    assert [(a["ScheduledActionName"], a["Recurrence"]) for a in acts["ScheduledUpdateGroupActions"]] == \
+        [("cli-s", "15 4 * * SUN")]
+    bad = aws(alice, "autoscaling", "delete-policy", "--auto-scaling-group-name", g, "--policy-name", "nope", check=False)
+    assert bad.returncode != 0 and "ValidationError" in bad.stderr
+    aws(alice, "autoscaling", "delete-policy", "--auto-scaling-group-name", g, "--policy-name", "cli-tt")
+    aws(alice, "autoscaling", "delete-scheduled-action", "--auto-scaling-group-name", g, "--scheduled-action-name", "cli-s")
+    asg.update_auto_scaling_group(AutoScalingGroupName=g, MinSize=0, MaxSize=0, DesiredCapacity=0)
+    asg.delete_auto_scaling_group(AutoScalingGroupName=g)
 
 
 BUSY_USER_DATA = """#!/bin/sh
