@@ -411,18 +411,32 @@ pub(crate) fn run_due(
         }
     };
     for row in rows {
-        let Ok(mut a) = serde_json::from_str::<Scheduled>(&row.doc) else {
+        let due_before_lock = serde_json::from_str::<Scheduled>(&row.doc)
+            .ok()
+            .and_then(|a| a.next_ms)
+            .is_some_and(|n| n <= now);
+        if !due_before_lock {
+            continue;
+        }
+        let _g = me.lock();
+        // Re-read under the lock: an API call may have changed or deleted it meanwhile.
+        let Ok(Some(current)) = catalog.resource(&row.id) else {
+            continue;
+        };
+        let Ok(mut a) = serde_json::from_str::<Scheduled>(&current.doc) else {
             continue;
         };
         let Some(due) = a.next_ms.filter(|n| *n <= now) else {
             continue;
         };
         let Some((caller, g)) = groups.iter().find(|(c, g)| {
-            c.account_id == row.account_id && c.region == row.region && g.name == a.group
+            c.account_id == row.account_id
+                && c.region == row.region
+                && g.name == a.group
+                && (a.group_arn.is_empty() || g.arn == a.group_arn)
         }) else {
             continue;
         };
-        let _g = me.lock();
         if g.suspended("ScheduledActions") {
             tracing::info!(group = %g.name, action = %a.name, "scheduled action skipped: ScheduledActions is suspended");
         } else {

@@ -392,11 +392,14 @@ pub(super) fn describe_policies(
 
 /// `ExecutePolicy`: runs a simple or step policy now.
 pub(super) fn execute_policy(
+    me: &Policies,
     access: &dyn GroupAccess,
     catalog: &Catalog,
     caller: &Caller,
     p: &Params,
 ) -> QueryResult<Option<String>> {
+    // One policy execution at a time: each computes from the desired capacity it reads.
+    let _g = me.lock();
     let policy = find(access, catalog, caller, p)?;
     let group = access
         .group(caller, &policy.group)

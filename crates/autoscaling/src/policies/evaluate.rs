@@ -165,10 +165,16 @@ fn close_period(
     let mut requests: HashMap<String, u64> = HashMap::new();
     let tgs: Vec<String> = m.requests.keys().cloned().collect();
     for tg in tgs {
-        if let Some(n) = access.target_group_requests(caller, &tg) {
-            let before = m.requests.get(&tg).copied().unwrap_or(n);
-            requests.insert(tg.clone(), n.saturating_sub(before));
-            m.requests.insert(tg, n);
+        match access.target_group_requests(caller, &tg) {
+            Some(n) => {
+                let before = m.requests.get(&tg).copied().unwrap_or(n);
+                requests.insert(tg.clone(), n.saturating_sub(before));
+                m.requests.insert(tg, n);
+            }
+            // Unreadable now: start over from the next reading rather than span periods.
+            None => {
+                m.requests.remove(&tg);
+            }
         }
     }
     m.period_start_ms = now;

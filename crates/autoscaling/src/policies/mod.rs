@@ -219,7 +219,7 @@ impl Policies {
             "PutScalingPolicy" => api::put_scaling_policy(self, access, catalog, caller, p),
             "DescribePolicies" => api::describe_policies(access, catalog, caller, p),
             "DeletePolicy" => api::delete_policy(self, access, catalog, caller, p),
-            "ExecutePolicy" => api::execute_policy(access, catalog, caller, p),
+            "ExecutePolicy" => api::execute_policy(self, access, catalog, caller, p),
             "DescribeMetricCollectionTypes" => Ok(Some(api::metric_collection_types())),
             "GetPredictiveScalingForecast" => Err(unsupported("Predictive scaling")),
             _ => return crate::scheduled::call(self, access, catalog, caller, action, p),
