@@ -612,6 +612,14 @@ impl AutoScaling {
     /// The subnet and zone of the next launch: the enabled zone with the fewest
     /// instances, a random subnet of it.
     fn placement(g: &Group) -> Option<(String, String)> {
+        // Instances an instance refresh is replacing do not count: their replacements
+        // spread as if they were already gone.
+        let leaving: Vec<&String> = g
+            .refreshes
+            .iter()
+            .filter(|r| model::refresh_active(&r.status))
+            .flat_map(|r| r.pending.iter())
+            .collect();
         let mut zones: Vec<(usize, &String)> = Vec::new();
         for (_, z) in &g.placements {
             if zones.iter().any(|(_, zz)| *zz == z) {
@@ -620,7 +628,7 @@ impl AutoScaling {
             let n = g
                 .instances
                 .iter()
-                .filter(|m| m.counts() && &m.availability_zone == z)
+                .filter(|m| m.counts() && &m.availability_zone == z && !leaving.contains(&&m.id))
                 .count();
             zones.push((n, z));
         }

@@ -219,6 +219,9 @@ pub struct Refresh {
     /// Instances above the desired capacity the refresh has the controller keep
     /// (replacements launched before old instances terminate).
     pub extra: i64,
+    /// When the current batch started (replacements launched or old instances
+    /// terminated); a batch that does not settle in time fails the refresh.
+    pub batch_since_ms: Option<i64>,
     /// Paused at a checkpoint until this time.
     pub checkpoint_until_ms: Option<i64>,
     /// Checkpoints already passed.

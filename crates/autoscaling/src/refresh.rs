@@ -25,6 +25,9 @@ use crate::{AutoScaling, render};
 /// Consecutive launch failures that fail a refresh.
 const MAX_FAILURES: u32 = 3;
 
+/// How long a batch may take to settle (plus the warmup) before the refresh fails.
+const BATCH_TIMEOUT_MS: i64 = 600_000;
+
 /// Handles the refresh actions; `None` if `action` is not one.
 pub fn call(
     svc: &AutoScaling,
@@ -244,6 +247,54 @@ fn to_replace(svc: &AutoScaling, caller: &Caller, g: &Group, r: &Refresh) -> Vec
         .collect()
 }
 
+/// Why the refresh cannot start its next batch yet: an instance launching, warming up,
+/// not yet healthy in an attached target group, or terminating.
+fn busy(
+    svc: &AutoScaling,
+    caller: &Caller,
+    g: &Group,
+    r: &Refresh,
+    warmup: i64,
+    now: i64,
+) -> Option<String> {
+    for m in &g.instances {
+        if m.terminating() {
+            return Some(format!("Waiting for instance {} to terminate.", m.id));
+        }
+        if m.lifecycle.starts_with("Pending") {
+            return Some(format!(
+                "Waiting for instances to warm up before continuing. For example: {} is launching.",
+                m.id
+            ));
+        }
+        if m.lifecycle != "InService" || r.pending.contains(&m.id) {
+            continue;
+        }
+        if m.in_service_ms.is_some_and(|t| now < t + warmup) {
+            return Some(format!(
+                "Waiting for instances to warm up before continuing. For example: {} is warming up.",
+                m.id
+            ));
+        }
+        for a in &g.target_groups {
+            if a.state == "Removing" || g.suspended("AddToLoadBalancer") {
+                continue;
+            }
+            let healthy = svc
+                .elb
+                .instance_health(caller, &a.arn, &m.id)
+                .is_ok_and(|h| h.state == "healthy");
+            if !healthy {
+                return Some(format!(
+                    "Waiting for instances to pass the target group health checks. For example: {} is not healthy yet.",
+                    m.id
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Advances the group's active refresh; returns how many instances above the desired
 /// capacity the controller should keep.
 pub fn tick(
@@ -352,24 +403,32 @@ fn step(svc: &AutoScaling, caller: &Caller, g: &mut Group, r: &mut Refresh, now:
         .or(g.default_instance_warmup)
         .unwrap_or(g.grace_period)
         * 1000;
-    let busy = g.instances.iter().find(|m| {
-        m.terminating()
-            || m.lifecycle.starts_with("Pending")
-            || (m.lifecycle == "InService"
-                && !r.pending.contains(&m.id)
-                && m.in_service_ms.is_some_and(|t| now < t + warmup))
-    });
-    if let Some(m) = busy {
-        r.reason = Some(if m.terminating() {
-            format!("Waiting for instance {} to terminate.", m.id)
-        } else {
-            format!(
-                "Waiting for instances to warm up before continuing. For example: {} is warming up.",
-                m.id
-            )
-        });
+    if let Some(why) = busy(svc, caller, g, r, warmup, now) {
+        let since = *r.batch_since_ms.get_or_insert(now);
+        if now - since > BATCH_TIMEOUT_MS + warmup {
+            let reason = format!(
+                "The instance refresh failed: instances did not become healthy in time ({why})"
+            );
+            if rolling_back {
+                finish(r, "RollbackFailed", reason, now);
+            } else if r.auto_rollback && rollback_possible(r) {
+                r.status = "RollbackInProgress".into();
+                r.rollback_reason = Some(reason);
+                r.batch_since_ms = None;
+            } else {
+                if let Some(t) = &r.previous_template
+                    && r.desired_template.is_some()
+                {
+                    g.template = t.clone();
+                }
+                finish(r, "Failed", reason, now);
+            }
+            return;
+        }
+        r.reason = Some(why);
         return;
     }
+    r.batch_since_ms = None;
     let remaining = r.pending.len() as i64;
     r.to_update = remaining;
     r.percentage = if r.total == 0 {
@@ -407,12 +466,30 @@ fn step(svc: &AutoScaling, caller: &Caller, g: &mut Group, r: &mut Refresh, now:
         max_count = min_count + 1;
     }
     let can_terminate = (healthy - min_count).min(remaining).max(0);
+    r.batch_since_ms = Some(now);
     if can_terminate > 0 {
-        let victims: Vec<String> = r
+        // Old instances from the zones with the most instances first (the replacements
+        // went to the zones with the fewest), so the zones stay balanced.
+        let in_zone = |z: &str| {
+            g.instances
+                .iter()
+                .filter(|m| m.counts() && m.availability_zone == z)
+                .count()
+        };
+        let mut order: Vec<(usize, usize, String)> = r
             .pending
             .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let m = g.instances.iter().find(|m| &m.id == id)?;
+                Some((usize::MAX - in_zone(&m.availability_zone), i, id.clone()))
+            })
+            .collect();
+        order.sort();
+        let victims: Vec<String> = order
+            .into_iter()
             .take(can_terminate as usize)
-            .cloned()
+            .map(|(_, _, id)| id)
             .collect();
         for id in victims {
             let cause = format!(
