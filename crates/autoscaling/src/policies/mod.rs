@@ -5,7 +5,11 @@
 //! `DescribeMetricCollectionTypes`,
 //! and the scheduled-action operations of [`crate::scheduled`]
 //! (dispatched from [`Policies::call`]). Predictive scaling answers `UnsupportedOperation`.
-//! Policies are catalog rows (kind `asg-policy`), so they survive restarts.
+//! Policies are catalog rows (kind `asg-policy`), so they survive restarts. A policy
+//! belongs to its group by name and ARN: when the group is deleted its policies and
+//! scheduled actions are gone at once (reads check the group) and their rows are dropped
+//! by the next tick; a new group of the same name starts without them. `ExecutePolicy` of
+//! a disabled policy answers `ValidationError`.
 //!
 //! Simple scaling: `ExecutePolicy` applies the adjustment to the desired capacity and
 //! clamps the result to [min, max]; with `HonorCooldown` it refuses with
