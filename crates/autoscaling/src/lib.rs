@@ -21,6 +21,7 @@ mod ops;
 mod policies;
 mod refresh;
 mod render;
+mod scheduled;
 mod termination;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,8 @@ pub struct AutoScaling {
     changes: Mutex<()>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Scaling policies and scheduled actions.
+    policies: policies::Policies,
 }
 
 /// An engine error as a query error (same code, message and status).
@@ -81,6 +84,7 @@ impl AutoScaling {
             changes: Mutex::new(()),
             stop: Arc::new(AtomicBool::new(false)),
             thread: Mutex::new(None),
+            policies: policies::Policies::default(),
         }))
     }
 
@@ -225,6 +229,12 @@ impl awsquery::Service for AutoScaling {
         }
         if let Some(out) = refresh::call(self, caller, action, p)? {
             return Ok(out);
+        }
+        if let Some(out) = self
+            .policies
+            .call(self, self.cloud.catalog(), caller, action, p)
+        {
+            return out;
         }
         Err(awsquery::invalid_action(action, "autoscaling"))
     }
