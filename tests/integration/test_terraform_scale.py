@@ -214,7 +214,8 @@ def test_terraform_load_balanced_group(server, alice, ec2, guest_image, tmp_path
             AutoScalingGroupNames=[outputs["group"]])["AutoScalingGroups"][0]
         assert group["HealthCheckType"] == "ELB" and group["TargetGroupARNs"] == [outputs["tg_arn"]]
         ids = [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
-        assert len(ids) == 1, group
+        assert len(ids) == 1, json.dumps((group["Instances"], asg.describe_scaling_activities(
+            AutoScalingGroupName=outputs["group"])["Activities"]), default=str)
         inst = client.describe_instances(InstanceIds=ids)["Reservations"][0]["Instances"][0]
         assert inst["ImageId"] == image
         assert {"Key": "Name", "Value": f"tf-web-{suffix}"} in inst["Tags"]

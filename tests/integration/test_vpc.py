@@ -29,6 +29,8 @@ def err(fn, **kw):
 def default_vpc(c):
     vpcs = c.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     assert len(vpcs) == 1
+    # Terraform's `data "aws_vpc" { default = true }` sends the filter as `isDefault`.
+    assert c.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"] == vpcs
     return vpcs[0]
 
 

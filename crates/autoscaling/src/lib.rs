@@ -23,6 +23,7 @@ mod ops;
 mod policies;
 mod refresh;
 mod render;
+mod scheduled;
 mod termination;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,8 @@ pub struct AutoScaling {
     changes: Mutex<()>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Scaling policies and scheduled actions.
+    policies: policies::Policies,
 }
 
 /// An engine error as a query error (same code, message and status).
@@ -83,6 +86,7 @@ impl AutoScaling {
             changes: Mutex::new(()),
             stop: Arc::new(AtomicBool::new(false)),
             thread: Mutex::new(None),
+            policies: policies::Policies::default(),
         }))
     }
 
@@ -227,6 +231,12 @@ impl awsquery::Service for AutoScaling {
         }
         if let Some(out) = refresh::call(self, caller, action, p)? {
             return Ok(out);
+        }
+        if let Some(out) = self
+            .policies
+            .call(self, self.cloud.catalog(), caller, action, p)
+        {
+            return out;
         }
         Err(awsquery::invalid_action(action, "autoscaling"))
     }

@@ -15,8 +15,25 @@
 //!                                                     127.100.0.7:80 (instance public address)
 //! ```
 //!
-//! CONTRACT (written by the lead; the implementation fills the bodies, the types may gain
-//! fields but the control plane relies on the ones here).
+//! The configuration types below are the contract with the control plane. The parts:
+//! - `balancer`: [`Balancer`] and `apply`'s reconciliation (groups, targets, listeners);
+//! - `listener`: binding and accept loops; `proxy`: HTTP rules, actions, forwarding,
+//!   `X-Forwarded-*`, Upgrade tunnels; `rules`: condition matching; `tcp`: TCP splicing;
+//! - `health`: health-check tasks; `state`: targets' health machines, in-flight counts and
+//!   target choice (round robin or least outstanding requests; `AWSALB` cookie stickiness).
+//!
+//! What AWS does that this does not (yet): HTTPS/TLS listeners, HTTP/2, `app_cookie`
+//! stickiness, slow start, `client_keep_alive.seconds`.
+
+mod balancer;
+mod health;
+mod listener;
+mod proxy;
+mod rules;
+mod state;
+mod tcp;
+
+pub use balancer::Balancer;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};

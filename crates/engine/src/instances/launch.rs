@@ -183,8 +183,13 @@ impl Cloud {
     pub fn run_instances(
         self: &Arc<Self>,
         caller: &Caller,
-        req: RunInstances,
+        mut req: RunInstances,
     ) -> Ec2Result<Vec<InstanceView>> {
+        // Empty user data is no user data (Terraform's launch templates always send
+        // `UserData`, often empty); a guest must not be handed an empty script.
+        if req.user_data.as_deref() == Some("") {
+            req.user_data = None;
+        }
         if let Some(token) = &req.client_token {
             if token.len() > 64 {
                 return Err(Ec2Error::invalid_value(

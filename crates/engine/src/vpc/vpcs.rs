@@ -33,7 +33,7 @@ impl Filterable for VpcView {
             "cidr-block-association.association-id" => one(&self.doc.cidr_association_id),
             "cidr-block-association.state" => one("associated"),
             "dhcp-options-id" => one(super::DHCP_OPTIONS_ID),
-            "is-default" => one(&self.doc.is_default.to_string()),
+            "is-default" | "isDefault" => one(&self.doc.is_default.to_string()),
             "owner-id" => one(&self.owner_id),
             "state" => one(&self.state),
             _ => None,
