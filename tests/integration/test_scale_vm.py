@@ -112,7 +112,9 @@ def cloud(tmp_path_factory, guest_raw):  # noqa: F811
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     try:
-        server = Server(base / "data")
+        # Pools of its own: the session's server may hold addresses of the default pools.
+        server = Server(base / "data", extra_args=["--public-ip-pool", "127.110.0.0/16",
+                                                   "--lb-address-pool", "127.112.0.0/16"])
     finally:
         for k, v in saved.items():
             if v is None:
