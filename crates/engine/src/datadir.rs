@@ -16,9 +16,16 @@
 //!
 //! Regions have separate block stores, as in AWS: copying a snapshot to another region
 //! copies the blocks that region lacks.
+//!
+//! Everything here is owner-only: the directories openami creates are 0700, the catalog
+//! and the key files 0600 (SQLite gives `-wal`/`-shm` the database's mode). Opening an
+//! existing directory tightens its top level, the catalog and the keys, logging each
+//! change. (`openami serve` also sets its umask to 077, so the object stores' and the
+//! volumes' files are created owner-only too.)
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,14 +109,75 @@ impl DataDir {
     /// Opens `root`, creating it when `create` is set.
     pub fn open(root: &Path, create: bool) -> Result<Self, DataDirError> {
         if create {
-            fs::create_dir_all(root).map_err(io("creating data directory", root))?;
+            private_dir(root).map_err(io("creating data directory", root))?;
         } else if !root.is_dir() {
             return Err(DataDirError::Missing(root.into()));
         }
         // Absolute, so that everything keyed by the directory (the machines' runtime
         // directory, its owner file) names it the same way from any working directory.
         let root = fs::canonicalize(root).map_err(io("resolving data directory", root))?;
-        Ok(DataDir { root })
+        let dir = DataDir { root };
+        dir.tighten();
+        let catalog = dir.catalog_path();
+        // Created empty (SQLite takes an empty file as a new database) so that it, and the
+        // -wal/-shm files SQLite makes with its mode, are owner-only from the start.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&catalog)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("creating", &catalog)(e)),
+        }
+        Ok(dir)
+    }
+
+    /// Makes an existing directory owner-only where it is not: the directory itself (and
+    /// `regions/`, `audit/`) 0700, the catalog and the key files 0600. Each change is
+    /// logged; a change that fails is logged and skipped (the owner may differ).
+    fn tighten(&self) {
+        const DIRS: [&str; 3] = ["", "regions", "audit"];
+        const FILES: [&str; 5] = [
+            "catalog.db",
+            "catalog.db-wal",
+            "catalog.db-shm",
+            "block-token.key",
+            "imds-token.key",
+        ];
+        let wanted = DIRS
+            .iter()
+            .map(|d| (*d, 0o700))
+            .chain(FILES.iter().map(|f| (*f, 0o600)));
+        for (name, mode) in wanted {
+            let path = if name.is_empty() {
+                self.root.clone()
+            } else {
+                self.root.join(name)
+            };
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let old = meta.permissions().mode() & 0o7777;
+            if old & 0o077 == 0 || meta.file_type().is_symlink() {
+                continue;
+            }
+            match fs::set_permissions(&path, fs::Permissions::from_mode(mode)) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    old = format!("{old:o}"),
+                    new = format!("{mode:o}"),
+                    "data directory: made owner-only"
+                ),
+                Err(e) => tracing::error!(
+                    path = %path.display(),
+                    mode = format!("{old:o}"),
+                    error = %e,
+                    "data directory: cannot make owner-only"
+                ),
+            }
+        }
     }
 
     /// The directory.
@@ -128,9 +196,11 @@ impl DataDir {
             return Err(DataDirError::BadRegion(name.into()));
         }
         let base = self.root.join("regions").join(name);
-        let objects = Arc::new(LocalFsStore::open(base.join("objects"))?);
+        let objects_dir = base.join("objects");
+        private_dir(&objects_dir).map_err(io("creating", &objects_dir))?;
+        let objects = Arc::new(LocalFsStore::open(objects_dir)?);
         let volumes_dir = base.join("volumes");
-        fs::create_dir_all(&volumes_dir).map_err(io("creating", &volumes_dir))?;
+        private_dir(&volumes_dir).map_err(io("creating", &volumes_dir))?;
         Ok(RegionStorage {
             name: name.into(),
             store: BlockStore::new(objects.clone()),
@@ -162,7 +232,6 @@ impl DataDir {
 
     /// A 32-byte secret kept in `<data-dir>/<name>` (created, mode 0600, on first use).
     pub fn secret_key(&self, name: &str) -> Result<[u8; 32], DataDirError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.root.join(name);
         match fs::read(&path) {
             Ok(bytes) if bytes.len() == 32 => {
@@ -198,6 +267,14 @@ impl DataDir {
         Ok(key)
     }
 
+    /// `<data-dir>/<name>`, a directory created (with its parents) owner-only, for data
+    /// kept beside the catalog (the audit log).
+    pub fn private_subdir(&self, name: &str) -> Result<PathBuf, DataDirError> {
+        let path = self.root.join(name);
+        private_dir(&path).map_err(io("creating", &path))?;
+        Ok(path)
+    }
+
     /// Takes exclusive ownership of the directory, or explains who has it.
     pub fn lock_exclusive(&self) -> Result<OwnerLock, DataDirError> {
         let path = self.root.join("openami.lock");
@@ -206,6 +283,7 @@ impl DataDir {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io("opening", &path))?;
         match file.try_lock() {
@@ -224,5 +302,61 @@ impl DataDir {
             .write_all(std::process::id().to_string().as_bytes())
             .map_err(io("writing", &path))?;
         Ok(OwnerLock { _file: file })
+    }
+}
+
+/// Creates `path` and its missing parents with mode 0700 (existing ones are left as they
+/// are).
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap()
+    }
+
+    #[test]
+    fn created_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let dir = DataDir::open(&root, true).unwrap();
+        let region = dir.region("us-east-1").unwrap();
+        dir.secret_key("imds-token.key").unwrap();
+        let _lock = dir.lock_exclusive().unwrap();
+        let audit = dir.private_subdir("audit").unwrap();
+        assert_eq!(mode(dir.root()), 0o700);
+        assert_eq!(mode(&dir.catalog_path()), 0o600);
+        assert_eq!(mode(&dir.root().join("imds-token.key")), 0o600);
+        assert_eq!(mode(&dir.root().join("openami.lock")), 0o600);
+        assert_eq!(mode(&region.volumes_dir), 0o700);
+        assert_eq!(mode(&dir.root().join("regions/us-east-1/objects")), 0o700);
+        assert_eq!(mode(&dir.root().join("regions")), 0o700);
+        assert_eq!(mode(&audit), 0o700);
+    }
+
+    #[test]
+    fn existing_dir_is_tightened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        for f in ["catalog.db", "catalog.db-wal", "imds-token.key"] {
+            fs::write(root.join(f), b"").unwrap();
+            fs::set_permissions(root.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let other = root.join("notes.txt");
+        fs::write(&other, b"").unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = DataDir::open(&root, false).unwrap();
+        assert_eq!(mode(dir.root()), 0o700);
+        assert_eq!(mode(&root.join("catalog.db")), 0o600);
+        assert_eq!(mode(&root.join("catalog.db-wal")), 0o600);
+        assert_eq!(mode(&root.join("imds-token.key")), 0o600);
+        // Only what openami owns is changed.
+        assert_eq!(mode(&other), 0o644);
     }
 }
