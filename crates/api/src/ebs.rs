@@ -104,6 +104,7 @@ fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    seen: &mut (Option<String>, Option<String>),
 ) -> EbsResult<Caller> {
     let header_list = crate::header_pairs(headers);
     let verified = sigv4::verify(
@@ -119,6 +120,7 @@ fn authenticate(
         &CatalogCredentials(state.api.cloud.catalog()),
     )
     .map_err(|e| auth_error(&e))?;
+    seen.0 = Some(verified.access_key_id.clone());
     let account = state
         .api
         .cloud
@@ -132,6 +134,7 @@ fn authenticate(
             reason: None,
             message: "The security token included in the request is invalid.".into(),
         })?;
+    seen.1 = Some(account.clone());
     Ok(Caller {
         account_id: account,
         region: verified.region,
@@ -151,26 +154,84 @@ async fn run(
 ) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
+    let request_id = crate::request_id();
+    let mut event = crate::audit::Event::new("ebs");
+    event.action = operation(&method, &path).to_string();
+    if let Some(id) = path_snapshot_id(&path) {
+        event.add_resource(id);
+    }
     let outcome = tokio::task::spawn_blocking(move || {
-        let caller = authenticate(&state, &method, &uri, &headers, &body)?;
-        work(&state, caller, &headers, &uri, &body)
+        let mut seen = (None, None);
+        let result = (|| {
+            let caller = authenticate(&state, &method, &uri, &headers, &body, &mut seen)?;
+            work(&state, caller, &headers, &uri, &body)
+        })();
+        (result, seen)
     })
     .await;
-    let response = match outcome {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => error_response(&e),
-        Err(e) => error_response(&EbsError::from(engine::Ec2Error::internal(
-            "ebs handler",
-            e,
-        ))),
+    let mut response = match outcome {
+        Ok((result, (access_key_id, account_id))) => {
+            event.access_key_id = access_key_id;
+            event.account_id = account_id;
+            match result {
+                Ok(r) => r,
+                Err(e) => {
+                    event.error_code = Some(e.kind.to_string());
+                    error_response(&e)
+                }
+            }
+        }
+        Err(e) => {
+            let e = EbsError::from(engine::Ec2Error::internal("ebs handler", e));
+            event.error_code = Some(e.kind.to_string());
+            error_response(&e)
+        }
     };
     tracing::info!(
         path,
         status = response.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
+        request_id = %request_id,
         "ebs request"
     );
+    if let Some(created) = response.extensions_mut().remove::<CreatedSnapshot>() {
+        event.add_resource(&created.0);
+    }
+    event.status = response.status().as_u16();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    event.request_id = request_id;
+    response.extensions_mut().insert(event);
     response
+}
+
+/// The snapshot StartSnapshot created, for the audit log.
+#[derive(Debug, Clone)]
+struct CreatedSnapshot(String);
+
+/// The operation a method and path name (routes as in the module doc).
+fn operation(method: &Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["snapshots"]) => "StartSnapshot",
+        ("POST", ["snapshots", "completion", _]) => "CompleteSnapshot",
+        ("PUT", ["snapshots", _, "blocks", _]) => "PutSnapshotBlock",
+        ("GET", ["snapshots", _, "blocks"]) => "ListSnapshotBlocks",
+        ("GET", ["snapshots", _, "blocks", _]) => "GetSnapshotBlock",
+        ("GET", ["snapshots", _, "changedblocks"]) => "ListChangedBlocks",
+        _ => "",
+    }
+}
+
+/// The snapshot id a path names (`/snapshots/{id}/…`, `/snapshots/completion/{id}`).
+fn path_snapshot_id(path: &str) -> Option<&str> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["snapshots", "completion", id] => Some(id),
+        ["snapshots", id, ..] if segments.len() > 2 => Some(id),
+        _ => None,
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -273,7 +334,9 @@ async fn start_snapshot(
         if let Some(parent) = started.parent_snapshot_id {
             out["ParentSnapshotId"] = json!(parent);
         }
-        Ok(json_response(StatusCode::CREATED, out))
+        let mut response = json_response(StatusCode::CREATED, out);
+        response.extensions_mut().insert(CreatedSnapshot(started.snapshot_id));
+        Ok(response)
     })
     .await
 }

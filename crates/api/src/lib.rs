@@ -13,6 +13,7 @@
 //! ```
 
 pub mod action;
+pub mod audit;
 mod ebs;
 pub mod images;
 pub mod instance_options;
@@ -58,6 +59,8 @@ pub struct ApiConfig {
     /// Query-protocol services served at `/` beside EC2 and SSM (Auto Scaling, ELBv2),
     /// routed on their signing name and `Version`.
     pub services: Vec<Arc<dyn awsquery::Service>>,
+    /// Where state-changing calls are recorded (see [`audit`]); `None` records nothing.
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 #[derive(Debug)]
@@ -76,11 +79,15 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         endpoint: config.endpoint,
         services: config.services,
     });
-    Router::new()
+    let router = Router::new()
         .route("/", any(services::root))
         .with_state(Arc::clone(&state))
-        .merge(ebs::router(state))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .merge(ebs::router(state));
+    let router = match config.audit {
+        Some(log) => router.layer(axum::middleware::from_fn_with_state(log, audit::record)),
+        None => router,
+    };
+    router.layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 struct CatalogCredentials<'a>(&'a engine::Catalog);
@@ -131,21 +138,34 @@ async fn ec2(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
-    let outcome =
-        tokio::task::spawn_blocking(move || handle(&state, &method, &uri, &headers, &body)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut event = audit::Event::new("ec2");
+        let handled = handle(&state, &method, &uri, &headers, &body, &mut event);
+        (handled, event)
+    })
+    .await;
+    let mut event = audit::Event::new("ec2");
     let (status, body, action) = match outcome {
-        Ok(Ok((action, inner))) => (
-            StatusCode::OK,
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{XMLNS}\"><requestId>{request_id}</requestId>{inner}</{action}Response>"
-            ),
-            action,
-        ),
-        Ok(Err((action, e))) => (
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            error_body(&e, &request_id),
-            action.unwrap_or_default(),
-        ),
+        Ok((Ok((action, inner)), seen)) => {
+            event = seen;
+            event.add_xml_resources(&inner);
+            (
+                StatusCode::OK,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{XMLNS}\"><requestId>{request_id}</requestId>{inner}</{action}Response>"
+                ),
+                action,
+            )
+        }
+        Ok((Err((action, e)), seen)) => {
+            event = seen;
+            event.error_code = Some(e.code.clone());
+            (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                error_body(&e, &request_id),
+                action.unwrap_or_default(),
+            )
+        }
         Err(join) => {
             let e = Ec2Error::internal("request handler", join);
             (
@@ -162,12 +182,16 @@ async fn ec2(
         request_id = %request_id,
         "ec2 request"
     );
-    (
+    event.status = status.as_u16();
+    event.request_id = request_id;
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(event);
+    response
 }
 
 fn error_body(e: &Ec2Error, request_id: &str) -> String {
@@ -191,6 +215,7 @@ fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    event: &mut audit::Event,
 ) -> Handled {
     let query = uri.query().unwrap_or("");
     let fail = |e: Ec2Error| (None, e);
@@ -220,6 +245,7 @@ fn handle(
             status: e.http_status(),
         })
     })?;
+    event.access_key_id = Some(verified.access_key_id.clone());
     let account_id = state
         .cloud
         .catalog()
@@ -232,6 +258,7 @@ fn handle(
                 "AWS was not able to validate the provided access credentials",
             ))
         })?;
+    event.account_id = Some(account_id.clone());
     let caller = Caller {
         account_id,
         region: verified.region,
@@ -247,6 +274,11 @@ fn handle(
     };
     let params = Params::parse(&sources).map_err(fail)?;
     let name = params.required("Action").map_err(fail)?;
+    event.action = name.clone();
+    event.add_param_resources(
+        params.names().filter_map(|n| params.get(n).map(|v| (n, v))),
+        false,
+    );
     let named = |e: Ec2Error| (Some(name.clone()), e);
     run(state, &caller, &params, &name)
         .map(|inner| (name.clone(), inner))

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use sigv4::{Policy, RequestParts};
 
+use crate::audit::Event;
 use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
 
 /// The services signing as `signing_name`, if any.
@@ -41,20 +42,34 @@ pub(crate) async fn serve(
         .map(|s| s.namespace())
         .unwrap_or_default();
     let name = signing_name.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || handle(&state, &name, &method, &uri, &headers, &body))
-            .await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut event = Event::new(&name);
+        let handled = handle(&state, &name, &method, &uri, &headers, &body, &mut event);
+        (handled, event)
+    })
+    .await;
+    let mut event = Event::new(&signing_name);
     let (status, text, action) = match outcome {
-        Ok(Ok((action, namespace, result))) => (
-            200,
-            awsquery::response(&action, namespace, result.as_deref(), &request_id),
-            action,
-        ),
-        Ok(Err((action, namespace, e))) => (
-            e.status,
-            awsquery::error_response(namespace, &e, &request_id),
-            action.unwrap_or_default(),
-        ),
+        Ok((Ok((action, namespace, result)), seen)) => {
+            event = seen;
+            if let Some(result) = &result {
+                event.add_xml_resources(result);
+            }
+            (
+                200,
+                awsquery::response(&action, namespace, result.as_deref(), &request_id),
+                action,
+            )
+        }
+        Ok((Err((action, namespace, e)), seen)) => {
+            event = seen;
+            event.error_code = Some(e.code.clone());
+            (
+                e.status,
+                awsquery::error_response(namespace, &e, &request_id),
+                action.unwrap_or_default(),
+            )
+        }
         Err(join) => {
             let e = QueryError::internal(format!("request handler failed: {join}"));
             (
@@ -81,6 +96,9 @@ pub(crate) async fn serve(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
+    event.status = status;
+    event.request_id = request_id;
+    response.extensions_mut().insert(event);
     response
 }
 
@@ -94,6 +112,7 @@ fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    event: &mut Event,
 ) -> Handled {
     let candidates: Vec<&Arc<dyn Service>> = state
         .services
@@ -134,6 +153,7 @@ fn handle(
         &CatalogCredentials(catalog),
     )
     .map_err(|e| fail(QueryError::new(e.aws_code(), e.to_string()).with_status(e.http_status())))?;
+    event.access_key_id = Some(verified.access_key_id.clone());
     let account_id = catalog
         .access_key(&verified.access_key_id)
         .map_err(|e| fail(QueryError::internal(e.to_string())))?
@@ -147,6 +167,7 @@ fn handle(
                 .with_status(403),
             )
         })?;
+    event.account_id = Some(account_id.clone());
     let caller = Caller {
         account_id,
         region: verified.region,
@@ -162,6 +183,11 @@ fn handle(
     };
     let params = Params::parse(&sources).map_err(fail)?;
     let action = params.required("Action").map_err(fail)?;
+    event.action = action.clone();
+    event.add_param_resources(
+        params.names().filter_map(|n| params.get(n).map(|v| (n, v))),
+        true,
+    );
     let version = params.required("Version").map_err(fail)?;
     let Some(service) = candidates.iter().find(|s| s.version() == version) else {
         let served: Vec<&str> = candidates.iter().map(|s| s.version()).collect();

@@ -19,6 +19,7 @@ use engine::{Caller, Ec2Error, Ec2Result};
 use sigv4::{AuthError, Policy, RequestParts};
 
 use crate::action::Action;
+use crate::audit::Event;
 use crate::instances::InstanceAction;
 use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
 
@@ -95,6 +96,7 @@ fn ssm_handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    event: &mut Event,
 ) -> ssm::Reply {
     if method != Method::POST {
         return ssm_error(
@@ -124,6 +126,7 @@ fn ssm_handle(
         Ok(v) => v,
         Err(e) => return ssm_error(e.http_status(), json_auth_code(&e), &e.to_string()),
     };
+    event.access_key_id = Some(verified.access_key_id.clone());
     let account = match catalog.access_key(&verified.access_key_id) {
         Ok(Some((account, _))) => account,
         Ok(None) => {
@@ -135,8 +138,33 @@ fn ssm_handle(
         }
         Err(e) => return ssm_error(500, "InternalServerError", &e.to_string()),
     };
+    event.account_id = Some(account.clone());
+    add_ssm_resources(event, body);
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     ssm::handle(catalog, &account, &verified.region, target, body)
+}
+
+/// The parameter names (`Name`, `Names`) and tagged resource (`ResourceId`) an SSM
+/// request body names, for the audit log.
+fn add_ssm_resources(event: &mut Event, body: &[u8]) {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return;
+    };
+    for key in ["Name", "ResourceId"] {
+        if let Some(v) = fields.get(key).and_then(|v| v.as_str()) {
+            event.add_resource(v);
+        }
+    }
+    for v in fields
+        .get("Names")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(v) = v.as_str() {
+            event.add_resource(v);
+        }
+    }
 }
 
 async fn ssm(
@@ -148,10 +176,18 @@ async fn ssm(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
-    let reply =
-        tokio::task::spawn_blocking(move || ssm_handle(&state, &method, &uri, &headers, &body))
-            .await
-            .unwrap_or_else(|e| ssm_error(500, "InternalServerError", &e.to_string()));
+    let (reply, mut event) = tokio::task::spawn_blocking(move || {
+        let mut event = Event::new("ssm");
+        let reply = ssm_handle(&state, &method, &uri, &headers, &body, &mut event);
+        (reply, event)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            ssm_error(500, "InternalServerError", &e.to_string()),
+            Event::new("ssm"),
+        )
+    });
     tracing::info!(
         operation = %reply.operation,
         status = reply.status,
@@ -159,6 +195,14 @@ async fn ssm(
         request_id = %request_id,
         "ssm request"
     );
+    event.action = reply.operation.clone();
+    event.status = reply.status;
+    if reply.status >= 300 {
+        event.error_code = serde_json::from_str::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("__type").and_then(|t| t.as_str()).map(str::to_string));
+    }
+    event.request_id = request_id.clone();
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
         [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
@@ -168,6 +212,7 @@ async fn ssm(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
+    response.extensions_mut().insert(event);
     response
 }
 

@@ -316,7 +316,9 @@ mod tests {
     use super::*;
 
     fn mode(path: &Path) -> u32 {
-        fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap()
+        fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap()
     }
 
     #[test]

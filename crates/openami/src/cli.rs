@@ -118,6 +118,12 @@ pub struct ServeArgs {
         value_name = "PATTERN"
     )]
     pub import_url_allow: Vec<String>,
+    /// Size in bytes past which the audit log (`<data-dir>/audit/audit.log`) is rotated.
+    #[arg(long, env = "OPENAMI_AUDIT_MAX_BYTES", default_value_t = 64 << 20)]
+    pub audit_max_bytes: u64,
+    /// Rotated audit logs kept (`audit.log.1` … `audit.log.N`).
+    #[arg(long, env = "OPENAMI_AUDIT_KEEP", default_value_t = 10)]
+    pub audit_keep: usize,
 }
 
 #[derive(Debug, Subcommand)]

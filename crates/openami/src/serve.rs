@@ -154,18 +154,27 @@ async fn serve(
         .endpoint_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
+    let audit_dir = cloud
+        .data_dir()
+        .private_subdir("audit")
+        .context("creating the audit log directory")?;
+    let audit = api::audit::AuditLog::open(&audit_dir, args.audit_max_bytes, args.audit_keep)
+        .with_context(|| format!("opening the audit log in {}", audit_dir.display()))?;
     let api = api::router(
         Arc::clone(&cloud),
         api::ApiConfig {
             regions: args.regions.clone(),
             endpoint,
             services,
+            audit: Some(Arc::new(audit)),
         },
     );
     let app = Router::new()
         .route("/health", get(health))
         .merge(api)
         .fallback(not_found);
+    // The client's address (ConnectInfo) is what the audit log records as the source.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
