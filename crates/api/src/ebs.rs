@@ -152,6 +152,7 @@ async fn run(
     + Send
     + 'static,
 ) -> Response {
+    crate::redact::trace_request(&method, &uri, &headers);
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
     let request_id = crate::request_id();

@@ -22,6 +22,7 @@ pub mod keypairs;
 pub mod launch_templates;
 pub mod params;
 mod query_services;
+mod redact;
 mod respond;
 pub mod run_options;
 pub mod security_groups;

@@ -31,6 +31,7 @@ pub(crate) async fn root(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    crate::redact::trace_request(&method, &uri, &headers);
     let header_list = header_pairs(&headers);
     let service = sigv4::scope_service(&RequestParts {
         method: method.as_str(),

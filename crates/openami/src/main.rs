@@ -33,6 +33,12 @@ fn main() -> std::process::ExitCode {
         return cli::imds_relay(socket);
     }
     init_tracing(&cli);
+    if touches_data_dir(&cli.command) {
+        // Everything written to the data directory (object stores, volumes, the catalog,
+        // the audit log, instances' runtime files) is owner-only: directories 0700,
+        // files 0600. (Snapshot downloads and benchmarks keep the user's umask.)
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -40,6 +46,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Commands that write into a data directory.
+fn touches_data_dir(command: &cli::Command) -> bool {
+    use cli::Command as C;
+    matches!(
+        command,
+        C::Serve(_) | C::Account(_) | C::Catalog(_) | C::Store(_) | C::Quickstart(_) | C::Ssm(_)
+    )
 }
 
 fn init_tracing(cli: &cli::Cli) {

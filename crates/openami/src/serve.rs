@@ -20,9 +20,6 @@ use engine::{Cloud, DataDir};
 use crate::cli::ServeArgs;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Everything the server creates (object stores, volumes, the catalog, the audit log,
-    // instances' runtime files) is owner-only: directories 0700, files 0600.
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     for region in &args.regions {
         anyhow::ensure!(
             engine::datadir::valid_region_name(region),
