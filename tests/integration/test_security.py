@@ -223,3 +223,36 @@ def test_audit_log_rotates(own_server):
     newest = audit_lines(srv)
     assert newest[-1]["request_id"] == last
     assert newest[-1]["resources"] == [f"vol-{29:017x}"]
+
+
+def test_audit_log_refused_signature_and_query_services(own_server):
+    srv = own_server()
+    creds = srv.create_account("audit2-" + uuid.uuid4().hex[:6])
+    forged = dict(creds, SecretAccessKey="wrong" + creds["SecretAccessKey"][5:])
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client(srv, forged, "ec2").delete_volume(VolumeId="vol-0123456789abcdef0")
+    elb = client(srv, creds, "elbv2")
+    elb.describe_load_balancers()
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nope/0123456789abcdef"
+    with pytest.raises(botocore.exceptions.ClientError) as tg:
+        elb.delete_target_group(TargetGroupArn=arn)
+    asg = client(srv, creds, "autoscaling")
+    asg.describe_auto_scaling_groups()
+    with pytest.raises(botocore.exceptions.ClientError) as group:
+        asg.delete_auto_scaling_group(AutoScalingGroupName="no-such-group")
+    lines = audit_lines(srv)
+    assert [(l["service"], l["action"]) for l in lines] == [
+        ("ec2", "DeleteVolume"), ("elasticloadbalancing", "DeleteTargetGroup"),
+        ("autoscaling", "DeleteAutoScalingGroup")]
+    bad_sig, delete_tg, delete_group = lines
+    assert bad_sig["account_id"] is None and bad_sig["access_key_id"] is None
+    assert bad_sig["error_code"] == error_code(refused.value)
+    assert bad_sig["status"] == refused.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert bad_sig["resources"] == ["vol-0123456789abcdef0"]
+    assert delete_tg["resources"] == [arn]
+    assert delete_tg["error_code"] == error_code(tg.value)
+    assert delete_group["resources"] == ["no-such-group"]
+    assert delete_group["error_code"] == error_code(group.value)
+    for l in (delete_tg, delete_group):
+        assert l["account_id"] == creds["AccountId"] and l["access_key_id"] == creds["AccessKeyId"]
+        assert l["status"] >= 400

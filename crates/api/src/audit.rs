@@ -15,8 +15,9 @@
 //!
 //! * **What is logged**: calls whose action is not a read — `Describe*`, `Get*` and
 //!   `List*` are not logged (as CloudTrail's management events leave out reads by
-//!   default). Failed calls are logged with their status and error code. Requests that
-//!   fail before their action is known (a bad signature on EC2) are not.
+//!   default). Failed calls are logged with their status and error code, those whose
+//!   signature is refused too (without account and access key). Requests that fail
+//!   before their action is known (an unparseable body, a wrong HTTP verb) are not.
 //! * **Resources**: the ids named in the request parameters (`…Id`, `…Ids`, and for the
 //!   query services also `…Arn`, `…Name`), plus on success the ids the response names.
 //! * **Never logged**: secret keys, signatures, tokens or parameter values.
@@ -398,5 +399,20 @@ mod tests {
         assert!(!tmp.path().join("audit.log.3").exists());
         assert!(lines < 10, "the oldest lines were dropped");
         assert!(lines >= 6);
+    }
+
+    #[test]
+    fn write_failure_is_reported_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("audit");
+        fs::create_dir(&dir).unwrap();
+        let log = AuditLog::open(&dir, 10, 1).unwrap();
+        log.append("first line, past the limit").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        // The rotation the next line needs cannot happen: an error, not a panic.
+        assert!(log.append("second").is_err());
+        let mut e = Event::new("ec2");
+        e.action = "CreateVolume".into();
+        log.write(&e, None);
     }
 }

@@ -226,6 +226,22 @@ fn handle(
             format!("The HTTP verb {method} is not supported; use GET or POST"),
         )));
     }
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let sources: Vec<&[u8]> = if form && method == Method::POST {
+        vec![body, query.as_bytes()]
+    } else {
+        vec![query.as_bytes()]
+    };
+    // Parsed before authentication (whose errors come first) so that the audit log knows
+    // the action of a request whose signature is refused.
+    let parsed = Params::parse(&sources);
+    if let Ok(p) = &parsed {
+        event.action = p.get("Action").unwrap_or_default().to_string();
+        event.add_param_resources(p.names().filter_map(|n| p.get(n).map(|v| (n, v))), false);
+    }
     let header_list = header_pairs(headers);
     let verified = sigv4::verify(
         &RequestParts {
@@ -264,22 +280,9 @@ fn handle(
         account_id,
         region: verified.region,
     };
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let sources: Vec<&[u8]> = if form && method == Method::POST {
-        vec![body, query.as_bytes()]
-    } else {
-        vec![query.as_bytes()]
-    };
-    let params = Params::parse(&sources).map_err(fail)?;
+    let params = parsed.map_err(fail)?;
     let name = params.required("Action").map_err(fail)?;
     event.action = name.clone();
-    event.add_param_resources(
-        params.names().filter_map(|n| params.get(n).map(|v| (n, v))),
-        false,
-    );
     let named = |e: Ec2Error| (Some(name.clone()), e);
     run(state, &caller, &params, &name)
         .map(|inner| (name.clone(), inner))

@@ -134,6 +134,22 @@ fn handle(
         ));
     }
     let query = uri.query().unwrap_or("");
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let sources: Vec<&[u8]> = if form && method == Method::POST {
+        vec![body, query.as_bytes()]
+    } else {
+        vec![query.as_bytes()]
+    };
+    // Parsed before authentication (whose errors come first) so that the audit log knows
+    // the action of a request whose signature is refused.
+    let parsed = Params::parse(&sources);
+    if let Ok(p) = &parsed {
+        event.action = p.get("Action").unwrap_or_default().to_string();
+        event.add_param_resources(p.names().filter_map(|n| p.get(n).map(|v| (n, v))), true);
+    }
     let header_list = header_pairs(headers);
     let policy = Policy {
         service: signing_name.to_string(),
@@ -172,22 +188,9 @@ fn handle(
         account_id,
         region: verified.region,
     };
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let sources: Vec<&[u8]> = if form && method == Method::POST {
-        vec![body, query.as_bytes()]
-    } else {
-        vec![query.as_bytes()]
-    };
-    let params = Params::parse(&sources).map_err(fail)?;
+    let params = parsed.map_err(fail)?;
     let action = params.required("Action").map_err(fail)?;
     event.action = action.clone();
-    event.add_param_resources(
-        params.names().filter_map(|n| params.get(n).map(|v| (n, v))),
-        true,
-    );
     let version = params.required("Version").map_err(fail)?;
     let Some(service) = candidates.iter().find(|s| s.version() == version) else {
         let served: Vec<&str> = candidates.iter().map(|s| s.version()).collect();

@@ -106,6 +106,12 @@ fn ssm_handle(
             &format!("The HTTP verb {method} is not supported; AmazonSSM takes POST"),
         );
     }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    // Known before authentication, so that a refused signature is still audited.
+    event.action = target
+        .and_then(|t| t.strip_prefix("AmazonSSM."))
+        .unwrap_or_default()
+        .to_string();
     let header_list = header_pairs(headers);
     let policy = Policy {
         service: "ssm".into(),
@@ -141,7 +147,6 @@ fn ssm_handle(
     };
     event.account_id = Some(account.clone());
     add_ssm_resources(event, body);
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     ssm::handle(catalog, &account, &verified.region, target, body)
 }
 
@@ -196,7 +201,9 @@ async fn ssm(
         request_id = %request_id,
         "ssm request"
     );
-    event.action = reply.operation.clone();
+    if !reply.operation.is_empty() {
+        event.action = reply.operation.clone();
+    }
     event.status = reply.status;
     if reply.status >= 300 {
         event.error_code = serde_json::from_str::<serde_json::Value>(&reply.body)
