@@ -121,15 +121,17 @@ impl DataDir {
         let catalog = dir.catalog_path();
         // Created empty (SQLite takes an empty file as a new database) so that it, and the
         // -wal/-shm files SQLite makes with its mode, are owner-only from the start.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&catalog)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("creating", &catalog)(e)),
+        if !catalog.exists() {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&catalog)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("creating", &catalog)(e)),
+            }
         }
         Ok(dir)
     }
