@@ -11,7 +11,8 @@
 //! Each request path (EC2, SSM, the query services, EBS direct) describes its call as an
 //! [`Event`] attached to the response's extensions; one middleware ([`record`]) adds the
 //! client's address (axum's `ConnectInfo`) and appends the line through the single
-//! [`AuditLog`] writer once the response is decided.
+//! [`AuditLog`] writer once the response is decided. The server must be run with connect
+//! info ([`ClientAddr`]) for `source` to be known; without it, `source` is `null`.
 //!
 //! * **What is logged**: calls whose action is not a read — `Describe*`, `Get*` and
 //!   `List*` are not logged (as CloudTrail's management events leave out reads by
@@ -35,9 +36,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::{IncomingStream, Listener};
 use serde_json::json;
 
 /// Most resource ids recorded for one call.
@@ -153,6 +156,24 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The client's address, recorded as an event's `source`: the connect info to serve the
+/// router with, `app.into_make_service_with_connect_info::<ClientAddr>()`, on a
+/// [`ClientListener`]. (`ConnectInfo<SocketAddr>` works too.)
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Listeners whose connections' remote address is the client's: `tokio`'s `TcpListener`,
+/// and a TLS listener over TCP (`impl ClientListener for TlsListener {}`).
+pub trait ClientListener: Listener<Addr = SocketAddr> {}
+
+impl ClientListener for tokio::net::TcpListener {}
+
+impl<L: ClientListener> Connected<IncomingStream<'_, L>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, L>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
 }
 
 /// One API call as its request path saw it.
@@ -302,10 +323,11 @@ pub(crate) async fn record(
     request: Request,
     next: Next,
 ) -> Response {
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+    let extensions = request.extensions();
+    let source = extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0.0)
+        .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0));
     let mut response = next.run(request).await;
     if let Some(event) = response.extensions_mut().remove::<Event>()
         && event.is_recorded()

@@ -171,7 +171,7 @@ async fn serve(
         .merge(api)
         .fallback(not_found);
     // The client's address (ConnectInfo) is what the audit log records as the source.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<api::audit::ClientAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
