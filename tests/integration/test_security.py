@@ -270,3 +270,25 @@ def test_audit_log_refused_signature_and_query_services(own_server):
     for l in (delete_tg, delete_group):
         assert l["account_id"] == creds["AccountId"] and l["access_key_id"] == creds["AccessKeyId"]
         assert l["status"] >= 400
+
+
+def test_existing_data_dir_is_tightened(tmp_path):
+    data = tmp_path / "data"
+    srv = Server(data)
+    assert srv.stop() == 0
+    os.chmod(data, 0o755)
+    for name in ["catalog.db", "imds-token.key"]:
+        if (data / name).exists():
+            os.chmod(data / name, 0o644)
+    os.chmod(data / "audit" / "audit.log", 0o644)
+    srv = Server(data)
+    try:
+        assert mode(data) == 0o700
+        assert mode(data / "catalog.db") == 0o600
+        if (data / "imds-token.key").exists():
+            assert mode(data / "imds-token.key") == 0o600
+        assert mode(data / "audit" / "audit.log") == 0o600
+        log = (tmp_path / "server.log").read_text(errors="replace")
+        assert "made owner-only" in log and "catalog.db" in log
+    finally:
+        assert srv.stop() == 0

@@ -31,7 +31,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -85,8 +85,19 @@ impl AuditLog {
             .create(true)
             .mode(0o600)
             .open(self.path())?;
-        let size = file.metadata()?.len();
-        Ok((file, size))
+        let meta = file.metadata()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            // An existing file someone widened: owner-only again.
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                path = %self.path().display(),
+                old = format!("{mode:o}"),
+                new = "600",
+                "audit log: made owner-only"
+            );
+        }
+        Ok((file, meta.len()))
     }
 
     /// `audit.log` → `audit.log.1`, `.1` → `.2`, …, dropping the one past `keep`.
@@ -342,7 +353,6 @@ pub(crate) async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn reads_are_not_recorded() {
