@@ -85,8 +85,8 @@ def own_server(tmp_path):
         assert srv.stop() == 0
 
 
-def test_session_data_dir_owner_only(server, alice, ec2):
-    ec2(alice).create_volume(AvailabilityZone="us-east-1a", Size=1)
+def test_session_data_dir_owner_only(server, alice):
+    # alice: an account was created (the catalog written) by `openami account create`.
     root = server.data_dir
     assert mode(root) == 0o700
     assert mode(root / "catalog.db") == 0o600
