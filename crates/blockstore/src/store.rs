@@ -379,6 +379,9 @@ impl WriteSession {
                 });
             }
             if self.store.objects.head(&key)?.is_some() {
+                // Present, but perhaps only just written by another session that has not
+                // synced its name yet: this session's persist makes it durable too.
+                lock(&self.unpersisted).push(key);
                 return Ok(PutBlock {
                     hash,
                     stored_bytes: 0,

@@ -16,8 +16,9 @@
 //! tags(resource_id, key, value)                   PK (resource_id, key)
 //! permissions(resource_id, attribute, grantee)    PK (resource_id, attribute, grantee)
 //!     grantee: a 12-digit account id, or "all"
-//! upload_blocks(snapshot_id, block_index, hash)   PK (snapshot_id, block_index)
-//!     blocks of EBS direct uploads in progress ('' = written as zeros)
+//! upload_blocks(snapshot_id, block_index, hash, written_ms)   PK (snapshot_id, block_index)
+//!     blocks of EBS direct uploads in progress ('' = written as zeros); written_ms is
+//!     when the block was acknowledged, so an upload's timeout survives a restart
 //! ssm_parameters(region, owner, name, version, doc JSON, modified_ms)
 //!     PK (region, owner, name, version); owner: a 12-digit account id, or "public"
 //! ```
@@ -36,7 +37,13 @@ mod ssm;
 pub use ssm::SsmVersion;
 
 /// Schema migrations, applied in order. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, ssm::MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, ssm::MIGRATION_3, MIGRATION_4];
+
+/// When each upload block was written (0 for rows written before this migration), so an
+/// upload's inactivity timeout is measured from its last write across restarts.
+const MIGRATION_4: &str = r#"
+ALTER TABLE upload_blocks ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0;
+"#;
 
 /// Blocks written to EBS direct snapshot uploads that are not completed yet. `hash` is
 /// the hex SHA-256 of the block, or '' for a block written as zeros.
@@ -524,7 +531,7 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Records (or overwrites) one block of an upload in progress.
+    /// Records (or overwrites) one block of an upload in progress, written now.
     pub fn put_upload_block(
         &self,
         snapshot_id: &str,
@@ -532,10 +539,27 @@ impl Catalog {
         hash: &str,
     ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "INSERT INTO upload_blocks (snapshot_id, block_index, hash) VALUES (?1, ?2, ?3) ON CONFLICT (snapshot_id, block_index) DO UPDATE SET hash = excluded.hash",
-            params![snapshot_id, index as i64, hash],
+            "INSERT INTO upload_blocks (snapshot_id, block_index, hash, written_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (snapshot_id, block_index) DO UPDATE SET hash = excluded.hash, written_ms = excluded.written_ms",
+            params![snapshot_id, index as i64, hash, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// When the last block of an upload was written (ms), if any was.
+    pub fn upload_last_write(&self, snapshot_id: &str) -> Result<Option<i64>, CatalogError> {
+        Ok(self.conn().query_row(
+            "SELECT MAX(written_ms) FROM upload_blocks WHERE snapshot_id = ?1",
+            params![snapshot_id],
+            |r| r.get::<_, Option<i64>>(0),
+        )?)
+    }
+
+    /// Every snapshot id that has blocks recorded in `upload_blocks`.
+    pub fn upload_snapshot_ids(&self) -> Result<Vec<String>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT snapshot_id FROM upload_blocks")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The blocks of an upload, by index.
@@ -714,5 +738,32 @@ mod tests {
         }
         let c = Catalog::open(&path).unwrap();
         assert_eq!(c.accounts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn upload_blocks_survive_reopening_with_their_write_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let before = now_ms();
+        {
+            let c = Catalog::open(&path).unwrap();
+            assert_eq!(c.upload_last_write("snap-1").unwrap(), None);
+            c.put_upload_block("snap-1", 3, "ab").unwrap();
+            c.put_upload_block("snap-1", 1, "").unwrap();
+            c.put_upload_block("snap-2", 0, "cd").unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(
+            c.upload_blocks("snap-1").unwrap(),
+            vec![(1, String::new()), (3, "ab".to_string())]
+        );
+        let last = c.upload_last_write("snap-1").unwrap().unwrap();
+        assert!(last >= before && last <= now_ms());
+        let mut ids = c.upload_snapshot_ids().unwrap();
+        ids.sort();
+        assert_eq!(ids, vec!["snap-1".to_string(), "snap-2".to_string()]);
+        c.clear_upload("snap-1").unwrap();
+        assert_eq!(c.upload_last_write("snap-1").unwrap(), None);
+        assert_eq!(c.upload_snapshot_ids().unwrap(), vec!["snap-2".to_string()]);
     }
 }

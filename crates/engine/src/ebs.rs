@@ -10,6 +10,12 @@
 //! manifest — the parent's entries overridden by the uploaded blocks — and the snapshot
 //! is `completed`.
 //!
+//! An upload outlives restarts of the service (crash or clean stop): its row, its
+//! recorded blocks and the time of its last write are all in the catalog, and the
+//! blocks themselves were durable before they were acknowledged, so startup recovery
+//! leaves it `pending` (see `recovery.rs`) and PutSnapshotBlock / CompleteSnapshot carry
+//! on. Its Timeout counts from its last acknowledged block, restart or not.
+//!
 //! Block tokens are `base64(expiry u64 BE ‖ block SHA-256 ‖ HMAC-SHA256(key, snapshot ‖
 //! index ‖ hash ‖ expiry))`, keyed by a per-data-directory secret, so GetSnapshotBlock
 //! needs no state and a token cannot be forged or moved to another block.
@@ -332,7 +338,7 @@ impl Cloud {
                 format!("The snapshot '{id}' is {}, not pending.", row.state),
             ));
         }
-        if self.upload_timed_out(id, &doc, &upload) {
+        if self.upload_timed_out(id, &doc, &upload)? {
             self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
             return Err(EbsError::validation(
                 "INVALID_SNAPSHOT_ID",
@@ -343,16 +349,43 @@ impl Cloud {
     }
 
     /// True once an upload has gone `timeout_minutes` without a block written (counted
-    /// from its start when no block was written since this process started).
-    fn upload_timed_out(&self, id: &str, doc: &SnapshotDoc, upload: &UploadDoc) -> bool {
-        let last = lock(&self.upload_activity)
-            .get(id)
-            .copied()
-            .unwrap_or(doc.start_time_ms);
-        now_ms() > last + upload.timeout_minutes * 60_000
+    /// from its start when no block was written). The last write is recorded with each
+    /// block in the catalog, so the timeout is the same across restarts.
+    pub(crate) fn upload_timed_out(
+        &self,
+        id: &str,
+        doc: &SnapshotDoc,
+        upload: &UploadDoc,
+    ) -> EbsResult<bool> {
+        let last = self.upload_last_activity(id, doc)?;
+        Ok(now_ms() > last + upload.timeout_minutes * 60_000)
     }
 
-    fn fail_upload(&self, id: &str, reason: &str) -> EbsResult<()> {
+    /// When the upload last made progress: its newest block, else its start. Cached in
+    /// memory after the first catalog lookup.
+    fn upload_last_activity(&self, id: &str, doc: &SnapshotDoc) -> EbsResult<i64> {
+        if let Some(last) = lock(&self.upload_activity).get(id).copied() {
+            return Ok(last);
+        }
+        let last = self
+            .catalog
+            .upload_last_write(id)?
+            .unwrap_or(0)
+            .max(doc.start_time_ms);
+        Ok(self.note_upload_activity(id, last))
+    }
+
+    /// Records activity at `at` (keeping a later one already noted); returns the latest.
+    fn note_upload_activity(&self, id: &str, at: i64) -> i64 {
+        let mut activity = lock(&self.upload_activity);
+        let last = activity.entry(id.to_string()).or_insert(at);
+        *last = (*last).max(at);
+        *last
+    }
+
+    /// Ends an upload `error` with `reason` and releases its blocks (the next GC frees
+    /// them unless something else references them).
+    pub(crate) fn fail_upload(&self, id: &str, reason: &str) -> EbsResult<()> {
         if let Some(row) = self.catalog.resource(id)? {
             let mut doc = snapshots::doc_of(&row)?;
             doc.state_message = Some(reason.into());
@@ -373,7 +406,7 @@ impl Cloud {
             }
             let doc = snapshots::doc_of(&row)?;
             if let Some(upload) = &doc.upload
-                && self.upload_timed_out(&row.id, &doc, upload)
+                && self.upload_timed_out(&row.id, &doc, upload)?
             {
                 self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
                 expired += 1;
@@ -549,7 +582,7 @@ impl Cloud {
         if recorded.is_empty() {
             self.catalog.put_upload_block(id, index, "")?;
         }
-        lock(&self.upload_activity).insert(id.to_string(), now_ms());
+        self.note_upload_activity(id, now_ms());
         Ok(B64.encode(hash.0))
     }
 

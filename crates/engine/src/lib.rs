@@ -117,8 +117,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Cloud {
     /// Opens the cloud on `data` serving `regions`, and recovers from a previous crash
-    /// (snapshots that were being taken are marked `error`; images being copied become
-    /// `available` if their snapshots were complete, else `failed`).
+    /// (snapshots that were being taken are marked `error`, EBS direct uploads resume;
+    /// images being copied become `available` if their snapshots were complete, else
+    /// `failed`).
     pub fn open(data: DataDir, regions: &[String]) -> Result<Arc<Self>, OpenError> {
         Self::open_with(data, regions, CloudOptions::default())
     }

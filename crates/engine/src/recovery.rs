@@ -9,16 +9,26 @@
 //! | DeleteVolume | dir destroyed → row deleted | row without dir: row deleted |
 //! | CreateSnapshot / CopySnapshot | row `pending` → manifest → row `completed` | manifest present: `completed`; absent: `error` |
 //! | DeleteSnapshot | manifest deleted → row deleted | `completed` row without manifest: row deleted |
+//! | PutSnapshotBlock | block stored and synced → `upload_blocks` row → 201 | block without row: unacknowledged, collected by GC |
+//! | CompleteSnapshot | manifest → row `completed` → `upload_blocks` cleared | manifest present: `completed` |
 //!
 //! Manifests with no catalog row at all are deleted (their blocks go at the next GC).
+//!
+//! An EBS direct upload (`pending`, no manifest) is resumed, not failed: it stays
+//! `pending` and keeps its acknowledged blocks, which stay GC roots through the
+//! catalog. It ends `error` only if its Timeout passed while the service was down, or if
+//! a block it acknowledged is missing from the block store (then completing it would
+//! produce a corrupt snapshot). Upload blocks left behind by snapshots that are no
+//! longer pending are released.
 
 use std::collections::HashSet;
 
-use blockstore::ResourceId;
+use blockstore::{BlockHash, BlockStore, ResourceId};
 use catalog::ResourceRow;
 use volume::Volume;
 
-use crate::{Cloud, Ec2Result, ids, snapshots, volumes};
+use crate::ebs::EbsError;
+use crate::{Cloud, Ec2Error, Ec2Result, ids, snapshots, volumes};
 
 impl Cloud {
     /// Runs every recovery step; errors are logged per item, not fatal.
@@ -76,6 +86,10 @@ impl Cloud {
                 ("pending", true) => {
                     tracing::info!(snapshot = %row.id, "snapshot data was complete before the restart");
                     snapshots::mark_completed(self, row)?;
+                    self.catalog.clear_upload(&row.id)?;
+                }
+                ("pending", false) if snapshots::doc_of(row)?.upload.is_some() => {
+                    self.resume_upload(row, &storage.store)?;
                 }
                 ("pending", false) => snapshots::fail_interrupted(self, row)?,
                 ("completed", false) => {
@@ -85,6 +99,7 @@ impl Cloud {
                 _ => {}
             }
         }
+        self.release_finished_uploads()?;
         for storage in self.regions.values() {
             for id in storage.store.list_snapshots()? {
                 if !known.contains(id.as_str()) {
@@ -95,4 +110,62 @@ impl Cloud {
         }
         Ok(())
     }
+
+    /// Keeps an EBS direct upload that was in progress `pending`, or fails it if it
+    /// timed out meanwhile or lost a block it acknowledged.
+    fn resume_upload(&self, row: &ResourceRow, store: &BlockStore) -> Ec2Result<()> {
+        let doc = snapshots::doc_of(row)?;
+        let Some(upload) = &doc.upload else {
+            return Ok(());
+        };
+        let ebs = |e: EbsError| Ec2Error::internal("upload recovery", e.message);
+        if self.upload_timed_out(&row.id, &doc, upload).map_err(ebs)? {
+            tracing::warn!(snapshot = %row.id, "upload timed out while the service was down");
+            return self
+                .fail_upload(&row.id, "The upload timed out before CompleteSnapshot")
+                .map_err(ebs);
+        }
+        let blocks = self.catalog.upload_blocks(&row.id)?;
+        let mut missing = Vec::new();
+        for (index, hex) in &blocks {
+            if hex.is_empty() {
+                continue;
+            }
+            let present = match hex.parse::<BlockHash>() {
+                Ok(hash) => store.has_block(&hash)?,
+                Err(_) => false,
+            };
+            if !present {
+                missing.push(*index);
+            }
+        }
+        if let Some(first) = missing.first() {
+            tracing::error!(snapshot = %row.id, missing = missing.len(), "upload lost acknowledged blocks");
+            let reason = format!(
+                "The upload could not be resumed after a restart of the service: {} acknowledged block(s) are missing from the block store (first: block index {first})",
+                missing.len()
+            );
+            return self.fail_upload(&row.id, &reason).map_err(ebs);
+        }
+        tracing::info!(snapshot = %row.id, blocks = blocks.len(), "resuming an upload in progress");
+        Ok(())
+    }
+
+    /// Releases recorded upload blocks of snapshots that are gone or no longer pending.
+    fn release_finished_uploads(&self) -> Ec2Result<()> {
+        for id in self.catalog.upload_snapshot_ids()? {
+            let pending = self
+                .catalog
+                .resource(&id)?
+                .is_some_and(|row| row.kind == snapshots::KIND && row.state == "pending");
+            if !pending {
+                tracing::info!(snapshot = %id, "releasing the blocks of a finished upload");
+                self.catalog.clear_upload(&id)?;
+            }
+        }
+        Ok(())
+    }
 }
+
+#[cfg(test)]
+mod tests;
