@@ -8,6 +8,7 @@ server. Loopback only."""
 
 import http.client
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -228,3 +229,34 @@ def test_bad_certificate_or_key_files_stop_startup_naming_the_file(pki, tmp_path
     # One without the other.
     err = serve_exits(tmp_path, "--tls-cert", str(pki / "server.pem"))
     assert "--tls-key" in err, err
+
+
+def test_sigterm_waits_for_a_request_in_flight_over_tls(pki, tmp_path):
+    srv = Server(tmp_path / "data", tls=(pki / "server.pem", pki / "server.key", pki / "ca.pem"))
+    try:
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        body = b"Action=DescribeRegions&Version=2016-11-15"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: application/x-www-form-urlencoded\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+                time.sleep(0.5)  # the server has the headers; the body is incomplete
+                srv.proc.send_signal(signal.SIGTERM)
+                time.sleep(1)
+                assert srv.proc.poll() is None, "openami quit with a request in flight"
+                s.sendall(body[10:])
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+        # Unsigned, so an AWS-style refusal: but a complete HTTP answer over TLS.
+        assert answer.startswith(b"HTTP/1.1 "), answer
+        assert srv.proc.wait(timeout=30) == 0
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+        srv.log.close()
