@@ -260,3 +260,39 @@ def test_sigterm_waits_for_a_request_in_flight_over_tls(pki, tmp_path):
             srv.proc.kill()
             srv.proc.wait()
         srv.log.close()
+
+
+def openami_snapshot(srv, creds, tmp_path, *args, ca=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null", OPENAMI_CACHE_DIR=str(tmp_path / "cache"))
+    if ca:
+        env["AWS_CA_BUNDLE"] = str(ca)
+    return subprocess.run([openami_bin(), "snapshot", *args, "--endpoint", srv.endpoint,
+                           "--region", "us-east-1", "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_openami_snapshot_client_trusts_aws_ca_bundle(tls_server, creds, pki, tmp_path):
+    data = os.urandom(3 * MIB + 100)
+    image = tmp_path / "disk.raw"
+    image.write_bytes(data)
+    # Not trusted without the bundle.
+    out = openami_snapshot(tls_server, creds, tmp_path, "upload", str(image))
+    assert out.returncode != 0, "uploaded to a server whose issuer is unknown"
+    out = openami_snapshot(tls_server, creds, tmp_path, "upload", str(image), ca=pki / "ca.pem")
+    assert out.returncode == 0, out.stderr
+    sid = out.stdout.strip()
+    assert sid.startswith("snap-"), out.stdout
+    ec2 = client(tls_server, creds, verify=str(pki / "ca.pem"))
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid],
+                                              WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    down = tmp_path / "down.raw"
+    out = openami_snapshot(tls_server, creds, tmp_path, "download", sid, str(down), ca=pki / "ca.pem")
+    assert out.returncode == 0, out.stderr
+    with open(down, "rb") as f:
+        assert f.read(len(data)) == data
+    # A bundle that cannot be read is named.
+    out = openami_snapshot(tls_server, creds, tmp_path, "upload", str(image),
+                           ca=tmp_path / "no-such-ca.pem")
+    assert out.returncode != 0 and "no-such-ca.pem" in out.stderr, out.stderr
