@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -41,11 +42,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, extra_args=(), port=None):
+    """`tls=(cert, key, ca)` serves HTTPS with that PEM chain and key (the health check
+    trusts the CA file `ca`); without it, plain HTTP."""
+
+    def __init__(self, data_dir: Path, extra_args=(), port=None, tls=None):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        context = None
+        if tls:
+            cert, key, ca = tls
+            self.extra_args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            context = ssl.create_default_context(cafile=str(ca))
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "server.log", "ab")
         self.proc = subprocess.Popen(
             [openami_bin(), "serve", "--data-dir", str(data_dir),
@@ -57,7 +66,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError("openami exited during startup; see server.log")
             try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1,
+                                            context=context) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -77,7 +77,8 @@ pub struct ServeArgs {
         default_value = "us-east-1,us-west-2,eu-west-1,ap-northeast-2"
     )]
     pub regions: Vec<String>,
-    /// Endpoint URL that DescribeRegions reports (default: http://<listen>).
+    /// Endpoint URL that DescribeRegions reports (default: http://<listen>, or
+    /// https://<listen> with --tls-cert).
     #[arg(long, env = "OPENAMI_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
     /// QEMU accelerator for instances: auto (KVM when it really boots a guest here, else
@@ -124,6 +125,23 @@ pub struct ServeArgs {
     /// Rotated audit logs kept (`audit.log.1` … `audit.log.N`).
     #[arg(long, env = "OPENAMI_AUDIT_KEEP", default_value_t = 10)]
     pub audit_keep: usize,
+    /// Serve HTTPS with this certificate chain (PEM, server certificate first); needs
+    /// --tls-key. Without both, the server speaks plain HTTP.
+    #[arg(
+        long,
+        env = "OPENAMI_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(
+        long,
+        env = "OPENAMI_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

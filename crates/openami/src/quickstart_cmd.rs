@@ -382,7 +382,11 @@ fn now_ms() -> i64 {
 
 /// Fails clearly unless an HTTP server answers at `endpoint`.
 async fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    for cert in crate::ebs_client::ca_bundle_from_env()? {
+        client = client.add_root_certificate(cert);
+    }
+    let client = client
         .timeout(Duration::from_secs(10))
         .build()
         .context("creating an HTTP client")?;

@@ -4,7 +4,8 @@
 //! It serves the EC2 Query API (with SSM, Auto Scaling and ELBv2 beside it) at `/` and
 //! `GET /health`, owns the data directory
 //! exclusively, collects garbage in the background and shuts down cleanly on SIGTERM or
-//! SIGINT (waiting for snapshots in progress).
+//! SIGINT (waiting for snapshots in progress). With `--tls-cert`/`--tls-key` it speaks
+//! HTTPS (see [`crate::tls`]), otherwise plain HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             "invalid region name {region:?}"
         );
     }
+    // Read before anything else starts, so that a bad file is the first error reported.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::load_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     let data = DataDir::open(&args.data.data_dir, true)?;
     let _owner = data.lock_exclusive()?;
     for region in &args.regions {
@@ -87,7 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     autoscaling.start();
     let services: Vec<Arc<dyn awsquery::Service>> =
         vec![Arc::clone(&autoscaling) as _, Arc::clone(&elb) as _];
-    let result = runtime.block_on(serve(args, listener, Arc::clone(&cloud), services));
+    let result = runtime.block_on(serve(args, listener, tls, Arc::clone(&cloud), services));
     autoscaling.shutdown();
     elb.shutdown();
     cloud.shutdown();
@@ -129,6 +136,7 @@ fn imds_relay() -> anyhow::Result<Vec<String>> {
 async fn serve(
     args: ServeArgs,
     listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     cloud: Arc<Cloud>,
     services: Vec<Arc<dyn awsquery::Service>>,
 ) -> anyhow::Result<()> {
@@ -137,6 +145,7 @@ async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(
         listen = %local,
+        tls = tls.is_some(),
         data_dir = %cloud.data_dir().root().display(),
         regions = ?args.regions,
         "openami serving"
@@ -147,10 +156,10 @@ async fn serve(
             Duration::from_secs(args.gc_interval),
         ));
     }
-    let endpoint = args
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+    let endpoint = args.endpoint_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{local}")
+    });
     let audit_dir = cloud
         .data_dir()
         .private_subdir("audit")
@@ -172,10 +181,20 @@ async fn serve(
         .fallback(not_found);
     // The client's address (ConnectInfo) is what the audit log records as the source.
     let app = app.into_make_service_with_connect_info::<api::audit::ClientAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)
+                .context("starting the TLS listener")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTPS")?;
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+    }
     tracing::info!("openami stopped");
     Ok(())
 }
