@@ -221,10 +221,16 @@ def test_routing_on_the_signing_service(server, alice):
     assert status == 400 and json.loads(body)["__type"] == "InvalidAction"
     status, body = signed("ssm", "AmazonSSM.GetParameter", body="{")
     assert status == 400 and json.loads(body)["__type"] == "SerializationException"
+    # Auto Scaling is served beside them, in the query protocol's envelope.
     status, body = signed("autoscaling", body="Action=DescribeAutoScalingGroups&Version=2011-01-01")
+    error = ET.fromstring(body).find("{*}Error")
+    assert status == 400 and error.findtext("{*}Type") == "Sender", body
+    # A service openami does not serve is refused naming the ones it does.
+    status, body = signed("sqs", body="Action=ListQueues&Version=2012-11-05")
     error = ET.fromstring(body).find("Errors/Error")
     assert status == 403 and error.findtext("Code") == "SignatureDoesNotMatch"
-    assert "'autoscaling'" in error.findtext("Message") and "ec2 or ssm" in error.findtext("Message")
+    message = error.findtext("Message")
+    assert "'sqs'" in message and "ec2, ssm, autoscaling, elasticloadbalancing" in message, message
     # A wrong secret is refused in the JSON protocol's words.
     req = AWSRequest(method="POST", url=server.endpoint + "/", data="{}",
                      headers={"X-Amz-Target": "AmazonSSM.DescribeParameters",
