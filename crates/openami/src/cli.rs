@@ -142,6 +142,31 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's line and headers (from the connection's
+    /// start or the previous response); slower clients and idle keep-alive connections
+    /// are closed.
+    #[arg(long, env = "OPENAMI_HEADER_TIMEOUT", default_value_t = 30)]
+    pub header_timeout: u64,
+    /// Seconds a request body may go without receiving any byte before the request fails
+    /// and its connection closes.
+    #[arg(long, env = "OPENAMI_BODY_TIMEOUT", default_value_t = 60)]
+    pub body_timeout: u64,
+    /// Open connections at most; further connections wait (in the kernel's backlog) until
+    /// one closes. 0: no cap.
+    #[arg(long, env = "OPENAMI_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Requests per second each account may make (a token bucket; refused calls answer
+    /// RequestLimitExceeded / Throttling). 0: no limit.
+    #[arg(long, env = "OPENAMI_RATE_LIMIT", default_value_t = 0.0)]
+    pub rate_limit: f64,
+    /// The bucket size of --rate-limit: calls an idle account may make at once (default:
+    /// twice the rate, at least 1).
+    #[arg(long, env = "OPENAMI_RATE_BURST")]
+    pub rate_burst: Option<f64>,
+    /// EBS direct PutSnapshotBlock calls in flight per snapshot at most; more are refused
+    /// with RequestThrottledException (the client retries). 0: no cap.
+    #[arg(long, env = "OPENAMI_EBS_UPLOAD_CONCURRENCY", default_value_t = 64)]
+    pub ebs_upload_concurrency: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,7 @@ mod serve;
 mod snapshot_cmd;
 mod ssm_cmd;
 mod store_cmd;
+mod limits;
 mod tls;
 
 use clap::Parser;

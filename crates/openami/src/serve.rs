@@ -178,19 +178,29 @@ async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .merge(api)
-        .fallback(not_found);
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(args.body_timeout.max(1)),
+            crate::limits::body_timeout,
+        ));
+    let header_timeout = Duration::from_secs(args.header_timeout.max(1));
     // The client's address (ConnectInfo) is what the audit log records as the source.
     let app = app.into_make_service_with_connect_info::<api::audit::ClientAddr>();
     match tls {
         Some(config) => {
             let listener = crate::tls::TlsListener::new(listener, config)
                 .context("starting the TLS listener")?;
+            let listener =
+                crate::limits::LimitedListener::new(listener, args.max_connections, header_timeout);
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving HTTPS")?;
         }
-        None => axum::serve(listener, app)
+        None => axum::serve(
+            crate::limits::LimitedListener::new(listener, args.max_connections, header_timeout),
+            app,
+        )
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")?,
