@@ -135,6 +135,7 @@ fn authenticate(
             message: "The security token included in the request is invalid.".into(),
         })?;
     seen.1 = Some(account.clone());
+    state.api.limits.ebs_admit(&account)?;
     Ok(Caller {
         account_id: account,
         region: verified.region,
@@ -376,6 +377,7 @@ async fn put_snapshot_block(
                 checksum,
                 algorithm,
             };
+            let _slot = s.api.limits.upload_slot(&id)?;
             let sum = s.api.cloud.put_snapshot_block(&caller, &id, block)?;
             Ok((
                 StatusCode::CREATED,

@@ -20,6 +20,7 @@ pub mod instance_options;
 pub mod instances;
 pub mod keypairs;
 pub mod launch_templates;
+pub mod limits;
 pub mod params;
 mod query_services;
 mod redact;
@@ -62,6 +63,8 @@ pub struct ApiConfig {
     pub services: Vec<Arc<dyn awsquery::Service>>,
     /// Where state-changing calls are recorded (see [`audit`]); `None` records nothing.
     pub audit: Option<Arc<audit::AuditLog>>,
+    /// Request rate and upload concurrency limits (see [`limits`]).
+    pub limits: limits::LimitConfig,
 }
 
 #[derive(Debug)]
@@ -70,6 +73,7 @@ struct ApiState {
     policy: Policy,
     endpoint: String,
     services: Vec<Arc<dyn awsquery::Service>>,
+    limits: limits::Limits,
 }
 
 /// The router serving the EC2 API (and SSM Parameter Store) at `/`.
@@ -79,6 +83,7 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         policy: Policy::new("ec2", config.regions),
         endpoint: config.endpoint,
         services: config.services,
+        limits: limits::Limits::new(config.limits),
     });
     let router = Router::new()
         .route("/", any(services::root))
@@ -284,6 +289,7 @@ fn handle(
     let name = params.required("Action").map_err(fail)?;
     event.action = name.clone();
     let named = |e: Ec2Error| (Some(name.clone()), e);
+    state.limits.ec2_admit(&caller.account_id).map_err(named)?;
     run(state, &caller, &params, &name)
         .map(|inner| (name.clone(), inner))
         .map_err(named)

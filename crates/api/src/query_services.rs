@@ -184,6 +184,7 @@ fn handle(
             )
         })?;
     event.account_id = Some(account_id.clone());
+    state.limits.query_admit(&account_id).map_err(fail)?;
     let caller = Caller {
         account_id,
         region: verified.region,

@@ -147,6 +147,9 @@ fn ssm_handle(
     };
     event.account_id = Some(account.clone());
     add_ssm_resources(event, body);
+    if !state.limits.admit(&account) {
+        return ssm_error(400, "ThrottlingException", "Rate exceeded");
+    }
     ssm::handle(catalog, &account, &verified.region, target, body)
 }
 

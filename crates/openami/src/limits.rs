@@ -13,8 +13,8 @@
 //!   (no bytes) for `--body-timeout`: the handler answers an error and the connection,
 //!   whose body was not read to its end, closes.
 
-use std::io;
 use std::future::Future as _;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -246,7 +246,6 @@ impl HttpBody for TimedBody {
         self.inner.size_hint()
     }
 }
-
 
 #[cfg(test)]
 mod tests {

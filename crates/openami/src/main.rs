@@ -18,12 +18,12 @@ mod bench;
 mod catalog_cmd;
 mod cli;
 mod ebs_client;
+mod limits;
 mod quickstart_cmd;
 mod serve;
 mod snapshot_cmd;
 mod ssm_cmd;
 mod store_cmd;
-mod limits;
 mod tls;
 
 use clap::Parser;

@@ -173,6 +173,11 @@ async fn serve(
             endpoint,
             services,
             audit: Some(Arc::new(audit)),
+            limits: api::limits::LimitConfig {
+                rate: args.rate_limit,
+                burst: args.rate_burst.unwrap_or((args.rate_limit * 2.0).max(1.0)),
+                ebs_upload_concurrency: args.ebs_upload_concurrency,
+            },
         },
     );
     let app = Router::new()
@@ -201,9 +206,9 @@ async fn serve(
             crate::limits::LimitedListener::new(listener, args.max_connections, header_timeout),
             app,
         )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?,
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?,
     }
     tracing::info!("openami stopped");
     Ok(())
