@@ -95,6 +95,16 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// A response is going out: the next request's head is awaited from now. The timer
+    /// is polled at once so that it wakes the connection's task (the one writing) when it
+    /// expires, even if no read is pending by then.
+    fn await_head(&mut self, cx: &mut Context<'_>) {
+        let mut deadline = Box::pin(tokio::time::sleep(self.header_timeout));
+        let _ = deadline.as_mut().poll(cx);
+        self.deadline = Some(deadline);
+        self.tail = [0; 3];
+    }
+
     /// Notes bytes read while a head is awaited: the head ends at an empty line.
     fn saw(&mut self, bytes: &[u8]) {
         if self.deadline.is_none() || bytes.is_empty() {
@@ -155,9 +165,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
             && n > 0
             && this.deadline.is_none()
         {
-            // A response is going out: the next request's head is awaited from now.
-            this.deadline = Some(Box::pin(tokio::time::sleep(this.header_timeout)));
-            this.tail = [0; 3];
+            this.await_head(cx);
         }
         written
     }
@@ -181,8 +189,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
             && n > 0
             && this.deadline.is_none()
         {
-            this.deadline = Some(Box::pin(tokio::time::sleep(this.header_timeout)));
-            this.tail = [0; 3];
+            this.await_head(cx);
         }
         written
     }
