@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the openami server on a data directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (works while the server runs).
     #[command(subcommand)]
     Account(AccountCommand),
@@ -277,7 +277,7 @@ pub enum BenchCommand {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => crate::serve::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Account(cmd) => crate::account_cmd::run(cmd),
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog_cmd::import(args),
         Command::Store(cmd) => crate::store_cmd::run(cmd),
