@@ -7,6 +7,7 @@ loopback."""
 
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -18,6 +19,7 @@ from botocore.config import Config
 
 from conftest import Server, error_code
 from test_ebs import BLOCK, complete, put, read_all
+from test_tls import pki  # noqa: F401 - the fixture
 
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
@@ -178,6 +180,12 @@ def test_rate_limit_per_account(make_server):
         for _ in range(12):
             ssm.describe_parameters()
     assert error_code(e.value) == "ThrottlingException"
+    # The query services answer Throttling.
+    autoscaling = client(srv, alice, "autoscaling")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        for _ in range(12):
+            autoscaling.describe_auto_scaling_groups()
+    assert error_code(e.value) == "Throttling"
     # A second later the account has tokens again.
     time.sleep(1.2)
     ec2.describe_regions()
@@ -238,3 +246,37 @@ def test_ebs_upload_concurrency_cap(make_server):
     ec2 = client(srv, creds, "ec2")
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     assert read_all(ebs, sid) == blocks
+
+
+def test_slowloris_over_tls_is_cut_off(pki, tmp_path):  # noqa: F811 - the fixture
+    srv = Server(tmp_path / "data", extra_args=["--header-timeout", "2"],
+                 tls=(pki / "server.pem", pki / "server.key", pki / "ca.pem"))
+    try:
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        sock = context.wrap_socket(connect(srv), server_hostname="localhost")
+        started = time.monotonic()
+        sock.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        with urllib.request.urlopen(srv.endpoint + "/health", timeout=5, context=context) as r:
+            assert r.status == 200  # a normal client is served meanwhile
+        closed = None
+        for _ in range(40):
+            try:
+                sock.send(b"X")
+            except OSError:
+                closed = time.monotonic()
+                break
+            sock.settimeout(0.3)
+            try:
+                if sock.recv(4096) == b"":
+                    closed = time.monotonic()
+                    break
+            except (socket.timeout, ssl.SSLWantReadError):
+                pass
+            except (OSError, ssl.SSLError):
+                closed = time.monotonic()
+                break
+        assert closed is not None, "the slow TLS client was never cut off"
+        assert 1.5 <= closed - started <= 8, closed - started
+        sock.close()
+    finally:
+        assert srv.stop() == 0
