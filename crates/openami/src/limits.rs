@@ -8,7 +8,9 @@
 //!   connection when a request's head (request line and headers) has not fully arrived
 //!   within `--header-timeout` of the connection opening or of the previous response —
 //!   so a slowloris client is cut off, and an idle keep-alive connection closes after
-//!   the same time.
+//!   the same time. (A client pipelining requests has its next head awaited from the
+//!   first byte of a response on; no SDK pipelines.) Over TLS the handshake (with its own
+//!   time limit, see [`crate::tls`]) runs before a connection takes its slot.
 //! * [`body_timeout`] is a middleware that fails a request body that makes no progress
 //!   (no bytes) for `--body-timeout`: the handler answers an error and the connection,
 //!   whose body was not read to its end, closes.
