@@ -104,7 +104,8 @@ fn server() -> &'static Server {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let server = server();
     let mut conn = UnixStream::connect(&server.socket).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     // The server may hang up before reading everything: a failed write is fine.
     let _ = conn.write_all(data);
     let _ = conn.shutdown(Shutdown::Write);
