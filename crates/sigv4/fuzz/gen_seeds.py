@@ -17,7 +17,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", "verify"
 def render(flags, req, body):
     from urllib.parse import urlsplit
     u = urlsplit(req.url)
-    lines = [req.method, u.path or "/", u.query]
+    lines = [req.method, u.path or "/", "?" + u.query]
     lines += [f"{k}: {v}" for k, v in req.headers.items()]
     return bytes([flags]) + ("\n".join(lines) + "\n\n").encode() + body
 

@@ -1,8 +1,8 @@
 //! Fuzz `sigv4::verify` and `sigv4::scope_service` on an arbitrary request.
 //!
 //! Input: the first byte picks the policy's service (`ec2`/`ebs`) and whether a known
-//! access key is configured; the rest is text: method, path and query on the first three
-//! lines, then `Name: value` header lines up to an empty line, then the body. Checks that
+//! access key is configured; the rest is text: method, path and `?query` (`?` alone when
+//! empty) on the first three lines, then `Name: value` header lines up to an empty line, then the body. Checks that
 //! nothing panics, and that a verified request names the service its scope names.
 #![no_main]
 
@@ -26,6 +26,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let method = lines.next().unwrap_or("");
     let path = lines.next().unwrap_or("");
     let query = lines.next().unwrap_or("");
+    let query = query.strip_prefix('?').unwrap_or(query);
     let headers: Vec<(String, String)> = lines
         .map(|l| {
             let (n, v) = l.split_once(':').unwrap_or((l, ""));
