@@ -299,30 +299,7 @@ async fn start_snapshot(
     body: Bytes,
 ) -> Response {
     run(s, method, uri, headers, body, |s, caller, _, _, body| {
-        let v: Value = serde_json::from_slice(body).map_err(|e| EbsError::validation("INVALID_PARAMETER_VALUE", format!("The request body is not valid JSON: {e}")))?;
-        let volume_size = v.get("VolumeSize").and_then(Value::as_i64).ok_or_else(|| EbsError::validation("INVALID_VOLUME_SIZE", "VolumeSize is required."))?;
-        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let tags = v
-            .get("Tags")
-            .and_then(Value::as_array)
-            .map(|tags| {
-                tags.iter()
-                    .map(|t| (t.get("Key").and_then(Value::as_str).unwrap_or("").to_string(), t.get("Value").and_then(Value::as_str).unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let started = s.api.cloud.start_snapshot(
-            &caller,
-            StartSnapshot {
-                volume_size,
-                parent_snapshot_id: text("ParentSnapshotId"),
-                tags,
-                description: text("Description"),
-                client_token: text("ClientToken"),
-                encrypted: v.get("Encrypted").and_then(Value::as_bool).unwrap_or(false),
-                timeout: v.get("Timeout").and_then(Value::as_i64),
-            },
-        )?;
+        let started = s.api.cloud.start_snapshot(&caller, start_snapshot_body(body)?)?;
         let mut out = json!({
             "SnapshotId": started.snapshot_id,
             "OwnerId": started.owner_id,
@@ -341,6 +318,106 @@ async fn start_snapshot(
         Ok(response)
     })
     .await
+}
+
+/// The StartSnapshot JSON body.
+fn start_snapshot_body(body: &[u8]) -> EbsResult<StartSnapshot> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        EbsError::validation(
+            "INVALID_PARAMETER_VALUE",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
+    let volume_size = v
+        .get("VolumeSize")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| EbsError::validation("INVALID_VOLUME_SIZE", "VolumeSize is required."))?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let tags = v
+        .get("Tags")
+        .and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .map(|t| {
+                    (
+                        t.get("Key")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        t.get("Value")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(StartSnapshot {
+        volume_size,
+        parent_snapshot_id: text("ParentSnapshotId"),
+        tags,
+        description: text("Description"),
+        client_token: text("ClientToken"),
+        encrypted: v.get("Encrypted").and_then(Value::as_bool).unwrap_or(false),
+        timeout: v.get("Timeout").and_then(Value::as_i64),
+    })
+}
+
+/// Parses what an EBS direct request carries besides its signature, without running it:
+/// the operation its method and path name, the snapshot id and block index in the path,
+/// the paging and `blockToken` query parameters, the PutSnapshotBlock and
+/// CompleteSnapshot headers given as `(name, value)` pairs, and the StartSnapshot JSON
+/// body. The same functions the handlers use; for the fuzz target (`crates/api/fuzz`).
+/// Returns the operation name (empty when no route matches) or the first error.
+#[doc(hidden)]
+pub fn parse_request(
+    method: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<&'static str, String> {
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let uri: Uri = path_and_query
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name =
+            axum::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value =
+            axum::http::HeaderValue::from_bytes(value.as_bytes()).map_err(|e| e.to_string())?;
+        map.append(name, value);
+    }
+    let path = uri.path();
+    let op = operation(&method, path);
+    let _ = path_snapshot_id(path);
+    let err = |e: EbsError| format!("{} {}: {}", e.status, e.kind, e.message);
+    let q = query(&uri);
+    match op {
+        "StartSnapshot" => {
+            start_snapshot_body(body).map_err(err)?;
+        }
+        "PutSnapshotBlock" | "GetSnapshotBlock" => {
+            let index = path.trim_matches('/').rsplit('/').next().unwrap_or("");
+            int_param::<u64>(Some(index), "BlockIndex").map_err(err)?;
+            int_param::<u64>(header(&map, "x-amz-data-length"), "x-amz-Data-Length")
+                .map_err(err)?;
+            let _ = (header(&map, "x-amz-checksum"), q.get("blockToken"));
+        }
+        "CompleteSnapshot" => {
+            int_param::<u64>(
+                header(&map, "x-amz-changedblockscount"),
+                "x-amz-ChangedBlocksCount",
+            )
+            .map_err(err)?;
+        }
+        "ListSnapshotBlocks" | "ListChangedBlocks" => {
+            paging(&q).map_err(err)?;
+        }
+        _ => {}
+    }
+    Ok(op)
 }
 
 async fn put_snapshot_block(

@@ -15,6 +15,8 @@
 pub mod action;
 pub mod audit;
 mod ebs;
+#[doc(hidden)]
+pub use ebs::parse_request as ebs_parse_request;
 pub mod images;
 pub mod instance_options;
 pub mod instances;

@@ -264,6 +264,32 @@ mod tests {
         .unwrap()
     }
 
+    /// The fuzz target's seeds (`fuzz/seeds/manifest/`) are manifests encoded by this code,
+    /// behind the target's mode byte (1: as is; 0: without the checksum, which the target
+    /// appends). `OPENAMI_WRITE_FUZZ_SEEDS=1` rewrites them.
+    #[test]
+    fn fuzz_seeds_are_encoded_manifests() {
+        let root = Manifest::new(id("snap-0"), None, 512, 1_700_000_000_000, vec![]).unwrap();
+        for (name, m) in [("child", sample()), ("root", root)] {
+            let bytes = m.encode();
+            let unsummed = &bytes[..bytes.len() - CHECKSUM_LEN];
+            for (suffix, seed) in [
+                ("", [&[1u8][..], &bytes].concat()),
+                ("-unsummed", [&[0u8][..], unsummed].concat()),
+            ] {
+                let path = format!(
+                    "{}/fuzz/seeds/manifest/{name}{suffix}",
+                    env!("CARGO_MANIFEST_DIR")
+                );
+                if std::env::var_os("OPENAMI_WRITE_FUZZ_SEEDS").is_some() {
+                    std::fs::write(&path, &seed).unwrap();
+                }
+                assert_eq!(std::fs::read(&path).unwrap(), seed, "{path}");
+            }
+            assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        }
+    }
+
     #[test]
     fn roundtrip_and_lookup() {
         let m = sample();

@@ -110,6 +110,17 @@ fn qcow2_backing_file() {
     refused(&p, "backing file \"base.img\"");
 }
 
+/// Found by the qcow2 fuzz target: a backing file name offset near `u64::MAX` overflowed
+/// `offset + len` (a panic with overflow checks); the image is refused, the name unread.
+#[test]
+fn qcow2_backing_file_offset_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = qcow2(dir.path());
+    patch(&p, 8, &u64::MAX.to_be_bytes());
+    patch(&p, 16, &8u32.to_be_bytes());
+    refused(&p, "backing file");
+}
+
 #[test]
 fn qcow2_external_data_file_bit() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,3 +32,11 @@ pub use bitmap::Bitmap;
 pub use error::VolumeError;
 pub use snapshot::{PendingSnapshot, SnapshotProgress, SnapshotSummary};
 pub use volume::{MAX_VOLUME_SIZE, Volume};
+
+/// Decodes a volume state file (the format drawn in the `state` module) and encodes what
+/// it decoded again: `Ok` holds the re-encoded bytes, `Err` the decoder's reason. For the
+/// fuzz target (`crates/volume/fuzz`) and seed generation; volumes never call it.
+#[doc(hidden)]
+pub fn state_file_round_trip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    state::VolumeState::decode(bytes).map(|s| s.encode())
+}

@@ -150,6 +150,54 @@ impl VolumeState {
 mod tests {
     use super::*;
 
+    /// The fuzz target's seeds (`fuzz/seeds/state/`) are state files encoded by this code,
+    /// behind the target's mode byte (1: as is; 0: without the checksum, which the target
+    /// appends). `OPENAMI_WRITE_FUZZ_SEEDS=1` rewrites them.
+    #[test]
+    fn fuzz_seeds_are_encoded_state_files() {
+        let mut presence = Bitmap::new(21);
+        presence.set(3, true);
+        presence.set(20, true);
+        let mut dirty = Bitmap::new(21);
+        dirty.set(3, true);
+        let backed = VolumeState {
+            clean: false,
+            deleting: false,
+            size: 20 * BLOCK_SIZE as u64 + 512,
+            id: ResourceId::new("vol-0123456789abcdef0").unwrap(),
+            backing: Some(ResourceId::new("snap-0123456789abcdef0").unwrap()),
+            presence,
+            dirty,
+        };
+        let fresh = VolumeState {
+            clean: true,
+            deleting: true,
+            size: BLOCK_SIZE as u64,
+            id: ResourceId::new("vol-1").unwrap(),
+            backing: None,
+            presence: Bitmap::new(1),
+            dirty: Bitmap::new(1),
+        };
+        for (name, state) in [("backed", backed), ("fresh", fresh)] {
+            let bytes = state.encode();
+            let unsummed = &bytes[..bytes.len() - 32];
+            for (suffix, seed) in [
+                ("", [&[1u8][..], &bytes].concat()),
+                ("-unsummed", [&[0u8][..], unsummed].concat()),
+            ] {
+                let path = format!(
+                    "{}/fuzz/seeds/state/{name}{suffix}",
+                    env!("CARGO_MANIFEST_DIR")
+                );
+                if std::env::var_os("OPENAMI_WRITE_FUZZ_SEEDS").is_some() {
+                    std::fs::write(&path, &seed).unwrap();
+                }
+                assert_eq!(std::fs::read(&path).unwrap(), seed, "{path}");
+            }
+            assert_eq!(VolumeState::decode(&bytes).unwrap(), state);
+        }
+    }
+
     #[test]
     fn roundtrip_and_corruption() {
         let mut presence = Bitmap::new(21);

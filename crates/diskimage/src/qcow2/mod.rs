@@ -207,7 +207,8 @@ impl Qcow2Reader {
 
 /// " \"NAME\"" for the refusal message, if the name is readable.
 fn backing_name(src: &Src, offset: u64, len: u32, cs: u64) -> String {
-    if offset == 0 || len == 0 || len > 1023 || offset + u64::from(len) > cs {
+    let end = offset.checked_add(u64::from(len));
+    if offset == 0 || len == 0 || len > 1023 || end.is_none_or(|end| end > cs) {
         return String::new();
     }
     let mut buf = vec![0u8; len as usize];
