@@ -368,7 +368,7 @@ fn describe(
     let from = timestamp(p, "StartTime")?;
     let to = timestamp(p, "EndTime")?;
     let max = p.int_in("MaxRecords", 1, 100)?.unwrap_or(50) as usize;
-    let mut list: Vec<Scheduled> = actions_of(access, catalog, caller)?
+    let list: Vec<Scheduled> = actions_of(access, catalog, caller)?
         .into_iter()
         .filter(|a| group.as_ref().is_none_or(|g| *g == a.group))
         .filter(|a| names.is_empty() || names.contains(&a.name))
@@ -377,17 +377,7 @@ fn describe(
             from.is_none_or(|f| at >= f) && to.is_none_or(|t| at <= t)
         })
         .collect();
-    if let Some(token) = p.string("NextToken").filter(|t| !t.is_empty()) {
-        let at = list.iter().position(|a| a.arn == token).ok_or_else(|| {
-            QueryError::new(
-                "InvalidNextToken",
-                format!("The token '{token}' is invalid."),
-            )
-        })?;
-        list.drain(..at);
-    }
-    let next = (list.len() > max).then(|| list[max].arn.clone());
-    list.truncate(max);
+    let (list, next) = crate::policies::page_by_arn(list, p.string("NextToken"), max, |a| &a.arn)?;
     let mut x = Xml::new();
     x.members("ScheduledUpdateGroupActions", &list, |x, a| a.render(x));
     x.opt("NextToken", next);

@@ -367,23 +367,13 @@ pub(super) fn describe_policies(
     let names = p.strings("PolicyNames")?;
     let types = p.strings("PolicyTypes")?;
     let max = p.int_in("MaxRecords", 1, 100)?.unwrap_or(50) as usize;
-    let mut list: Vec<Policy> = model::policies_of(access, catalog, caller)?
+    let list: Vec<Policy> = model::policies_of(access, catalog, caller)?
         .into_iter()
         .filter(|x| group.as_ref().is_none_or(|g| *g == x.group))
         .filter(|x| names.is_empty() || names.iter().any(|n| *n == x.name || *n == x.arn))
         .filter(|x| types.is_empty() || types.contains(&x.policy_type))
         .collect();
-    if let Some(token) = p.string("NextToken").filter(|t| !t.is_empty()) {
-        let at = list.iter().position(|x| x.arn == token).ok_or_else(|| {
-            QueryError::new(
-                "InvalidNextToken",
-                format!("The token '{token}' is invalid."),
-            )
-        })?;
-        list.drain(..at);
-    }
-    let next = (list.len() > max).then(|| list[max].arn.clone());
-    list.truncate(max);
+    let (list, next) = super::page_by_arn(list, p.string("NextToken"), max, |x| &x.arn)?;
     let mut x = Xml::new();
     x.members("ScalingPolicies", &list, |x, pol| pol.render(x));
     x.opt("NextToken", next);

@@ -158,6 +158,28 @@ impl Default for Policies {
     }
 }
 
+/// `NextToken` paging where the token is the ARN of the next page's first item (policies
+/// and scheduled actions): the page of at most `max` items and the next token.
+pub(crate) fn page_by_arn<T>(
+    mut list: Vec<T>,
+    token: Option<String>,
+    max: usize,
+    arn: impl Fn(&T) -> &String,
+) -> QueryResult<(Vec<T>, Option<String>)> {
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        let at = list.iter().position(|x| *arn(x) == token).ok_or_else(|| {
+            QueryError::new(
+                "InvalidNextToken",
+                format!("The token '{token}' is invalid."),
+            )
+        })?;
+        list.drain(..at);
+    }
+    let next = list.get(max).map(|x| arn(x).clone());
+    list.truncate(max);
+    Ok((list, next))
+}
+
 /// `ValidationError` for a group that does not exist (the core's wording).
 pub(crate) fn group_not_found(name: &str) -> QueryError {
     QueryError::validation(format!(
