@@ -298,28 +298,7 @@ impl Elb {
             ));
         }
         let all = self.list::<LbDoc>(caller, LB_KIND)?;
-        let mut out = Vec::new();
-        if !arns.is_empty() {
-            for a in &arns {
-                out.push(
-                    all.iter()
-                        .find(|s| &s.row.id == a)
-                        .cloned()
-                        .ok_or_else(lb_not_found)?,
-                );
-            }
-        } else if !names.is_empty() {
-            for n in &names {
-                out.push(
-                    all.iter()
-                        .find(|s| &s.doc.name == n)
-                        .cloned()
-                        .ok_or_else(lb_not_found)?,
-                );
-            }
-        } else {
-            out = all;
-        }
+        let out = crate::model::select(all, &arns, &names, |d| d.name.as_str(), lb_not_found)?;
         let (items, next) = page(out, p)?;
         let mut x = Xml::new();
         x.members("LoadBalancers", &items, |x, s| lb_xml(x, caller, s));

@@ -254,6 +254,39 @@ pub struct Stored<T> {
     pub doc: T,
 }
 
+/// What a Describe call asks for: the rows named by ARN, else by name, else all of them;
+/// a name or ARN that matches nothing is `not_found()`.
+pub fn select<T: Clone>(
+    all: Vec<Stored<T>>,
+    arns: &[String],
+    names: &[String],
+    name_of: impl Fn(&T) -> &str,
+    not_found: fn() -> QueryError,
+) -> QueryResult<Vec<Stored<T>>> {
+    if !arns.is_empty() {
+        arns.iter()
+            .map(|a| {
+                all.iter()
+                    .find(|s| &s.row.id == a)
+                    .cloned()
+                    .ok_or_else(not_found)
+            })
+            .collect()
+    } else if !names.is_empty() {
+        names
+            .iter()
+            .map(|n| {
+                all.iter()
+                    .find(|s| name_of(&s.doc) == n)
+                    .cloned()
+                    .ok_or_else(not_found)
+            })
+            .collect()
+    } else {
+        Ok(all)
+    }
+}
+
 /// 16 random hex digits.
 pub fn new_hex_id() -> String {
     hex::encode(engine::ids::random_bytes::<8>())

@@ -342,28 +342,7 @@ impl Elb {
         let lb = p.string("LoadBalancerArn");
         let all = self.list::<TgDoc>(caller, TG_KIND)?;
         let usage = self.usage(caller)?;
-        let mut out = Vec::new();
-        if !arns.is_empty() {
-            for a in &arns {
-                out.push(
-                    all.iter()
-                        .find(|s| &s.row.id == a)
-                        .cloned()
-                        .ok_or_else(tg_not_found)?,
-                );
-            }
-        } else if !names.is_empty() {
-            for n in &names {
-                out.push(
-                    all.iter()
-                        .find(|s| &s.doc.name == n)
-                        .cloned()
-                        .ok_or_else(tg_not_found)?,
-                );
-            }
-        } else {
-            out = all;
-        }
+        let mut out = crate::model::select(all, &arns, &names, |d| d.name.as_str(), tg_not_found)?;
         if let Some(lb) = lb {
             self.lb(caller, &lb).map_err(|_| lb_not_found())?;
             out.retain(|s| usage.get(&s.row.id).is_some_and(|v| v.contains(&lb)));
