@@ -259,7 +259,9 @@ def test_audit_log_refused_signature_and_query_services(own_server):
         ("ec2", "DeleteVolume"), ("elasticloadbalancing", "DeleteTargetGroup"),
         ("autoscaling", "DeleteAutoScalingGroup")]
     bad_sig, delete_tg, delete_group = lines
-    assert bad_sig["account_id"] is None and bad_sig["access_key_id"] is None
+    # A refused signature is recorded with the key id it claimed (as CloudTrail does), but
+    # no account: nothing about the signer was verified.
+    assert bad_sig["account_id"] is None and bad_sig["access_key_id"] == creds["AccessKeyId"]
     assert bad_sig["error_code"] == error_code(refused.value)
     assert bad_sig["status"] == refused.value.response["ResponseMetadata"]["HTTPStatusCode"]
     assert bad_sig["resources"] == ["vol-0123456789abcdef0"]

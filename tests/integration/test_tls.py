@@ -76,9 +76,9 @@ def client(srv, creds, verify, service="ec2"):
                         verify=verify, config=Config(retries={"max_attempts": 1}))
 
 
-def health(srv, ca):
+def health(srv, ca, timeout=5):
     context = ssl.create_default_context(cafile=str(ca))
-    with urllib.request.urlopen(srv.endpoint + "/health", timeout=5, context=context) as r:
+    with urllib.request.urlopen(srv.endpoint + "/health", timeout=timeout, context=context) as r:
         assert r.status == 200
         return r.read()
 
@@ -193,6 +193,27 @@ def test_a_stalled_handshake_times_out_without_blocking_others(tls_server, pki):
             pass
         waited = time.monotonic() - started
         assert 8 < waited < 20, f"stalled handshake closed after {waited:.1f} s"
+
+
+def test_a_flood_of_stalled_handshakes_is_bounded_and_then_served(tls_server, pki):
+    # openami runs at most 128 handshakes at once (tls::MAX_HANDSHAKES); further
+    # connections wait in the accept backlog. 140 silent clients therefore hold the
+    # server's handshake slots until their 10 s limit, and a real client behind them is
+    # served once those slots free up, not refused, and the server stays healthy.
+    flood = [socket.create_connection(("127.0.0.1", tls_server.port), timeout=30)
+             for _ in range(140)]
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert b'"ok"' in health(tls_server, pki / "ca.pem", timeout=30)
+        waited = time.monotonic() - started
+        assert 7 < waited < 25, f"a client behind the flood waited {waited:.1f} s"
+    finally:
+        for s in flood:
+            s.close()
+    started = time.monotonic()
+    assert b'"ok"' in health(tls_server, pki / "ca.pem")
+    assert time.monotonic() - started < 5
 
 
 def serve_exits(tmp_path, *args, env=None):

@@ -17,7 +17,8 @@
 //! * **What is logged**: calls whose action is not a read — `Describe*`, `Get*` and
 //!   `List*` are not logged (as CloudTrail's management events leave out reads by
 //!   default). Failed calls are logged with their status and error code, those whose
-//!   signature is refused too (without account and access key). Requests that fail
+//!   signature is refused too: with the access key id they claimed (when it looks like
+//!   one) and no account, since nothing about the signer was verified. Requests that fail
 //!   before their action is known (an unparseable body, a wrong HTTP verb) are not.
 //! * **Resources**: the ids named in the request parameters (`…Id`, `…Ids`, and for the
 //!   query services also `…Arn`, `…Name`), plus on success the ids the response names.

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -26,9 +25,10 @@ use axum::routing::{get, post};
 use engine::Caller;
 use engine::ebs::{BlockPage, BlockWrite, EbsError, EbsResult, StartSnapshot};
 use serde_json::{Value, json};
-use sigv4::{Policy, RequestParts};
+use sigv4::Policy;
 
-use crate::{ApiState, CatalogCredentials};
+use crate::ApiState;
+use crate::auth::{self, AuthFailure, Signer};
 
 /// The EBS direct block size.
 const BLOCK_SIZE: u64 = 512 * 1024;
@@ -104,41 +104,34 @@ fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-    seen: &mut (Option<String>, Option<String>),
+    signer: &mut Signer,
 ) -> EbsResult<Caller> {
-    let header_list = crate::header_pairs(headers);
-    let verified = sigv4::verify(
-        &RequestParts {
-            method: method.as_str(),
-            path: uri.path(),
-            query: uri.query().unwrap_or(""),
-            headers: &header_list,
-            body,
-        },
+    let found = auth::authenticate(
+        state.api.cloud.catalog(),
         &state.policy,
-        SystemTime::now(),
-        &CatalogCredentials(state.api.cloud.catalog()),
-    )
-    .map_err(|e| auth_error(&e))?;
-    seen.0 = Some(verified.access_key_id.clone());
-    let account = state
-        .api
-        .cloud
-        .catalog()
-        .access_key(&verified.access_key_id)
-        .map_err(|e| EbsError::from(engine::Ec2Error::from(e)))?
-        .map(|(account, _)| account)
-        .ok_or_else(|| EbsError {
-            kind: "UnrecognizedClientException",
-            status: 403,
-            reason: None,
-            message: "The security token included in the request is invalid.".into(),
-        })?;
-    seen.1 = Some(account.clone());
-    state.api.limits.ebs_admit(&account)?;
+        method,
+        uri,
+        headers,
+        body,
+        signer,
+    );
+    let authenticated = match found {
+        Ok(a) => a,
+        Err(AuthFailure::Signature(e)) => return Err(auth_error(&e)),
+        Err(AuthFailure::UnknownKey) => {
+            return Err(EbsError {
+                kind: "UnrecognizedClientException",
+                status: 403,
+                reason: None,
+                message: "The security token included in the request is invalid.".into(),
+            });
+        }
+        Err(AuthFailure::Catalog(e)) => return Err(EbsError::from(e)),
+    };
+    state.api.limits.ebs_admit(&authenticated.account_id)?;
     Ok(Caller {
-        account_id: account,
-        region: verified.region,
+        account_id: authenticated.account_id,
+        region: authenticated.region,
     })
 }
 
@@ -163,18 +156,17 @@ async fn run(
         event.add_resource(id);
     }
     let outcome = tokio::task::spawn_blocking(move || {
-        let mut seen = (None, None);
+        let mut signer = Signer::default();
         let result = (|| {
-            let caller = authenticate(&state, &method, &uri, &headers, &body, &mut seen)?;
+            let caller = authenticate(&state, &method, &uri, &headers, &body, &mut signer)?;
             work(&state, caller, &headers, &uri, &body)
         })();
-        (result, seen)
+        (result, signer)
     })
     .await;
     let mut response = match outcome {
-        Ok((result, (access_key_id, account_id))) => {
-            event.access_key_id = access_key_id;
-            event.account_id = account_id;
+        Ok((result, signer)) => {
+            signer.record(&mut event);
             match result {
                 Ok(r) => r,
                 Err(e) => {

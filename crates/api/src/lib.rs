@@ -14,6 +14,7 @@
 
 pub mod action;
 pub mod audit;
+mod auth;
 mod ebs;
 #[doc(hidden)]
 pub use ebs::parse_request as ebs_parse_request;
@@ -35,7 +36,7 @@ pub mod vpc;
 pub mod xml;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -44,7 +45,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
-use sigv4::{CredentialLookup, Policy, RequestParts, Secret};
+use sigv4::Policy;
 
 use crate::action::Action;
 use crate::params::Params;
@@ -96,20 +97,6 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         None => router,
     };
     router.layer(DefaultBodyLimit::max(MAX_BODY))
-}
-
-struct CatalogCredentials<'a>(&'a engine::Catalog);
-
-impl CredentialLookup for CatalogCredentials<'_> {
-    fn secret_for(&self, access_key_id: &str) -> Option<Secret> {
-        match self.0.access_key(access_key_id) {
-            Ok(found) => found.map(|(_, secret)| Secret::new(secret)),
-            Err(e) => {
-                tracing::error!(error = %e, "credential lookup failed");
-                None
-            }
-        }
-    }
 }
 
 /// Headers as (name, value) strings, for SigV4 verification.
@@ -249,43 +236,36 @@ fn handle(
         event.action = p.get("Action").unwrap_or_default().to_string();
         event.add_param_resources(p.names().filter_map(|n| p.get(n).map(|v| (n, v))), false);
     }
-    let header_list = header_pairs(headers);
-    let verified = sigv4::verify(
-        &RequestParts {
-            method: method.as_str(),
-            path: uri.path(),
-            query,
-            headers: &header_list,
-            body,
-        },
+    let mut signer = auth::Signer::default();
+    let authenticated = auth::authenticate(
+        state.cloud.catalog(),
         &state.policy,
-        SystemTime::now(),
-        &CatalogCredentials(state.cloud.catalog()),
-    )
-    .map_err(|e| {
-        fail(Ec2Error {
-            code: e.aws_code().to_string(),
-            message: e.to_string(),
-            status: e.http_status(),
-        })
-    })?;
-    event.access_key_id = Some(verified.access_key_id.clone());
-    let account_id = state
-        .cloud
-        .catalog()
-        .access_key(&verified.access_key_id)
-        .map_err(|e| fail(e.into()))?
-        .map(|(account, _)| account)
-        .ok_or_else(|| {
-            fail(Ec2Error::client(
+        method,
+        uri,
+        headers,
+        body,
+        &mut signer,
+    );
+    signer.record(event);
+    let caller = match authenticated {
+        Ok(a) => Caller {
+            account_id: a.account_id,
+            region: a.region,
+        },
+        Err(auth::AuthFailure::Signature(e)) => {
+            return Err(fail(Ec2Error {
+                code: e.aws_code().to_string(),
+                message: e.to_string(),
+                status: e.http_status(),
+            }));
+        }
+        Err(auth::AuthFailure::UnknownKey) => {
+            return Err(fail(Ec2Error::client(
                 "AuthFailure",
                 "AWS was not able to validate the provided access credentials",
-            ))
-        })?;
-    event.account_id = Some(account_id.clone());
-    let caller = Caller {
-        account_id,
-        region: verified.region,
+            )));
+        }
+        Err(auth::AuthFailure::Catalog(e)) => return Err(fail(e)),
     };
     let params = parsed.map_err(fail)?;
     let name = params.required("Action").map_err(fail)?;

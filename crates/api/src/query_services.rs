@@ -6,16 +6,17 @@
 //! 2012-06-01; requests naming a version no service serves get `InvalidAction` saying so.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use awsquery::{Caller, Params, QueryError, Service};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use sigv4::{Policy, RequestParts};
+use sigv4::Policy;
 
 use crate::audit::Event;
-use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
+use crate::auth::{self, AuthFailure, Signer};
+use crate::{ApiState, request_id};
 
 /// The services signing as `signing_name`, if any.
 pub(crate) fn signing_names(state: &ApiState) -> Vec<&'static str> {
@@ -150,45 +151,43 @@ fn handle(
         event.action = p.get("Action").unwrap_or_default().to_string();
         event.add_param_resources(p.names().filter_map(|n| p.get(n).map(|v| (n, v))), true);
     }
-    let header_list = header_pairs(headers);
     let policy = Policy {
         service: signing_name.to_string(),
         ..state.policy.clone()
     };
-    let catalog = state.cloud.catalog();
-    let verified = sigv4::verify(
-        &RequestParts {
-            method: method.as_str(),
-            path: uri.path(),
-            query,
-            headers: &header_list,
-            body,
-        },
+    let mut signer = Signer::default();
+    let authenticated = auth::authenticate(
+        state.cloud.catalog(),
         &policy,
-        SystemTime::now(),
-        &CatalogCredentials(catalog),
-    )
-    .map_err(|e| fail(QueryError::new(e.aws_code(), e.to_string()).with_status(e.http_status())))?;
-    event.access_key_id = Some(verified.access_key_id.clone());
-    let account_id = catalog
-        .access_key(&verified.access_key_id)
-        .map_err(|e| fail(QueryError::internal(e.to_string())))?
-        .map(|(account, _)| account)
-        .ok_or_else(|| {
-            fail(
+        method,
+        uri,
+        headers,
+        body,
+        &mut signer,
+    );
+    signer.record(event);
+    let caller = match authenticated {
+        Ok(a) => Caller {
+            account_id: a.account_id,
+            region: a.region,
+        },
+        Err(AuthFailure::Signature(e)) => {
+            return Err(fail(
+                QueryError::new(e.aws_code(), e.to_string()).with_status(e.http_status()),
+            ));
+        }
+        Err(AuthFailure::UnknownKey) => {
+            return Err(fail(
                 QueryError::new(
                     "InvalidClientTokenId",
                     "The security token included in the request is invalid.",
                 )
                 .with_status(403),
-            )
-        })?;
-    event.account_id = Some(account_id.clone());
-    state.limits.query_admit(&account_id).map_err(fail)?;
-    let caller = Caller {
-        account_id,
-        region: verified.region,
+            ));
+        }
+        Err(AuthFailure::Catalog(e)) => return Err(fail(QueryError::internal(e.message))),
     };
+    state.limits.query_admit(&caller.account_id).map_err(fail)?;
     let params = parsed.map_err(fail)?;
     let action = params.required("Action").map_err(fail)?;
     event.action = action.clone();

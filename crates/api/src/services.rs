@@ -9,7 +9,7 @@
 //! Also here: `resolve:ssm:<name>[:<version>]` image ids of RunInstances ([`resolve_image`]).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,8 +20,9 @@ use sigv4::{AuthError, Policy, RequestParts};
 
 use crate::action::Action;
 use crate::audit::Event;
+use crate::auth::{self, AuthFailure, Signer};
 use crate::instances::InstanceAction;
-use crate::{ApiState, CatalogCredentials, header_pairs, request_id};
+use crate::{ApiState, header_pairs, request_id};
 
 /// `/`: dispatches on the credential scope's service.
 pub(crate) async fn root(
@@ -112,45 +113,36 @@ fn ssm_handle(
         .and_then(|t| t.strip_prefix("AmazonSSM."))
         .unwrap_or_default()
         .to_string();
-    let header_list = header_pairs(headers);
     let policy = Policy {
         service: "ssm".into(),
         ..state.policy.clone()
     };
     let catalog = state.cloud.catalog();
-    let verified = match sigv4::verify(
-        &RequestParts {
-            method: method.as_str(),
-            path: uri.path(),
-            query: uri.query().unwrap_or(""),
-            headers: &header_list,
-            body,
-        },
-        &policy,
-        SystemTime::now(),
-        &CatalogCredentials(catalog),
-    ) {
-        Ok(v) => v,
-        Err(e) => return ssm_error(e.http_status(), json_auth_code(&e), &e.to_string()),
-    };
-    event.access_key_id = Some(verified.access_key_id.clone());
-    let account = match catalog.access_key(&verified.access_key_id) {
-        Ok(Some((account, _))) => account,
-        Ok(None) => {
+    let mut signer = Signer::default();
+    let authenticated =
+        auth::authenticate(catalog, &policy, method, uri, headers, body, &mut signer);
+    signer.record(event);
+    let (account, region) = match authenticated {
+        Ok(a) => (a.account_id, a.region),
+        Err(AuthFailure::Signature(e)) => {
+            return ssm_error(e.http_status(), json_auth_code(&e), &e.to_string());
+        }
+        Err(AuthFailure::UnknownKey) => {
             return ssm_error(
                 400,
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
             );
         }
-        Err(e) => return ssm_error(500, "InternalServerError", &e.to_string()),
+        Err(AuthFailure::Catalog(e)) => {
+            return ssm_error(500, "InternalServerError", &e.message);
+        }
     };
-    event.account_id = Some(account.clone());
     add_ssm_resources(event, body);
     if !state.limits.admit(&account) {
         return ssm_error(400, "ThrottlingException", "Rate exceeded");
     }
-    ssm::handle(catalog, &account, &verified.region, target, body)
+    ssm::handle(catalog, &account, &region, target, body)
 }
 
 /// The parameter names (`Name`, `Names`) and tagged resource (`ResourceId`) an SSM

@@ -3,7 +3,10 @@
 //! TLS handshakes and hands axum finished TLS streams.
 //!
 //! Each handshake runs in its own task with a time limit, so a client that fails its
-//! handshake, speaks plain HTTP to the TLS port or stalls never delays the others.
+//! handshake, speaks plain HTTP to the TLS port or stalls never delays the others. At most
+//! [`MAX_HANDSHAKES`] run at once: beyond that, new connections wait in the kernel's
+//! accept backlog, so a flood of clients that never finish their handshake holds a bounded
+//! number of tasks and sockets, for at most [`HANDSHAKE_TIMEOUT`] each.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -25,6 +28,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finished handshakes waiting for axum to take them.
 const ACCEPT_QUEUE: usize = 64;
+
+/// Handshakes in progress at once.
+pub const MAX_HANDSHAKES: usize = 128;
 
 /// Reads the certificate chain and private key and builds the server configuration.
 /// Every error names the file at fault.
@@ -96,7 +102,12 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
+        // Never closed, so this fails never.
+        let Ok(slot) = Arc::clone(&handshakes).acquire_owned().await else {
+            return;
+        };
         // axum's own accept retries transient errors (and backs off on EMFILE).
         let (tcp, peer) = tokio::select! {
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
@@ -105,7 +116,9 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            drop(slot);
+            match handshake {
                 Ok(Ok(stream)) => {
                     // Fails only when the server is shutting down: the connection closes.
                     let _ = tx.send((stream, peer)).await;

@@ -148,6 +148,17 @@ pub fn scope_service(req: &RequestParts<'_>) -> Option<String> {
         .map(|input| input.credential.service)
 }
 
+/// The access key ID a request claims to be signed with (header or presigned query),
+/// verifying nothing: for audit records of refused requests. `None` if the request carries
+/// no parseable SigV4 authentication or the claimed ID is not a plausible key ID (at most
+/// 128 ASCII letters and digits), so that the caller never records arbitrary bytes.
+pub fn claimed_access_key_id(req: &RequestParts<'_>) -> Option<String> {
+    let id = parse::extract(req).ok()?.credential.access_key_id;
+    let plausible =
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    plausible.then_some(id)
+}
+
 /// A request whose signature verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -197,6 +208,32 @@ mod tests {
                      &X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Signature=abc";
         assert_eq!(req(&[], query).as_deref(), Some("ec2"));
         assert_eq!(req(&[], ""), None);
+    }
+
+    #[test]
+    fn claimed_access_key_id_is_read_but_only_when_plausible() {
+        let claim = |key: &str| {
+            let headers = vec![
+                ("X-Amz-Date".to_owned(), "20150830T123600Z".to_owned()),
+                (
+                    "Authorization".to_owned(),
+                    format!(
+                        "AWS4-HMAC-SHA256 Credential={key}/20150830/us-east-1/ec2/aws4_request, \
+                         SignedHeaders=host;x-amz-date, Signature=abc"
+                    ),
+                ),
+            ];
+            claimed_access_key_id(&RequestParts {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body: b"",
+            })
+        };
+        assert_eq!(claim("AKIAEXAMPLE7").as_deref(), Some("AKIAEXAMPLE7"));
+        assert_eq!(claim("AKIA\"},{\"x"), None);
+        assert_eq!(claim(&"A".repeat(129)), None);
     }
 
     #[test]
