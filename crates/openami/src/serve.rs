@@ -180,8 +180,17 @@ async fn serve(
             },
         },
     );
+    // The web console beside the API, on the same port (its routes all live under /console).
+    let console = console::router(
+        Arc::clone(&cloud),
+        console::ConsoleConfig {
+            secure_cookies: tls.is_some(),
+            ..console::ConsoleConfig::default()
+        },
+    );
     let app = Router::new()
         .route("/health", get(health))
+        .merge(console)
         .merge(api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
