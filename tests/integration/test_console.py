@@ -10,12 +10,14 @@ how docs/console/*.png were made)."""
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import FAST_WAITER
 from test_catalog import al2023, ami, marketplace, run_import
+from test_instances import guest_image, guest_raw  # noqa: F401 (fixtures)
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -26,6 +28,7 @@ CHROMIUM = os.environ.get("OPENAMI_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REGION = "us-east-1"
+HAVE_QEMU = shutil.which("qemu-system-x86_64") is not None or os.environ.get("CI") == "true"
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
@@ -334,4 +337,67 @@ def test_instances_page_and_region_switcher(server, browser, alice, shots):
     page.click("details.regions a:text-is('us-west-2')")
     assert page.url.endswith("/console/us-west-2/instances")
     assert page.inner_text("#region") == "us-west-2"
+    ctx.close()
+
+
+def test_launch_wizard_and_instance_actions(server, browser, alice, ec2, shots, request):
+    """With QEMU, the test guest boots, prints its user data's output on the console, and
+    is stopped, started and terminated from the page; without, RunInstances still runs and
+    the page shows why the instance ended."""
+    if HAVE_QEMU:
+        image, _ = request.getfixturevalue("guest_image")
+    else:
+        image = own_image(ec2, alice, "console-launch-image")
+    ctx, page = signed_in(browser, server, alice)
+    page.goto(server.endpoint + f"/console/{REGION}/images/{image}")
+    page.click("#launch-from")
+    assert page.input_value("#launch input[name=image]") == image
+    assert "2 vCPU, 2.0 GiB" in page.inner_text("#launch select[name=type]")
+    page.fill("#launch input[name=name]", "console-web")
+    page.select_option("#launch select[name=type]", "t3.small")
+    page.fill("#launch input[name=new_key]", "console-key")
+    page.fill("#launch input[name=root_size]", "2")
+    page.fill("#launch textarea[name=user_data]",
+              "#!/bin/sh\necho console-hello\nwhile true; do sleep 1; done\n")
+    shots(page, "launch")
+    page.click("#launch button[type=submit]")
+    instance = re.search(r"i-[0-9a-f]{17}", page.inner_text("#flash")).group(0)
+    assert page.inner_text("#key-material").startswith("-----BEGIN")
+    got = ec2(alice).describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    assert got["InstanceType"] == "t3.small" and got["KeyName"] == "console-key"
+    assert {"Key": "Name", "Value": "console-web"} in got["Tags"]
+    assert got["ImageId"] == image
+    page.goto(server.endpoint + f"/console/{REGION}/instances")
+    assert "console-web" in page.locator(f"tr[data-id='{instance}']").inner_text()
+    page.goto(server.endpoint + f"/console/{REGION}/instances/{instance}")
+    if not HAVE_QEMU:
+        # Without QEMU the machine cannot start: the instance ends, and the page says why.
+        expect(page.locator("#state .state")).to_have_attribute(
+            "data-state", "terminated", timeout=60_000)
+        shots(page, "instance")
+        ctx.close()
+        return
+    # The page refreshes itself (console.js) from pending to running.
+    expect(page.locator("#state .state")).to_have_attribute(
+        "data-state", "running", timeout=120_000)
+    shots(page, "instance", doc=True)
+    for _ in range(120):
+        if "console-hello" in page.inner_text("#console-output"):
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert "console-hello" in page.inner_text("#console-output")
+    page.check("form[action$='/stop'] input[name=confirm]")
+    page.click("form[action$='/stop'] button")
+    assert "running → stopping" in page.inner_text("#flash")
+    expect(page.locator("#state .state")).to_have_attribute(
+        "data-state", "stopped", timeout=120_000)
+    page.click("form[action$='/start'] button")
+    expect(page.locator("#state .state")).to_have_attribute(
+        "data-state", "running", timeout=120_000)
+    page.check("form[action$='/terminate'] input[name=confirm]")
+    page.click("form[action$='/terminate'] button")
+    assert instance in page.inner_text("#flash")
+    ec2(alice).get_waiter("instance_terminated").wait(InstanceIds=[instance],
+                                                     WaiterConfig=FAST_WAITER)
     ctx.close()

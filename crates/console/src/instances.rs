@@ -159,7 +159,10 @@ pub(crate) async fn page(
             div #live data-live=(live(std::slice::from_ref(v))) {
                 dl.facts #facts {
                     dt { "Instance ID" } dd { code { (v.id) } }
-                    dt { "State" } dd { (layout::state(&v.state)) }
+                    dt { "State" } dd #state { (layout::state(&v.state)) }
+                    @if let Some(r) = &v.doc.state_reason {
+                        dt { "State reason" } dd #state-reason { (r.code) ": " (r.message) }
+                    }
                     dt { "Type" } dd { (v.doc.instance_type) " (" (v.doc.vcpus) " vCPUs, " (v.doc.memory_mib) " MiB)" }
                     dt { "Zone" } dd { (v.doc.availability_zone) }
                     dt { "Public IP" } dd { (v.public_ip().unwrap_or("-")) }
