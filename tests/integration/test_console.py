@@ -140,7 +140,7 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_csp(server, browser, alice, 
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
-    shots(page, "home", doc=True)
+    shots(page, "home")
     ctx.close()
 
 
