@@ -203,6 +203,18 @@ def test_share_with_bob_shows_under_his_my_amis(server, browser, alice, bob, ec2
     assert bpage.inner_text("#image-id") == image
     assert bpage.locator("#permissions").count() == 0
 
+    # Copy to another region: the page of the copy refreshes itself until it is available.
+    apage.select_option("#copy select[name=to]", "us-west-2")
+    apage.fill("#copy input[name=copy_name]", "console-shared-image-copy")
+    apage.click("#copy button")
+    assert "/console/us-west-2/images/ami-" in apage.url
+    expect(apage.locator("#facts .state")).to_have_attribute(
+        "data-state", "available", timeout=60_000)
+    copy = apage.inner_text("#image-id")
+    assert ec2(alice, region="us-west-2").describe_images(ImageIds=[copy])["Images"][0][
+        "Name"] == "console-shared-image-copy"
+    apage.goto(server.endpoint + f"/console/{REGION}/images/{image}")
+
     # Make public, then private again; deregister with confirmation.
     apage.click("#permissions form[action$='/public'] button")
     assert apage.inner_text("#visibility") == "public"
@@ -387,11 +399,33 @@ def test_launch_wizard_and_instance_actions(server, browser, alice, ec2, shots, 
         page.wait_for_timeout(1000)
         page.reload()
     assert "console-hello" in page.inner_text("#console-output")
+    assert page.evaluate("document.getElementById('screenshot').naturalWidth") > 0
+    # Attach a volume from the volumes page, see it on the instance, detach it.
+    vol = ec2(alice).create_volume(Size=1, AvailabilityZone=f"{REGION}a")["VolumeId"]
+    ec2(alice).get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST_WAITER)
+    page.goto(server.endpoint + f"/console/{REGION}/volumes")
+    page.fill(f"tr[id='{vol}'] input[name=instance]", instance)
+    page.click(f"tr[id='{vol}'] form[action$='/attach'] button")
+    assert f"Attaching {vol} to {instance}" in page.inner_text("#flash")
+    ec2(alice).get_waiter("volume_in_use").wait(VolumeIds=[vol], WaiterConfig=FAST_WAITER)
+    page.reload()
+    assert instance in page.inner_text(f"tr[id='{vol}']")
+    page.click(f"tr[id='{vol}'] form[action$='/detach'] button")
+    assert f"Detaching {vol}" in page.inner_text("#flash")
+    ec2(alice).get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST_WAITER)
+    page.goto(server.endpoint + f"/console/{REGION}/instances/{instance}")
     page.check("form[action$='/stop'] input[name=confirm]")
     page.click("form[action$='/stop'] button")
     assert "running → stopping" in page.inner_text("#flash")
     expect(page.locator("#state .state")).to_have_attribute(
         "data-state", "stopped", timeout=120_000)
+    # Create an image of the stopped instance; its page follows it to available.
+    page.fill("#create-image input[name=image_name]", "console-made-image")
+    page.click("#create-image button")
+    assert "/images/ami-" in page.url
+    expect(page.locator("#facts .state")).to_have_attribute(
+        "data-state", "available", timeout=120_000)
+    page.goto(server.endpoint + f"/console/{REGION}/instances/{instance}")
     page.click("form[action$='/start'] button")
     expect(page.locator("#state .state")).to_have_attribute(
         "data-state", "running", timeout=120_000)

@@ -12,8 +12,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use engine::images::validate::parse_timestamp;
 use engine::images::{
-    AttributeValue, DescribeImages, ImageAttributeName, ImageChange, ImageView, MappingTarget,
-    ModifyImageAttribute,
+    AttributeValue, CopyImage, DescribeImages, ImageAttributeName, ImageChange, ImageView,
+    MappingTarget, ModifyImageAttribute,
 };
 use engine::snapshots::Grantee;
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
@@ -211,6 +211,7 @@ pub(crate) async fn page(
                 @if v.state == "available" {
                     p { a.button #launch-from href={ "/console/" (region) "/launch?image=" (v.id) } { "Launch an instance from this image" } }
                 }
+                div #live data-live=(if layout::transient(&v.state) { "yes" } else { "no" }) {
                 dl.facts #facts {
                     dt { "AMI ID" } dd { code #image-id { (v.id) } }
                     dt { "State" } dd { (layout::state(&v.state)) }
@@ -228,8 +229,18 @@ pub(crate) async fn page(
                         dt { "Copied from" } dd { (src) " in " (v.doc.source_image_region.as_deref().unwrap_or("?")) }
                     }
                 }
+                }
                 h2 { "Block device mapping" }
                 (mappings(&region, v, owned))
+                @if v.state == "available" {
+                    section #copy {
+                        h2 { "Copy to a region" }
+                        (form(&format!("/console/{region}/images/{}/copy", v.id), &csrf, html! {
+                            label { "Region " select name="to" { @for r in &regions { option value=(r) selected[*r == region] { (r) } } } }
+                            label { "Name " input type="text" name="copy_name" value=(v.doc.name) required; }
+                        }, "Copy image", ""))
+                    }
+                }
                 @if owned {
                     (permissions(&region, d, &csrf))
                     (owner_actions(&region, v, &csrf))
@@ -252,7 +263,13 @@ fn account_field(form: &Form) -> Ec2Result<String> {
 }
 
 /// Runs one image action; the text says what was done.
-fn run(cloud: &Cloud, caller: &Caller, id: &str, action: &str, form: &Form) -> Ec2Result<String> {
+fn run(
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    form: &Form,
+) -> Ec2Result<String> {
     engine::images::check_image_id(id)?;
     let permission = |add: Vec<Grantee>, remove: Vec<Grantee>| {
         cloud.modify_image_attribute(
@@ -311,6 +328,26 @@ fn run(cloud: &Cloud, caller: &Caller, id: &str, action: &str, form: &Form) -> E
             cloud.disable_image_deregistration_protection(caller, id)?;
             Ok(format!("Deregistration protection disabled for {id}."))
         }
+        "copy" => {
+            let to = form.get("to").trim();
+            if !cloud.region_names().iter().any(|r| r == to) {
+                return Err(Ec2Error::invalid_value(format!("Unknown region {to:?}.")));
+            }
+            let dest = Caller {
+                account_id: caller.account_id.clone(),
+                region: to.to_string(),
+            };
+            let copy = cloud.copy_image(
+                &dest,
+                CopyImage {
+                    source_region: caller.region.clone(),
+                    source_image_id: id.to_string(),
+                    name: form.get("copy_name").trim().to_string(),
+                    ..Default::default()
+                },
+            )?;
+            Ok(format!("Copying {id} to {copy} in {to}."))
+        }
         "deregister" => {
             if form.get("confirm") != "yes" {
                 return Err(Ec2Error::client(
@@ -350,10 +387,17 @@ pub(crate) async fn act(
         let (id, action) = (id.clone(), action.clone());
         blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
     };
-    let to = if action == "deregister" && outcome.is_ok() {
-        format!("/console/{region}/images?tab=mine")
-    } else {
-        format!("/console/{region}/images/{id}")
+    let to = match &outcome {
+        Ok(_) if action == "deregister" => format!("/console/{region}/images?tab=mine"),
+        // "Copying ami-src to ami-new in region."
+        Ok(done) if action == "copy" => {
+            let words: Vec<&str> = done.trim_end_matches('.').split(' ').collect();
+            match (words.get(3), words.get(5)) {
+                (Some(new), Some(to)) => format!("/console/{to}/images/{new}"),
+                _ => format!("/console/{region}/images/{id}"),
+            }
+        }
+        _ => format!("/console/{region}/images/{id}"),
     };
     after(&app, &signed, outcome, &to)
 }

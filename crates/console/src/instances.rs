@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
-use engine::instances::InstanceView;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine::instances::{CreateImage, InstanceView};
 use engine::query::Page;
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 use maud::{Markup, html};
@@ -174,6 +174,20 @@ pub(crate) async fn page(
                 }
                 (actions(&region, v, &signed.session.csrf))
             }
+            @if v.state == "running" {
+                h2 { "Screen" }
+                p { img.screen #screenshot src={ "/console/" (region) "/instances/" (v.id) "/screenshot" } alt={ "Screen of " (v.id) }; }
+            }
+            @if matches!(v.state.as_str(), "running" | "stopping" | "stopped") {
+                section #create-image {
+                    h2 { "Create an image" }
+                    (form(&format!("/console/{region}/instances/{}/image", v.id), &signed.session.csrf, html! {
+                        label { "Image name " input type="text" name="image_name" required; }
+                        label { "Description " input type="text" name="description"; }
+                        label { input type="checkbox" name="no_reboot" value="yes"; " no reboot" }
+                    }, "Create image", ""))
+                }
+            }
             h2 { "Console output" }
             pre.console #console-output { (console) }
         },
@@ -219,6 +233,19 @@ fn run(
             confirm()?;
             Ok(change(cloud.terminate_instances(caller, &ids)?))
         }
+        "image" => {
+            let image = cloud.create_image(
+                caller,
+                CreateImage {
+                    instance_id: id.to_string(),
+                    name: form.get("image_name").trim().to_string(),
+                    description: form.opt("description"),
+                    no_reboot: form.get("no_reboot") == "yes",
+                    ..Default::default()
+                },
+            )?;
+            Ok(format!("Creating image {image} from {id}."))
+        }
         other => Err(Ec2Error::client(
             "InvalidAction",
             format!("The instance action {other} is not known."),
@@ -243,10 +270,39 @@ pub(crate) async fn act(
         let (id, action) = (id.clone(), action.clone());
         blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
     };
-    after(
-        &app,
-        &signed,
-        outcome,
-        &format!("/console/{region}/instances/{id}"),
-    )
+    let to = match &outcome {
+        Ok(done) if action == "image" => done
+            .split_whitespace()
+            .find(|w| w.starts_with("ami-"))
+            .map(|ami| format!("/console/{region}/images/{ami}")),
+        _ => None,
+    };
+    let to = to.unwrap_or_else(|| format!("/console/{region}/instances/{id}"));
+    after(&app, &signed, outcome, &to)
+}
+
+/// `GET /console/{region}/instances/{id}/screenshot`: the screen as PNG
+/// (GetConsoleScreenshot).
+pub(crate) async fn screenshot(
+    State(app): AppState,
+    Path((region, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let signed = match gate(&app, &headers, &region) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let caller = signed.caller(&region);
+    let png = {
+        let app = Arc::clone(&app);
+        blocking(move || app.cloud.console_screenshot(&caller, &id)).await
+    };
+    match png {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
+        Err(e) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            crate::words(&e),
+        )
+            .into_response(),
+    }
 }

@@ -17,6 +17,7 @@
 //! GET  /console/{r}/images           the AMI catalog (tabs, search, filters, pages)
 //! GET  /console/{r}/images/{id}      image details;   POST …/images/{id}/{action}
 //! GET  /console/{r}/instances[/{id}] instances;       POST …/instances/{id}/{action}
+//! GET  /console/{r}/instances/{id}/screenshot          the screen as PNG
 //! GET  /console/{r}/launch            launch wizard;   POST …/launch (RunInstances)
 //! GET  /console/{r}/volumes          volumes;         POST …/volumes, …/volumes/{id}/{action}
 //! GET  /console/{r}/snapshots        snapshots;       POST …/snapshots/{id}/{action}
@@ -107,6 +108,10 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
         .route(
             "/console/{region}/instances/{id}/{action}",
             post(instances::act),
+        )
+        .route(
+            "/console/{region}/instances/{id}/screenshot",
+            get(instances::screenshot),
         )
         .route(
             "/console/{region}/volumes",

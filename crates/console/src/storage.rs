@@ -56,6 +56,14 @@ fn volume_table(region: &str, views: &[VolumeView], csrf: &str) -> Markup {
                             }
                             td { (when(v.doc.create_time_ms)) }
                             td.actions {
+                                @if v.doc.attachment.is_some() {
+                                    (form(&format!("{base}/detach"), csrf, html! {}, "Detach", ""))
+                                } @else {
+                                    (form(&format!("{base}/attach"), csrf, html! {
+                                        input type="text" name="instance" placeholder="i-…" size="19" required;
+                                        input type="text" name="device" value="/dev/sdf" size="8" required;
+                                    }, "Attach", ""))
+                                }
                                 (form(&format!("{base}/snapshot"), csrf, html! {
                                     input type="text" name="description" placeholder="description" size="12";
                                 }, "Snapshot", ""))
@@ -206,6 +214,19 @@ pub(crate) async fn volume_act(
                     .cloud
                     .create_snapshot(&caller, &id, form.opt("description"), &[])?;
                 Ok(format!("Started snapshot {} of {id}.", s.id))
+            }
+            "attach" => {
+                let instance = form.get("instance").trim().to_string();
+                let device = form.get("device").trim().to_string();
+                let a = app.cloud.attach_volume(&caller, &id, &instance, &device)?;
+                Ok(format!(
+                    "Attaching {id} to {instance} as {device} ({}).",
+                    a.state
+                ))
+            }
+            "detach" => {
+                let a = app.cloud.detach_volume(&caller, &id, None, None, false)?;
+                Ok(format!("Detaching {id} ({}).", a.state))
             }
             "delete" => {
                 confirm(&form, "volume")?;
