@@ -392,13 +392,13 @@ def test_launch_wizard_and_instance_actions(server, browser, alice, ec2, shots, 
     # The page refreshes itself (console.js) from pending to running.
     expect(page.locator("#state .state")).to_have_attribute(
         "data-state", "running", timeout=120_000)
-    shots(page, "instance", doc=True)
     for _ in range(120):
         if "console-hello" in page.inner_text("#console-output"):
             break
         page.wait_for_timeout(1000)
         page.reload()
     assert "console-hello" in page.inner_text("#console-output")
+    shots(page, "instance", doc=True)
     assert page.evaluate("document.getElementById('screenshot').naturalWidth") > 0
     # Attach a volume from the volumes page, see it on the instance, detach it.
     vol = ec2(alice).create_volume(Size=1, AvailabilityZone=f"{REGION}a")["VolumeId"]

@@ -313,6 +313,14 @@ pub(crate) fn words(e: &Ec2Error) -> String {
 
 /// Leaves the outcome of an action for the next page and sends the browser there.
 pub(crate) fn after(app: &App, signed: &Signed, outcome: Ec2Result<String>, to: &str) -> Response {
+    match &outcome {
+        Ok(done) => {
+            tracing::info!(account = %signed.session.account_id, outcome = %done, "console action")
+        }
+        Err(e) => {
+            tracing::info!(account = %signed.session.account_id, error = %e.code, message = %e.message, "console action refused")
+        }
+    }
     match outcome {
         Ok(done) => app.sessions.flash(&signed.token, Flash::Done, done),
         Err(e) => app.sessions.flash(&signed.token, Flash::Failed, words(&e)),
