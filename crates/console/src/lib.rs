@@ -1,4 +1,5 @@
-//! The web console, served by `openami serve` under `/console` on the API's own port.
+//! The web console (package `webconsole`, in `crates/console`; the name `console` is taken
+//! by a dependency of indicatif), served by `openami serve` under `/console` on the API's own port.
 //!
 //! Pages are rendered on the server with [`maud`] (compile-time checked templates; every
 //! interpolated value is HTML-escaped). They read without JavaScript; one small own

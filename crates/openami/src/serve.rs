@@ -181,11 +181,11 @@ async fn serve(
         },
     );
     // The web console beside the API, on the same port (its routes all live under /console).
-    let console = console::router(
+    let console = webconsole::router(
         Arc::clone(&cloud),
-        console::ConsoleConfig {
+        webconsole::ConsoleConfig {
             secure_cookies: tls.is_some(),
-            ..console::ConsoleConfig::default()
+            ..webconsole::ConsoleConfig::default()
         },
     );
     let app = Router::new()
