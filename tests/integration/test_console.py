@@ -302,7 +302,7 @@ def test_sign_out_ends_the_session(server, browser, alice):
     ctx.close()
 
 
-def test_volumes_and_snapshots_pages(server, browser, alice, ec2, shots):
+def test_volumes_and_snapshots_pages(server, browser, alice, bob, ec2, shots):
     ctx, page = signed_in(browser, server, alice)
     page.goto(server.endpoint + f"/console/{REGION}/volumes")
     page.fill("#create-volume input[name=name]", "console-vol")
@@ -324,6 +324,16 @@ def test_volumes_and_snapshots_pages(server, browser, alice, ec2, shots):
     expect(page.locator(f"tr[id='{snap}'] .state")).to_have_attribute(
         "data-state", "completed", timeout=60_000)
     shots(page, "snapshots")
+    # Share with bob: his API now lists it as restorable by him; then unshare.
+    page.fill(f"tr[id='{snap}'] form[action$='/share'] input[name=account]", bob["AccountId"])
+    page.click(f"tr[id='{snap}'] form[action$='/share'] button")
+    assert f"shared with account {bob['AccountId']}" in page.inner_text("#flash")
+    assert snap in [s["SnapshotId"] for s in ec2(bob).describe_snapshots(
+        RestorableByUserIds=["self"])["Snapshots"]]
+    page.click(f"tr[id='{snap}'] form[action$='/unshare'] button")
+    assert "unshared" in page.inner_text("#flash")
+    assert snap not in [s["SnapshotId"] for s in ec2(bob).describe_snapshots(
+        RestorableByUserIds=["self"])["Snapshots"]]
     page.locator(f"tr[id='{snap}'] form[action$='/volume'] button").click()
     assert "from " + snap in page.inner_text("#flash")
     # Delete without confirmation is refused by the browser (required box) and the server.

@@ -17,6 +17,9 @@ use crate::layout::{self, Frame};
 use crate::session::{self, COOKIE, SIGNIN_COOKIE};
 use crate::{App, AppState, Form, blocking, forbidden, gate, html, redirect};
 
+/// How long a refused sign-in waits before it answers.
+const FAILED_SIGNIN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `GET /console`: home of the first region, or sign-in.
 pub(crate) async fn root(State(app): AppState, headers: HeaderMap) -> Response {
     match app.signed(&headers) {
@@ -103,6 +106,8 @@ pub(crate) async fn signin(State(app): AppState, headers: HeaderMap, body: Bytes
         Ok(Some((account, stored))) if session::same_secret(&secret, &stored) => account,
         Ok(_) => {
             tracing::info!(access_key_id = %key_id, "console sign-in refused");
+            // Each wrong guess costs the guesser a second (connections are limited).
+            tokio::time::sleep(FAILED_SIGNIN_DELAY).await;
             return signin_response(
                 &app,
                 StatusCode::UNAUTHORIZED,

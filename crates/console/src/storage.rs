@@ -1,6 +1,7 @@
 //! Volumes and snapshots: lists with live state (and snapshot progress), create a volume
-//! (empty or from a snapshot), snapshot a volume, delete either (with confirmation).
-//! The snapshots list shows the account's own snapshots.
+//! (empty or from a snapshot), attach/detach, snapshot a volume, share a snapshot with an
+//! account (createVolumePermission), delete either (with confirmation). The snapshots list
+//! shows the account's own snapshots.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use engine::query::{Page, TagSpecification};
-use engine::snapshots::SnapshotView;
+use engine::snapshots::{Grantee, SnapshotView};
 use engine::volumes::{CreateVolume, VolumeView};
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 use maud::{Markup, html};
@@ -248,7 +249,16 @@ pub(crate) async fn volume_act(
     after(&app, &signed, outcome, &to)
 }
 
-fn snapshot_table(region: &str, views: &[SnapshotView], zones: &[String], csrf: &str) -> Markup {
+/// Accounts each snapshot is shared with (createVolumePermission), by snapshot id.
+type Shares = std::collections::HashMap<String, Vec<String>>;
+
+fn snapshot_table(
+    region: &str,
+    views: &[SnapshotView],
+    zones: &[String],
+    shares: &Shares,
+    csrf: &str,
+) -> Markup {
     let live = views.iter().any(|v| v.state == "pending");
     html! {
         div #live data-live=(if live { "yes" } else { "no" }) {
@@ -268,6 +278,16 @@ fn snapshot_table(region: &str, views: &[SnapshotView], zones: &[String], csrf: 
                             td.actions {
                                 @if s.state == "completed" {
                                     (form(&format!("{base}/volume"), csrf, zone_select(zones), "Create volume", ""))
+                                }
+                                (form(&format!("{base}/share"), csrf, html! {
+                                    input type="text" name="account" placeholder="account id" size="13" pattern="[0-9]{12}" required;
+                                }, "Share", ""))
+                                @if let Some(shared) = shares.get(&s.id) {
+                                    @for account in shared {
+                                        (form(&format!("{base}/unshare"), csrf, html! {
+                                            input type="hidden" name="account" value=(account);
+                                        }, &format!("Unshare {account}"), "link"))
+                                    }
                                 }
                                 (confirmed(&format!("{base}/delete"), csrf, html! {}, "Delete"))
                             }
@@ -303,7 +323,20 @@ pub(crate) async fn snapshots(
                 &Page::default(),
             )?;
             views.sort_by_key(|v| std::cmp::Reverse(v.doc.start_time_ms));
-            Ok((views, zones(&app.cloud, &caller)?))
+            let mut shares = Shares::new();
+            for v in &views {
+                let accounts = app
+                    .cloud
+                    .snapshot_permissions(&caller, &v.id)?
+                    .into_iter()
+                    .filter_map(|g| match g {
+                        Grantee::User(a) => Some(a),
+                        Grantee::All => None,
+                    })
+                    .collect();
+                shares.insert(v.id.clone(), accounts);
+            }
+            Ok((views, zones(&app.cloud, &caller)?, shares))
         })
         .await
     };
@@ -317,14 +350,15 @@ pub(crate) async fn snapshots(
     let body = html! {
         h1 { "Snapshots" }
         @match &found {
-            Ok((views, zones)) => (snapshot_table(&region, views, zones, &signed.session.csrf)),
+            Ok((views, zones, shares)) => (snapshot_table(&region, views, zones, shares, &signed.session.csrf)),
             Err(e) => p.flash.failed { (crate::words(e)) },
         }
     };
     html(layout::page(&frame, "Snapshots", body))
 }
 
-/// `POST /console/{region}/snapshots/{id}/{action}`: `volume` or `delete`.
+/// `POST /console/{region}/snapshots/{id}/{action}`: `volume`, `share`, `unshare` or
+/// `delete`.
 pub(crate) async fn snapshot_act(
     State(app): AppState,
     Path((region, id, action)): Path<(String, String, String)>,
@@ -350,6 +384,18 @@ pub(crate) async fn snapshot_act(
                     },
                 )?;
                 Ok(format!("Created {} from {id}.", v.id))
+            }
+            "share" | "unshare" => {
+                let account = form.get("account").trim().to_string();
+                let grant = [Grantee::User(account.clone())];
+                let (add, remove): (&[Grantee], &[Grantee]) = if action == "share" {
+                    (&grant, &[])
+                } else {
+                    (&[], &grant)
+                };
+                app.cloud
+                    .modify_snapshot_permissions(&caller, &id, add, remove)?;
+                Ok(format!("{id}: {action}d with account {account}."))
             }
             "delete" => {
                 confirm(&form, "snapshot")?;

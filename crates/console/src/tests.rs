@@ -138,6 +138,29 @@ async fn sign_in_checks_the_secret_and_sets_a_strict_cookie() {
 }
 
 #[tokio::test]
+async fn values_from_the_url_are_escaped_in_error_pages() {
+    let e = env();
+    let (cookie, _) = sign_in(&e.app, "alice-secret-0000000001").await.unwrap();
+    for path in [
+        "/console/us-east-1/images/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/console/us-east-1/instances/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/console/us-east-1/images?tab=mine&q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ] {
+        let (status, _, page) = send(
+            &e.app,
+            Request::get(path)
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!page.contains("<script>alert"), "{path}: {page}");
+        assert!(page.contains("&lt;script&gt;alert(1)"), "{path}");
+    }
+}
+
+#[tokio::test]
 async fn sign_in_without_the_form_token_is_refused() {
     let e = env();
     let body = "access_key_id=AKIAALICE0000000001&secret_access_key=alice-secret-0000000001";
