@@ -445,3 +445,36 @@ def test_launch_wizard_and_instance_actions(server, browser, alice, ec2, shots, 
     ec2(alice).get_waiter("instance_terminated").wait(InstanceIds=[instance],
                                                      WaiterConfig=FAST_WAITER)
     ctx.close()
+
+
+def test_import_task_page(browser, tmp_path, request, shots):
+    """Import an image from the import directory on the tasks page and watch the task to
+    its image; a missing file is refused in words."""
+    from conftest import Server
+    imports = tmp_path / "imports"
+    (imports / "bucket").mkdir(parents=True)
+    srv = Server(tmp_path / "data", ["--import-dir", str(imports)])
+    try:
+        creds = srv.create_account("console-import")
+        ctx, page = signed_in(browser, srv, creds)
+        page.goto(srv.endpoint + f"/console/{REGION}/tasks")
+        page.fill("#import input[name=source]", "s3://bucket/missing.raw")
+        page.click("#import button")
+        assert page.inner_text("#flash") == \
+            "InvalidParameter: The object s3://bucket/missing.raw does not exist"
+        assert page.locator("#tasks tbody tr").count() == 0
+        guest = request.getfixturevalue("guest_raw")
+        shutil.copy(guest, imports / "bucket" / "guest.raw")
+        page.fill("#import input[name=source]", "s3://bucket/guest.raw")
+        page.fill("#import input[name=description]", "console import")
+        page.click("#import button")
+        task = re.search(r"import-ami-[0-9a-f]+", page.inner_text("#flash")).group(0)
+        # The live region follows the task until it completes.
+        expect(page.locator(f"tr[id='{task}'] .state")).to_have_attribute(
+            "data-state", "completed", timeout=120_000)
+        shots(page, "tasks")
+        page.click(f"tr[id='{task}'] a[href*='/images/ami-']")
+        assert page.inner_text("#image-id").startswith("ami-")
+        ctx.close()
+    finally:
+        assert srv.stop() == 0

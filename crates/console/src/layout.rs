@@ -57,6 +57,7 @@ pub(crate) fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
         ("/instances", "Instances"),
         ("/volumes", "Volumes"),
         ("/snapshots", "Snapshots"),
+        ("/tasks", "Import/export"),
     ];
     html! {
         (DOCTYPE)

@@ -22,6 +22,7 @@
 //! GET  /console/{r}/launch            launch wizard;   POST …/launch (RunInstances)
 //! GET  /console/{r}/volumes          volumes;         POST …/volumes, …/volumes/{id}/{action}
 //! GET  /console/{r}/snapshots        snapshots;       POST …/snapshots/{id}/{action}
+//! GET  /console/{r}/tasks            import/export;   POST …/tasks/new/import, …/tasks/{id}/cancel
 //! ```
 //!
 //! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
@@ -36,6 +37,7 @@ mod launch;
 mod layout;
 pub mod session;
 mod storage;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,6 +125,8 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
             post(storage::volume_act),
         )
         .route("/console/{region}/snapshots", get(storage::snapshots))
+        .route("/console/{region}/tasks", get(tasks::page))
+        .route("/console/{region}/tasks/{id}/{action}", post(tasks::act))
         .route(
             "/console/{region}/snapshots/{id}/{action}",
             post(storage::snapshot_act),
