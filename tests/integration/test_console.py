@@ -478,3 +478,45 @@ def test_import_task_page(browser, tmp_path, request, shots):
         ctx.close()
     finally:
         assert srv.stop() == 0
+
+
+def test_catalog_pages(server, browser, alice, tmp_path):
+    """120 Quick Start images of one family: pages of 50 by id (the engine's NextToken),
+    by search and newest first (offsets) each show every image exactly once."""
+    images = [al2023(ami(), f"2024.{i:04d}", f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
+                     family="console-paging") for i in range(120)]
+    status, _, stderr = run_import(server, images, tmp_path=tmp_path)
+    assert status == 0, stderr
+    want = {i["ImageId"] for i in images}
+    ctx, page = signed_in(browser, server, alice)
+    # Without a search: the engine's pages (NextToken = the last id), over every Quick
+    # Start image of the server.
+    page.goto(server.endpoint + f"/console/{REGION}/images?tab=quickstart")
+    seen = []
+    while True:
+        ids = [re.search(r"ami-[0-9a-f]{17}", t).group(0)
+               for t in page.locator("#images tbody tr").all_inner_texts()]
+        seen += ids
+        if page.locator("#next-page").count() == 0:
+            break
+        assert len(ids) == 50 and "next=ami-" in page.get_attribute("#next-page", "href")
+        page.click("#next-page")
+    assert len(seen) == len(set(seen)) and want <= set(seen) and seen == sorted(seen)
+    for query, ordered in [("tab=quickstart&q=console-paging", False),
+                           ("tab=quickstart&q=console-paging&sort=newest", True)]:
+        page.goto(server.endpoint + f"/console/{REGION}/images?{query}")
+        seen, sizes = [], []
+        while True:
+            ids = [re.search(r"ami-[0-9a-f]{17}", t).group(0)
+                   for t in page.locator("#images tbody tr").all_inner_texts()]
+            seen += ids
+            sizes.append(len(ids))
+            if page.locator("#next-page").count() == 0:
+                break
+            page.click("#next-page")
+        assert sizes == [50, 50, 20], query
+        assert set(seen) == want and len(seen) == 120
+        if ordered:
+            created = {i["ImageId"]: i["CreationDate"] for i in images}
+            assert [created[i] for i in seen] == sorted(created.values(), reverse=True)
+    ctx.close()
