@@ -18,6 +18,7 @@ import pytest
 from conftest import FAST_WAITER
 from test_catalog import al2023, ami, marketplace, run_import
 from test_instances import guest_image, guest_raw  # noqa: F401 (fixtures)
+from test_tls import pki  # noqa: F401 (fixture)
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -520,3 +521,22 @@ def test_catalog_pages(server, browser, alice, tmp_path):
             created = {i["ImageId"]: i["CreationDate"] for i in images}
             assert [created[i] for i in seen] == sorted(created.values(), reverse=True)
     ctx.close()
+
+
+def test_cookies_are_secure_behind_tls(browser, pki, tmp_path):
+    from conftest import Server
+    srv = Server(tmp_path / "data", tls=(pki / "server.pem", pki / "server.key", pki / "ca.pem"))
+    try:
+        creds = srv.create_account("console-tls")
+        ctx = browser.new_context(ignore_https_errors=True)
+        page = ctx.new_page()
+        page.goto(srv.endpoint + "/console/signin")
+        page.fill("input[name=access_key_id]", creds["AccessKeyId"])
+        page.fill("input[name=secret_access_key]", creds["SecretAccessKey"])
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/console/[a-z0-9-]+$"))
+        cookie = next(c for c in ctx.cookies() if c["name"] == "openami_console")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        ctx.close()
+    finally:
+        assert srv.stop() == 0
