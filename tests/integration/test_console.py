@@ -540,3 +540,21 @@ def test_cookies_are_secure_behind_tls(browser, pki, tmp_path):
         ctx.close()
     finally:
         assert srv.stop() == 0
+
+
+def test_failed_launch_shows_the_error_and_keeps_no_key(server, browser, alice, ec2):
+    image = own_image(ec2, alice, "console-bad-launch-image")
+    ctx, page = signed_in(browser, server, alice)
+    page.goto(server.endpoint + f"/console/{REGION}/launch?image={image}")
+    # An instance type the engine does not know (the page only offers known ones).
+    page.evaluate("""() => { const o = document.createElement('option');
+        o.value = 't9.bogus'; o.textContent = 't9.bogus';
+        document.querySelector('#launch select[name=type]').append(o); }""")
+    page.select_option("#launch select[name=type]", "t9.bogus")
+    page.fill("#launch input[name=new_key]", "console-unused-key")
+    page.click("#launch button[type=submit]")
+    flash = page.inner_text("#flash")
+    assert flash.startswith("InvalidParameterValue") and "t9.bogus" in flash, flash
+    names = [k["KeyName"] for k in ec2(alice).describe_key_pairs()["KeyPairs"]]
+    assert "console-unused-key" not in names
+    ctx.close()

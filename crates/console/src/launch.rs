@@ -198,7 +198,7 @@ fn launch(cloud: &Arc<Cloud>, caller: &Caller, form: &Form) -> Ec2Result<Launche
     let user_data = form
         .opt("user_data")
         .map(|text| base64::engine::general_purpose::STANDARD.encode(text.replace("\r\n", "\n")));
-    let views = cloud.run_instances(
+    let launched = cloud.run_instances(
         caller,
         RunInstances {
             image_id,
@@ -213,7 +213,19 @@ fn launch(cloud: &Arc<Cloud>, caller: &Caller, form: &Form) -> Ec2Result<Launche
             security_group_ids: form.opt("group").into_iter().collect(),
             ..Default::default()
         },
-    )?;
+    );
+    let views = match launched {
+        Ok(views) => views,
+        Err(e) => {
+            // A key pair made for a launch that failed would be a key nobody has seen.
+            if let Some((name, _)) = &key
+                && let Err(cleanup) = cloud.delete_key_pair(caller, Some(name), None)
+            {
+                tracing::warn!(key = %name, error = %cleanup.message, "removing the key pair of a failed launch");
+            }
+            return Err(e);
+        }
+    };
     Ok(Launched {
         ids: views.into_iter().map(|v| v.id).collect(),
         key,
