@@ -244,6 +244,19 @@ def test_engine_errors_show_in_words(server, browser, alice, ec2):
                   ".removeAttribute('pattern')")
     page.click("#permissions form:has(input[name=account][type=text]) button")
     assert "InvalidAMIAttributeItemValue" in page.inner_text("#flash")
+    # Protection off, a deprecation time set and cancelled, all through the page.
+    page.click("#protection form[action$='/unprotect'] button")
+    assert "disabled" in page.inner_text("#flash")
+    page.fill("#deprecation input[name=at]", "2030-01-02T03:04")
+    page.click("#deprecation form[action$='/deprecate'] button")
+    assert "2030-01-02 03:04:00 UTC" in page.inner_text("#flash")
+    got = ec2(alice).describe_images(ImageIds=[image])["Images"][0]
+    assert got["DeprecationTime"].startswith("2030-01-02T03:04:00")
+    page.click("#deprecation form[action$='/undeprecate'] button")
+    assert "DeprecationTime" not in ec2(alice).describe_images(ImageIds=[image])["Images"][0]
+    page.check("#deregister input[name=confirm]")
+    page.click("#deregister button")
+    assert f"Deregistered {image}" in page.inner_text("#flash")
     ctx.close()
 
 
