@@ -180,8 +180,17 @@ async fn serve(
             },
         },
     );
+    // The web console beside the API, on the same port (its routes all live under /console).
+    let console = webconsole::router(
+        Arc::clone(&cloud),
+        webconsole::ConsoleConfig {
+            secure_cookies: tls.is_some(),
+            ..webconsole::ConsoleConfig::default()
+        },
+    );
     let app = Router::new()
         .route("/health", get(health))
+        .merge(console)
         .merge(api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
