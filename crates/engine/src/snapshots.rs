@@ -202,7 +202,7 @@ impl Cloud {
     /// Records the end of a snapshot's background work: `completed`, or `error` with the
     /// reason.
     pub(crate) fn finish_snapshot(&self, id: &str, result: Result<(), String>) {
-        let outcome = (|| -> Ec2Result<()> {
+        let outcome = self.record_until_space("snapshot end", || -> Ec2Result<()> {
             let Some(row) = self.catalog.resource(id)? else {
                 return Ok(());
             };
@@ -220,7 +220,7 @@ impl Cloud {
             };
             self.catalog.update_resource(id, state, &encode(&doc)?)?;
             Ok(())
-        })();
+        });
         if let Err(e) = outcome {
             tracing::error!(snapshot = %id, error = %e, "cannot record snapshot completion");
         }
@@ -324,7 +324,11 @@ impl Cloud {
         let snap = pending.snapshot_id().to_string();
         let result = pending.run().map(|_| ()).map_err(|e| {
             tracing::error!(snapshot = %snap, error = %e, "snapshot failed");
-            "Snapshot data could not be stored".to_string()
+            if e.is_storage_full() {
+                crate::error::OUT_OF_STORAGE.to_string()
+            } else {
+                "Snapshot data could not be stored".to_string()
+            }
         });
         let ok = result.is_ok();
         self.finish_snapshot(&snap, result);

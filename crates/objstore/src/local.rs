@@ -84,6 +84,8 @@ impl LocalFsStore {
             .join(format!("{}-{n}", std::process::id()));
         let mut file =
             File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
+        // On any failure (ENOSPC included) the temp file goes: nothing half-written is
+        // ever renamed into place.
         file.write_all(data)
             .and_then(|()| file.sync_data())
             .map_err(|e| {
@@ -97,7 +99,10 @@ impl LocalFsStore {
     fn install(&self, temp: &Path, key: &ObjectKey) -> Result<PathBuf, StoreError> {
         let target = self.path_of(key);
         let parent = target.parent().unwrap_or(&self.root).to_path_buf();
-        create_dir_durably(&parent)?;
+        if let Err(e) = create_dir_durably(&parent) {
+            let _ = fs::remove_file(temp);
+            return Err(e);
+        }
         fs::rename(temp, &target).map_err(|e| {
             let _ = fs::remove_file(temp);
             StoreError::io("rename", key, e)

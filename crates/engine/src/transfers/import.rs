@@ -425,7 +425,7 @@ impl Cloud {
         progress.set_total(size);
         let mut buf = vec![0u8; BLOCK_SIZE];
         let mut entries = Vec::new();
-        let server = |e: blockstore::BlockStoreError| TaskFailure::Server(e.to_string());
+        let server = TaskFailure::from;
         let corrupt = |e: diskimage::Error| {
             TaskFailure::Client(format!("Reading the disk image failed: {e}"))
         };
