@@ -67,15 +67,14 @@ class Filler:
         self.path.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """(tmpfs mount, import dir, started servers). The tmpfs is the data directory itself,
-    so that server.log (written next to it) is not on it."""
+def mounted_tmpfs(tmp_path, options):
+    """Mounts a tmpfs (`options`) as `tmp_path/data`: the data directory itself, so that
+    server.log (written next to it) is not on it. Yields (mount, import dir, servers)."""
     if os.geteuid() != 0:
         pytest.fail("test_disk_full mounts a tmpfs and must run as root (CI does)")
     mnt = tmp_path / "data"
     mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MIB}m,mode=0700", "tmpfs", str(mnt)],
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(mnt)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs at {mnt}: {out.stderr.strip()}")
@@ -90,6 +89,16 @@ def full_disk(tmp_path):
                 srv.proc.kill()
                 srv.proc.wait()
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    yield from mounted_tmpfs(tmp_path, f"size={TMPFS_MIB}m")
+
+
+@pytest.fixture
+def few_inodes(tmp_path):
+    yield from mounted_tmpfs(tmp_path, f"size={TMPFS_MIB}m,nr_inodes=4000")
 
 
 def clients(srv, creds):
@@ -121,14 +130,14 @@ def upload(ebs, ec2, blocks):
     return sid
 
 
-def nothing_half_written(ec2, data_dir):
-    """No temp object, no volume directory without a volume, only completed snapshots."""
+def nothing_half_written(ec2, data_dir, states=("completed", "pending")):
+    """No temp object, no volume directory without a volume, no snapshot but in `states`."""
     objects = data_dir / "regions" / "us-east-1" / "objects"
     assert os.listdir(objects / ".tmp") == []
     volumes = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
     assert set(os.listdir(data_dir / "regions" / "us-east-1" / "volumes")) == volumes
     for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]:
-        assert s["State"] in ("completed", "pending"), s
+        assert s["State"] in states, s
     assert [p for p in data_dir.rglob("*.tmp") if p.is_file()] == []
 
 
@@ -228,3 +237,50 @@ def test_disk_full_fails_cleanly_and_recovers(full_disk):
     assert read_all(ebs, pending) == acked
     assert all(s["State"] == "completed" for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
     stop(srv)
+
+
+def test_snapshot_that_cannot_be_stored_ends_error(few_inodes):
+    """No file can be created (the tmpfs is out of inodes: ENOSPC on create) while the
+    catalog's files can still grow: CreateSnapshot is accepted, its manifest cannot be
+    stored, and the snapshot ends `error` with a StateMessage, as in AWS. The volume is
+    not left busy: once files can be created again, the next CreateSnapshot completes."""
+    mnt, imports, servers = few_inodes
+    srv = Server(mnt)
+    servers.append(srv)
+    creds = srv.create_account("inodes")
+    ec2, ebs = clients(srv, creds)
+    before = {i: os.urandom(BLOCK) for i in (0, 5)}
+    before_sid = upload(ebs, ec2, before)
+    vol = ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=before_sid)["VolumeId"]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST_WAITER)
+
+    fillers = mnt / "test-inode-filler"
+    fillers.mkdir()
+    n = 0
+    with pytest.raises(OSError) as e:
+        while True:
+            (fillers / str(n)).touch()
+            n += 1
+    assert e.value.errno == errno.ENOSPC and os.statvfs(mnt).f_favail == 0
+
+    sid = ec2.create_snapshot(VolumeId=vol, Description="no room")["SnapshotId"]
+    deadline = time.time() + 60
+    while (snap := ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0])["State"] == "pending":
+        assert time.time() < deadline, snap
+        time.sleep(0.2)
+    assert snap["State"] == "error", snap
+    assert OUT_OF_STORAGE in snap["StateMessage"] and str(mnt) not in snap["StateMessage"], snap
+    # No manifest was left for it: its blocks cannot be listed.
+    with pytest.raises(botocore.exceptions.ClientError):
+        ebs.list_snapshot_blocks(SnapshotId=sid)
+    nothing_half_written(ec2, mnt, states=("completed", "error"))
+
+    for f in fillers.iterdir():
+        f.unlink()
+    again = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[again], WaiterConfig=FAST_WAITER)
+    assert read_all(ebs, again) == before
+    assert read_all(ebs, before_sid) == before
+    stop(srv)
+    out = subprocess.run([openami_bin(), "store", "scrub", "--data-dir", str(mnt)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -8,7 +8,8 @@
 //!
 //! A put writes the temp file, fsyncs it, renames it over the final name and fsyncs the
 //! parent directory (and any directory it had to create), so after a crash an object is
-//! either absent or complete. `put_name_pending` skips the directory sync, and
+//! either absent or complete; a put that fails (a full disk: ENOSPC, EDQUOT) removes its
+//! temp file and leaves the old object, if any. `put_name_pending` skips the directory sync, and
 //! `persist_names` syncs each directory of a batch once. Temp files left by a crash are removed by
 //! [`LocalFsStore::remove_stale_temp_files`].
 

@@ -7,6 +7,9 @@
 //! takes the block out of the pending set and captures its old content first. Blocks
 //! that are not dirty inherit the parent manifest's entries unchanged, so the cost is
 //! proportional to the changed blocks.
+//!
+//! A snapshot that fails (a full disk included) or is dropped before it runs leaves no
+//! manifest, and its frozen blocks count as dirty again: nothing is lost for the next one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
