@@ -242,8 +242,8 @@ def test_disk_full_fails_cleanly_and_recovers(full_disk):
 def test_snapshot_that_cannot_be_stored_ends_error(few_inodes):
     """No file can be created (the tmpfs is out of inodes: ENOSPC on create) while the
     catalog's files can still grow: CreateSnapshot is accepted, its manifest cannot be
-    stored, and the snapshot ends `error` with a StateMessage, as in AWS. The volume is
-    not left busy: once files can be created again, the next CreateSnapshot completes."""
+    stored, and the snapshot ends `error` with a StateMessage, as in AWS. A SIGTERM then
+    is a clean exit, and after a restart with files creatable again the volume snapshots."""
     mnt, imports, servers = few_inodes
     srv = Server(mnt)
     servers.append(srv)
@@ -275,12 +275,19 @@ def test_snapshot_that_cannot_be_stored_ends_error(few_inodes):
         ebs.list_snapshot_blocks(SnapshotId=sid)
     nothing_half_written(ec2, mnt, states=("completed", "error"))
 
+    # A SIGTERM while still full (the volume's state file cannot be rewritten) is a clean
+    # exit; the next start on the freed directory carries on.
+    stop(srv)
     for f in fillers.iterdir():
         f.unlink()
+    out = subprocess.run([openami_bin(), "store", "scrub", "--data-dir", str(mnt)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    srv = Server(mnt)
+    servers.append(srv)
+    ec2, ebs = clients(srv, creds)
+    assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "error"
     again = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[again], WaiterConfig=FAST_WAITER)
     assert read_all(ebs, again) == before
     assert read_all(ebs, before_sid) == before
     stop(srv)
-    out = subprocess.run([openami_bin(), "store", "scrub", "--data-dir", str(mnt)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
