@@ -187,6 +187,11 @@ def test_disk_full_fails_cleanly_and_recovers(full_disk):
                     TagSpecifications=[{"ResourceType": "image", "Tags": many}])
     out_of_storage(lambda: ec2.register_image(**register), ("ServiceUnavailable",), 503, *hidden)
 
+    # None of those calls left anything behind.
+    assert [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]] == [vol]
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0].get("Tags", []) == []
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+
     # Completing the upload cannot store its manifest: refused, the upload stays pending.
     out_of_storage(lambda: complete(ebs, pending, acked), ("InternalServerException",), 500, *hidden)
     assert ec2.describe_snapshots(SnapshotIds=[pending])["Snapshots"][0]["State"] == "pending"

@@ -334,21 +334,39 @@ impl Catalog {
 
     /// Inserts a new resource; fails if the id exists.
     pub fn insert_resource(&self, row: &ResourceRow) -> Result<(), CatalogError> {
-        self.conn()
-            .execute(
-                "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    CatalogError::AlreadyExists {
-                        what: "resource",
-                        key: row.id.clone(),
-                    }
-                } else {
-                    e.into()
+        self.insert_resource_with_tags(row, &[])
+    }
+
+    /// Inserts a new resource and its tags in one transaction: if either cannot be
+    /// written (e.g. the disk is full) neither is. Fails if the id exists.
+    pub fn insert_resource_with_tags(
+        &self,
+        row: &ResourceRow,
+        tags: &[(String, String)],
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CatalogError::AlreadyExists {
+                    what: "resource",
+                    key: row.id.clone(),
                 }
-            })?;
+            } else {
+                e.into()
+            }
+        })?;
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT INTO tags (resource_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_id, key) DO UPDATE SET value = excluded.value",
+                params![row.id, key, value],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -169,6 +169,23 @@ fn a_full_database_is_reported_as_storage_full_and_recovers() {
         .unwrap_err();
     assert!(err.is_storage_full(), "{err}");
     assert!(c.access_key("AKIABOB").unwrap().is_none(), "rolled back");
+    // A resource whose tags do not fit is not inserted either.
+    let row = ResourceRow {
+        id: "vol-1".into(),
+        kind: "volume".into(),
+        account_id: "111111111111".into(),
+        region: "us-east-1".into(),
+        state: "available".into(),
+        doc: "{}".into(),
+        created_at_ms: 1,
+    };
+    let tags: Vec<(String, String)> = (0..64)
+        .map(|i| (format!("key-{i}"), "v".repeat(4096)))
+        .collect();
+    let err = c.insert_resource_with_tags(&row, &tags).unwrap_err();
+    assert!(err.is_storage_full(), "{err}");
+    assert!(c.resource("vol-1").unwrap().is_none());
+    assert!(c.tags("vol-1").unwrap().is_empty());
     assert!(
         !CatalogError::TooNew {
             found: 9,
@@ -182,4 +199,6 @@ fn a_full_database_is_reported_as_storage_full_and_recovers() {
     c.create_account(&account("222222222222", &big), "AKIABOB", "s2")
         .unwrap();
     assert_eq!(c.accounts().unwrap().len(), 2);
+    c.insert_resource_with_tags(&row, &tags).unwrap();
+    assert_eq!(c.tags("vol-1").unwrap().len(), 64);
 }

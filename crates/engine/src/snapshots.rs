@@ -234,16 +234,18 @@ impl Cloud {
         doc: &SnapshotDoc,
         tags: &[(String, String)],
     ) -> Ec2Result<()> {
-        self.catalog.insert_resource(&ResourceRow {
-            id: id.to_string(),
-            kind: KIND.into(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            state: "pending".into(),
-            doc: encode(doc)?,
-            created_at_ms: doc.start_time_ms,
-        })?;
-        self.catalog.set_tags(id, tags)?;
+        self.catalog.insert_resource_with_tags(
+            &ResourceRow {
+                id: id.to_string(),
+                kind: KIND.into(),
+                account_id: caller.account_id.clone(),
+                region: caller.region.clone(),
+                state: "pending".into(),
+                doc: encode(doc)?,
+                created_at_ms: doc.start_time_ms,
+            },
+            tags,
+        )?;
         Ok(())
     }
 

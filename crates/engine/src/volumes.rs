@@ -414,11 +414,10 @@ impl Cloud {
             doc: encode(&doc)?,
             created_at_ms: doc.create_time_ms,
         };
-        if let Err(e) = self.catalog.insert_resource(&row) {
+        if let Err(e) = self.catalog.insert_resource_with_tags(&row, &tags) {
             let _ = Volume::destroy(&dir, &storage.store);
             return Err(e.into());
         }
-        self.catalog.set_tags(&id, &tags)?;
         lock(&self.open_volumes).insert(id.clone(), handle);
         Ok(VolumeView {
             id,

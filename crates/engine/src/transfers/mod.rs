@@ -305,8 +305,7 @@ impl Cloud {
             doc: encode(&doc)?,
             created_at_ms: doc.created_ms,
         };
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&id, tags)?;
+        self.catalog.insert_resource_with_tags(&row, tags)?;
         self.run_task_in_background(row);
         Ok(TaskView {
             id,
