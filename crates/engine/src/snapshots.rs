@@ -122,6 +122,15 @@ pub(crate) fn doc_of(row: &ResourceRow) -> Ec2Result<SnapshotDoc> {
     serde_json::from_str(&row.doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
 
+/// The StateMessage of a snapshot whose copy failed with `e`.
+pub(crate) fn copy_failure(e: &Ec2Error) -> String {
+    if e.is_out_of_storage() {
+        e.message.clone()
+    } else {
+        "Snapshot data could not be copied".to_string()
+    }
+}
+
 pub(crate) fn encode(doc: &SnapshotDoc) -> Ec2Result<String> {
     serde_json::to_string(doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
@@ -580,7 +589,7 @@ impl Cloud {
                 &new_id,
                 result.map_err(|e| {
                     tracing::error!(snapshot = %new_id, error = %e, "snapshot copy failed");
-                    "Snapshot data could not be copied".to_string()
+                    copy_failure(&e)
                 }),
             );
         });
