@@ -56,3 +56,11 @@ pub enum BlockStoreError {
         actual: usize,
     },
 }
+
+impl BlockStoreError {
+    /// True if the object store is out of space or over quota (see
+    /// [`objstore::is_storage_full`]).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, BlockStoreError::Store(e) if e.is_storage_full())
+    }
+}

@@ -116,6 +116,18 @@ pub enum CatalogError {
     },
 }
 
+impl CatalogError {
+    /// True if SQLite could not write because the disk is full (`SQLITE_FULL`, which is
+    /// also what an `ENOSPC`/`EDQUOT` on the database or its WAL becomes). The transaction
+    /// was rolled back; the same write may succeed once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+        )
+    }
+}
+
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -322,21 +334,39 @@ impl Catalog {
 
     /// Inserts a new resource; fails if the id exists.
     pub fn insert_resource(&self, row: &ResourceRow) -> Result<(), CatalogError> {
-        self.conn()
-            .execute(
-                "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    CatalogError::AlreadyExists {
-                        what: "resource",
-                        key: row.id.clone(),
-                    }
-                } else {
-                    e.into()
+        self.insert_resource_with_tags(row, &[])
+    }
+
+    /// Inserts a new resource and its tags in one transaction: if either cannot be
+    /// written (e.g. the disk is full) neither is. Fails if the id exists.
+    pub fn insert_resource_with_tags(
+        &self,
+        row: &ResourceRow,
+        tags: &[(String, String)],
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CatalogError::AlreadyExists {
+                    what: "resource",
+                    key: row.id.clone(),
                 }
-            })?;
+            } else {
+                e.into()
+            }
+        })?;
+        for (key, value) in tags {
+            tx.execute(
+                "INSERT INTO tags (resource_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_id, key) DO UPDATE SET value = excluded.value",
+                params![row.id, key, value],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -618,152 +648,4 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn account(id: &str, name: &str) -> Account {
-        Account {
-            account_id: id.into(),
-            name: name.into(),
-        }
-    }
-
-    #[test]
-    fn accounts_keys_and_uniqueness() {
-        let c = Catalog::in_memory().unwrap();
-        c.create_account(&account("111111111111", "alice"), "AKIAALICE", "s1")
-            .unwrap();
-        assert_eq!(
-            c.access_key("AKIAALICE").unwrap(),
-            Some(("111111111111".into(), "s1".into()))
-        );
-        assert!(c.access_key("nope").unwrap().is_none());
-        assert!(matches!(
-            c.create_account(&account("222222222222", "alice"), "AKIAB", "s"),
-            Err(CatalogError::AlreadyExists { .. })
-        ));
-        assert!(matches!(
-            c.create_account(&account("222222222222", "bob"), "AKIAALICE", "s"),
-            Err(CatalogError::AlreadyExists { .. })
-        ));
-        // The failed creation left nothing behind.
-        assert_eq!(c.accounts().unwrap().len(), 1);
-        assert_eq!(
-            c.access_keys_of("111111111111").unwrap(),
-            vec![("AKIAALICE".to_string(), "s1".to_string())]
-        );
-        assert!(c.access_keys_of("222222222222").unwrap().is_empty());
-    }
-
-    #[test]
-    fn resources_tags_permissions() {
-        let c = Catalog::in_memory().unwrap();
-        let row = ResourceRow {
-            id: "vol-1".into(),
-            kind: "volume".into(),
-            account_id: "111111111111".into(),
-            region: "us-east-1".into(),
-            state: "creating".into(),
-            doc: "{}".into(),
-            created_at_ms: 1,
-        };
-        c.insert_resource(&row).unwrap();
-        assert!(c.insert_resource(&row).is_err());
-        assert!(
-            c.update_resource("vol-1", "available", "{\"a\":1}")
-                .unwrap()
-        );
-        assert_eq!(c.resource("vol-1").unwrap().unwrap().state, "available");
-        assert_eq!(c.resources("volume", "us-east-1").unwrap().len(), 1);
-        assert!(c.resources("volume", "eu-west-1").unwrap().is_empty());
-        c.set_tags(
-            "vol-1",
-            &[("Name".into(), "a".into()), ("env".into(), "x".into())],
-        )
-        .unwrap();
-        c.set_tags("vol-1", &[("Name".into(), "b".into())]).unwrap();
-        c.delete_tags("vol-1", &[("env".into(), Some("wrong".into()))])
-            .unwrap();
-        assert_eq!(c.tags("vol-1").unwrap().len(), 2);
-        c.delete_tags("vol-1", &[("env".into(), None)]).unwrap();
-        assert_eq!(
-            c.tags("vol-1").unwrap(),
-            [("Name".to_string(), "b".to_string())]
-        );
-        c.add_permission("vol-1", "createVolumePermission", "all")
-            .unwrap();
-        c.add_permission("vol-1", "createVolumePermission", "all")
-            .unwrap();
-        assert_eq!(
-            c.permissions("vol-1", "createVolumePermission").unwrap(),
-            ["all"]
-        );
-        assert!(c.delete_resource("vol-1").unwrap());
-        assert!(c.tags("vol-1").unwrap().is_empty());
-        assert!(
-            c.permissions("vol-1", "createVolumePermission")
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn data_version_tracks_other_connections_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
-        let mine = Catalog::open(&path).unwrap();
-        let other = Catalog::open(&path).unwrap();
-        let v0 = mine.data_version().unwrap();
-        mine.create_account(&account("111111111111", "a"), "AKIA1", "s")
-            .unwrap();
-        assert_eq!(mine.data_version().unwrap(), v0, "own writes do not count");
-        other
-            .create_account(&account("222222222222", "b"), "AKIA2", "s")
-            .unwrap();
-        assert_ne!(
-            mine.data_version().unwrap(),
-            v0,
-            "another connection's commit does"
-        );
-    }
-
-    #[test]
-    fn reopening_keeps_data_and_does_not_rerun_migrations() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
-        {
-            let c = Catalog::open(&path).unwrap();
-            c.create_account(&account("111111111111", "alice"), "AKIA1", "s")
-                .unwrap();
-        }
-        let c = Catalog::open(&path).unwrap();
-        assert_eq!(c.accounts().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn upload_blocks_survive_reopening_with_their_write_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
-        let before = now_ms();
-        {
-            let c = Catalog::open(&path).unwrap();
-            assert_eq!(c.upload_last_write("snap-1").unwrap(), None);
-            c.put_upload_block("snap-1", 3, "ab").unwrap();
-            c.put_upload_block("snap-1", 1, "").unwrap();
-            c.put_upload_block("snap-2", 0, "cd").unwrap();
-        }
-        let c = Catalog::open(&path).unwrap();
-        assert_eq!(
-            c.upload_blocks("snap-1").unwrap(),
-            vec![(1, String::new()), (3, "ab".to_string())]
-        );
-        let last = c.upload_last_write("snap-1").unwrap().unwrap();
-        assert!(last >= before && last <= now_ms());
-        let mut ids = c.upload_snapshot_ids().unwrap();
-        ids.sort();
-        assert_eq!(ids, vec!["snap-1".to_string(), "snap-2".to_string()]);
-        c.clear_upload("snap-1").unwrap();
-        assert_eq!(c.upload_last_write("snap-1").unwrap(), None);
-        assert_eq!(c.upload_snapshot_ids().unwrap(), vec!["snap-2".to_string()]);
-    }
-}
+mod tests;

@@ -109,7 +109,7 @@ macro_rules! internal {
     ($($t:ty),*) => {$(
         impl From<$t> for EbsError {
             fn from(e: $t) -> Self {
-                Ec2Error::internal("ebs", e).into()
+                Ec2Error::from(e).into()
             }
         }
     )*};
@@ -671,9 +671,20 @@ impl Cloud {
         let mut done = doc.clone();
         done.progress = 100;
         done.completion_time_ms = Some(now_ms());
-        self.catalog
-            .update_resource(id, "completed", &snapshots::encode(&done)?)?;
-        self.catalog.clear_upload(id)?;
+        let recorded = snapshots::encode(&done)
+            .and_then(|d| Ok(self.catalog.update_resource(id, "completed", &d)?));
+        if let Err(e) = recorded {
+            // E.g. the catalog cannot grow: take the manifest back, so that the upload
+            // stays `pending` without one and CompleteSnapshot can be retried.
+            if let Err(undo) = storage.store.delete_snapshot(&manifest.snapshot_id) {
+                tracing::error!(snapshot = %id, error = %undo, "cannot take back the manifest of an upload");
+            }
+            return Err(e.into());
+        }
+        // The snapshot is complete; upload rows left behind are released at the next start.
+        if let Err(e) = self.catalog.clear_upload(id) {
+            tracing::warn!(snapshot = %id, error = %e, "cannot clear the blocks of a completed upload");
+        }
         lock(&self.upload_activity).remove(id);
         Ok("completed".into())
     }

@@ -1,4 +1,9 @@
 //! EC2-style errors: an error code, a message, and the HTTP status AWS uses.
+//!
+//! Storage errors of the layers below (catalog, block store, volumes) become
+//! `InternalError` (500, details only in the log) — except a full disk (`ENOSPC`,
+//! `EDQUOT`, `SQLITE_FULL`), which becomes [`Ec2Error::out_of_storage`]: `ServiceUnavailable`
+//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed.
 
 /// An error as the EC2 API reports it (`<Code>` and `<Message>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +37,22 @@ impl Ec2Error {
         }
     }
 
+    /// The data directory is full: `ServiceUnavailable` (503) with [`OUT_OF_STORAGE`]; the
+    /// details (which file) go to the log.
+    pub fn out_of_storage(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, context, "out of storage");
+        Ec2Error {
+            code: "ServiceUnavailable".into(),
+            message: OUT_OF_STORAGE.into(),
+            status: 503,
+        }
+    }
+
+    /// True for an [`Ec2Error::out_of_storage`] error.
+    pub fn is_out_of_storage(&self) -> bool {
+        self.status == 503 && self.message == OUT_OF_STORAGE
+    }
+
     /// `InvalidParameterValue`.
     pub fn invalid_value(message: impl Into<String>) -> Self {
         Self::client("InvalidParameterValue", message)
@@ -56,21 +77,37 @@ impl Ec2Error {
     }
 }
 
+/// What a client is told when the data directory is full.
+pub const OUT_OF_STORAGE: &str =
+    "The server is out of storage space; retry the request once space has been freed.";
+
 impl From<catalog::CatalogError> for Ec2Error {
     fn from(e: catalog::CatalogError) -> Self {
-        Ec2Error::internal("catalog", e)
+        if e.is_storage_full() {
+            Ec2Error::out_of_storage("catalog", e)
+        } else {
+            Ec2Error::internal("catalog", e)
+        }
     }
 }
 
 impl From<blockstore::BlockStoreError> for Ec2Error {
     fn from(e: blockstore::BlockStoreError) -> Self {
-        Ec2Error::internal("block store", e)
+        if e.is_storage_full() {
+            Ec2Error::out_of_storage("block store", e)
+        } else {
+            Ec2Error::internal("block store", e)
+        }
     }
 }
 
 impl From<volume::VolumeError> for Ec2Error {
     fn from(e: volume::VolumeError) -> Self {
-        Ec2Error::internal("volume", e)
+        if e.is_storage_full() {
+            Ec2Error::out_of_storage("volume", e)
+        } else {
+            Ec2Error::internal("volume", e)
+        }
     }
 }
 

@@ -216,8 +216,7 @@ impl Cloud {
                 .map_err(|e| Ec2Error::internal("key pair document", e))?,
             created_at_ms: doc.create_time_ms,
         };
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&row.id, &tags)?;
+        self.catalog.insert_resource_with_tags(&row, &tags)?;
         Ok(KeyPairView {
             id: row.id,
             doc,

@@ -257,6 +257,27 @@ impl Cloud {
         }
     }
 
+    /// Runs `write`, which records how background work ended, again and again while it
+    /// fails because the disk is full (until the server stops), so that a snapshot or a
+    /// task never stays `pending`/`active` for good when space comes back.
+    pub(crate) fn record_until_space(
+        &self,
+        what: &str,
+        mut write: impl FnMut() -> Ec2Result<()>,
+    ) -> Ec2Result<()> {
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            match write() {
+                Err(e) if e.is_out_of_storage() && !self.is_shutting_down() => {
+                    tracing::warn!(what, "disk full: retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub(crate) fn spawn_worker(&self, name: String, work: impl FnOnce() + Send + 'static) {
         match std::thread::Builder::new().name(name).spawn(work) {
             Ok(handle) => {

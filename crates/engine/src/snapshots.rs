@@ -122,6 +122,15 @@ pub(crate) fn doc_of(row: &ResourceRow) -> Ec2Result<SnapshotDoc> {
     serde_json::from_str(&row.doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
 
+/// The StateMessage of a snapshot whose copy failed with `e`.
+pub(crate) fn copy_failure(e: &Ec2Error) -> String {
+    if e.is_out_of_storage() {
+        e.message.clone()
+    } else {
+        "Snapshot data could not be copied".to_string()
+    }
+}
+
 pub(crate) fn encode(doc: &SnapshotDoc) -> Ec2Result<String> {
     serde_json::to_string(doc).map_err(|e| Ec2Error::internal("snapshot document", e))
 }
@@ -202,7 +211,7 @@ impl Cloud {
     /// Records the end of a snapshot's background work: `completed`, or `error` with the
     /// reason.
     pub(crate) fn finish_snapshot(&self, id: &str, result: Result<(), String>) {
-        let outcome = (|| -> Ec2Result<()> {
+        let outcome = self.record_until_space("snapshot end", || -> Ec2Result<()> {
             let Some(row) = self.catalog.resource(id)? else {
                 return Ok(());
             };
@@ -220,7 +229,7 @@ impl Cloud {
             };
             self.catalog.update_resource(id, state, &encode(&doc)?)?;
             Ok(())
-        })();
+        });
         if let Err(e) = outcome {
             tracing::error!(snapshot = %id, error = %e, "cannot record snapshot completion");
         }
@@ -234,16 +243,18 @@ impl Cloud {
         doc: &SnapshotDoc,
         tags: &[(String, String)],
     ) -> Ec2Result<()> {
-        self.catalog.insert_resource(&ResourceRow {
-            id: id.to_string(),
-            kind: KIND.into(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            state: "pending".into(),
-            doc: encode(doc)?,
-            created_at_ms: doc.start_time_ms,
-        })?;
-        self.catalog.set_tags(id, tags)?;
+        self.catalog.insert_resource_with_tags(
+            &ResourceRow {
+                id: id.to_string(),
+                kind: KIND.into(),
+                account_id: caller.account_id.clone(),
+                region: caller.region.clone(),
+                state: "pending".into(),
+                doc: encode(doc)?,
+                created_at_ms: doc.start_time_ms,
+            },
+            tags,
+        )?;
         Ok(())
     }
 
@@ -324,7 +335,11 @@ impl Cloud {
         let snap = pending.snapshot_id().to_string();
         let result = pending.run().map(|_| ()).map_err(|e| {
             tracing::error!(snapshot = %snap, error = %e, "snapshot failed");
-            "Snapshot data could not be stored".to_string()
+            if e.is_storage_full() {
+                crate::error::OUT_OF_STORAGE.to_string()
+            } else {
+                "Snapshot data could not be stored".to_string()
+            }
         });
         let ok = result.is_ok();
         self.finish_snapshot(&snap, result);
@@ -574,7 +589,7 @@ impl Cloud {
                 &new_id,
                 result.map_err(|e| {
                     tracing::error!(snapshot = %new_id, error = %e, "snapshot copy failed");
-                    "Snapshot data could not be copied".to_string()
+                    copy_failure(&e)
                 }),
             );
         });

@@ -377,16 +377,29 @@ impl Cloud {
         let vol_id = resource_id(&id)?;
         let dir = storage.volumes_dir.join(&id);
         let bytes = doc.size_gib as u64 * GIB;
-        let handle = match &doc.snapshot_id {
+        let created = match &doc.snapshot_id {
             Some(src) => Volume::create_from_snapshot(
                 &dir,
                 vol_id,
                 &resource_id(src)?,
                 Some(bytes),
                 Arc::clone(&storage.store),
-            )?,
-            None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store))?,
+            ),
+            None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store)),
         };
+        let handle = created.map_err(|e| {
+            if e.is_storage_full() {
+                // EC2's code for "no room for this volume now; try later".
+                tracing::warn!(error = %e, "out of storage creating a volume");
+                Ec2Error {
+                    code: "InsufficientVolumeCapacity".into(),
+                    message: crate::error::OUT_OF_STORAGE.into(),
+                    status: 503,
+                }
+            } else {
+                e.into()
+            }
+        })?;
         let state = if doc.attachment.is_some() {
             "in-use"
         } else {
@@ -401,11 +414,10 @@ impl Cloud {
             doc: encode(&doc)?,
             created_at_ms: doc.create_time_ms,
         };
-        if let Err(e) = self.catalog.insert_resource(&row) {
+        if let Err(e) = self.catalog.insert_resource_with_tags(&row, &tags) {
             let _ = Volume::destroy(&dir, &storage.store);
             return Err(e.into());
         }
-        self.catalog.set_tags(&id, &tags)?;
         lock(&self.open_volumes).insert(id.clone(), handle);
         Ok(VolumeView {
             id,

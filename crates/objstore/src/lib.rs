@@ -66,6 +66,12 @@ impl StoreError {
         matches!(self, StoreError::NotFound { .. })
     }
 
+    /// True if the backing medium is out of space or over quota: the same operation may
+    /// succeed once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if is_storage_full(source))
+    }
+
     pub(crate) fn io(op: &'static str, what: impl ToString, source: std::io::Error) -> Self {
         StoreError::Io {
             op,
@@ -73,6 +79,16 @@ impl StoreError {
             source,
         }
     }
+}
+
+/// True if an I/O error means "no space left" (`ENOSPC`) or "quota exceeded" (`EDQUOT`).
+/// Layers above use it to tell a full disk — a condition that clears when space is
+/// freed — from other failures.
+pub fn is_storage_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// A store of immutable objects addressed by [`ObjectKey`].

@@ -8,7 +8,8 @@
 //!
 //! A put writes the temp file, fsyncs it, renames it over the final name and fsyncs the
 //! parent directory (and any directory it had to create), so after a crash an object is
-//! either absent or complete. `put_name_pending` skips the directory sync, and
+//! either absent or complete; a put that fails (a full disk: ENOSPC, EDQUOT) removes its
+//! temp file and leaves the old object, if any. `put_name_pending` skips the directory sync, and
 //! `persist_names` syncs each directory of a batch once. Temp files left by a crash are removed by
 //! [`LocalFsStore::remove_stale_temp_files`].
 
@@ -84,6 +85,8 @@ impl LocalFsStore {
             .join(format!("{}-{n}", std::process::id()));
         let mut file =
             File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
+        // On any failure (ENOSPC included) the temp file goes: nothing half-written is
+        // ever renamed into place.
         file.write_all(data)
             .and_then(|()| file.sync_data())
             .map_err(|e| {
@@ -97,7 +100,10 @@ impl LocalFsStore {
     fn install(&self, temp: &Path, key: &ObjectKey) -> Result<PathBuf, StoreError> {
         let target = self.path_of(key);
         let parent = target.parent().unwrap_or(&self.root).to_path_buf();
-        create_dir_durably(&parent)?;
+        if let Err(e) = create_dir_durably(&parent) {
+            let _ = fs::remove_file(temp);
+            return Err(e);
+        }
         fs::rename(temp, &target).map_err(|e| {
             let _ = fs::remove_file(temp);
             StoreError::io("rename", key, e)

@@ -76,6 +76,15 @@ pub enum VolumeError {
 }
 
 impl VolumeError {
+    /// True if the volume's files or the block store are out of space or over quota.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            VolumeError::Io { source, .. } => objstore::is_storage_full(source),
+            VolumeError::Store(e) => e.is_storage_full(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         VolumeError::Io {
             op,

@@ -7,6 +7,9 @@
 //! takes the block out of the pending set and captures its old content first. Blocks
 //! that are not dirty inherit the parent manifest's entries unchanged, so the cost is
 //! proportional to the changed blocks.
+//!
+//! A snapshot that fails (a full disk included) or is dropped before it runs leaves no
+//! manifest, and its frozen blocks count as dirty again: nothing is lost for the next one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,7 +72,9 @@ pub(crate) struct SharedCapture {
     pub frozen: Bitmap,
     session: WriteSession,
     results: Mutex<HashMap<u64, Option<BlockHash>>>,
-    first_error: Mutex<Option<String>>,
+    /// The first error of any worker, kept typed so that callers can tell a full disk
+    /// from other failures.
+    first_error: Mutex<Option<VolumeError>>,
     failed: AtomicBool,
     pub progress: Arc<SnapshotProgress>,
 }
@@ -95,15 +100,15 @@ impl SharedCapture {
                 let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
                 results.insert(b, put.map(|p| p.hash));
             }
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(e.into()),
         }
         self.progress.done_blocks.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn fail(&self, reason: String) {
+    fn fail(&self, error: VolumeError) {
         self.failed.store(true, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(reason);
+        first.get_or_insert(error);
     }
 }
 
@@ -207,6 +212,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A pending snapshot dropped without [`PendingSnapshot::run`] (its caller could not
+/// record it, e.g. on a full disk) is abandoned: the volume may take another snapshot and
+/// the frozen blocks count as dirty again.
+impl Drop for PendingSnapshot {
+    fn drop(&mut self) {
+        let mut inner = self.volume.lock();
+        if inner
+            .capture
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.shared, &self.shared))
+        {
+            inner.capture = None;
+            inner.dirty.union_with(&self.shared.frozen);
+        }
+    }
+}
+
 impl PendingSnapshot {
     /// Live progress counters.
     pub fn progress(&self) -> Arc<SnapshotProgress> {
@@ -219,8 +241,8 @@ impl PendingSnapshot {
     }
 
     /// Reads, hashes and stores the frozen blocks, commits the manifest, and makes the
-    /// snapshot the volume's new backing snapshot. On failure the frozen blocks count as
-    /// dirty again and nothing is committed.
+    /// snapshot the volume's new backing snapshot. On failure (a full disk included) the
+    /// frozen blocks count as dirty again and no manifest is left behind.
     pub fn run(self) -> Result<SnapshotSummary, VolumeError> {
         let started = Instant::now();
         let result = self.capture_all().and_then(|()| {
@@ -232,17 +254,25 @@ impl PendingSnapshot {
                 commit_ms = (started.elapsed() - captured).as_millis() as u64,
                 "snapshot data stored"
             );
+            // Hold the new snapshot before the volume reads from it. The state file is
+            // rewritten at the next flush; the old hold goes only after that.
+            if let Err(e) = self
+                .volume
+                .store
+                .add_hold(&manifest.snapshot_id, self.volume.id())
+            {
+                if let Err(undo) = self.volume.store.delete_snapshot(&manifest.snapshot_id) {
+                    tracing::warn!(snapshot = %manifest.snapshot_id, error = %undo,
+                        "cannot remove the manifest of a failed snapshot");
+                }
+                return Err(e.into());
+            }
             Ok(manifest)
         });
         let mut inner = self.volume.lock();
         match result {
             Ok(manifest) => {
                 inner.capture = None;
-                // Hold the new snapshot before the volume reads from it. The state file
-                // is rewritten at the next flush; the old hold goes only after that.
-                self.volume
-                    .store
-                    .add_hold(&manifest.snapshot_id, self.volume.id())?;
                 if let Some(old) = inner.backing.clone() {
                     inner.released_holds.push(old);
                 }
@@ -275,7 +305,7 @@ impl PendingSnapshot {
                         match self.volume.next_capture_block() {
                             Ok(Some((b, content))) => shared.capture_block(b, &content),
                             Ok(None) => break,
-                            Err(e) => shared.fail(e.to_string()),
+                            Err(e) => shared.fail(e),
                         }
                     }
                 });
@@ -287,10 +317,7 @@ impl PendingSnapshot {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         match first {
-            Some(reason) => Err(VolumeError::SnapshotFailed {
-                id: shared.snapshot_id.clone(),
-                reason,
-            }),
+            Some(error) => Err(error),
             None => Ok(()),
         }
     }

@@ -134,13 +134,18 @@ impl VolumeState {
         })
     }
 
-    /// Atomically replaces `dir/name` with this state.
+    /// Atomically replaces `dir/name` with this state. If the temp file cannot be written
+    /// in full (e.g. the disk is full) it is removed and `dir/name` stays as it was.
     pub fn write_atomically(&self, dir: &Path, name: &str) -> std::io::Result<()> {
         let temp = dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&temp)?;
-        file.write_all(&self.encode())?;
-        file.sync_data()?;
-        drop(file);
+        let written = File::create(&temp).and_then(|mut file| {
+            file.write_all(&self.encode())?;
+            file.sync_data()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
         fs::rename(&temp, dir.join(name))?;
         File::open(dir)?.sync_all()
     }

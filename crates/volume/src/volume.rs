@@ -128,6 +128,22 @@ impl Volume {
             }
             Err(e) => return Err(VolumeError::io("create dir", dir, e)),
         }
+        // A volume that could not be created completely (e.g. on a full disk) leaves no
+        // directory behind.
+        let created = Self::init_dir(dir, id, size, backing, store);
+        if created.is_err() {
+            let _ = fs::remove_dir_all(dir);
+        }
+        created
+    }
+
+    fn init_dir(
+        dir: &Path,
+        id: ResourceId,
+        size: u64,
+        backing: Option<Manifest>,
+        store: Arc<BlockStore>,
+    ) -> Result<Arc<Volume>, VolumeError> {
         let data = SegmentedFile::open(dir, size, true)?;
         let blocks = block_count(size);
         let volume = Volume {

@@ -168,3 +168,44 @@ fn gc_concurrent_with_snapshot_creation_never_frees_a_referenced_block() {
         "after a quiet GC exactly the referenced blocks remain"
     );
 }
+
+/// A pending snapshot that its caller drops without running (e.g. the catalog could not
+/// record it because the disk was full) must not wedge the volume: the next snapshot can
+/// begin, and it still contains the blocks that were frozen for the abandoned one.
+#[test]
+fn abandoned_pending_snapshot_frees_the_volume_and_keeps_its_blocks_dirty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let vol = Volume::create(
+        &dir.path().join("v"),
+        id("vol-1"),
+        8 * BS as u64,
+        store.clone(),
+    )
+    .unwrap();
+    let data = pattern(7);
+    vol.write_at(&data, 3 * BS as u64).unwrap();
+    assert_eq!(vol.block_counts().1, 1);
+
+    let abandoned = vol.begin_snapshot(id("snap-1")).unwrap();
+    assert_eq!(
+        vol.block_counts().1,
+        0,
+        "begin_snapshot froze the dirty set"
+    );
+    assert!(
+        vol.begin_snapshot(id("snap-2")).is_err(),
+        "one snapshot at a time"
+    );
+    drop(abandoned);
+    assert_eq!(vol.block_counts().1, 1, "the frozen block is dirty again");
+
+    let summary = vol.snapshot(id("snap-3")).unwrap();
+    assert_eq!(summary.blocks_read, 1);
+    let content = snapshot_content(&store, &id("snap-3"));
+    assert_eq!(&content[3 * BS..4 * BS], &data[..]);
+    assert!(!store.snapshot_exists(&id("snap-1")).unwrap());
+    // A snapshot that ran to completion does not undo anything when dropped.
+    assert_eq!(vol.block_counts().1, 0);
+    vol.snapshot(id("snap-4")).unwrap();
+}

@@ -213,7 +213,7 @@ impl Cloud {
                     .copy_snapshot_data(&job.source_region, src, &job.region, dst)
                     .map_err(|e| {
                         tracing::error!(image = %job.image_id, snapshot = %dst, error = %e, "image snapshot copy failed");
-                        "Snapshot data could not be copied".to_string()
+                        crate::snapshots::copy_failure(&e)
                     }),
             };
             if let Err(reason) = &result

@@ -460,18 +460,18 @@ impl Cloud {
                 format!("AMI name {} is already in use by AMI {existing}", doc.name),
             ));
         }
-        self.catalog.insert_resource(&ResourceRow {
-            id: id.to_string(),
-            kind: KIND.into(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            state: state.into(),
-            doc: encode(doc)?,
-            created_at_ms: doc.creation_ms,
-        })?;
-        if !tags.is_empty() {
-            self.catalog.set_tags(id, tags)?;
-        }
+        self.catalog.insert_resource_with_tags(
+            &ResourceRow {
+                id: id.to_string(),
+                kind: KIND.into(),
+                account_id: caller.account_id.clone(),
+                region: caller.region.clone(),
+                state: state.into(),
+                doc: encode(doc)?,
+                created_at_ms: doc.creation_ms,
+            },
+            tags,
+        )?;
         self.refresh_image(id)
     }
 }

@@ -54,7 +54,7 @@ impl Cloud {
     /// Begins snapshots of `volumes` (device, volume id) at one point in time: a running
     /// machine is paused meanwhile and, if `reboot`, reset before it resumes.
     fn snapshot_volumes_at_once(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         instance_id: &str,
         volumes: &[(String, String)],
@@ -106,12 +106,24 @@ impl Cloud {
             None => Ok(begun),
             Some(e) => {
                 // Snapshots begun before the failure still complete; report the error.
-                for (_, _, pending) in begun {
-                    self.store_snapshot(pending);
-                }
+                self.store_snapshots_in_background(begun.into_iter().map(|(_, _, p)| p).collect());
                 Err(e)
             }
         }
+    }
+
+    /// Stores snapshots begun for a request that failed, on a worker: recording their end
+    /// may wait for disk space (see [`Cloud::record_until_space`]), a request must not.
+    fn store_snapshots_in_background(self: &Arc<Self>, pending: Vec<PendingSnapshot>) {
+        if pending.is_empty() {
+            return;
+        }
+        let cloud = Arc::clone(self);
+        self.spawn_worker("snapshots of a failed request".into(), move || {
+            for p in pending {
+                cloud.store_snapshot(p);
+            }
+        });
     }
 
     fn instance_for_snapshots(&self, caller: &Caller, id: &str) -> Ec2Result<InstanceDoc> {
@@ -287,9 +299,7 @@ impl Cloud {
         };
         let pending: Vec<PendingSnapshot> = begun.into_iter().map(|(_, _, p)| p).collect();
         if let Err(e) = self.insert_image(caller, &image_id, "pending", &doc, &image_tags) {
-            for p in pending {
-                self.store_snapshot(p);
-            }
+            self.store_snapshots_in_background(pending);
             return Err(e);
         }
         let cloud = Arc::clone(self);

@@ -536,8 +536,8 @@ impl Cloud {
             doc: encode(&doc)?,
             created_at_ms: now,
         };
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&id, launch.instance_tags)?;
+        self.catalog
+            .insert_resource_with_tags(&row, launch.instance_tags)?;
         Ok(InstanceView {
             id,
             owner_id: caller.account_id.clone(),

@@ -98,8 +98,15 @@ pub(crate) enum Exit {
 /// `nbd::BlockDevice` over a volume.
 struct VolumeDevice(Arc<Volume>);
 
+/// A volume error for the NBD server; a full disk keeps its kind, so that the guest sees
+/// ENOSPC rather than EIO.
 fn io_error(e: volume::VolumeError) -> std::io::Error {
-    std::io::Error::other(e.to_string())
+    let kind = if e.is_storage_full() {
+        std::io::ErrorKind::StorageFull
+    } else {
+        std::io::ErrorKind::Other
+    };
+    std::io::Error::new(kind, e.to_string())
 }
 
 impl BlockDevice for VolumeDevice {

@@ -316,8 +316,7 @@ impl Cloud {
                 .map_err(|e| Ec2Error::internal("launch template document", e))?,
             created_at_ms: now,
         };
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&row.id, &tags)?;
+        self.catalog.insert_resource_with_tags(&row, &tags)?;
         Ok(LaunchTemplateView {
             id: row.id,
             doc,

@@ -425,7 +425,7 @@ impl Cloud {
         progress.set_total(size);
         let mut buf = vec![0u8; BLOCK_SIZE];
         let mut entries = Vec::new();
-        let server = |e: blockstore::BlockStoreError| TaskFailure::Server(e.to_string());
+        let server = TaskFailure::from;
         let corrupt = |e: diskimage::Error| {
             TaskFailure::Client(format!("Reading the disk image failed: {e}"))
         };
@@ -462,8 +462,15 @@ impl Cloud {
         {
             tracing::warn!(snapshot = %snap_id, error = %e, "cannot delete a discarded import snapshot");
         }
-        let _ = self.catalog.clear_tags(snap_id);
-        let _ = self.catalog.delete_resource(snap_id);
+        // Retried while the catalog is full: a row left behind would stay `pending`.
+        let removed = self.record_until_space("discarded import snapshot", || {
+            self.catalog.clear_tags(snap_id)?;
+            self.catalog.delete_resource(snap_id)?;
+            Ok(())
+        });
+        if let Err(e) = removed {
+            tracing::warn!(snapshot = %snap_id, error = %e, "cannot remove a discarded import snapshot");
+        }
     }
 
     /// Registers the AMI of a finished ImportImage task.

@@ -231,6 +231,19 @@ pub(crate) enum TaskFailure {
     Server(String),
 }
 
+/// A block store failure of a task: a full disk says so (`ServerError: The server is out
+/// of storage space…`); anything else reports the error (paths are hidden later).
+impl From<blockstore::BlockStoreError> for TaskFailure {
+    fn from(e: blockstore::BlockStoreError) -> Self {
+        if e.is_storage_full() {
+            tracing::warn!(error = %e, "import: out of storage");
+            TaskFailure::Server(crate::error::OUT_OF_STORAGE.into())
+        } else {
+            TaskFailure::Server(e.to_string())
+        }
+    }
+}
+
 impl From<Ec2Error> for TaskFailure {
     fn from(e: Ec2Error) -> Self {
         if e.status >= 500 {
@@ -292,8 +305,7 @@ impl Cloud {
             doc: encode(&doc)?,
             created_at_ms: doc.created_ms,
         };
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&id, tags)?;
+        self.catalog.insert_resource_with_tags(&row, tags)?;
         self.run_task_in_background(row);
         Ok(TaskView {
             id,
@@ -361,19 +373,19 @@ impl Cloud {
 
     /// Records how a task ended; `done` fills in what it produced.
     fn finish_task(&self, row: &ResourceRow, result: Result<TaskDoc, TaskFailure>) {
-        let outcome = (|| -> Ec2Result<()> {
+        let outcome = self.record_until_space("task end", || -> Ec2Result<()> {
             let Some(current) = self.catalog.resource(&row.id)? else {
                 return Ok(());
             };
-            let (state, doc) = match result {
-                Ok(doc) => ("completed", doc),
+            let (state, doc) = match &result {
+                Ok(doc) => ("completed", doc.clone()),
                 Err(failure) => {
                     let mut doc = doc_of(&current)?;
                     let hide = |m: &str| self.transfers.hide_paths(m, self.data_dir().root());
                     doc.status_message = match failure {
                         TaskFailure::Cancelled => "Canceled by the user".into(),
-                        TaskFailure::Client(m) => format!("ClientError: {}", hide(&m)),
-                        TaskFailure::Server(m) => format!("ServerError: {}", hide(&m)),
+                        TaskFailure::Client(m) => format!("ClientError: {}", hide(m)),
+                        TaskFailure::Server(m) => format!("ServerError: {}", hide(m)),
                     };
                     let failed = if row.kind == IMPORT_SNAPSHOT && current.state != "deleting" {
                         "error"
@@ -386,7 +398,7 @@ impl Cloud {
             self.catalog
                 .update_resource(&row.id, state, &encode(&doc)?)?;
             Ok(())
-        })();
+        });
         if let Err(e) = outcome {
             tracing::error!(task = %row.id, error = %e, "cannot record task end");
         }

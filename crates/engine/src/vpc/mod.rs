@@ -224,14 +224,10 @@ impl Cloud {
             default_group_id: sg_id.clone(),
             create_time_ms: now_ms(),
         };
-        self.catalog.insert_resource(&new_row(
-            caller,
-            &vpc_id,
-            VPC_KIND,
-            "available",
-            encode(&doc)?,
-        ))?;
-        self.catalog.set_tags(&vpc_id, &tags)?;
+        self.catalog.insert_resource_with_tags(
+            &new_row(caller, &vpc_id, VPC_KIND, "available", encode(&doc)?),
+            &tags,
+        )?;
         let rtb = RouteTableDoc {
             vpc_id: vpc_id.clone(),
             main: true,

@@ -204,8 +204,7 @@ impl Cloud {
         };
         let id = ids::new_id("sg");
         let row = new_row(caller, &id, GROUP_KIND, "available", encode(&doc)?);
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&id, &tags)?;
+        self.catalog.insert_resource_with_tags(&row, &tags)?;
         self.view_group(&row, tags)
     }
 

@@ -215,8 +215,7 @@ impl Cloud {
         };
         let id = ids::new_id("subnet");
         let row = new_row(caller, &id, SUBNET_KIND, "available", encode(&doc)?);
-        self.catalog.insert_resource(&row)?;
-        self.catalog.set_tags(&id, &tags)?;
+        self.catalog.insert_resource_with_tags(&row, &tags)?;
         let mut views = self.view_subnets(caller, vec![(row, tags)])?;
         views
             .pop()
