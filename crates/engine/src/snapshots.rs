@@ -281,6 +281,8 @@ impl Cloud {
                 "Description must be at most 255 characters",
             ));
         }
+        // Until the snapshot is in `snapshot_progress`, DeleteVolume must wait.
+        let _lifecycle = lock(&self.volume_lifecycle);
         let row = self.owned_volume(caller, volume_id)?;
         let volume_doc = self.view_volume(&row, Vec::new())?.doc;
         let handle = self.volume_handle(&row.region, &row.id)?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use blockstore::ResourceId;
+use blockstore::{BlockStoreError, ResourceId};
 use catalog::{ResourceRow, now_ms};
 use serde::{Deserialize, Serialize};
 use volume::Volume;
@@ -384,7 +384,14 @@ impl Cloud {
                 &resource_id(src)?,
                 Some(bytes),
                 Arc::clone(&storage.store),
-            )?,
+            )
+            .map_err(|e| match e {
+                // Deleted since the caller checked it (a concurrent DeleteSnapshot).
+                volume::VolumeError::Store(BlockStoreError::SnapshotNotFound { .. }) => {
+                    Ec2Error::not_found("InvalidSnapshot.NotFound", "snapshot", src)
+                }
+                other => other.into(),
+            })?,
             None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store))?,
         };
         let state = if doc.attachment.is_some() {
@@ -454,6 +461,7 @@ impl Cloud {
 
     /// DeleteVolume.
     pub fn delete_volume(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        let _lifecycle = lock(&self.volume_lifecycle);
         let row = self.owned_volume(caller, id)?;
         if row.state == "in-use" {
             return Err(Ec2Error::client(
@@ -537,3 +545,6 @@ impl Cloud {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
