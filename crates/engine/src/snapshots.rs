@@ -457,6 +457,9 @@ impl Cloud {
 
     /// DeleteSnapshot. Refused while a registered image uses it.
     pub fn delete_snapshot(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        // One delete at a time, and no image registered between the check below and
+        // the delete (see `images::writing`).
+        let _writing = crate::images::writing();
         let row = self.owned_snapshot(caller, id)?;
         if row.state == "pending" {
             return Err(Ec2Error::client(

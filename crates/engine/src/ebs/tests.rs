@@ -1,6 +1,7 @@
-//! EBS direct uploads racing DeleteSnapshot (found by `bench/soak.py`, which saw them
-//! answer 500): a parent deleted during an incremental upload, and a snapshot whose
-//! manifest is gone while its catalog row still says `completed`.
+//! Snapshots racing DeleteSnapshot (found by `bench/soak.py`, which saw them answer 500
+//! or leave an image without its snapshot): a parent deleted during an incremental
+//! upload, a snapshot whose manifest is gone while its catalog row still says
+//! `completed`, two deletes of one snapshot, RegisterImage against DeleteSnapshot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -116,4 +117,64 @@ fn a_manifest_deleted_under_a_completed_row_reads_as_not_found() {
         )
         .unwrap_err();
     assert_eq!((err.kind, err.status), ("ResourceNotFoundException", 404));
+}
+
+/// Runs `a` and `b` at once (released together).
+fn race<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            barrier.wait();
+            a()
+        });
+        barrier.wait();
+        let second = b();
+        (first.join().unwrap(), second)
+    })
+}
+
+#[test]
+fn concurrent_deletes_of_one_snapshot_answer_not_found_not_internal() {
+    let (_dir, cloud, who) = cloud();
+    for fill in 0..20u8 {
+        let id = upload(&cloud, &who, None, fill + 1, true);
+        let (a, b) = race(
+            || cloud.delete_snapshot(&who, &id),
+            || cloud.delete_snapshot(&who, &id),
+        );
+        assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+        let err = a.err().or(b.err()).unwrap();
+        assert_eq!(err.code, "InvalidSnapshot.NotFound", "{err:?}");
+    }
+}
+
+#[test]
+fn register_image_and_delete_snapshot_never_both_succeed() {
+    use crate::images::{EbsRequest, MappingRequest, RegisterImage};
+    let (_dir, cloud, who) = cloud();
+    for n in 0..20u8 {
+        let id = upload(&cloud, &who, None, n + 1, true);
+        let request = RegisterImage {
+            name: format!("race-{n}"),
+            root_device_name: Some("/dev/xvda".into()),
+            block_device_mappings: vec![MappingRequest {
+                device_name: Some("/dev/xvda".into()),
+                ebs: Some(EbsRequest {
+                    snapshot_id: Some(id.clone()),
+                    ..EbsRequest::default()
+                }),
+                ..MappingRequest::default()
+            }],
+            ..RegisterImage::default()
+        };
+        let (image, delete) = race(
+            || cloud.register_image(&who, request),
+            || cloud.delete_snapshot(&who, &id),
+        );
+        match (&image, &delete) {
+            (Ok(_), Err(e)) => assert_eq!(e.code, "InvalidSnapshot.InUse", "{e:?}"),
+            (Err(e), Ok(())) => assert_eq!(e.code, "InvalidSnapshot.NotFound", "{e:?}"),
+            _ => panic!("{image:?} {delete:?}"),
+        }
+    }
 }
