@@ -458,12 +458,17 @@ impl Cloud {
         snapshots_exist: bool,
     ) -> Ec2Result<()> {
         let _writing = writing();
-        for snapshot in doc.snapshot_ids().iter().filter(|_| snapshots_exist) {
-            if self.catalog.resource(&snapshot)?.is_none() {
+        let snapshots = if snapshots_exist {
+            doc.snapshot_ids()
+        } else {
+            Vec::new()
+        };
+        for snapshot in &snapshots {
+            if self.catalog.resource(snapshot)?.is_none() {
                 return Err(Ec2Error::not_found(
                     "InvalidSnapshot.NotFound",
                     "snapshot",
-                    &snapshot,
+                    snapshot,
                 ));
             }
         }
