@@ -311,7 +311,14 @@ impl Cloud {
         }
         let doc = snapshots::doc_of(&row)?;
         let storage = self.region(&row.region)?;
-        let manifest = storage.store.read_manifest(&rid(id)?)?;
+        // A DeleteSnapshot between the row read above and here removed the manifest.
+        let manifest = storage
+            .store
+            .read_manifest(&rid(id)?)
+            .map_err(|e| match e {
+                blockstore::BlockStoreError::SnapshotNotFound { .. } => EbsError::not_found(id),
+                other => other.into(),
+            })?;
         Ok((doc, manifest))
     }
 
@@ -641,7 +648,18 @@ impl Cloud {
         let volume_size = doc.volume_size_gib as u64 * GIB;
         let mut entries: BTreeMap<u64, BlockHash> = BTreeMap::new();
         if let Some(parent) = &upload.parent {
-            let (_, manifest) = self.readable_manifest(caller, parent)?;
+            let manifest = match self.readable_manifest(caller, parent) {
+                Ok((_, manifest)) => manifest,
+                Err(e) if e.kind == "ResourceNotFoundException" => {
+                    // Deleted since StartSnapshot: this upload can never complete.
+                    self.fail_upload(
+                        id,
+                        "The parent snapshot was deleted before CompleteSnapshot",
+                    )?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             entries.extend(manifest.entries().iter().copied());
         }
         for (index, hex) in &written {
@@ -875,3 +893,6 @@ pub fn gc_with_uploads(
             .collect()
     })
 }
+
+#[cfg(test)]
+mod tests;

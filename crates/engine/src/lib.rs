@@ -75,6 +75,10 @@ pub struct Cloud {
     open_volumes: Mutex<HashMap<String, Arc<Volume>>>,
     /// Snapshots being taken: snapshot id → (volume id, live progress).
     snapshot_progress: Mutex<HashMap<String, (String, Arc<SnapshotProgress>)>>,
+    /// Serialises DeleteVolume with itself and with starting a snapshot of a volume, so
+    /// that a delete's checks (exists, no snapshot in progress) still hold when it
+    /// destroys the volume's data.
+    volume_lifecycle: Mutex<()>,
     /// Background work, joined at shutdown.
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Images of each region, parsed (see `images`).
@@ -145,6 +149,7 @@ impl Cloud {
             region_names: regions.to_vec(),
             open_volumes: Mutex::new(HashMap::new()),
             snapshot_progress: Mutex::new(HashMap::new()),
+            volume_lifecycle: Mutex::new(()),
             workers: Mutex::new(Vec::new()),
             image_index: images::ImageIndex::default(),
             token_secret,

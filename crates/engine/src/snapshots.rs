@@ -292,6 +292,8 @@ impl Cloud {
                 "Description must be at most 255 characters",
             ));
         }
+        // Until the snapshot is in `snapshot_progress`, DeleteVolume must wait.
+        let _lifecycle = lock(&self.volume_lifecycle);
         let row = self.owned_volume(caller, volume_id)?;
         let volume_doc = self.view_volume(&row, Vec::new())?.doc;
         let handle = self.volume_handle(&row.region, &row.id)?;
@@ -470,6 +472,9 @@ impl Cloud {
 
     /// DeleteSnapshot. Refused while a registered image uses it.
     pub fn delete_snapshot(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        // One delete at a time, and no image registered between the check below and
+        // the delete (see `images::writing`).
+        let _writing = crate::images::writing();
         let row = self.owned_snapshot(caller, id)?;
         if row.state == "pending" {
             return Err(Ec2Error::client(

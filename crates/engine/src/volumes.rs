@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use blockstore::ResourceId;
+use blockstore::{BlockStoreError, ResourceId};
 use catalog::{ResourceRow, now_ms};
 use serde::{Deserialize, Serialize};
 use volume::Volume;
@@ -387,8 +387,16 @@ impl Cloud {
             ),
             None => Volume::create(&dir, vol_id, bytes, Arc::clone(&storage.store)),
         };
-        let handle = created.map_err(|e| {
-            if e.is_storage_full() {
+        let handle = created.map_err(|e| match e {
+            // Deleted since the caller checked it (a concurrent DeleteSnapshot).
+            volume::VolumeError::Store(BlockStoreError::SnapshotNotFound { .. }) => {
+                Ec2Error::not_found(
+                    "InvalidSnapshot.NotFound",
+                    "snapshot",
+                    doc.snapshot_id.as_deref().unwrap_or_default(),
+                )
+            }
+            e if e.is_storage_full() => {
                 // EC2's code for "no room for this volume now; try later".
                 tracing::warn!(error = %e, "out of storage creating a volume");
                 Ec2Error {
@@ -396,9 +404,8 @@ impl Cloud {
                     message: crate::error::OUT_OF_STORAGE.into(),
                     status: 503,
                 }
-            } else {
-                e.into()
             }
+            e => e.into(),
         })?;
         let state = if doc.attachment.is_some() {
             "in-use"
@@ -466,6 +473,7 @@ impl Cloud {
 
     /// DeleteVolume.
     pub fn delete_volume(&self, caller: &Caller, id: &str) -> Ec2Result<()> {
+        let _lifecycle = lock(&self.volume_lifecycle);
         let row = self.owned_volume(caller, id)?;
         if row.state == "in-use" {
             return Err(Ec2Error::client(
@@ -549,3 +557,6 @@ impl Cloud {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

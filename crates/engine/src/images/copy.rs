@@ -170,7 +170,7 @@ impl Cloud {
             client_token: req.client_token,
             ..source_doc
         };
-        self.insert_image(caller, &id, "pending", &doc, &image_tags)?;
+        self.insert_image(caller, &id, "pending", &doc, &image_tags, false)?;
         for (source_snap, snap) in &pairs {
             let Some(src) = sources.iter().find(|s| &s.id == source_snap) else {
                 continue;

@@ -65,11 +65,12 @@ const SETTING_KIND: &str = "account-setting";
 
 /// Serializes writes to image rows: name checks with inserts (two registrations cannot
 /// both take a name) and read-modify-write of documents and states (a copy finishing
-/// cannot undo a concurrent ModifyImageAttribute).
+/// cannot undo a concurrent ModifyImageAttribute). DeleteSnapshot holds it too, so that
+/// an image and the deletion of its snapshot cannot both succeed.
 static WRITES: Mutex<()> = Mutex::new(());
 
 /// Holds [`WRITES`].
-fn writing() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn writing() -> std::sync::MutexGuard<'static, ()> {
     WRITES.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -444,7 +445,9 @@ impl Cloud {
         self.with_region_images(&caller.region, |r| r.named(&caller.account_id, name))
     }
 
-    /// Inserts a new image row with its tags, refusing a name already in use.
+    /// Inserts a new image row with its tags, refusing a name already in use. With
+    /// `snapshots_exist` (the image's snapshots were created before it, not by a copy
+    /// still to come), refuses snapshots a concurrent DeleteSnapshot removed.
     pub(crate) fn insert_image(
         &self,
         caller: &Caller,
@@ -452,8 +455,23 @@ impl Cloud {
         state: &str,
         doc: &ImageDoc,
         tags: &[(String, String)],
+        snapshots_exist: bool,
     ) -> Ec2Result<()> {
         let _writing = writing();
+        let snapshots = if snapshots_exist {
+            doc.snapshot_ids()
+        } else {
+            Vec::new()
+        };
+        for snapshot in &snapshots {
+            if self.catalog.resource(snapshot)?.is_none() {
+                return Err(Ec2Error::not_found(
+                    "InvalidSnapshot.NotFound",
+                    "snapshot",
+                    snapshot,
+                ));
+            }
+        }
         if let Some(existing) = self.image_named(caller, &doc.name)? {
             return Err(Ec2Error::client(
                 "InvalidAMIName.Duplicate",

@@ -269,7 +269,7 @@ impl Cloud {
             deregistration_protection: Protection::Disabled,
             ..ImageDoc::default()
         };
-        self.insert_image(caller, &id, "available", &doc, &image_tags)?;
+        self.insert_image(caller, &id, "available", &doc, &image_tags, true)?;
         Ok(id)
     }
 

@@ -298,7 +298,7 @@ impl Cloud {
             client_token: None,
         };
         let pending: Vec<PendingSnapshot> = begun.into_iter().map(|(_, _, p)| p).collect();
-        if let Err(e) = self.insert_image(caller, &image_id, "pending", &doc, &image_tags) {
+        if let Err(e) = self.insert_image(caller, &image_id, "pending", &doc, &image_tags, true) {
             self.store_snapshots_in_background(pending);
             return Err(e);
         }

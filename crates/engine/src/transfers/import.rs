@@ -549,7 +549,7 @@ impl Cloud {
             deregistration_protection: Protection::Disabled,
             ..Default::default()
         };
-        self.insert_image(owner, &image_id, "available", &image, &[])?;
+        self.insert_image(owner, &image_id, "available", &image, &[], true)?;
         Ok(image_id)
     }
 }
