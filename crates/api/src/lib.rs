@@ -143,7 +143,10 @@ async fn ec2(
     let (status, body, action) = match outcome {
         Ok((Ok((action, inner)), seen)) => {
             event = seen;
-            event.add_xml_resources(&inner);
+            // Reads are not recorded: scanning their (maybe large) answers would be waste.
+            if event.is_recorded() {
+                event.add_xml_resources(&inner);
+            }
             (
                 StatusCode::OK,
                 format!(

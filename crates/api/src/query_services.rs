@@ -53,7 +53,9 @@ pub(crate) async fn serve(
     let (status, text, action) = match outcome {
         Ok((Ok((action, namespace, result)), seen)) => {
             event = seen;
-            if let Some(result) = &result {
+            if let Some(result) = &result
+                && event.is_recorded()
+            {
                 event.add_xml_resources(result);
             }
             (

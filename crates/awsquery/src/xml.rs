@@ -10,17 +10,25 @@ pub struct Xml {
 /// Escapes text for element content.
 pub fn escape(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => s.push_str("&amp;"),
-            '<' => s.push_str("&lt;"),
-            '>' => s.push_str("&gt;"),
-            '"' => s.push_str("&quot;"),
-            '\'' => s.push_str("&apos;"),
-            c => s.push(c),
-        }
-    }
+    push_escaped(&mut s, text);
     s
+}
+
+/// Appends `text` to `out`, escaped; runs without special characters are copied whole.
+fn push_escaped(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&apos;",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
 }
 
 impl Xml {
@@ -34,7 +42,7 @@ impl Xml {
         self.out.push('<');
         self.out.push_str(name);
         self.out.push('>');
-        self.out.push_str(&escape(text));
+        push_escaped(&mut self.out, text);
         self.out.push_str("</");
         self.out.push_str(name);
         self.out.push('>');
@@ -99,7 +107,7 @@ impl Xml {
 
     /// Escaped text with no element around it.
     pub fn text_only(&mut self, text: &str) -> &mut Self {
-        self.out.push_str(&escape(text));
+        push_escaped(&mut self.out, text);
         self
     }
 
@@ -130,14 +138,14 @@ mod tests {
     fn escapes_and_nests() {
         let mut x = Xml::new();
         x.elem("a", |x| {
-            x.text("b", "<&>").list("set", &[1, 2], |x, n| {
+            x.text("b", "<&>'\"x").list("set", &[1, 2], |x, n| {
                 x.text("n", &n.to_string());
             });
         });
         x.strings("s", &["a".to_string()]);
         assert_eq!(
             x.finish(),
-            "<a><b>&lt;&amp;&gt;</b><set><item><n>1</n></item><item><n>2</n></item></set></a><s><member>a</member></s>"
+            "<a><b>&lt;&amp;&gt;&apos;&quot;x</b><set><item><n>1</n></item><item><n>2</n></item></set></a><s><member>a</member></s>"
         );
     }
 }

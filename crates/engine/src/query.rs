@@ -25,6 +25,71 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     }
 }
 
+/// A `*` / `?` pattern compiled once for matching many texts, with the semantics of
+/// [`wildcard_match`]: its `*`-separated segments are matched anchored at both ends and
+/// leftmost in between (no backtracking), over bytes; only a `?` meeting a non-ASCII text
+/// falls back to matching characters.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    pattern: String,
+    /// The parts between `*`s (one part: no `*`).
+    segments: Vec<Vec<u8>>,
+    /// The pattern has a `?`.
+    one: bool,
+}
+
+impl Glob {
+    /// Compiles a pattern.
+    pub fn new(pattern: &str) -> Self {
+        Glob {
+            pattern: pattern.to_string(),
+            segments: pattern.split('*').map(|s| s.as_bytes().to_vec()).collect(),
+            one: pattern.contains('?'),
+        }
+    }
+
+    /// True if `text` matches; the same answer as [`wildcard_match`].
+    pub fn matches(&self, text: &str) -> bool {
+        if self.one && !text.is_ascii() {
+            return wildcard_match(&self.pattern, text);
+        }
+        let t = text.as_bytes();
+        let [first, middle @ .., last] = self.segments.as_slice() else {
+            // A single segment: no `*`.
+            return self.segments.first().is_some_and(|s| segment_at(s, t));
+        };
+        if t.len() < first.len() + last.len()
+            || !segment_at(first, &t[..first.len()])
+            || !segment_at(last, &t[t.len() - last.len()..])
+        {
+            return false;
+        }
+        let mut rest = &t[first.len()..t.len() - last.len()];
+        for segment in middle {
+            match segment_in(segment, rest) {
+                Some(end) => rest = &rest[end..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// True if `text` is exactly as long as `segment` and matches it (`?` is any byte).
+fn segment_at(segment: &[u8], text: &[u8]) -> bool {
+    segment.len() == text.len() && segment.iter().zip(text).all(|(p, c)| p == c || *p == b'?')
+}
+
+/// The end of the leftmost match of `segment` in `text`.
+fn segment_in(segment: &[u8], text: &[u8]) -> Option<usize> {
+    if segment.is_empty() {
+        return Some(0);
+    }
+    text.windows(segment.len())
+        .position(|w| segment_at(segment, w))
+        .map(|at| at + segment.len())
+}
+
 /// Glob matching with backtracking to the last `any`, in O(len(p) × len(t)) worst case.
 fn wild<T: Copy + PartialEq>(p: &[T], t: &[T], any: T, one: T) -> bool {
     let (mut pi, mut ti) = (0, 0);
@@ -280,6 +345,42 @@ mod tests {
             "? is one character, not one byte"
         );
         assert!(!wildcard_match("caf??", "café"));
+    }
+
+    #[test]
+    fn compiled_globs_agree_with_wildcard_match() {
+        // Every pattern of up to 4 symbols over {a, b, é, *, ?} against every text of up
+        // to 4 symbols over {a, b, é}.
+        fn words(alphabet: &[&str], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let texts = words(&["a", "b", "é"], 4);
+        let mut matched = 0;
+        for p in words(&["a", "b", "é", "*", "?"], 4) {
+            let glob = Glob::new(&p);
+            for t in &texts {
+                let want = wildcard_match(&p, t);
+                assert_eq!(glob.matches(t), want, "{p:?} {t:?}");
+                matched += usize::from(want);
+            }
+        }
+        assert!(matched > 10_000, "{matched}");
+        for (p, t) in [
+            ("*-image-0000?", "bench-image-00004"),
+            ("debian-12-*-amd64", "debian-12-20240101-amd64"),
+            ("a*a*a", "aa"),
+        ] {
+            assert_eq!(Glob::new(p).matches(t), wildcard_match(p, t), "{p} {t}");
+        }
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! DescribeImages.
 
-use std::ops::Bound;
-
 use catalog::now_ms;
 
 use crate::query::{Filter, Page, check_filters};
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids};
 
-use super::index::{Indexed, RegionImages};
+use super::index::Indexed;
+use super::narrow::{Candidates, Owner, Scope, candidates};
 use super::{ImageFilters, ImageView, check_image_id, launchable, not_found};
 
 /// DescribeImages parameters.
@@ -27,13 +26,6 @@ pub struct DescribeImages {
     pub include_disabled: bool,
     /// `MaxResults` / `NextToken`.
     pub page: Page,
-}
-
-/// An `Owner.N` value, resolved.
-#[derive(Debug, PartialEq, Eq)]
-enum Owner {
-    Account(String),
-    Alias(String),
 }
 
 fn owners(caller: &Caller, given: &[String]) -> Ec2Result<Vec<Owner>> {
@@ -64,27 +56,6 @@ fn executable_by(caller: &Caller, given: &[String]) -> Ec2Result<Vec<String>> {
         .collect()
 }
 
-/// The ids that can match, sorted, when a `name` or `image-id` filter names them without
-/// wildcards; `None` when every image must be looked at.
-fn narrowed(r: &RegionImages, filters: &[Filter]) -> Option<Vec<String>> {
-    let exact = |f: &&Filter| !f.values.iter().any(|v| v.contains(['*', '?']));
-    let f = filters
-        .iter()
-        .filter(exact)
-        .find(|f| f.name == "name" || f.name == "image-id")?;
-    let mut ids: Vec<String> = if f.name == "name" {
-        f.values
-            .iter()
-            .flat_map(|n| r.names.get(n).into_iter().flatten().cloned())
-            .collect()
-    } else {
-        f.values.clone()
-    };
-    ids.sort();
-    ids.dedup();
-    Some(ids)
-}
-
 impl Cloud {
     /// DescribeImages. With no ids, owners or executable-by, every image the caller may
     /// launch: its own, those shared with its account, and public ones. Deprecated
@@ -96,6 +67,17 @@ impl Cloud {
         &self,
         caller: &Caller,
         req: &DescribeImages,
+    ) -> Ec2Result<(Vec<ImageView>, Option<String>)> {
+        self.describe_images_with(caller, req, true)
+    }
+
+    /// [`Cloud::describe_images`], looking at only the candidates the index gives
+    /// (`narrow`) or at every image of the region (the reference the tests compare with).
+    fn describe_images_with(
+        &self,
+        caller: &Caller,
+        req: &DescribeImages,
+        narrow: bool,
     ) -> Ec2Result<(Vec<ImageView>, Option<String>)> {
         check_filters(&req.filters)?;
         let filters = ImageFilters::new(&req.filters)?;
@@ -152,7 +134,7 @@ impl Cloud {
             let mut out = Vec::new();
             if !wanted.is_empty() {
                 for id in &wanted {
-                    match r.images.get(id) {
+                    match r.get(id) {
                         Some(i) if keep(i, true) => out.push(view(i)),
                         // Filtered out is fine; invisible or absent is an error.
                         Some(i)
@@ -162,9 +144,21 @@ impl Cloud {
                 }
                 return Ok((out, None));
             }
-            let after = |id: &str| page.next_token.as_deref().is_none_or(|t| id > t);
+            let candidates = if narrow {
+                candidates(
+                    r,
+                    &Scope {
+                        caller: &caller.account_id,
+                        owners: &owners,
+                        executable: &executable,
+                        filters: &req.filters,
+                    },
+                )
+            } else {
+                Candidates::All
+            };
             let mut more = false;
-            let mut consider = |i: &Indexed| -> bool {
+            candidates.visit(r, page.next_token.as_deref(), |i| {
                 if keep(i, false) {
                     if out.len() == limit {
                         more = true;
@@ -173,29 +167,7 @@ impl Cloud {
                     out.push(view(i));
                 }
                 true
-            };
-            match narrowed(r, &req.filters) {
-                Some(ids) => {
-                    for id in ids.iter().filter(|id| after(id)) {
-                        if let Some(i) = r.images.get(id)
-                            && !consider(i)
-                        {
-                            break;
-                        }
-                    }
-                }
-                None => {
-                    let start = match &page.next_token {
-                        Some(token) => Bound::Excluded(token.clone()),
-                        None => Bound::Unbounded,
-                    };
-                    for (_, i) in r.images.range((start, Bound::Unbounded)) {
-                        if !consider(i) {
-                            break;
-                        }
-                    }
-                }
-            }
+            });
             let token = if more {
                 out.last().map(|v| v.id.clone())
             } else {
@@ -205,3 +177,6 @@ impl Cloud {
         })?
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! Semantics are those of [`crate::query::matches`]: filters AND, values OR, `*` and `?`
 //! wildcards, unknown names are an error.
 
-use crate::query::{Filter, Filterable, iso8601, wildcard_match};
+use crate::query::{Filter, Filterable, Glob, iso8601};
 use crate::{Ec2Error, Ec2Result};
 
 use super::ImageView;
@@ -258,14 +258,14 @@ impl Filterable for ImageView {
 enum Pattern {
     /// No wildcard: plain equality.
     Exact(String),
-    /// `*` / `?` wildcards, over bytes (`*` only, or ASCII text) or chars.
-    Wild(String),
+    /// `*` / `?` wildcards, compiled.
+    Wild(Glob),
 }
 
 impl Pattern {
     fn new(p: &str) -> Self {
         if p.contains(['*', '?']) {
-            Pattern::Wild(p.to_string())
+            Pattern::Wild(Glob::new(p))
         } else {
             Pattern::Exact(p.to_string())
         }
@@ -274,7 +274,7 @@ impl Pattern {
     fn matches(&self, text: &str) -> bool {
         match self {
             Pattern::Exact(p) => p == text,
-            Pattern::Wild(p) => wildcard_match(p, text),
+            Pattern::Wild(g) => g.matches(text),
         }
     }
 }
@@ -344,6 +344,7 @@ impl ImageFilters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::wildcard_match;
 
     #[test]
     fn byte_wildcards_agree_with_char_wildcards() {

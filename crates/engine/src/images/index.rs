@@ -1,7 +1,19 @@
 //! The in-memory image index: every image of a region, parsed, with its launch
 //! permissions and tags, so that DescribeImages over tens of thousands of images neither
 //! queries nor parses the catalog on every call, and RegisterImage checks name
-//! uniqueness in O(1).
+//! uniqueness without a scan.
+//!
+//! Layout of one region ([`RegionImages`]): each image is one shared [`Indexed`] entry
+//! (behind an `Arc`), listed in id order by the main set and by secondary indexes that
+//! let DescribeImages look at only the images that can match (see `narrow`):
+//!
+//! ```text
+//! images    {ById}                    every image, by id
+//! names     name     -> {ById}        sorted by name: exact names and name prefixes
+//! owners    account  -> {ById}        Owner.N = account id / self, visibility
+//! aliases   alias    -> {ById}        Owner.N = amazon / aws-marketplace
+//! grantees  grantee  -> {ById}        launch permissions (`all` or an account id)
+//! ```
 //!
 //! The catalog stays the truth. A region is loaded on first use; after any change to an
 //! image (row, launch permissions, tags), [`Cloud::refresh_image`] re-reads that image
@@ -11,7 +23,9 @@
 //! noticed through SQLite's `data_version`, which changes only when another connection
 //! commits: the index is then dropped and reloaded on next use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -30,44 +44,137 @@ pub(crate) struct Indexed {
     pub grants: Vec<String>,
 }
 
+/// An indexed image, ordered (and looked up, through `Borrow<str>`) by its id, so that
+/// every index shares one entry per image and lists images in id order.
+#[derive(Clone, Debug)]
+pub(crate) struct ById(pub Arc<Indexed>);
+
+impl ById {
+    /// The image id.
+    pub fn id(&self) -> &str {
+        &self.0.view.id
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.id().cmp(other.id())
+    }
+}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
+
+/// Images in id order.
+pub(crate) type IdSet = BTreeSet<ById>;
+
 /// The images of one region.
 #[derive(Debug, Default)]
 pub(crate) struct RegionImages {
-    /// By id.
-    pub images: BTreeMap<String, Arc<Indexed>>,
-    /// Name → ids of the images (of any owner) with that name.
-    pub names: HashMap<String, Vec<String>>,
+    /// Every image, by id.
+    pub images: IdSet,
+    /// Name → the images (of any owner) with that name, in name order.
+    pub names: BTreeMap<String, IdSet>,
+    /// Owner account → its images.
+    pub owners: HashMap<String, IdSet>,
+    /// Owner alias (`amazon`, ...) → the images with that alias.
+    pub aliases: HashMap<String, IdSet>,
+    /// Launch permission grantee (`all` or an account id) → the images granted to it.
+    pub grantees: HashMap<String, IdSet>,
 }
+
+/// A map of key → [`IdSet`] (the secondary indexes).
+trait SetMap {
+    /// Adds `entry` to the set of `key`.
+    fn link(&mut self, key: &str, entry: &ById);
+    /// Removes image `id` from the set of `key`, dropping the set once empty.
+    fn unlink(&mut self, key: &str, id: &str);
+}
+
+macro_rules! set_map {
+    ($map:ty) => {
+        impl SetMap for $map {
+            fn link(&mut self, key: &str, entry: &ById) {
+                self.entry(key.to_string())
+                    .or_default()
+                    .insert(entry.clone());
+            }
+
+            fn unlink(&mut self, key: &str, id: &str) {
+                if let Some(set) = self.get_mut(key) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.remove(key);
+                    }
+                }
+            }
+        }
+    };
+}
+
+set_map!(HashMap<String, IdSet>);
+set_map!(BTreeMap<String, IdSet>);
 
 impl RegionImages {
     fn insert(&mut self, entry: Indexed) {
         self.remove(&entry.view.id);
-        self.names
-            .entry(entry.view.doc.name.clone())
-            .or_default()
-            .push(entry.view.id.clone());
-        self.images.insert(entry.view.id.clone(), Arc::new(entry));
+        let e = ById(Arc::new(entry));
+        let v = &e.0.view;
+        self.names.link(&v.doc.name, &e);
+        self.owners.link(&v.owner_id, &e);
+        if let Some(alias) = &v.doc.owner_alias {
+            self.aliases.link(alias, &e);
+        }
+        for g in &e.0.grants {
+            self.grantees.link(g, &e);
+        }
+        self.images.insert(e);
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(old) = self.images.remove(id)
-            && let Some(ids) = self.names.get_mut(&old.view.doc.name)
-        {
-            ids.retain(|i| i != id);
-            if ids.is_empty() {
-                self.names.remove(&old.view.doc.name);
-            }
+        let Some(old) = self.images.take(id) else {
+            return;
+        };
+        let v = &old.0.view;
+        self.names.unlink(&v.doc.name, id);
+        self.owners.unlink(&v.owner_id, id);
+        if let Some(alias) = &v.doc.owner_alias {
+            self.aliases.unlink(alias, id);
         }
+        for g in &old.0.grants {
+            self.grantees.unlink(g, id);
+        }
+    }
+
+    /// The image with this id.
+    pub fn get(&self, id: &str) -> Option<&Indexed> {
+        self.images.get(id).map(|e| &*e.0)
     }
 
     /// The id of `owner`'s image named `name`, if any.
     pub fn named(&self, owner: &str, name: &str) -> Option<String> {
-        self.names.get(name)?.iter().find_map(|id| {
-            self.images
-                .get(id)
-                .filter(|i| i.view.owner_id == owner)
-                .map(|_| id.clone())
-        })
+        self.names
+            .get(name)?
+            .iter()
+            .find(|e| e.0.view.owner_id == owner)
+            .map(|e| e.id().to_string())
     }
 }
 

@@ -23,7 +23,9 @@
 //!
 //! Reads go through an in-memory index of each region's images (`index`), refreshed from
 //! the catalog after every change, and DescribeImages compiles its filters once per call
-//! (`filter`): listing or filtering tens of thousands of images parses nothing.
+//! (`filter`): listing or filtering tens of thousands of images parses nothing. It looks
+//! only at the images the index's name, owner and permission sets can match (`narrow`),
+//! so a name, a name prefix or an owner alias costs what it finds, not the region's size.
 //!
 //! Operator catalogs (Quick Start images of `amazon`, marketplace images with product
 //! codes) are written straight to the catalog by [`import`], from the JSON
@@ -35,6 +37,7 @@ mod describe;
 mod filter;
 pub mod import;
 mod index;
+mod narrow;
 mod register;
 pub mod validate;
 
@@ -365,7 +368,8 @@ pub(crate) fn image_using_snapshot(cloud: &Cloud, snapshot_id: &str) -> Ec2Resul
     };
     cloud.with_region_images(&snapshot.region, |r| {
         r.images
-            .values()
+            .iter()
+            .map(|e| &e.0)
             .find(|i| i.view.doc.snapshot_ids().iter().any(|s| s == snapshot_id))
             .map(|i| {
                 if i.view.owner_id == snapshot.account_id {
