@@ -114,6 +114,27 @@ def test_upload_read_incremental_and_dedup(own_server):
     assert error_code(e.value) == "ResourceNotFoundException"
 
 
+def test_store_stats_counts_blocks_of_uploads_in_progress_apart(own_server):
+    # Blocks only a pending upload holds are kept by GC; `store stats` says so instead of
+    # counting them as unreferenced (freed by gc).
+    srv = own_server
+    ebs = ebs_client(srv, srv.create_account("stats"))
+
+    def stats():
+        out = subprocess.run([openami_bin(), "store", "stats", "--json", "--region", "us-east-1",
+                              "--data-dir", str(srv.data_dir)], capture_output=True, text=True, check=True)
+        s = json.loads(out.stdout)
+        return s["stored_blocks"], s["upload_blocks"], s["unreferenced_blocks"]
+
+    sid = ebs.start_snapshot(VolumeSize=1)["SnapshotId"]
+    blocks = {i: os.urandom(BLOCK) for i in (0, 1)}
+    for i, data in blocks.items():
+        put(ebs, sid, i, data)
+    assert stats() == (2, 2, 0)
+    assert complete(ebs, sid, blocks)["Status"] == "completed"
+    assert stats() == (2, 0, 0)
+
+
 def test_upload_errors(own_server):
     srv = own_server
     creds = srv.create_account("careless")

@@ -67,6 +67,11 @@ pub struct StoreStats {
     pub unreferenced_blocks: usize,
     /// Bytes of unreferenced blocks.
     pub unreferenced_bytes: u64,
+    /// Stored blocks no manifest references but the caller's roots hold (e.g. blocks of
+    /// EBS direct uploads in progress; kept by GC, see [`BlockStore::gc_with_roots`]).
+    pub held_blocks: usize,
+    /// Bytes of held blocks.
+    pub held_bytes: u64,
 }
 
 impl StoreStats {
@@ -217,6 +222,15 @@ impl BlockStore {
 
     /// Space accounting: logical vs unique vs stored bytes.
     pub fn stats(&self) -> Result<StoreStats, BlockStoreError> {
+        self.stats_with_roots(&HashSet::new())
+    }
+
+    /// [`stats`](Self::stats) where the blocks in `roots` that no manifest references
+    /// count as held (what [`gc_with_roots`](Self::gc_with_roots) keeps), not unreferenced.
+    pub fn stats_with_roots(
+        &self,
+        roots: &HashSet<BlockHash>,
+    ) -> Result<StoreStats, BlockStoreError> {
         let mut stats = StoreStats::default();
         let mut referenced = HashSet::new();
         for (prefix_is_live, ids) in [
@@ -247,6 +261,9 @@ impl BlockStore {
             if referenced.contains(&hash) {
                 stats.unique_bytes += BLOCK_SIZE as u64;
                 stats.stored_bytes += meta.size;
+            } else if roots.contains(&hash) {
+                stats.held_blocks += 1;
+                stats.held_bytes += meta.size;
             } else {
                 stats.unreferenced_blocks += 1;
                 stats.unreferenced_bytes += meta.size;

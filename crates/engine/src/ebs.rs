@@ -882,16 +882,29 @@ pub fn gc_with_uploads(
     catalog: &catalog::Catalog,
     store: &Arc<blockstore::BlockStore>,
 ) -> Result<blockstore::GcReport, blockstore::BlockStoreError> {
-    store.gc_with_roots(&|| {
-        let hexes = catalog.all_upload_hashes().map_err(|e| e.to_string())?;
-        hexes
-            .iter()
-            .map(|h| {
-                h.parse::<BlockHash>()
-                    .map_err(|e| format!("bad upload hash {h}: {e}"))
-            })
-            .collect()
-    })
+    store.gc_with_roots(&|| upload_roots(catalog))
+}
+
+/// Space accounting of a region store in which the blocks only uploads in progress hold
+/// count as held, as [`gc_with_uploads`] keeps them.
+pub fn stats_with_uploads(
+    catalog: &catalog::Catalog,
+    store: &Arc<blockstore::BlockStore>,
+) -> Result<blockstore::StoreStats, blockstore::BlockStoreError> {
+    let roots = upload_roots(catalog).map_err(blockstore::BlockStoreError::ExternalRoots)?;
+    store.stats_with_roots(&roots)
+}
+
+/// Every block hash the catalog records for uploads in progress.
+fn upload_roots(catalog: &catalog::Catalog) -> Result<HashSet<BlockHash>, String> {
+    let hexes = catalog.all_upload_hashes().map_err(|e| e.to_string())?;
+    hexes
+        .iter()
+        .map(|h| {
+            h.parse::<BlockHash>()
+                .map_err(|e| format!("bad upload hash {h}: {e}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -25,8 +25,13 @@ fn regions(data_dir: &std::path::Path, region: &RegionArg) -> anyhow::Result<Vec
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         StoreCommand::Stats { data, region, json } => {
+            let dir = DataDir::open(&data.data_dir, false)?;
+            // Blocks of EBS direct uploads in progress are recorded in the catalog.
+            let catalog =
+                engine::Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
             for r in regions(&data.data_dir, &region)? {
-                let s = r.store.stats().context("computing statistics")?;
+                let s = engine::ebs::stats_with_uploads(&catalog, &r.store)
+                    .context("computing statistics")?;
                 print_stats(&r.name, &s, json);
             }
             Ok(ExitCode::SUCCESS)
@@ -75,6 +80,8 @@ fn print_stats(region: &str, s: &blockstore::StoreStats, json: bool) {
                 "stored_blocks": s.stored_blocks,
                 "unreferenced_blocks": s.unreferenced_blocks,
                 "unreferenced_bytes": s.unreferenced_bytes,
+                "upload_blocks": s.held_blocks,
+                "upload_bytes": s.held_bytes,
                 "dedup_ratio": s.dedup_ratio(),
                 "compression_ratio": s.compression_ratio(),
             })
@@ -93,6 +100,11 @@ fn print_stats(region: &str, s: &blockstore::StoreStats, json: bool) {
     println!("  dedup ratio          {:.2}x", s.dedup_ratio());
     println!("  compression ratio    {:.2}x", s.compression_ratio());
     println!("  stored blocks        {}", s.stored_blocks);
+    println!(
+        "  uploads in progress  {} blocks, {} (no snapshot yet; kept by gc)",
+        s.held_blocks,
+        human(s.held_bytes)
+    );
     println!(
         "  unreferenced         {} blocks, {} (freed by gc)",
         s.unreferenced_blocks,
