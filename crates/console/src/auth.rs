@@ -213,13 +213,7 @@ pub(crate) async fn home(
         })
         .await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "",
-    };
+    let frame = Frame::new(&app, &signed, &region, "");
     let body = html! {
         h1 { "Home" }
         @match &counts {

@@ -271,13 +271,7 @@ pub(crate) async fn page(
         let q = q.clone();
         blocking(move || run(&app.cloud, &caller, &q)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/images",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/images");
     let body = html! {
         h1 { "AMI catalog" }
         nav.tabs {

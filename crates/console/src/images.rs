@@ -193,13 +193,7 @@ pub(crate) async fn page(
         let id = id.clone();
         blocking(move || details(&app.cloud, &caller, &id)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/images",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/images");
     let csrf = signed.session.csrf.clone();
     let body = match &found {
         Err(e) => html! { h1 { "Image " (id) } p.flash.failed { (crate::words(e)) } },
@@ -236,7 +230,7 @@ pub(crate) async fn page(
                     section #copy {
                         h2 { "Copy to a region" }
                         (form(&format!("/console/{region}/images/{}/copy", v.id), &csrf, html! {
-                            label { "Region " select name="to" { @for r in &regions { option value=(r) selected[*r == region] { (r) } } } }
+                            label { "Region " select name="to" { @for r in frame.regions { option value=(r) selected[*r == region] { (r) } } } }
                             label { "Name " input type="text" name="copy_name" value=(v.doc.name) required; }
                         }, "Copy image", ""))
                     }

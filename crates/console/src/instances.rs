@@ -78,13 +78,7 @@ pub(crate) async fn list(
         })
         .await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/instances",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/instances");
     let body = html! {
         h1 { "Instances" }
         p { a.button href={ "/console/" (region) "/launch" } { "Launch instances" } }
@@ -145,13 +139,7 @@ pub(crate) async fn page(
         let id = id.clone();
         blocking(move || one(&app.cloud, &caller, &id)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/instances",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/instances");
     let body = match &found {
         Err(e) => html! { h1 { "Instance " (id) } p.flash.failed { (crate::words(e)) } },
         Ok((v, console)) => html! {

@@ -110,13 +110,7 @@ pub(crate) async fn page(
         let app = Arc::clone(&app);
         blocking(move || choices(&app.cloud, &caller)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/launch",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/launch");
     let body = html! {
         h1 { "Launch an instance" }
         @match &found {
@@ -250,13 +244,7 @@ pub(crate) async fn submit(
         let form = form.clone();
         blocking(move || launch(&app.cloud, &caller, &form)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/launch",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/launch");
     let (status, body) = match &outcome {
         Ok(done) => (
             StatusCode::OK,

@@ -18,6 +18,18 @@ pub(crate) struct Frame<'a> {
     pub section: &'a str,
 }
 
+impl<'a> Frame<'a> {
+    /// The frame of a page of `region` at `section`, for the signed-in session.
+    pub fn new(app: &'a crate::App, signed: &'a Signed, region: &'a str, section: &'a str) -> Self {
+        Frame {
+            signed,
+            region,
+            regions: app.cloud.region_names(),
+            section,
+        }
+    }
+}
+
 fn head(title: &str) -> Markup {
     html! {
         head {

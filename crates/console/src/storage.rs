@@ -100,13 +100,7 @@ pub(crate) async fn volumes(
         })
         .await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/volumes",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/volumes");
     let csrf = &signed.session.csrf;
     let body = html! {
         h1 { "Volumes" }
@@ -340,13 +334,7 @@ pub(crate) async fn snapshots(
         })
         .await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/snapshots",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/snapshots");
     let body = html! {
         h1 { "Snapshots" }
         @match &found {

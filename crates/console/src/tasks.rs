@@ -90,13 +90,7 @@ pub(crate) async fn page(
         let app = Arc::clone(&app);
         blocking(move || tasks(&app.cloud, &caller)).await
     };
-    let regions = app.cloud.region_names().to_vec();
-    let frame = Frame {
-        signed: &signed,
-        region: &region,
-        regions: &regions,
-        section: "/tasks",
-    };
+    let frame = Frame::new(&app, &signed, &region, "/tasks");
     let csrf = &signed.session.csrf;
     let body = html! {
         h1 { "Import and export tasks" }
