@@ -20,7 +20,7 @@ use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 use maud::{Markup, html};
 
 use crate::layout::{self, Frame, confirmed, form};
-use crate::{AppState, Form, after, blocking, gate, html, post_gate, when};
+use crate::{AppState, Done, Form, after, blocking, gate, html, post_gate, when};
 
 /// What the details page shows.
 struct Details {
@@ -256,14 +256,14 @@ fn account_field(form: &Form) -> Ec2Result<String> {
     Ok(account)
 }
 
-/// Runs one image action; the text says what was done.
+/// Runs one image action: what was done, and the page to show next if not the image's.
 fn run(
     cloud: &Arc<Cloud>,
     caller: &Caller,
     id: &str,
     action: &str,
     form: &Form,
-) -> Ec2Result<String> {
+) -> Ec2Result<Done> {
     engine::images::check_image_id(id)?;
     let permission = |add: Vec<Grantee>, remove: Vec<Grantee>| {
         cloud.modify_image_attribute(
@@ -278,20 +278,20 @@ fn run(
         "share" => {
             let account = account_field(form)?;
             permission(vec![Grantee::User(account.clone())], vec![])?;
-            Ok(format!("Shared {id} with account {account}."))
+            Ok(format!("Shared {id} with account {account}.").into())
         }
         "unshare" => {
             let account = account_field(form)?;
             permission(vec![], vec![Grantee::User(account.clone())])?;
-            Ok(format!("{id} is no longer shared with account {account}."))
+            Ok(format!("{id} is no longer shared with account {account}.").into())
         }
         "public" => {
             permission(vec![Grantee::All], vec![])?;
-            Ok(format!("{id} is now public."))
+            Ok(format!("{id} is now public.").into())
         }
         "private" => {
             permission(vec![], vec![Grantee::All])?;
-            Ok(format!("{id} is now private."))
+            Ok(format!("{id} is now private.").into())
         }
         "deprecate" => {
             let at = form.get("at").trim();
@@ -307,20 +307,20 @@ fn run(
                 ))
             })?;
             cloud.enable_image_deprecation(caller, id, ms)?;
-            Ok(format!("{id} is deprecated from {}.", when(ms)))
+            Ok(format!("{id} is deprecated from {}.", when(ms)).into())
         }
         "undeprecate" => {
             cloud.disable_image_deprecation(caller, id)?;
-            Ok(format!("Deprecation of {id} cancelled."))
+            Ok(format!("Deprecation of {id} cancelled.").into())
         }
         "protect" => {
             let cooldown = form.get("cooldown") == "yes";
             cloud.enable_image_deregistration_protection(caller, id, cooldown)?;
-            Ok(format!("Deregistration protection enabled for {id}."))
+            Ok(format!("Deregistration protection enabled for {id}.").into())
         }
         "unprotect" => {
             cloud.disable_image_deregistration_protection(caller, id)?;
-            Ok(format!("Deregistration protection disabled for {id}."))
+            Ok(format!("Deregistration protection disabled for {id}.").into())
         }
         "copy" => {
             let to = form.get("to").trim();
@@ -340,22 +340,18 @@ fn run(
                     ..Default::default()
                 },
             )?;
-            Ok(format!("Copying {id} to {copy} in {to}."))
+            Ok(Done::from(format!("Copying {id} to {copy} in {to}."))
+                .then(format!("/console/{to}/images/{copy}")))
         }
         "deregister" => {
-            if form.get("confirm") != "yes" {
-                return Err(Ec2Error::client(
-                    "ConfirmationRequired",
-                    "Tick the confirmation box to deregister the image.",
-                ));
-            }
+            form.confirmed("deregister the image")?;
             let deleted =
                 cloud.deregister_image(caller, id, form.get("delete_snapshots") == "yes")?;
             let mut text = format!("Deregistered {id}.");
             for d in deleted {
                 text.push_str(&format!(" Snapshot {}: {}.", d.snapshot_id, d.return_code));
             }
-            Ok(text)
+            Ok(Done::from(text).then(format!("/console/{}/images?tab=mine", caller.region)))
         }
         other => Err(Ec2Error::client(
             "InvalidAction",
@@ -378,20 +374,13 @@ pub(crate) async fn act(
     let caller = signed.caller(&region);
     let outcome = {
         let app = Arc::clone(&app);
-        let (id, action) = (id.clone(), action.clone());
+        let id = id.clone();
         blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
     };
-    let to = match &outcome {
-        Ok(_) if action == "deregister" => format!("/console/{region}/images?tab=mine"),
-        // "Copying ami-src to ami-new in region."
-        Ok(done) if action == "copy" => {
-            let words: Vec<&str> = done.trim_end_matches('.').split(' ').collect();
-            match (words.get(3), words.get(5)) {
-                (Some(new), Some(to)) => format!("/console/{to}/images/{new}"),
-                _ => format!("/console/{region}/images/{id}"),
-            }
-        }
-        _ => format!("/console/{region}/images/{id}"),
-    };
-    after(&app, &signed, outcome, &to)
+    after(
+        &app,
+        &signed,
+        outcome,
+        &format!("/console/{region}/images/{id}"),
+    )
 }

@@ -15,7 +15,7 @@ use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 use maud::{Markup, html};
 
 use crate::layout::{self, Frame, confirmed, form};
-use crate::{AppState, Form, after, blocking, gate, html, name_tag, post_gate, when};
+use crate::{AppState, Done, Form, after, blocking, gate, html, name_tag, post_gate, when};
 
 fn live(views: &[InstanceView]) -> &'static str {
     if views.iter().any(|v| layout::transient(&v.state)) {
@@ -189,18 +189,9 @@ fn run(
     id: &str,
     action: &str,
     form: &Form,
-) -> Ec2Result<String> {
+) -> Ec2Result<Done> {
     let ids = [id.to_string()];
-    let confirm = || {
-        if form.get("confirm") == "yes" {
-            Ok(())
-        } else {
-            Err(Ec2Error::client(
-                "ConfirmationRequired",
-                format!("Tick the confirmation box to {action} the instance."),
-            ))
-        }
-    };
+    let confirm = || form.confirmed(&format!("{action} the instance"));
     let change = |changes: Vec<engine::instances::StateChange>| {
         changes
             .first()
@@ -208,18 +199,18 @@ fn run(
             .unwrap_or_default()
     };
     match action {
-        "start" => Ok(change(cloud.start_instances(caller, &ids)?)),
+        "start" => Ok(change(cloud.start_instances(caller, &ids)?).into()),
         "stop" => {
             confirm()?;
-            Ok(change(cloud.stop_instances(caller, &ids, false)?))
+            Ok(change(cloud.stop_instances(caller, &ids, false)?).into())
         }
         "reboot" => {
             cloud.reboot_instances(caller, &ids)?;
-            Ok(format!("{id} is rebooting."))
+            Ok(format!("{id} is rebooting.").into())
         }
         "terminate" => {
             confirm()?;
-            Ok(change(cloud.terminate_instances(caller, &ids)?))
+            Ok(change(cloud.terminate_instances(caller, &ids)?).into())
         }
         "image" => {
             let image = cloud.create_image(
@@ -232,7 +223,8 @@ fn run(
                     ..Default::default()
                 },
             )?;
-            Ok(format!("Creating image {image} from {id}."))
+            Ok(Done::from(format!("Creating image {image} from {id}."))
+                .then(format!("/console/{}/images/{image}", caller.region)))
         }
         other => Err(Ec2Error::client(
             "InvalidAction",
@@ -255,18 +247,15 @@ pub(crate) async fn act(
     let caller = signed.caller(&region);
     let outcome = {
         let app = Arc::clone(&app);
-        let (id, action) = (id.clone(), action.clone());
+        let id = id.clone();
         blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
     };
-    let to = match &outcome {
-        Ok(done) if action == "image" => done
-            .split_whitespace()
-            .find(|w| w.starts_with("ami-"))
-            .map(|ami| format!("/console/{region}/images/{ami}")),
-        _ => None,
-    };
-    let to = to.unwrap_or_else(|| format!("/console/{region}/instances/{id}"));
-    after(&app, &signed, outcome, &to)
+    after(
+        &app,
+        &signed,
+        outcome,
+        &format!("/console/{region}/instances/{id}"),
+    )
 }
 
 /// `GET /console/{region}/instances/{id}/screenshot`: the screen as PNG

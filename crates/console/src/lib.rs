@@ -290,6 +290,19 @@ impl Form {
         Form(form_urlencoded::parse(bytes).into_owned().collect())
     }
 
+    /// Whether the form's confirmation box was ticked; `doing` completes "Tick the
+    /// confirmation box to …" (e.g. "delete the volume").
+    pub(crate) fn confirmed(&self, doing: &str) -> Ec2Result<()> {
+        if self.get("confirm") == "yes" {
+            Ok(())
+        } else {
+            Err(Ec2Error::client(
+                "ConfirmationRequired",
+                format!("Tick the confirmation box to {doing}."),
+            ))
+        }
+    }
+
     /// A field, or `""`.
     pub(crate) fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
@@ -316,21 +329,50 @@ pub(crate) fn words(e: &Ec2Error) -> String {
     format!("{}: {}", e.code, e.message)
 }
 
-/// Leaves the outcome of an action for the next page and sends the browser there.
-pub(crate) fn after(app: &App, signed: &Signed, outcome: Ec2Result<String>, to: &str) -> Response {
-    match &outcome {
+/// A successful action: what was done, in words for the next page, and that page when
+/// it is not the action's usual one (e.g. the image a copy made).
+pub(crate) struct Done {
+    pub(crate) message: String,
+    pub(crate) next: Option<String>,
+}
+
+impl Done {
+    /// Shows `page` next instead of the action's usual page.
+    pub(crate) fn then(mut self, page: String) -> Done {
+        self.next = Some(page);
+        self
+    }
+}
+
+impl From<String> for Done {
+    fn from(message: String) -> Done {
+        Done {
+            message,
+            next: None,
+        }
+    }
+}
+
+/// Leaves the outcome of an action for the next page and sends the browser there: the
+/// page the action chose, else `to`.
+pub(crate) fn after(
+    app: &App,
+    signed: &Signed,
+    outcome: Ec2Result<impl Into<Done>>,
+    to: &str,
+) -> Response {
+    match outcome.map(Into::into) {
         Ok(done) => {
-            tracing::info!(account = %signed.session.account_id, outcome = %done, "console action")
+            tracing::info!(account = %signed.session.account_id, outcome = %done.message, "console action");
+            app.sessions.flash(&signed.token, Flash::Done, done.message);
+            redirect(done.next.as_deref().unwrap_or(to))
         }
         Err(e) => {
-            tracing::info!(account = %signed.session.account_id, error = %e.code, message = %e.message, "console action refused")
+            tracing::info!(account = %signed.session.account_id, error = %e.code, message = %e.message, "console action refused");
+            app.sessions.flash(&signed.token, Flash::Failed, words(&e));
+            redirect(to)
         }
     }
-    match outcome {
-        Ok(done) => app.sessions.flash(&signed.token, Flash::Done, done),
-        Err(e) => app.sessions.flash(&signed.token, Flash::Failed, words(&e)),
-    }
-    redirect(to)
 }
 
 /// An HTML page response.

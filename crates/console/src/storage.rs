@@ -177,17 +177,6 @@ pub(crate) async fn create_volume(
     )
 }
 
-fn confirm(form: &Form, what: &str) -> Ec2Result<()> {
-    if form.get("confirm") == "yes" {
-        Ok(())
-    } else {
-        Err(Ec2Error::client(
-            "ConfirmationRequired",
-            format!("Tick the confirmation box to delete the {what}."),
-        ))
-    }
-}
-
 /// `POST /console/{region}/volumes/{id}/{action}`: `snapshot` or `delete`.
 pub(crate) async fn volume_act(
     State(app): AppState,
@@ -224,7 +213,7 @@ pub(crate) async fn volume_act(
                 Ok(format!("Detaching {id} ({}).", a.state))
             }
             "delete" => {
-                confirm(&form, "volume")?;
+                form.confirmed("delete the volume")?;
                 app.cloud.delete_volume(&caller, &id)?;
                 Ok(format!("Deleted {id}."))
             }
@@ -386,7 +375,7 @@ pub(crate) async fn snapshot_act(
                 Ok(format!("{id}: {action}d with account {account}."))
             }
             "delete" => {
-                confirm(&form, "snapshot")?;
+                form.confirmed("delete the snapshot")?;
                 app.cloud.delete_snapshot(&caller, &id)?;
                 Ok(format!("Deleted {id}."))
             }

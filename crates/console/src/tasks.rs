@@ -154,12 +154,7 @@ pub(crate) async fn act(
         blocking(move || match (id.as_str(), action.as_str()) {
             ("new", "import") => import(&app.cloud, &caller, &form),
             (_, "cancel") => {
-                if form.get("confirm") != "yes" {
-                    return Err(Ec2Error::client(
-                        "ConfirmationRequired",
-                        "Tick the confirmation box to cancel the task.",
-                    ));
-                }
+                form.confirmed("cancel the task")?;
                 let (task, previous, _) = app.cloud.cancel_task(&caller, &id)?;
                 Ok(format!("Cancelled {task} (was {previous})."))
             }
