@@ -21,6 +21,9 @@
 //!     when the block was acknowledged, so an upload's timeout survives a restart
 //! ssm_parameters(region, owner, name, version, doc JSON, modified_ms)
 //!     PK (region, owner, name, version); owner: a 12-digit account id, or "public"
+//! console_passwords(account_id PK → accounts, hash, updated_ms)
+//!     the web console's sign-in password of an account, as a PHC string the console
+//!     crate makes and checks (the catalog never sees the password)
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -37,7 +40,22 @@ mod ssm;
 pub use ssm::SsmVersion;
 
 /// Schema migrations, applied in order. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, ssm::MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    ssm::MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
+
+/// Console sign-in passwords (hashes), one per account at most.
+const MIGRATION_5: &str = r#"
+CREATE TABLE console_passwords (
+    account_id TEXT PRIMARY KEY REFERENCES accounts(account_id),
+    hash TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"#;
 
 /// When each upload block was written (0 for rows written before this migration), so an
 /// upload's inactivity timeout is measured from its last write across restarts.
@@ -630,6 +648,51 @@ impl Catalog {
             params![snapshot_id],
         )?;
         Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) an account's console password hash. False if
+    /// there is no such account.
+    pub fn set_console_password(
+        &self,
+        account_id: &str,
+        hash: Option<&str>,
+    ) -> Result<bool, CatalogError> {
+        let conn = self.conn();
+        let exists = conn
+            .query_row(
+                "SELECT 1 FROM accounts WHERE account_id = ?1",
+                params![account_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        match hash {
+            Some(hash) => conn.execute(
+                "INSERT INTO console_passwords (account_id, hash, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account_id) DO UPDATE SET hash = excluded.hash, updated_ms = excluded.updated_ms",
+                params![account_id, hash, now_ms()],
+            )?,
+            None => conn.execute(
+                "DELETE FROM console_passwords WHERE account_id = ?1",
+                params![account_id],
+            )?,
+        };
+        Ok(true)
+    }
+
+    /// An account's console password hash, if one is set.
+    pub fn console_password(&self, account_id: &str) -> Result<Option<String>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT hash FROM console_passwords WHERE account_id = ?1",
+                params![account_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Grantees of an attribute on one resource (sorted).

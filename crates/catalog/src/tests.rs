@@ -202,3 +202,20 @@ fn a_full_database_is_reported_as_storage_full_and_recovers() {
     c.insert_resource_with_tags(&row, &tags).unwrap();
     assert_eq!(c.tags("vol-1").unwrap().len(), 64);
 }
+
+#[test]
+fn console_passwords_are_set_replaced_and_removed_per_account() {
+    let c = Catalog::in_memory().unwrap();
+    c.create_account(&account("111111111111", "alice"), "AKIAALICE", "s1")
+        .unwrap();
+    assert_eq!(c.console_password("111111111111").unwrap(), None);
+    assert!(!c.set_console_password("999999999999", Some("h")).unwrap());
+    assert!(c.set_console_password("111111111111", Some("h1")).unwrap());
+    assert!(c.set_console_password("111111111111", Some("h2")).unwrap());
+    assert_eq!(
+        c.console_password("111111111111").unwrap().as_deref(),
+        Some("h2")
+    );
+    assert!(c.set_console_password("111111111111", None).unwrap());
+    assert_eq!(c.console_password("111111111111").unwrap(), None);
+}
