@@ -398,7 +398,9 @@ def test_launch_wizard_and_instance_actions(server, browser, alice, ec2, shots, 
     shots(page, "launch")
     page.click("#launch button[type=submit]")
     instance = re.search(r"i-[0-9a-f]{17}", page.inner_text("#flash")).group(0)
-    assert page.inner_text("#key-material").startswith("-----BEGIN")
+    with page.expect_download() as key:
+        page.click("#key-download")
+    assert Path(key.value.path()).read_text().startswith("-----BEGIN")
     got = ec2(alice).describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     assert got["InstanceType"] == "t3.small" and got["KeyName"] == "console-key"
     assert {"Key": "Name", "Value": "console-web"} in got["Tags"]

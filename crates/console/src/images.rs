@@ -1,7 +1,8 @@
 //! Image details and the owner's actions on an image: launch permissions (share with an
 //! account, unshare, public, private — refused by the engine while image block public
 //! access is on), deprecation time, deregistration protection, deregister (optionally
-//! with its snapshots). Each action is the engine call ModifyImageAttribute,
+//! with its snapshots). An available image's page also offers a launch template made
+//! from it (see [`crate::templates`]). Each action is the engine call ModifyImageAttribute,
 //! EnableImageDeprecation, … make, as the signed-in account.
 
 use std::sync::Arc;
@@ -191,13 +192,22 @@ pub(crate) async fn page(
     let found = {
         let app = Arc::clone(&app);
         let id = id.clone();
-        blocking(move || details(&app.cloud, &caller, &id)).await
+        blocking(move || {
+            let d = details(&app.cloud, &caller, &id)?;
+            let offer = if d.image.state == "available" {
+                Some(crate::launch::choices(&app.cloud, &caller)?)
+            } else {
+                None
+            };
+            Ok((d, offer))
+        })
+        .await
     };
     let frame = Frame::new(&app, &signed, &region, "/images");
     let csrf = signed.session.csrf.clone();
     let body = match &found {
         Err(e) => html! { h1 { "Image " (id) } p.flash.failed { (crate::words(e)) } },
-        Ok(d) => {
+        Ok((d, offer)) => {
             let v = &d.image;
             let owned = v.owner_id == signed.session.account_id;
             html! {
@@ -235,6 +245,9 @@ pub(crate) async fn page(
                         }, "Copy image", ""))
                     }
                 }
+                @if let Some(c) = offer {
+                    (crate::templates::from_image(&region, &csrf, &v.id, c))
+                }
                 @if owned {
                     (permissions(&region, d, &csrf))
                     (owner_actions(&region, v, &csrf))
@@ -244,7 +257,7 @@ pub(crate) async fn page(
     };
     let title = found
         .as_ref()
-        .map_or_else(|_| id.clone(), |d| d.image.doc.name.clone());
+        .map_or_else(|_| id.clone(), |(d, _)| d.image.doc.name.clone());
     html(layout::page(&frame, &title, body))
 }
 

@@ -67,6 +67,7 @@ pub(crate) fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
         ("", "Home"),
         ("/images", "AMI catalog"),
         ("/instances", "Instances"),
+        ("/launch-templates", "Launch templates"),
         ("/volumes", "Volumes"),
         ("/snapshots", "Snapshots"),
         ("/tasks", "Import/export"),

@@ -19,7 +19,10 @@
 //! GET  /console/{r}/images/{id}      image details;   POST …/images/{id}/{action}
 //! GET  /console/{r}/instances[/{id}] instances;       POST …/instances/{id}/{action}
 //! GET  /console/{r}/instances/{id}/screenshot          the screen as PNG
-//! GET  /console/{r}/launch            launch wizard;   POST …/launch (RunInstances)
+//! GET  /console/{r}/launch            launch wizard;   POST …/launch (key pair, group, RunInstances)
+//! GET  /console/{r}/keys/{token}      a new private key, downloadable once
+//! GET  /console/{r}/launch-templates  templates;       POST …/launch-templates (create),
+//!                                     …/launch-templates/{id}/{launch|delete}
 //! GET  /console/{r}/volumes          volumes;         POST …/volumes, …/volumes/{id}/{action}
 //! GET  /console/{r}/snapshots        snapshots;       POST …/snapshots/{id}/{action}
 //! GET  /console/{r}/tasks            import/export;   POST …/tasks/new/import, …/tasks/{id}/cancel
@@ -34,10 +37,12 @@ mod catalog;
 mod images;
 mod instances;
 mod launch;
+mod launch_form;
 mod layout;
 pub mod session;
 mod storage;
 mod tasks;
+mod templates;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +111,15 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
         .route(
             "/console/{region}/launch",
             get(launch::page).post(launch::submit),
+        )
+        .route("/console/{region}/keys/{token}", get(launch::key_download))
+        .route(
+            "/console/{region}/launch-templates",
+            get(templates::list).post(templates::submit),
+        )
+        .route(
+            "/console/{region}/launch-templates/{id}/{action}",
+            post(templates::act),
         )
         .route("/console/{region}/instances/{id}", get(instances::page))
         .route(
