@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from conftest import FAST_WAITER, error_code
-from test_console import HAVE_QEMU, REGION, browser, own_image, signed_in  # noqa: F401
+from test_console import HAVE_QEMU, REGION, browser, own_image, shots, signed_in  # noqa: F401
 
 import botocore.exceptions
 import pytest
@@ -37,7 +37,8 @@ def launched_ids(page):
     return re.findall(r"i-[0-9a-f]{17}", page.inner_text("#flash"))
 
 
-def test_wizard_new_key_new_group_storage_and_user_data_file(server, browser, alice, ec2):
+def test_wizard_new_key_new_group_storage_and_user_data_file(server, browser, alice, bob, ec2,
+                                                             shots):
     image = own_image(ec2, alice, "wizard-full-image")
     ctx, page = signed_in(browser, server, alice)
     page.goto(server.endpoint + f"/console/{REGION}/launch?image={image}")
@@ -54,6 +55,10 @@ def test_wizard_new_key_new_group_storage_and_user_data_file(server, browser, al
     page.select_option("#launch select[name=vol1_type]", "gp2")
     page.set_input_files("#launch input[name=user_data_file]", files=[
         {"name": "user-data.sh", "mimeType": "text/x-sh", "buffer": USER_DATA_FILE}])
+    shots(page, "launch-wizard")
+    page.set_viewport_size({"width": 1200, "height": 640})
+    page.evaluate("document.getElementById('key-pair').scrollIntoView()")
+    shots(page, "launch-wizard", doc=True)
     page.click("#launch button[type=submit]")
     ids = launched_ids(page)
     assert len(ids) == 1, page.inner_text("main")
@@ -61,6 +66,12 @@ def test_wizard_new_key_new_group_storage_and_user_data_file(server, browser, al
     try:
         # The private key: one download, a PEM private key; a second fetch finds nothing.
         link = page.get_attribute("#key-download", "href")
+        shots(page, "launch-result")
+        # Another account's session cannot take it (and does not use it up).
+        other_ctx, other = signed_in(browser, server, bob)
+        stolen = other.request.get(server.endpoint + link)
+        assert stolen.status == 404 and "PRIVATE KEY" not in stolen.text()
+        other_ctx.close()
         with page.expect_download() as dl:
             page.click("#key-download")
         pem = Path(dl.value.path()).read_text()
@@ -187,7 +198,7 @@ def test_a_failed_launch_says_what_it_made(server, browser, alice, ec2):
     ctx.close()
 
 
-def test_launch_template_from_the_image_page(server, browser, alice, ec2):
+def test_launch_template_from_the_image_page(server, browser, alice, ec2, shots):
     image = own_image(ec2, alice, "wizard-template-image")
     c = ec2(alice)
     vpc = c.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
@@ -198,12 +209,14 @@ def test_launch_template_from_the_image_page(server, browser, alice, ec2):
     page.goto(server.endpoint + f"/console/{REGION}/images/{image}")
     form = "#create-template"
     page.fill(f"{form} input[name=template_name]", "wizard-template")
+    shots(page, "image-create-template")
     page.select_option(f"{form} select[name=type]", "t3.small")
     page.select_option(f"{form} select[name=key]", "wizard-template-key")
     page.check(f"{form} input[name=group][value='{sg}']")
     page.click(f"{form} button[type=submit]")
     assert page.url.endswith(f"/console/{REGION}/launch-templates")
     assert "Created the launch template wizard-template" in page.inner_text("#flash")
+    shots(page, "launch-templates", doc=True)
     templates = c.describe_launch_templates(LaunchTemplateNames=["wizard-template"])
     lt = templates["LaunchTemplates"][0]
     row = page.locator(f"tr[data-id='{lt['LaunchTemplateId']}']")
@@ -220,6 +233,11 @@ def test_launch_template_from_the_image_page(server, browser, alice, ec2):
     assert f"/images/{image}" in page.url
     assert page.inner_text("#flash").startswith(
         "InvalidLaunchTemplateName.AlreadyExistsException: ")
+
+    # The form without its CSRF token runs nothing.
+    refused = page.request.post(server.endpoint + f"/console/{REGION}/launch-templates",
+                                form={"image": image, "template_name": "wizard-csrf"})
+    assert refused.status == 403
 
     # Launch from it: RunInstances with LaunchTemplate.
     page.goto(server.endpoint + f"/console/{REGION}/launch-templates")

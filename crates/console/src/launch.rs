@@ -131,7 +131,7 @@ pub(crate) fn group_boxes(groups: &[(String, String, String)]) -> Markup {
     html! {
         ul.choices #groups {
             @for (id, name, vpc) in groups {
-                li { label { input type="checkbox" name="group" value=(id); " " (name) " (" code { (id) } ", " (vpc) ")" } }
+                li { label { input type="checkbox" name="group" value=(id); span { (name) " (" code { (id) } ", " (vpc) ")" } } }
             }
         }
     }
