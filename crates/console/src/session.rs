@@ -125,6 +125,16 @@ impl Sessions {
         Some(out)
     }
 
+    /// The account and access key of a live session, leaving it as it is (not touched,
+    /// its flash message kept).
+    pub fn peek(&self, token: &str) -> Option<(String, String)> {
+        let now = Instant::now();
+        self.lock()
+            .get(&key(token))
+            .filter(|s| now.duration_since(s.last_seen) < self.idle)
+            .map(|s| (s.account_id.clone(), s.access_key_id.clone()))
+    }
+
     /// Leaves a message for the session's next page.
     pub fn flash(&self, token: &str, kind: Flash, text: String) {
         if let Some(s) = self.lock().get_mut(&key(token)) {
