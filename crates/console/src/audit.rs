@@ -230,9 +230,12 @@ pub(crate) async fn record(State(app): State<Arc<App>>, request: Request, next: 
             resources.push(r);
         }
     }
+    // A sign-in names whom it was for; other requests are the session's.
     let (account_id, access_key_id) = match session {
-        Some((account, key)) => (Some(account), key),
-        None => (outcome.account_id, outcome.access_key_id),
+        Some((account, key)) if outcome.account_id.is_none() && outcome.access_key_id.is_none() => {
+            (Some(account), key)
+        }
+        _ => (outcome.account_id, outcome.access_key_id),
     };
     let response_status = response.status();
     let (status, error_code) = match outcome.error {

@@ -242,6 +242,21 @@ mod tests {
     }
 
     #[test]
+    fn peek_leaves_the_session_as_it_is() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let t = s.create("111122223333", "AKIA1");
+        s.flash(&t, Flash::Done, "Created vol-1.".into());
+        assert_eq!(
+            s.peek(&t),
+            Some(("111122223333".to_string(), "AKIA1".to_string()))
+        );
+        assert!(s.peek(&random_token()).is_none());
+        assert!(s.get(&t).unwrap().flash.is_some(), "peek kept the flash");
+        s.remove(&t);
+        assert!(s.peek(&t).is_none());
+    }
+
+    #[test]
     fn cookies_parse_and_are_strict() {
         assert_eq!(cookie("a=1; openami_console=abc; b=2", COOKIE), Some("abc"));
         assert_eq!(cookie("xopenami_console=abc", COOKIE), None);

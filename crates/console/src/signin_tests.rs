@@ -328,6 +328,16 @@ async fn console_actions_reach_the_audit_sink() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // The audit middleware looked at the session without taking its flash message.
+    let (_, _, page) = send(
+        &e.app,
+        Request::get("/console/us-east-1/volumes")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(flash(&page).starts_with("Created vol-"), "{}", flash(&page));
     // A failing action, and one refused for its CSRF token.
     send(
         &e.app,
