@@ -26,6 +26,10 @@
 //! * **Failures**: a failure to write the audit log is logged as an error and does not
 //!   fail the request: the call has already happened, and answering an error would make
 //!   the client retry a call that succeeded.
+//! * **The web console** writes its sign-ins and actions here too (through
+//!   [`AuditLog::write`], from `openami serve`), with `"via":"console"` (API lines have
+//!   no `via`), `service` `signin` for `ConsoleLogin`/`ConsoleLogout` and `ec2` for
+//!   actions, named by their EC2 equivalent.
 //! * **Rotation**: when a line would take the file past `max_bytes`, `audit.log` becomes
 //!   `audit.log.1` (`.1` → `.2`, …; the oldest beyond `keep` is removed). Files are 0600.
 
@@ -150,7 +154,7 @@ impl AuditLog {
     }
 
     /// Appends the line of `event` from `source`; a failure is logged, never returned.
-    pub(crate) fn write(&self, event: &Event, source: Option<SocketAddr>) {
+    pub fn write(&self, event: &Event, source: Option<SocketAddr>) {
         let line = event.to_json(source, now_ms());
         if let Err(e) = self.append(&line) {
             tracing::error!(
@@ -188,9 +192,9 @@ impl<L: ClientListener> Connected<IncomingStream<'_, L>> for ClientAddr {
     }
 }
 
-/// One API call as its request path saw it.
+/// One API call as its request path saw it (or one console request).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Event {
+pub struct Event {
     /// `ec2`, `ssm`, `ebs`, `autoscaling`, `elasticloadbalancing`.
     pub service: String,
     /// The action (operation) name; empty when it was never known.
@@ -207,6 +211,9 @@ pub(crate) struct Event {
     pub error_code: Option<String>,
     /// The request id of the answer.
     pub request_id: String,
+    /// Where the call came from when not the API: `console`. Left out of the line when
+    /// `None`.
+    pub via: Option<String>,
 }
 
 impl Event {
@@ -289,7 +296,7 @@ impl Event {
     }
 
     fn to_json(&self, source: Option<SocketAddr>, now_ms: i64) -> String {
-        json!({
+        let mut line = json!({
             "time": engine::query::iso8601(now_ms),
             "service": self.service,
             "action": self.action,
@@ -300,8 +307,11 @@ impl Event {
             "status": self.status,
             "error_code": self.error_code,
             "request_id": self.request_id,
-        })
-        .to_string()
+        });
+        if let (Some(via), Some(map)) = (&self.via, line.as_object_mut()) {
+            map.insert("via".into(), json!(via));
+        }
+        line.to_string()
     }
 }
 
@@ -432,6 +442,24 @@ mod tests {
         assert!(!tmp.path().join("audit.log.3").exists());
         assert!(lines < 10, "the oldest lines were dropped");
         assert!(lines >= 6);
+    }
+
+    #[test]
+    fn console_lines_say_via_and_api_lines_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), 1 << 20, 1).unwrap();
+        let mut e = Event::new("ec2");
+        e.action = "CreateVolume".into();
+        log.write(&e, None);
+        e.via = Some("console".into());
+        log.write(&e, None);
+        let text = fs::read_to_string(tmp.path().join(FILE_NAME)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines[0].get("via").is_none());
+        assert_eq!(lines[1]["via"], "console");
     }
 
     #[test]

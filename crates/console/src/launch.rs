@@ -494,6 +494,10 @@ pub(crate) async fn submit(
             tracing::info!(account = %signed.session.account_id, error = %f.error.code, message = %f.error.message, "console launch refused")
         }
     }
+    let audited = match &outcome {
+        Ok(done) => crate::audit::Outcome::default().with_ids_in(&done.ids.join(" ")),
+        Err(f) => crate::audit::Outcome::failed(&f.error),
+    };
     let frame = Frame::new(&app, &signed, &region, "/launch");
     let (status, body) = match &outcome {
         Ok(done) => (StatusCode::OK, launched(&region, done)),
@@ -509,7 +513,7 @@ pub(crate) async fn submit(
             },
         ),
     };
-    (status, crate::html(layout::page(&frame, "Launch", body))).into_response()
+    audited.attach((status, crate::html(layout::page(&frame, "Launch", body))).into_response())
 }
 
 fn launched(region: &str, done: &Launched) -> Markup {

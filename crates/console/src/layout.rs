@@ -94,7 +94,7 @@ pub(crate) fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
                             }
                         }
                     }
-                    span.who title={ "Access key " (s.access_key_id) } { "Account " span #account { (s.account_id) } }
+                    span.who title=(if s.access_key_id.is_empty() { "Signed in with the console password".to_string() } else { format!("Access key {}", s.access_key_id) }) { "Account " span #account { (s.account_id) } }
                     (form("/console/signout", &s.csrf, html! {}, "Sign out", "link"))
                 }
                 main {

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! GET  /console                      → the home page of the first region, or sign-in
-//! GET  /console/signin, POST /console/signin, POST /console/signout
+//! GET  /console/signin, POST /console/signin (two ways: account + password, or an
+//!                                    access key), POST /console/signout
 //! GET  /console/static/{file}        console.css, console.js (embedded)
 //! GET  /console/{r}                  home: counts and links
 //! GET  /console/{r}/images           the AMI catalog (tabs, search, filters, pages)
@@ -31,7 +32,11 @@
 //! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
 //! session's CSRF token is refused with 403 before anything runs. Every response carries
 //! a Content-Security-Policy that allows scripts and styles from the console only.
+//! Sign-ins are throttled ([`throttle`]: five failures lock an account or key for 15
+//! minutes); console passwords are Argon2id hashes ([`password`]); sign-ins and every
+//! POST go to the audit log through [`ConsoleConfig::audit`] ([`audit`]).
 
+pub mod audit;
 mod auth;
 mod catalog;
 mod images;
@@ -39,10 +44,13 @@ mod instances;
 mod launch;
 mod launch_form;
 mod layout;
+pub mod password;
 pub mod session;
+mod signin;
 mod storage;
 mod tasks;
 mod templates;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +64,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 
+use crate::audit::Outcome;
+pub use crate::audit::{AuditEvent, AuditSink, PeerAddr};
 use crate::session::{Flash, Session, Sessions};
 
 /// Console configuration.
@@ -65,6 +75,10 @@ pub struct ConsoleConfig {
     pub secure_cookies: bool,
     /// A session ends after this long without a request.
     pub idle_timeout: Duration,
+    /// Where sign-ins and POSTs are recorded; `None` records nothing.
+    pub audit: Option<Arc<dyn AuditSink>>,
+    /// Failed sign-ins that lock an account, key or client, and for how long.
+    pub throttle: throttle::Limits,
 }
 
 impl Default for ConsoleConfig {
@@ -72,15 +86,23 @@ impl Default for ConsoleConfig {
         ConsoleConfig {
             secure_cookies: false,
             idle_timeout: Duration::from_secs(12 * 3600),
+            audit: None,
+            throttle: throttle::Limits::default(),
         }
     }
 }
+
+/// Password verifications (19 MiB of memory each) running at once at most.
+const CONCURRENT_HASHING: usize = 4;
 
 /// Shared state of the console's handlers.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) cloud: Arc<Cloud>,
     pub(crate) sessions: Sessions,
+    pub(crate) throttle: throttle::Throttle,
+    /// Permits for password verifications.
+    pub(crate) hashing: tokio::sync::Semaphore,
     pub(crate) config: ConsoleConfig,
 }
 
@@ -95,12 +117,14 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
     let app = Arc::new(App {
         cloud,
         sessions: Sessions::new(config.idle_timeout),
+        throttle: throttle::Throttle::new(config.throttle),
+        hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHING),
         config,
     });
     Router::new()
         .route("/console", get(auth::root))
         .route("/console/", get(auth::root))
-        .route("/console/signin", get(auth::signin_page).post(auth::signin))
+        .route("/console/signin", get(signin::page).post(signin::signin))
         .route("/console/signout", post(auth::signout))
         .route("/console/static/{file}", get(asset))
         .route("/console/{region}", get(auth::home))
@@ -145,6 +169,10 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
             "/console/{region}/snapshots/{id}/{action}",
             post(storage::snapshot_act),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            audit::record,
+        ))
         .with_state(app)
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -219,6 +247,18 @@ impl App {
         })
     }
 
+    /// The account and access key id (`None` after a password sign-in) of the session a
+    /// request's cookie names, leaving the session untouched.
+    pub(crate) fn signed_account(&self, headers: &HeaderMap) -> Option<(String, Option<String>)> {
+        let token = headers.get_all(header::COOKIE).iter().find_map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|c| session::cookie(c, session::COOKIE))
+        })?;
+        let (account, key) = self.sessions.peek(token)?;
+        Some((account, (!key.is_empty()).then_some(key)))
+    }
+
     /// True when the server serves `region`.
     pub(crate) fn serves(&self, region: &str) -> bool {
         self.cloud.region_names().iter().any(|r| r == region)
@@ -260,22 +300,24 @@ pub(crate) fn post_gate(
 ) -> Result<(Signed, Form), Refused> {
     let form = Form::parse(body);
     let Some(signed) = app.signed(headers) else {
-        return Err(Box::new(forbidden(
-            "You are not signed in (or your session ended).",
+        return Err(Box::new(Outcome::refused("AuthFailure", 403).attach(
+            forbidden("You are not signed in (or your session ended)."),
         )));
     };
     let given = form.get("csrf");
     if !session::same_secret(given, &signed.session.csrf) || given.is_empty() {
-        return Err(Box::new(forbidden(
-            "The form's security token is missing or wrong; reload the page and try again.",
+        return Err(Box::new(Outcome::refused("InvalidCsrfToken", 403).attach(
+            forbidden(
+                "The form's security token is missing or wrong; reload the page and try again.",
+            ),
         )));
     }
     if let Some(r) = region
         && !app.serves(r)
     {
-        return Err(Box::new(
+        return Err(Box::new(Outcome::refused("InvalidRegion", 404).attach(
             (StatusCode::NOT_FOUND, "no such region\n").into_response(),
-        ));
+        )));
     }
     Ok((signed, form))
 }
@@ -295,18 +337,20 @@ pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-/// A form body or query string, by field name (the last value wins).
+/// A form body or query string (`application/x-www-form-urlencoded`, untrusted bytes), by
+/// field name (the last value wins).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Form(HashMap<String, String>);
+pub struct Form(HashMap<String, String>);
 
 impl Form {
-    pub(crate) fn parse(bytes: &[u8]) -> Form {
+    /// Parses a body or query string; bytes that are not UTF-8 become U+FFFD.
+    pub fn parse(bytes: &[u8]) -> Form {
         Form(form_urlencoded::parse(bytes).into_owned().collect())
     }
 
     /// Whether the form's confirmation box was ticked; `doing` completes "Tick the
     /// confirmation box to …" (e.g. "delete the volume").
-    pub(crate) fn confirmed(&self, doing: &str) -> Ec2Result<()> {
+    pub fn confirmed(&self, doing: &str) -> Ec2Result<()> {
         if self.get("confirm") == "yes" {
             Ok(())
         } else {
@@ -318,12 +362,12 @@ impl Form {
     }
 
     /// A field, or `""`.
-    pub(crate) fn get(&self, name: &str) -> &str {
+    pub fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
     }
 
     /// A non-empty field, trimmed.
-    pub(crate) fn opt(&self, name: &str) -> Option<String> {
+    pub fn opt(&self, name: &str) -> Option<String> {
         let v = self.get(name).trim();
         (!v.is_empty()).then(|| v.to_string())
     }
@@ -378,13 +422,14 @@ pub(crate) fn after(
     match outcome.map(Into::into) {
         Ok(done) => {
             tracing::info!(account = %signed.session.account_id, outcome = %done.message, "console action");
+            let outcome = Outcome::default().with_ids_in(&done.message);
             app.sessions.flash(&signed.token, Flash::Done, done.message);
-            redirect(done.next.as_deref().unwrap_or(to))
+            outcome.attach(redirect(done.next.as_deref().unwrap_or(to)))
         }
         Err(e) => {
             tracing::info!(account = %signed.session.account_id, error = %e.code, message = %e.message, "console action refused");
             app.sessions.flash(&signed.token, Flash::Failed, words(&e));
-            redirect(to)
+            Outcome::failed(&e).attach(redirect(to))
         }
     }
 }
@@ -415,5 +460,7 @@ pub(crate) fn name_tag(tags: &[(String, String)]) -> Option<&str> {
         .map(|(_, v)| v.as_str())
 }
 
+#[cfg(test)]
+mod signin_tests;
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,16 @@ impl Sessions {
         Some(out)
     }
 
+    /// The account and access key of a live session, leaving it as it is (not touched,
+    /// its flash message kept).
+    pub fn peek(&self, token: &str) -> Option<(String, String)> {
+        let now = Instant::now();
+        self.lock()
+            .get(&key(token))
+            .filter(|s| now.duration_since(s.last_seen) < self.idle)
+            .map(|s| (s.account_id.clone(), s.access_key_id.clone()))
+    }
+
     /// Leaves a message for the session's next page.
     pub fn flash(&self, token: &str, kind: Flash, text: String) {
         if let Some(s) = self.lock().get_mut(&key(token)) {
@@ -229,6 +239,21 @@ mod tests {
         s.flash(&t, Flash::Failed, "InvalidAMIID.NotFound: gone".into());
         assert_eq!(s.get(&t).unwrap().flash.unwrap().0, Flash::Failed);
         assert!(s.get(&t).unwrap().flash.is_none());
+    }
+
+    #[test]
+    fn peek_leaves_the_session_as_it_is() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let t = s.create("111122223333", "AKIA1");
+        s.flash(&t, Flash::Done, "Created vol-1.".into());
+        assert_eq!(
+            s.peek(&t),
+            Some(("111122223333".to_string(), "AKIA1".to_string()))
+        );
+        assert!(s.peek(&random_token()).is_none());
+        assert!(s.get(&t).unwrap().flash.is_some(), "peek kept the flash");
+        s.remove(&t);
+        assert!(s.peek(&t).is_none());
     }
 
     #[test]

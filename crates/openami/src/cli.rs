@@ -187,6 +187,39 @@ pub enum AccountCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Set or replace an account's web console password (at least 8 characters; stored as
+    /// an Argon2id hash). Prompts twice without echo, or reads the first line of stdin with
+    /// --password-stdin. Prints {"AccountId","ConsolePassword":"set"} as JSON.
+    SetConsolePassword {
+        #[command(flatten)]
+        account: AccountRef,
+        /// Read the password from the first line of stdin (for scripts) instead of
+        /// prompting on the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Remove an account's web console password (it can then sign in to the console with
+    /// an access key only). Prints {"AccountId","ConsolePassword":"removed"|"none"}.
+    RemoveConsolePassword {
+        #[command(flatten)]
+        account: AccountRef,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// Which account: by name or by id (exactly one).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct AccountRef {
+    /// The account's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The account's 12-digit id.
+    #[arg(long)]
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,14 +5,17 @@
 //! `GET /health`, owns the data directory
 //! exclusively, collects garbage in the background and shuts down cleanly on SIGTERM or
 //! SIGINT (waiting for snapshots in progress). With `--tls-cert`/`--tls-key` it speaks
-//! HTTPS (see [`crate::tls`]), otherwise plain HTTP.
+//! HTTPS (see [`crate::tls`]), otherwise plain HTTP. The web console shares the port
+//! and the audit log (its lines carry `"via":"console"`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -166,13 +169,14 @@ async fn serve(
         .context("creating the audit log directory")?;
     let audit = api::audit::AuditLog::open(&audit_dir, args.audit_max_bytes, args.audit_keep)
         .with_context(|| format!("opening the audit log in {}", audit_dir.display()))?;
+    let audit = Arc::new(audit);
     let api = api::router(
         Arc::clone(&cloud),
         api::ApiConfig {
             regions: args.regions.clone(),
             endpoint,
             services,
-            audit: Some(Arc::new(audit)),
+            audit: Some(Arc::clone(&audit)),
             limits: api::limits::LimitConfig {
                 rate: args.rate_limit,
                 burst: args.rate_burst.unwrap_or((args.rate_limit * 2.0).max(1.0)),
@@ -185,9 +189,11 @@ async fn serve(
         Arc::clone(&cloud),
         webconsole::ConsoleConfig {
             secure_cookies: tls.is_some(),
+            audit: Some(Arc::new(ConsoleAudit(audit))),
             ..webconsole::ConsoleConfig::default()
         },
-    );
+    )
+    .layer(axum::middleware::from_fn(console_peer));
     let app = Router::new()
         .route("/health", get(health))
         .merge(console)
@@ -221,6 +227,40 @@ async fn serve(
     }
     tracing::info!("openami stopped");
     Ok(())
+}
+
+/// The console's audit events, written to the API's audit log with `"via":"console"`.
+#[derive(Debug)]
+struct ConsoleAudit(Arc<api::audit::AuditLog>);
+
+impl webconsole::AuditSink for ConsoleAudit {
+    fn record(&self, e: &webconsole::AuditEvent) {
+        let event = api::audit::Event {
+            service: e.service.clone(),
+            action: e.action.clone(),
+            account_id: e.account_id.clone(),
+            access_key_id: e.access_key_id.clone(),
+            resources: e.resources.clone(),
+            status: e.status,
+            error_code: e.error_code.clone(),
+            request_id: e.request_id.clone(),
+            via: Some("console".into()),
+        };
+        self.0.write(&event, e.source);
+    }
+}
+
+/// Hands the console the client's address (the server's connect info, which the console
+/// crate does not know the type of).
+async fn console_peer(mut request: Request, next: Next) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<api::audit::ClientAddr>>()
+        .map(|c| c.0.0);
+    if let Some(addr) = peer {
+        request.extensions_mut().insert(webconsole::PeerAddr(addr));
+    }
+    next.run(request).await
 }
 
 async fn health() -> impl IntoResponse {

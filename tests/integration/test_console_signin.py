@@ -1,0 +1,206 @@
+"""Console passwords and sign-in security, against the real binary: `openami account
+set-console-password` / `remove-console-password`, signing in with an account and its
+password in a real headless Chromium (Playwright, see test_console.py), refusals that give
+no hint, the lockout after five failures, and console actions in the audit log.
+
+The tests here run against their own server (module-scoped), so that the sign-in
+throttle's per-address counts (every browser here is 127.0.0.1) never reach the tests of
+other files."""
+
+import json
+import re
+import sqlite3
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import Server, openami_bin
+from test_console import REGION, browser, signed_in  # noqa: F401 (fixture)
+
+PASSWORD = "correct horse battery staple"
+WRONG = "AuthFailure: the account or the password is wrong."
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("console-signin") / "data")
+    yield s
+    assert s.stop() == 0
+
+
+def account(srv):
+    name = "pw-" + uuid.uuid4().hex[:8]
+    return dict(srv.create_account(name), Name=name)
+
+
+def password_cmd(srv, *args, stdin=None):
+    return subprocess.run(
+        [openami_bin(), "account", *args, "--data-dir", str(srv.data_dir)],
+        input=stdin, capture_output=True, text=True)
+
+
+def set_password(srv, creds, password=PASSWORD):
+    out = password_cmd(srv, "set-console-password", "--name", creds["Name"],
+                       "--password-stdin", stdin=password + "\n")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def audit_lines(srv):
+    text = (srv.data_dir / "audit" / "audit.log").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def stored_hash(srv, account_id):
+    db = sqlite3.connect(f"file:{srv.data_dir / 'catalog.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT hash FROM console_passwords WHERE account_id = ?",
+                         (account_id,)).fetchone()
+    finally:
+        db.close()
+    return row[0] if row else None
+
+
+def test_set_and_remove_console_password(srv):
+    creds = account(srv)
+    # Too short: refused with the rule, nothing stored.
+    out = password_cmd(srv, "set-console-password", "--name", creds["Name"],
+                       "--password-stdin", stdin="seven77\n")
+    assert out.returncode != 0
+    assert "at least 8 characters" in out.stderr
+    assert stored_hash(srv, creds["AccountId"]) is None
+    # Without --password-stdin and no terminal: refused, pointing at the flag.
+    out = password_cmd(srv, "set-console-password", "--name", creds["Name"], stdin="")
+    assert out.returncode != 0 and "--password-stdin" in out.stderr
+    # By id; only the first line of stdin is the password; only an Argon2id hash is kept.
+    out = password_cmd(srv, "set-console-password", "--account-id", creds["AccountId"],
+                       "--password-stdin", stdin=PASSWORD + "\nsecond line\n")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"AccountId": creds["AccountId"], "ConsolePassword": "set"}
+    first = stored_hash(srv, creds["AccountId"])
+    assert first.startswith("$argon2id$v=19$") and PASSWORD not in first
+    # Setting it again replaces it (a fresh salt).
+    set_password(srv, creds)
+    assert stored_hash(srv, creds["AccountId"]) not in (None, first)
+    # Exactly one of --name / --account-id; an unknown account is an error.
+    out = password_cmd(srv, "set-console-password", "--name", creds["Name"],
+                       "--account-id", creds["AccountId"], "--password-stdin", stdin=PASSWORD)
+    assert out.returncode == 2
+    out = password_cmd(srv, "set-console-password", "--password-stdin", stdin=PASSWORD)
+    assert out.returncode == 2
+    out = password_cmd(srv, "set-console-password", "--name", "no-such-account",
+                       "--password-stdin", stdin=PASSWORD)
+    assert out.returncode == 1 and "no account named" in out.stderr
+    # Remove: once removed, then nothing to remove.
+    out = password_cmd(srv, "remove-console-password", "--name", creds["Name"])
+    assert json.loads(out.stdout)["ConsolePassword"] == "removed"
+    assert stored_hash(srv, creds["AccountId"]) is None
+    out = password_cmd(srv, "remove-console-password", "--account-id", creds["AccountId"])
+    assert json.loads(out.stdout)["ConsolePassword"] == "none"
+
+
+def password_sign_in(browser, srv, who, password):  # noqa: F811
+    """A new context that submitted the password form; returns (context, page)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.goto(srv.endpoint + "/console/signin")
+    page.fill("#signin-password input[name=account]", who)
+    page.fill("#signin-password input[name=password]", password)
+    page.click("#signin-password button[type=submit]")
+    page.wait_for_load_state()
+    return ctx, page
+
+
+def session_cookie(ctx):
+    return [c for c in ctx.cookies() if c["name"] == "openami_console"]
+
+
+def test_sign_in_page_explains_both_ways(srv, browser):  # noqa: F811
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(srv.endpoint + "/console/signin")
+    text = page.inner_text("main")
+    assert "access key" in text and "console password" in text
+    assert "openami account set-console-password" in text
+    assert page.locator("#signin-key input[name=access_key_id]").count() == 1
+    assert page.locator("#signin-password input[name=account]").count() == 1
+    ctx.close()
+
+
+def test_sign_in_with_name_or_id_and_password(srv, browser):  # noqa: F811
+    creds = account(srv)
+    set_password(srv, creds)
+    for who in (creds["Name"], creds["AccountId"]):
+        ctx, page = password_sign_in(browser, srv, who, PASSWORD)
+        assert re.search(r"/console/[a-z0-9-]+$", page.url), page.url
+        assert page.inner_text("#account") == creds["AccountId"]
+        cookie = session_cookie(ctx)[0]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        ctx.close()
+    # The access key still works beside the password.
+    ctx, page = signed_in(browser, srv, creds)
+    assert page.inner_text("#account") == creds["AccountId"]
+    ctx.close()
+
+
+def test_refusals_give_no_hint(srv, browser):  # noqa: F811
+    creds = account(srv)
+    set_password(srv, creds)
+    no_password = account(srv)
+    for who, password in [(creds["Name"], PASSWORD + "x"), (no_password["Name"], PASSWORD),
+                          ("no-such-account-" + uuid.uuid4().hex[:6], PASSWORD)]:
+        ctx, page = password_sign_in(browser, srv, who, password)
+        assert page.url.endswith("/console/signin")
+        assert page.inner_text("#flash") == WRONG
+        assert not session_cookie(ctx)
+        assert password not in page.content()
+        ctx.close()
+
+
+def test_five_failures_lock_the_account(srv, browser):  # noqa: F811
+    creds = account(srv)
+    set_password(srv, creds)
+    for _ in range(5):
+        ctx, page = password_sign_in(browser, srv, creds["Name"], "not the password")
+        assert page.inner_text("#flash") == WRONG
+        ctx.close()
+    # Now even the right password is refused, by name or by id.
+    for who in (creds["Name"], creds["AccountId"]):
+        ctx, page = password_sign_in(browser, srv, who, PASSWORD)
+        flash = page.inner_text("#flash")
+        assert "too many attempts" in flash and "15 minutes" in flash, flash
+        assert not session_cookie(ctx)
+        ctx.close()
+    logins = [line for line in audit_lines(srv) if line["action"] == "ConsoleLogin"
+              and line["account_id"] == creds["AccountId"]]
+    assert [line["error_code"] for line in logins] == ["AuthFailure"] * 5 + ["Throttling"] * 2
+    assert all(line["via"] == "console" and line["service"] == "signin" for line in logins)
+    assert all(re.fullmatch(r"127\.0\.0\.1:\d+", line["source"]) for line in logins)
+
+
+def test_console_actions_are_in_the_audit_log(srv, browser):  # noqa: F811
+    creds = account(srv)
+    set_password(srv, creds)
+    ctx, page = password_sign_in(browser, srv, creds["Name"], PASSWORD)
+    page.goto(srv.endpoint + f"/console/{REGION}/volumes")
+    page.fill("#create-volume input[name=size]", "1")
+    page.click("#create-volume button")
+    vol = re.search(r"vol-[0-9a-f]{17}", page.inner_text("#flash")).group(0)
+    page.click("form[action='/console/signout'] button")
+    page.wait_for_url(re.compile(r"/console/signin$"))
+    ctx.close()
+    mine = [line for line in audit_lines(srv) if line["account_id"] == creds["AccountId"]]
+    assert [(line["service"], line["action"]) for line in mine] == [
+        ("signin", "ConsoleLogin"), ("ec2", "CreateVolume"), ("signin", "ConsoleLogout")]
+    login, create, logout = mine
+    assert login["error_code"] is None and login["status"] == 200
+    assert create["via"] == "console" and create["status"] == 200
+    assert create["resources"] == [vol] and create["error_code"] is None
+    assert create["access_key_id"] is None  # signed in with the password
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", create["source"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                        create["request_id"])
+    assert logout["via"] == "console"
+    # Never a password in the log.
+    assert PASSWORD not in (srv.data_dir / "audit" / "audit.log").read_text()
