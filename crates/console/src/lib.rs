@@ -23,6 +23,8 @@
 //! GET  /console/{r}/volumes          volumes;         POST …/volumes, …/volumes/{id}/{action}
 //! GET  /console/{r}/snapshots        snapshots;       POST …/snapshots/{id}/{action}
 //! GET  /console/{r}/tasks            import/export;   POST …/tasks/new/import, …/tasks/{id}/cancel
+//! POST /console/{r}/upload           a disk image file → ImportSnapshot/ImportImage task
+//! GET  /console/{r}/snapshots/{id}/download            the snapshot as a raw disk
 //! ```
 //!
 //! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
@@ -38,6 +40,9 @@ mod layout;
 pub mod session;
 mod storage;
 mod tasks;
+mod upload;
+
+pub use upload::MAX_UPLOAD_BYTES;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,7 +50,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,6 +65,8 @@ pub struct ConsoleConfig {
     pub secure_cookies: bool,
     /// A session ends after this long without a request.
     pub idle_timeout: Duration,
+    /// The largest disk image a browser may upload, in bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for ConsoleConfig {
@@ -67,6 +74,7 @@ impl Default for ConsoleConfig {
         ConsoleConfig {
             secure_cookies: false,
             idle_timeout: Duration::from_secs(12 * 3600),
+            max_upload_bytes: MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -87,6 +95,9 @@ const JS: &str = include_str!("../assets/console.js");
 
 /// The console's router: every route lives under `/console`.
 pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
+    // The upload's body may be as large as the largest file plus the form around it.
+    let upload_limit =
+        usize::try_from(config.max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
     let app = Arc::new(App {
         cloud,
         sessions: Sessions::new(config.idle_timeout),
@@ -126,6 +137,14 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
         )
         .route("/console/{region}/snapshots", get(storage::snapshots))
         .route("/console/{region}/tasks", get(tasks::page))
+        .route(
+            "/console/{region}/upload",
+            post(upload::submit).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/console/{region}/snapshots/{id}/download",
+            get(upload::download),
+        )
         .route("/console/{region}/tasks/{id}/{action}", post(tasks::act))
         .route(
             "/console/{region}/snapshots/{id}/{action}",
