@@ -190,21 +190,22 @@ def test_uploaded_guest_image_boots(server, browser, alice, ec2, shots, tmp_path
     assert t["Status"] == "completed" and t["ImageId"] == image
     assert c.describe_images(ImageIds=[image])["Images"][0]["State"] == "available"
     shots(page, "upload-image-done")
-    inst = c.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1,
-                           MaxCount=1)["Instances"][0]["InstanceId"]
+    inst = c.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                           UserData="#!/bin/sh\necho uploaded-guest-up\n"
+                           )["Instances"][0]["InstanceId"]
     try:
         c.get_waiter("instance_running").wait(InstanceIds=[inst], WaiterConfig=FAST_WAITER)
         page.goto(server.endpoint + f"/console/{REGION}/instances/{inst}")
         expect(page.locator("#state .state")).to_have_attribute("data-state", "running",
                                                                 timeout=60_000)
-        # The guest really booted from the uploaded disk: its console shows it.
+        # The guest really booted from the uploaded disk: it ran its user data.
         out = ""
-        for _ in range(120):
+        for _ in range(180):
             out = c.get_console_output(InstanceId=inst).get("Output", "")
-            if "login" in out.lower() or "openami" in out.lower() or len(out) > 200:
+            if "uploaded-guest-up" in out:
                 break
             page.wait_for_timeout(1000)
-        assert out, "no console output from the uploaded guest"
+        assert "uploaded-guest-up" in out, out[-2000:]
         shots(page, "upload-image-instance")
     finally:
         c.terminate_instances(InstanceIds=[inst])
@@ -270,6 +271,7 @@ def test_hostile_files_are_refused_in_words(server, browser, alice, shots, tmp_p
         row = task_row(page, task, "error")
         message = page.locator(f"tr[id='{task}'] td").nth(4).inner_text()
         assert message.startswith("ClientError: ") and words in message, message
+        assert f"the uploaded file {path.name}" in message, message
         # The server's directories are never named.
         assert str(server.data_dir) not in row
         shots(page, f"upload-refused-{path.stem}")
@@ -305,6 +307,44 @@ def test_upload_without_csrf_token_is_refused(server, browser, alice, ec2, tmp_p
     r = page.request.post(url, multipart={"file": file}, headers={"X-CSRF-Token": token})
     assert r.status == 200 and r.text() == f"/console/{REGION}/tasks"
     ctx.close()
+
+
+def test_upload_larger_than_the_limit_is_refused(browser, tmp_path):
+    """With --console-max-upload-mib 1: a larger file is refused in words, with the script
+    and without, and nothing stays staged; a file within the limit is imported."""
+    srv = Server(tmp_path / "data", ["--console-max-upload-mib", "1"])
+    try:
+        creds = srv.create_account("upload-limit")
+        big = tmp_path / "big.raw"
+        big.write_bytes(b"\x01" * (MIB + MIB // 2))
+        ctx, page = signed_in(browser, srv, creds)
+        page.goto(srv.endpoint + f"/console/{REGION}/tasks")
+        assert "at most 1 MiB" in page.inner_text("#upload")
+        page.set_input_files("#upload-form input[type=file]", str(big))
+        page.click("#upload-form button[type=submit]")
+        status = page.locator("#upload-status")
+        expect(status).to_have_attribute("data-state", "failed", timeout=30_000)
+        assert status.inner_text() == \
+            "UploadTooLarge: The file is larger than the upload limit of 1 MiB."
+        assert page.locator("#tasks tbody tr").count() == 0
+        assert not staged(srv)
+        # Without the script: the tasks page says the same.
+        token = page.get_attribute("#upload-form input[name=csrf]", "value")
+        r = page.request.post(srv.endpoint + f"/console/{REGION}/upload", max_redirects=0,
+                              multipart={"csrf": token, "file": {
+                                  "name": "big.raw", "mimeType": "application/octet-stream",
+                                  "buffer": big.read_bytes()}})
+        assert r.status == 303
+        page.goto(srv.endpoint + f"/console/{REGION}/tasks")
+        assert "larger than the upload limit of 1 MiB" in page.inner_text("#flash")
+        assert not staged(srv)
+        ok = tmp_path / "ok.raw"
+        ok.write_bytes(b"\x02" * (MIB // 2))
+        seen, flash = upload_with_progress(page, ok)
+        assert f"Uploaded ok.raw ({MIB // 2} bytes)" in flash
+        ctx.close()
+    finally:
+        assert srv.stop() == 0
 
 
 def test_staging_files_are_deleted_at_start(tmp_path):

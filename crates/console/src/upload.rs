@@ -54,7 +54,7 @@ pub(crate) fn form(region: &str, csrf: &str, max: u64) -> Markup {
         section #upload {
             h2 { "Upload a disk image" }
             p { "A raw, qcow2, vmdk, vhd or vhdx file from this computer (at most " (size(max)) "), imported as a snapshot (ImportSnapshot) or as an image (ImportImage)." }
-            form #upload-form method="post" action={ "/console/" (region) "/upload" } enctype="multipart/form-data" {
+            form.inline #upload-form method="post" action={ "/console/" (region) "/upload" } enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(csrf);
                 label { "Import as "
                     select name="kind" {
@@ -141,13 +141,15 @@ impl Staging {
     pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), Ec2Error> {
         self.written += chunk.len() as u64;
         if self.written > self.max {
-            return Err(Ec2Error::client(
+            let mut e = Ec2Error::client(
                 "UploadTooLarge",
                 format!(
                     "The file is larger than the upload limit of {}.",
                     size(self.max)
                 ),
-            ));
+            );
+            e.status = 413;
+            return Err(e);
         }
         let sent = match &self.tx {
             Some(tx) => tx.send(chunk).await.is_ok(),
@@ -307,7 +309,13 @@ async fn read_fields(
                         e.body_text()
                     ))
                 })? {
-                    staging.write(chunk).await?;
+                    if let Err(e) = staging.write(chunk).await {
+                        drop(staging);
+                        // The rest (bounded by the route's body limit) is read and
+                        // dropped, so that the browser gets the answer, not a reset.
+                        while let Ok(Some(_)) = field.chunk().await {}
+                        return Err(e.into());
+                    }
                 }
                 let (name, bytes) = staging.finish().await?;
                 up.file = Some((name, file_name, bytes));

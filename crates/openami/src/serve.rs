@@ -185,6 +185,7 @@ async fn serve(
         Arc::clone(&cloud),
         webconsole::ConsoleConfig {
             secure_cookies: tls.is_some(),
+            max_upload_bytes: args.console_max_upload_mib.saturating_mul(1 << 20),
             ..webconsole::ConsoleConfig::default()
         },
     );
