@@ -7,6 +7,7 @@ refused and leaves nothing staged; staging files are deleted at server start.
 
 Screenshots land in the test's temp dir (`console-shots/`)."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -31,12 +32,13 @@ MIB = 1 << 20
 
 def need_qemu_img():
     if QEMU_IMG is None:
+        if os.environ.get("CI"):
+            pytest.fail("qemu-img is missing (scripts/install-vm-deps)")
         pytest.skip("qemu-img is missing (apt-get install qemu-utils)")
 
 
 def small_raw(path: Path) -> bytes:
     """A 4 MiB raw disk: a pattern, a hole of zeros, random bytes, a tail mark."""
-    import os
     data = bytearray(4 * MIB)
     data[0:MIB] = bytes(range(256)) * (MIB // 256)
     data[2 * MIB:3 * MIB] = os.urandom(MIB)
