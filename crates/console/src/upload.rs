@@ -299,7 +299,13 @@ async fn read_fields(
                 }
                 let file_name = field
                     .file_name()
-                    .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string())
+                    .map(|n| {
+                        let base = n.rsplit(['/', '\\']).next().unwrap_or(n);
+                        base.chars()
+                            .filter(|c| !c.is_control())
+                            .take(255)
+                            .collect::<String>()
+                    })
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "disk image".into());
                 let mut staging = Staging::create(&app.cloud, app.config.max_upload_bytes)?;
