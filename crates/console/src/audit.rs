@@ -80,6 +80,8 @@ pub(crate) fn peer(ext: &Extensions) -> Option<SocketAddr> {
 /// What a handler tells [`record`] about its request (a response extension).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Outcome {
+    /// The EC2 action, when the path alone cannot tell (an upload: ImportSnapshot or ImportImage).
+    pub(crate) action: Option<&'static str>,
     pub(crate) account_id: Option<String>,
     pub(crate) access_key_id: Option<String>,
     pub(crate) error: Option<(String, u16)>,
@@ -162,6 +164,7 @@ pub fn action_of(path: &str) -> (&'static str, &'static str, Option<&str>) {
             _ => ("console", "ConsolePost", id(t)),
         },
         [_, "tasks", "new", "import"] => ("ec2", "ImportImage", None),
+        [_, "upload"] => ("ec2", "ImportSnapshot", None),
         [_, "tasks", t, "cancel"] if t.starts_with("export-") => ec2("CancelExportTask", id(t)),
         [_, "tasks", t, "cancel"] => ec2("CancelImportTask", id(t)),
         [_, "volumes", v, action] => match *action {
@@ -229,7 +232,10 @@ pub(crate) async fn record(State(app): State<Arc<App>>, request: Request, next: 
         .extensions_mut()
         .remove::<Outcome>()
         .unwrap_or_default();
-    let (service, action, path_id) = action_of(&path);
+    let (service, action, path_id) = match (action_of(&path), outcome.action) {
+        ((_, _, id), Some(action)) => ("ec2", action, id),
+        (named, None) => named,
+    };
     let mut resources: Vec<String> = path_id.map(str::to_string).into_iter().collect();
     for r in outcome.resources {
         if resources.len() < MAX_RESOURCES && !resources.contains(&r) {
@@ -313,7 +319,8 @@ mod tests {
                 "/console/r/volumes/<script>/delete",
                 ("ec2", "DeleteVolume", None),
             ),
-            ("/console/r/upload", ("console", "ConsolePost", None)),
+            ("/console/r/upload", ("ec2", "ImportSnapshot", None)),
+            ("/console/r/elsewhere", ("console", "ConsolePost", None)),
             ("/elsewhere", ("console", "ConsolePost", None)),
         ] {
             assert_eq!(action_of(path), want, "{path}");

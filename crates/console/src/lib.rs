@@ -27,6 +27,8 @@
 //! GET  /console/{r}/volumes          volumes;         POST …/volumes, …/volumes/{id}/{action}
 //! GET  /console/{r}/snapshots        snapshots;       POST …/snapshots/{id}/{action}
 //! GET  /console/{r}/tasks            import/export;   POST …/tasks/new/import, …/tasks/{id}/cancel
+//! POST /console/{r}/upload           a disk image file → ImportSnapshot/ImportImage task
+//! GET  /console/{r}/snapshots/{id}/download            the snapshot as a raw disk
 //! ```
 //!
 //! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
@@ -51,6 +53,9 @@ mod storage;
 mod tasks;
 mod templates;
 pub mod throttle;
+mod upload;
+
+pub use upload::MAX_UPLOAD_BYTES;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,7 +63,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -79,6 +84,8 @@ pub struct ConsoleConfig {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// Failed sign-ins that lock an account, key or client, and for how long.
     pub throttle: throttle::Limits,
+    /// The largest disk image a browser may upload, in bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for ConsoleConfig {
@@ -88,6 +95,7 @@ impl Default for ConsoleConfig {
             idle_timeout: Duration::from_secs(12 * 3600),
             audit: None,
             throttle: throttle::Limits::default(),
+            max_upload_bytes: MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -114,6 +122,9 @@ const JS: &str = include_str!("../assets/console.js");
 
 /// The console's router: every route lives under `/console`.
 pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
+    // The upload's body may be as large as the largest file plus the form around it.
+    let upload_limit =
+        usize::try_from(config.max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
     let app = Arc::new(App {
         cloud,
         sessions: Sessions::new(config.idle_timeout),
@@ -164,6 +175,14 @@ pub fn router(cloud: Arc<Cloud>, config: ConsoleConfig) -> Router {
         )
         .route("/console/{region}/snapshots", get(storage::snapshots))
         .route("/console/{region}/tasks", get(tasks::page))
+        .route(
+            "/console/{region}/upload",
+            post(upload::submit).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/console/{region}/snapshots/{id}/download",
+            get(upload::download),
+        )
         .route("/console/{region}/tasks/{id}/{action}", post(tasks::act))
         .route(
             "/console/{region}/snapshots/{id}/{action}",

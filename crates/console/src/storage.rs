@@ -261,6 +261,7 @@ fn snapshot_table(
                             td.actions {
                                 @if s.state == "completed" {
                                     (form(&format!("{base}/volume"), csrf, zone_select(zones), "Create volume", ""))
+                                    a.download href={ (base) "/download" } download { "Download (raw)" }
                                 }
                                 (form(&format!("{base}/share"), csrf, html! {
                                     input type="text" name="account" placeholder="account id" size="13" pattern="[0-9]{12}" required;

@@ -1,7 +1,8 @@
 //! Import and export tasks: ImportImage, ImportSnapshot and ExportImage tasks of the
 //! account with their status, progress and result, refreshed live while one is active;
 //! start an image import from a URL (or `s3://bucket/key`, which names a file in the
-//! operator's import directory); cancel an active task.
+//! operator's import directory), or upload a disk image file (see [`crate::upload`]);
+//! cancel an active task.
 
 use std::sync::Arc;
 
@@ -102,6 +103,7 @@ pub(crate) async fn page(
                 label { "Description " input type="text" name="description"; }
             }, "Import", ""))
         }
+        (crate::upload::form(&region, csrf, app.config.max_upload_bytes))
         @match &found {
             Ok(rows) => (table(&region, rows, csrf)),
             Err(e) => p.flash.failed { (crate::words(e)) },

@@ -211,6 +211,7 @@ impl Cloud {
         instances::machine::sweep_orphans(self);
         self.recover_instances()
             .map_err(|e| OpenError::Recovery(e.message))?;
+        self.clear_staging();
         self.resume_tasks()
             .map_err(|e| OpenError::Recovery(e.message))
     }

@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// and its connection closes.
     #[arg(long, env = "OPENAMI_BODY_TIMEOUT", default_value_t = 60)]
     pub body_timeout: u64,
+    /// The largest disk image file the web console accepts as an upload, in MiB (it is
+    /// staged in the data directory while its import task runs).
+    #[arg(long, env = "OPENAMI_CONSOLE_MAX_UPLOAD_MIB", default_value_t = webconsole::MAX_UPLOAD_BYTES >> 20)]
+    pub console_max_upload_mib: u64,
     /// Open connections at most; further connections wait (in the kernel's backlog) until
     /// one closes. 0: no cap.
     #[arg(long, env = "OPENAMI_MAX_CONNECTIONS", default_value_t = 1024)]

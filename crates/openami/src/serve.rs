@@ -190,6 +190,7 @@ async fn serve(
         webconsole::ConsoleConfig {
             secure_cookies: tls.is_some(),
             audit: Some(Arc::new(ConsoleAudit(audit))),
+            max_upload_bytes: args.console_max_upload_mib.saturating_mul(1 << 20),
             ..webconsole::ConsoleConfig::default()
         },
     )

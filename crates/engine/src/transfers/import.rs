@@ -82,7 +82,7 @@ pub struct ImportSnapshot {
     pub tag_specifications: Vec<crate::query::TagSpecification>,
 }
 
-const FORMATS: &[&str] = &["VMDK", "RAW", "VHD", "VHDX", "QCOW2"];
+pub(super) const FORMATS: &[&str] = &["VMDK", "RAW", "VHD", "VHDX", "QCOW2"];
 
 fn spec_of(c: &DiskContainer) -> SourceSpec {
     SourceSpec {
@@ -92,11 +92,16 @@ fn spec_of(c: &DiskContainer) -> SourceSpec {
         key: c.key.clone(),
         description: c.description.clone(),
         device_name: c.device_name.clone(),
+        upload: None,
+        upload_name: None,
     }
 }
 
 /// How the client named a disk's source: its URL or `s3://bucket/key`.
 fn client_name(spec: &SourceSpec) -> String {
+    if let Some(name) = &spec.upload_name {
+        return format!("the uploaded file {name}");
+    }
     match (&spec.bucket, &spec.key, &spec.url) {
         (Some(b), Some(k), _) => format!("s3://{b}/{k}"),
         (_, _, Some(url)) => url.clone(),
@@ -310,8 +315,11 @@ impl Cloud {
         if let Some(old) = detail.snapshot_id.take() {
             self.discard_snapshot(&row.region, &old);
         }
-        let src = source::resolve(&detail.source, self.transfers.import_dir.as_deref())
-            .map_err(TaskFailure::Client)?;
+        let src = match self.staged_source(&detail.source) {
+            Some(staged) => Source::Local(staged.map_err(TaskFailure::Client)?),
+            None => source::resolve(&detail.source, self.transfers.import_dir.as_deref())
+                .map_err(TaskFailure::Client)?,
+        };
         let download = self
             .data_dir()
             .root()

@@ -29,6 +29,7 @@
 mod export;
 mod import;
 mod source;
+mod staged;
 pub mod urlguard;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use export::ExportImage;
 pub use import::{DiskContainer, ImportImage, ImportSnapshot};
+pub use staged::{SnapshotImage, StagedUpload};
 pub use urlguard::UrlPolicy;
 
 use crate::query::{Filter, Page, check_filters};
@@ -116,6 +118,13 @@ pub struct SourceSpec {
     pub description: Option<String>,
     /// `DeviceName` (ImportImage).
     pub device_name: Option<String>,
+    /// A file uploaded through the web console: its staging file's name (see
+    /// [`staged`]); the task deletes it when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// The uploaded file's name as the browser sent it (for messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_name: Option<String>,
 }
 
 /// One disk of an import.
@@ -345,6 +354,8 @@ impl Cloud {
                 IMPORT_IMAGE | IMPORT_SNAPSHOT => cloud.run_import(&row, &progress),
                 _ => cloud.run_export(&row, &progress),
             };
+            // The upload goes first, so a task seen ended has no staging file left.
+            cloud.remove_staged_of(&row);
             cloud.finish_task(&row, result);
             lock(&cloud.tasks.running).remove(&row.id);
         });
