@@ -356,6 +356,15 @@ pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
+/// For the fuzz target: reads a launch wizard body (`multipart/form-data` or URL-encoded,
+/// by `content_type`) and checks it as the wizard does; true if it would be accepted.
+#[doc(hidden)]
+pub fn fuzz_launch_form(content_type: &str, body: &[u8]) -> bool {
+    launch_form::Fields::parse(content_type, body)
+        .and_then(|f| launch_form::WizardRequest::from_fields(&f))
+        .is_ok()
+}
+
 /// A form body or query string (`application/x-www-form-urlencoded`, untrusted bytes), by
 /// field name (the last value wins).
 #[derive(Debug, Default, Clone)]

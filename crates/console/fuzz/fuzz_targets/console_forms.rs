@@ -1,6 +1,7 @@
 //! Fuzz what the console parses of untrusted bytes: form bodies and query strings
 //! (`webconsole::Form`), `Cookie` headers (`webconsole::session::cookie`) and the POST
-//! paths the audit log names actions from (`webconsole::audit::action_of`).
+//! paths the audit log names actions from (`webconsole::audit::action_of`), and the launch
+//! wizard's body, multipart or URL-encoded (`webconsole::fuzz_launch_form`).
 //!
 //! Input: the whole input is parsed as a form body; it is also read (lossily, as UTF-8)
 //! as a `Cookie` header and as a path. Checks: no panic; a form field's value is the last
@@ -35,6 +36,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         if let Some(value) = cookie(&text, name) {
             assert!(text.contains(&format!("{name}={value}")));
         }
+    }
+
+    for content_type in [
+        "multipart/form-data; boundary=XyZ",
+        "multipart/form-data; boundary=\"a b\"",
+        "application/x-www-form-urlencoded",
+    ] {
+        let _ = webconsole::fuzz_launch_form(content_type, data);
     }
 
     let (service, action, id) = webconsole::audit::action_of(&text);
