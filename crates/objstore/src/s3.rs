@@ -151,9 +151,17 @@ impl S3Store {
                 .with_endpoint(endpoint.trim_end_matches('/'))
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        let client = {
+        let built = {
             let _entered = runtime.enter();
-            builder.build().map_err(S3ConfigError::Client)?
+            builder.build()
+        };
+        let client = match built {
+            Ok(client) => client,
+            Err(e) => {
+                // Never a plain drop: that panics when called from async code.
+                runtime.shutdown_background();
+                return Err(S3ConfigError::Client(e));
+            }
         };
         let root = if config.prefix.is_empty() {
             String::new()

@@ -176,7 +176,11 @@ impl S3Config {
                 });
             }
         }
-        if self.credentials.is_none() {
+        if self
+            .credentials
+            .as_ref()
+            .is_none_or(|c| c.access_key_id.is_empty() || c.secret_access_key.is_empty())
+        {
             return Err(S3ConfigError::NoCredentials);
         }
         Ok(())
