@@ -134,3 +134,39 @@ impl From<volume::VolumeError> for Ec2Error {
 
 /// Engine results.
 pub type Ec2Result<T> = Result<T, Ec2Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objstore::{RemoteErrorKind, StoreError};
+
+    fn remote(kind: RemoteErrorKind) -> blockstore::BlockStoreError {
+        blockstore::BlockStoreError::Store(StoreError::Remote {
+            op: "put",
+            what: "blocks/ab/cd".into(),
+            kind,
+            source: "connection refused".into(),
+        })
+    }
+
+    #[test]
+    fn object_store_failures_become_aws_errors() {
+        let unavailable = Ec2Error::from(remote(RemoteErrorKind::Unavailable));
+        assert_eq!(
+            (unavailable.code.as_str(), unavailable.status),
+            ("ServiceUnavailable", 503)
+        );
+        assert_eq!(unavailable.message, STORAGE_UNAVAILABLE);
+        let full = Ec2Error::from(remote(RemoteErrorKind::StorageFull));
+        assert!(full.is_out_of_storage());
+        let failed = Ec2Error::from(remote(RemoteErrorKind::Failed));
+        assert_eq!(
+            (failed.code.as_str(), failed.status),
+            ("InternalError", 500)
+        );
+        let volume = Ec2Error::from(volume::VolumeError::Store(remote(
+            RemoteErrorKind::Unavailable,
+        )));
+        assert_eq!(volume.status, 503);
+    }
+}
