@@ -63,4 +63,10 @@ impl BlockStoreError {
     pub fn is_storage_full(&self) -> bool {
         matches!(self, BlockStoreError::Store(e) if e.is_storage_full())
     }
+
+    /// True if the object store could not be reached or did not answer (a remote store
+    /// that is down): the same operation may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, BlockStoreError::Store(e) if e.is_unavailable())
+    }
 }

@@ -15,7 +15,9 @@
 //! directory.
 //!
 //! Regions have separate block stores, as in AWS: copying a snapshot to another region
-//! copies the blocks that region lacks.
+//! copies the blocks that region lacks. With [`DataDir::with_s3_objects`] a region's
+//! objects live in an S3-compatible bucket instead, under `<prefix>/regions/<region>/`
+//! (the same layout as `regions/<region>/objects/`); its volumes stay in the data directory.
 //!
 //! Everything here is owner-only: the directories openami creates are 0700, the catalog
 //! and the key files 0600 (SQLite gives `-wal`/`-shm` the database's mode). Opening an
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blockstore::BlockStore;
-use objstore::{LocalFsStore, StoreError};
+use objstore::{LocalFsStore, ObjectStore, S3Config, S3Store, StoreError};
 
 /// Errors opening or locking a data directory.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,14 @@ pub enum DataDirError {
     /// A region name that cannot be a directory name.
     #[error("invalid region name {0:?}")]
     BadRegion(String),
+    /// The S3 object store is misconfigured or cannot be used (one line).
+    #[error("S3 object store of region {region}: {message}")]
+    S3 {
+        /// The region.
+        region: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError {
@@ -87,8 +97,10 @@ pub struct RegionStorage {
     pub name: String,
     /// Its block store.
     pub store: Arc<BlockStore>,
-    /// Its object store (local filesystem).
-    pub objects: Arc<LocalFsStore>,
+    /// Its object store.
+    pub objects: Arc<dyn ObjectStore>,
+    /// The same store when it is the local filesystem (for its maintenance).
+    pub local_objects: Option<Arc<LocalFsStore>>,
     /// Where its volumes live.
     pub volumes_dir: PathBuf,
 }
@@ -97,6 +109,8 @@ pub struct RegionStorage {
 #[derive(Debug)]
 pub struct DataDir {
     root: PathBuf,
+    /// Where the regions' objects live when not under `regions/<region>/objects/`.
+    s3: Option<S3Config>,
 }
 
 /// Held while this process owns the data directory; released on drop.
@@ -116,7 +130,7 @@ impl DataDir {
         // Absolute, so that everything keyed by the directory (the machines' runtime
         // directory, its owner file) names it the same way from any working directory.
         let root = fs::canonicalize(root).map_err(io("resolving data directory", root))?;
-        let dir = DataDir { root };
+        let dir = DataDir { root, s3: None };
         dir.tighten();
         let catalog = dir.catalog_path();
         // Created empty (SQLite takes an empty file as a new database) so that it, and the
@@ -192,23 +206,53 @@ impl DataDir {
         self.root.join("catalog.db")
     }
 
-    /// Opens (creating) a region's storage.
+    /// Keeps the regions' objects in the S3 bucket `config` names (region `r` under
+    /// `<prefix>/regions/r/`) instead of the data directory.
+    pub fn with_s3_objects(mut self, config: S3Config) -> Self {
+        self.s3 = Some(config);
+        self
+    }
+
+    /// Opens (creating) a region's storage. With S3 objects, probes the bucket first: an
+    /// endpoint that does not answer, a missing bucket or refused credentials fail here.
     pub fn region(&self, name: &str) -> Result<RegionStorage, DataDirError> {
         if !valid_region_name(name) {
             return Err(DataDirError::BadRegion(name.into()));
         }
         let base = self.root.join("regions").join(name);
-        let objects_dir = base.join("objects");
-        private_dir(&objects_dir).map_err(io("creating", &objects_dir))?;
-        let objects = Arc::new(LocalFsStore::open(objects_dir)?);
+        let (objects, local_objects): (Arc<dyn ObjectStore>, _) = match &self.s3 {
+            Some(config) => (Arc::new(self.s3_region(config, name)?), None),
+            None => {
+                let objects_dir = base.join("objects");
+                private_dir(&objects_dir).map_err(io("creating", &objects_dir))?;
+                let local = Arc::new(LocalFsStore::open(objects_dir)?);
+                (local.clone(), Some(local))
+            }
+        };
         let volumes_dir = base.join("volumes");
         private_dir(&volumes_dir).map_err(io("creating", &volumes_dir))?;
         Ok(RegionStorage {
             name: name.into(),
             store: BlockStore::new(objects.clone()),
             objects,
+            local_objects,
             volumes_dir,
         })
+    }
+
+    fn s3_region(&self, config: &S3Config, region: &str) -> Result<S3Store, DataDirError> {
+        let fail = |message: String| DataDirError::S3 {
+            region: region.into(),
+            message,
+        };
+        let mut config = config.clone();
+        config.prefix = match config.prefix.as_str() {
+            "" => format!("regions/{region}"),
+            prefix => format!("{prefix}/regions/{region}"),
+        };
+        let store = S3Store::open(config).map_err(|e| fail(e.to_string()))?;
+        store.check().map_err(|e| fail(e.to_string()))?;
+        Ok(store)
     }
 
     /// Names of the regions that have storage here.

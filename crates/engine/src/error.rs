@@ -3,7 +3,9 @@
 //! Storage errors of the layers below (catalog, block store, volumes) become
 //! `InternalError` (500, details only in the log) — except a full disk (`ENOSPC`,
 //! `EDQUOT`, `SQLITE_FULL`), which becomes [`Ec2Error::out_of_storage`]: `ServiceUnavailable`
-//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed.
+//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed —
+//! and an object store that cannot be reached (S3 down), which becomes
+//! [`Ec2Error::storage_unavailable`]: `ServiceUnavailable` too.
 
 /// An error as the EC2 API reports it (`<Code>` and `<Message>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +50,17 @@ impl Ec2Error {
         }
     }
 
+    /// The object store (S3) cannot be reached: `ServiceUnavailable` (503, which SDKs
+    /// retry); the details go to the log.
+    pub fn storage_unavailable(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, context, "object store unavailable");
+        Ec2Error {
+            code: "ServiceUnavailable".into(),
+            message: STORAGE_UNAVAILABLE.into(),
+            status: 503,
+        }
+    }
+
     /// True for an [`Ec2Error::out_of_storage`] error.
     pub fn is_out_of_storage(&self) -> bool {
         self.status == 503 && self.message == OUT_OF_STORAGE
@@ -77,6 +90,10 @@ impl Ec2Error {
     }
 }
 
+/// What a client is told when the object store cannot be reached.
+pub const STORAGE_UNAVAILABLE: &str =
+    "The storage service is temporarily unavailable; retry the request.";
+
 /// What a client is told when the data directory is full.
 pub const OUT_OF_STORAGE: &str =
     "The server is out of storage space; retry the request once space has been freed.";
@@ -95,6 +112,8 @@ impl From<blockstore::BlockStoreError> for Ec2Error {
     fn from(e: blockstore::BlockStoreError) -> Self {
         if e.is_storage_full() {
             Ec2Error::out_of_storage("block store", e)
+        } else if e.is_unavailable() {
+            Ec2Error::storage_unavailable("block store", e)
         } else {
             Ec2Error::internal("block store", e)
         }
@@ -105,6 +124,8 @@ impl From<volume::VolumeError> for Ec2Error {
     fn from(e: volume::VolumeError) -> Self {
         if e.is_storage_full() {
             Ec2Error::out_of_storage("volume", e)
+        } else if e.is_unavailable() {
+            Ec2Error::storage_unavailable("volume", e)
         } else {
             Ec2Error::internal("volume", e)
         }
@@ -113,3 +134,39 @@ impl From<volume::VolumeError> for Ec2Error {
 
 /// Engine results.
 pub type Ec2Result<T> = Result<T, Ec2Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objstore::{RemoteErrorKind, StoreError};
+
+    fn remote(kind: RemoteErrorKind) -> blockstore::BlockStoreError {
+        blockstore::BlockStoreError::Store(StoreError::Remote {
+            op: "put",
+            what: "blocks/ab/cd".into(),
+            kind,
+            source: "connection refused".into(),
+        })
+    }
+
+    #[test]
+    fn object_store_failures_become_aws_errors() {
+        let unavailable = Ec2Error::from(remote(RemoteErrorKind::Unavailable));
+        assert_eq!(
+            (unavailable.code.as_str(), unavailable.status),
+            ("ServiceUnavailable", 503)
+        );
+        assert_eq!(unavailable.message, STORAGE_UNAVAILABLE);
+        let full = Ec2Error::from(remote(RemoteErrorKind::StorageFull));
+        assert!(full.is_out_of_storage());
+        let failed = Ec2Error::from(remote(RemoteErrorKind::Failed));
+        assert_eq!(
+            (failed.code.as_str(), failed.status),
+            ("InternalError", 500)
+        );
+        let volume = Ec2Error::from(volume::VolumeError::Store(remote(
+            RemoteErrorKind::Unavailable,
+        )));
+        assert_eq!(volume.status, 503);
+    }
+}

@@ -7,7 +7,8 @@
 //! * [`LocalFsStore`] — the embedded default: one file per object under a root directory,
 //!   written crash-safely (temp file → fsync → rename → fsync directory).
 //! * [`MemoryStore`] — for tests.
-//! * an S3-compatible backend will join them for scale-out.
+//! * [`S3Store`] — objects in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO…), for
+//!   scale-out: every node sees the same blocks and manifests.
 //!
 //! Keys are validated by [`ObjectKey`]: lowercase ASCII letters, digits, `.`, `_`, `-`
 //! and `/` separators, no empty segment and none starting with `.` (so no `..`), at most
@@ -17,12 +18,14 @@
 mod key;
 mod local;
 mod memory;
+mod s3;
 
 pub mod conformance;
 
 pub use key::{KeyError, ObjectKey};
 pub use local::LocalFsStore;
 pub use memory::MemoryStore;
+pub use s3::{CheckError, DEFAULT_REGION, S3Config, S3ConfigError, S3Credentials, S3Store};
 
 use std::fmt::Debug;
 
@@ -58,6 +61,32 @@ pub enum StoreError {
     /// A key that the store refuses.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A remote backend (S3) failed the request, after any retries.
+    #[error("{op} {what}: {source}")]
+    Remote {
+        /// The operation that failed (e.g. "put", "list").
+        op: &'static str,
+        /// The key or prefix concerned.
+        what: String,
+        /// What kind of failure it was.
+        kind: RemoteErrorKind,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// How a remote backend failed; layers above choose their answer by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteErrorKind {
+    /// The backend could not be reached, timed out or answered 5xx (after retries): the same
+    /// request may succeed later (`ServiceUnavailable`).
+    Unavailable,
+    /// The backend said it is out of space or over quota.
+    StorageFull,
+    /// The backend refused the request: credentials, permissions, a missing bucket, or an
+    /// answer that could not be understood (`InternalError`).
+    Failed,
 }
 
 impl StoreError {
@@ -69,7 +98,23 @@ impl StoreError {
     /// True if the backing medium is out of space or over quota: the same operation may
     /// succeed once space is freed.
     pub fn is_storage_full(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if is_storage_full(source))
+        match self {
+            StoreError::Io { source, .. } => is_storage_full(source),
+            StoreError::Remote { kind, .. } => *kind == RemoteErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+
+    /// True if the backing store could not be reached or did not answer (a remote backend
+    /// that is down, overloaded or cut off): the same operation may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Remote {
+                kind: RemoteErrorKind::Unavailable,
+                ..
+            }
+        )
     }
 
     pub(crate) fn io(op: &'static str, what: impl ToString, source: std::io::Error) -> Self {

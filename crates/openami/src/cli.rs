@@ -171,6 +171,31 @@ pub struct ServeArgs {
     /// with RequestThrottledException (the client retries). 0: no cap.
     #[arg(long, env = "OPENAMI_EBS_UPLOAD_CONCURRENCY", default_value_t = 64)]
     pub ebs_upload_concurrency: usize,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Where snapshots' blocks and manifests live when not in the data directory.
+#[derive(Debug, clap::Args)]
+pub struct S3Args {
+    /// Keep snapshots' blocks and manifests in an S3-compatible bucket, region R under
+    /// `PREFIX/regions/R/` (volumes stay in the data directory). Endpoint, region and
+    /// credentials come from the --s3-* options or the usual AWS_ENDPOINT_URL_S3,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "OPENAMI_BLOCKS", value_name = "s3://BUCKET[/PREFIX]")]
+    pub blocks: Option<String>,
+    /// The S3 endpoint of --blocks (`http://127.0.0.1:8333`; requests are path-style).
+    #[arg(long, env = "OPENAMI_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The signing region of --blocks (default us-east-1).
+    #[arg(long, env = "OPENAMI_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id of --blocks.
+    #[arg(long, env = "OPENAMI_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// The secret access key of --blocks (prefer the environment variable to the option).
+    #[arg(long, env = "OPENAMI_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -85,6 +85,12 @@ impl VolumeError {
         }
     }
 
+    /// True if the block store's object store could not be reached (see
+    /// [`blockstore::BlockStoreError::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, VolumeError::Store(e) if e.is_unavailable())
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         VolumeError::Io {
             op,
