@@ -65,7 +65,7 @@ pub enum CatalogError {
     #[error("catalog database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or failed a statement.
-    #[error("catalog database: {0}")]
+    #[error("catalog database: {}", pg::describe(.0))]
     Postgres(#[from] postgres::Error),
     /// The PostgreSQL server cannot be reached (or the connection was lost); a later call
     /// reconnects.

@@ -26,6 +26,8 @@ pub struct TestPostgres {
     child: Child,
     port: u16,
     stopped: bool,
+    postgres: PathBuf,
+    as_postgres: bool,
 }
 
 /// Why a test server could not start.
@@ -82,6 +84,35 @@ fn free_port() -> Result<u16, TestPostgresError> {
         .map_err(|e| err(format!("finding a port: {e}")))
 }
 
+/// Starts the server of the cluster in `dir`; its output is appended to `server.log`.
+fn spawn(
+    postgres: &Path,
+    as_postgres: bool,
+    dir: &Path,
+    port: u16,
+) -> Result<Child, TestPostgresError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .map_err(|e| err(format!("server log: {e}")))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| err(format!("server log: {e}")))?;
+    command(postgres, as_postgres)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| err(format!("starting postgres: {e}")))
+}
+
 impl TestPostgres {
     /// Creates a cluster and starts its server; returns once it accepts connections.
     pub fn start() -> Result<Self, TestPostgresError> {
@@ -119,31 +150,25 @@ impl TestPostgres {
             )));
         }
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("server.log"))
-            .map_err(|e| err(format!("server log: {e}")))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| err(format!("server log: {e}")))?;
-        let child = command(&postgres, as_postgres)
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| err(format!("starting postgres: {e}")))?;
+        let child = spawn(&postgres, as_postgres, &dir, port)?;
         let mut server = TestPostgres {
             dir,
             child,
             port,
             stopped: false,
+            postgres,
+            as_postgres,
         };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub fn restart(&mut self) -> Result<(), TestPostgresError> {
+        self.stop();
+        self.child = spawn(&self.postgres, self.as_postgres, &self.dir, self.port)?;
+        self.stopped = false;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<(), TestPostgresError> {

@@ -15,8 +15,10 @@
 //!   runtime) must not run. So [`WORKERS`] threads each own a connection and run jobs
 //!   (closures) sent over a channel; a method sends one and waits for its reply. A job
 //!   is one statement or one transaction, on one connection.
-//! * **Lost connections.** A connection that failed is dropped and the next job on that
-//!   worker reconnects; the failed call (and any call while the server is unreachable)
+//! * **Lost connections.** A connection idle for more than [`IDLE_CHECK`], or used after
+//!   another worker lost its connection, is checked (one round trip) before use, so a
+//!   server restart costs at most one failed call, none if it happened while idle. A connection
+//!   that failed is dropped and the next job on that worker reconnects; the failed call (and any call while the server is unreachable)
 //!   fails with [`CatalogError::Unavailable`], which the API turns into a "service
 //!   unavailable" answer. A write whose connection broke is not retried: it may or may
 //!   not have committed.
@@ -41,11 +43,11 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
@@ -61,6 +63,8 @@ pub(crate) const WORKERS: usize = 4;
 const CHANNEL: &str = "openami_catalog";
 /// How long connecting may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle longer than this is checked (one round trip) before it is used.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How often the listener looks whether its catalog was dropped.
 const LISTEN_POLL: Duration = Duration::from_millis(250);
 
@@ -79,6 +83,9 @@ struct Shared {
     version: AtomicI64,
     /// Set when the catalog is dropped.
     stopped: AtomicBool,
+    /// Bumped whenever a worker lost its connection: the others check theirs before
+    /// their next job (they likely lost theirs too, e.g. the server restarted).
+    losses: AtomicU64,
 }
 
 impl Shared {
@@ -89,7 +96,7 @@ impl Shared {
     fn connect(&self) -> Result<Client, CatalogError> {
         self.config
             .connect(NoTls)
-            .map_err(|e| CatalogError::Unavailable(format!("{}: {e}", self.location)))
+            .map_err(|e| CatalogError::Unavailable(format!("{}: {}", self.location, describe(&e))))
     }
 }
 
@@ -104,12 +111,23 @@ pub(crate) struct Postgres {
 struct Worker {
     shared: Arc<Shared>,
     conn: Option<(Client, i32)>,
+    /// When the connection last ran a job.
+    last_used: Instant,
+    /// `Shared::losses` when this worker last looked.
+    losses_seen: u64,
 }
 
 impl Worker {
     /// The connection, opened if needed.
     fn client(&mut self) -> Result<&mut Client, CatalogError> {
-        if self.conn.as_ref().is_some_and(|(c, _)| c.is_closed()) {
+        let losses = self.shared.losses.load(Ordering::SeqCst);
+        let suspect = self.last_used.elapsed() > IDLE_CHECK
+            || std::mem::replace(&mut self.losses_seen, losses) != losses;
+        self.last_used = Instant::now();
+        if let Some((c, _)) = self.conn.as_mut()
+            && (c.is_closed() || (suspect && c.is_valid(IDLE_CHECK).is_err()))
+        {
+            // Gone while idle (e.g. the server restarted): reconnect rather than fail.
             self.reset();
         }
         if self.conn.is_none() {
@@ -137,7 +155,12 @@ impl Worker {
 }
 
 fn work(shared: Arc<Shared>, jobs: Arc<Mutex<Receiver<Job>>>) {
-    let mut worker = Worker { shared, conn: None };
+    let mut worker = Worker {
+        shared,
+        conn: None,
+        last_used: Instant::now(),
+        losses_seen: 0,
+    };
     loop {
         let job = {
             let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,10 +188,22 @@ pub(crate) fn classify(e: postgres::Error) -> CatalogError {
         None => e.as_db_error().is_none(),
     };
     if unavailable || e.is_closed() {
-        CatalogError::Unavailable(e.to_string())
+        CatalogError::Unavailable(describe(&e))
     } else {
         CatalogError::Postgres(e)
     }
+}
+
+/// An error with its causes (a `postgres::Error` alone says only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Maps a unique violation to [`CatalogError::AlreadyExists`].
@@ -206,6 +241,7 @@ impl Postgres {
             own_pids: Mutex::new(HashSet::new()),
             version: AtomicI64::new(1),
             stopped: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -243,6 +279,7 @@ impl Postgres {
             let result = worker.client().and_then(f);
             if matches!(result, Err(CatalogError::Unavailable(_))) {
                 worker.reset();
+                worker.shared.losses.fetch_add(1, Ordering::SeqCst);
             }
             // The caller waits for this; if it is gone there is no one to tell.
             let _ = reply_tx.send(result);

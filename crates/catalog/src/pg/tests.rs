@@ -57,6 +57,22 @@ fn postgres_backend() {
     let err = a.accounts().unwrap_err();
     assert!(err.is_unavailable(), "reconnecting fails too: {err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // It comes back: the next calls reconnect, and data_version moves (the listener
+    // reconnected and may have missed changes).
+    let v = a.data_version().unwrap();
+    pg.restart().unwrap();
+    // Every worker lost its connection and checks it before use: no call fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let accounts = a.accounts().unwrap();
+    assert_eq!(accounts.len(), 2, "the data survived the restart");
+    for _ in 0..super::WORKERS * 2 {
+        a.accounts().unwrap();
+    }
+    while a.data_version().unwrap() == v {
+        assert!(Instant::now() < deadline, "the listener reconnects");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
