@@ -3,7 +3,8 @@
 //! Storage errors of the layers below (catalog, block store, volumes) become
 //! `InternalError` (500, details only in the log) — except a full disk (`ENOSPC`,
 //! `EDQUOT`, `SQLITE_FULL`), which becomes [`Ec2Error::out_of_storage`]: `ServiceUnavailable`
-//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed.
+//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed;
+//! and an unreachable catalog database (PostgreSQL down), [`Ec2Error::unavailable`]: 503 too.
 
 /// An error as the EC2 API reports it (`<Code>` and `<Message>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +49,18 @@ impl Ec2Error {
         }
     }
 
+    /// The catalog's database cannot be reached (a PostgreSQL catalog whose server is
+    /// down or restarting): `ServiceUnavailable` (503, which SDKs retry) with
+    /// [`CATALOG_UNAVAILABLE`]; the details go to the log.
+    pub fn unavailable(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, context, "unavailable");
+        Ec2Error {
+            code: "ServiceUnavailable".into(),
+            message: CATALOG_UNAVAILABLE.into(),
+            status: 503,
+        }
+    }
+
     /// True for an [`Ec2Error::out_of_storage`] error.
     pub fn is_out_of_storage(&self) -> bool {
         self.status == 503 && self.message == OUT_OF_STORAGE
@@ -81,9 +94,14 @@ impl Ec2Error {
 pub const OUT_OF_STORAGE: &str =
     "The server is out of storage space; retry the request once space has been freed.";
 
+/// What a client is told when the catalog's database cannot be reached.
+pub const CATALOG_UNAVAILABLE: &str = "The service is temporarily unavailable; retry the request.";
+
 impl From<catalog::CatalogError> for Ec2Error {
     fn from(e: catalog::CatalogError) -> Self {
-        if e.is_storage_full() {
+        if e.is_unavailable() {
+            Ec2Error::unavailable("catalog", e)
+        } else if e.is_storage_full() {
             Ec2Error::out_of_storage("catalog", e)
         } else {
             Ec2Error::internal("catalog", e)

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
-use engine::{Catalog, DataDir};
+use anyhow::anyhow;
+use engine::DataDir;
 
 use crate::cli::AccountCommand;
 
@@ -15,10 +15,11 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             access_key_id,
             secret_access_key,
             data,
+            catalog,
         } => {
             let dir = DataDir::open(&data.data_dir, true)?;
-            // The catalog is SQLite in WAL mode: safe to write while a server runs.
-            let catalog = Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
+            // SQLite in WAL mode or PostgreSQL: safe to write while a server runs.
+            let catalog = catalog.open(&dir)?;
             let key = access_key_id.as_deref().zip(secret_access_key.as_deref());
             let (account_id, key_id, secret) =
                 engine::create_account(&catalog, &name, account_id.as_deref(), key)

@@ -59,10 +59,33 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// Where the catalog is.
+#[derive(Debug, clap::Args)]
+pub struct CatalogArg {
+    /// The catalog: a `postgres://USER[:PASSWORD]@HOST:PORT/DB` URL (a catalog several
+    /// nodes share) or a SQLite file (default: `catalog.db` in the data directory).
+    #[arg(long, env = "OPENAMI_CATALOG", value_name = "PATH|URL")]
+    pub catalog: Option<String>,
+}
+
+impl CatalogArg {
+    /// Opens (and migrates) the catalog: `--catalog`, else the data directory's.
+    pub fn open(&self, dir: &engine::DataDir) -> anyhow::Result<engine::Catalog> {
+        use anyhow::Context;
+        match &self.catalog {
+            Some(location) => engine::Catalog::open_url(location)
+                .with_context(|| format!("opening the catalog {}", catalog::redact(location))),
+            None => engine::Catalog::open(&dir.catalog_path()).context("opening the catalog"),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArg,
+    #[command(flatten)]
+    pub catalog: CatalogArg,
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
@@ -186,6 +209,8 @@ pub enum AccountCommand {
         secret_access_key: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
 }
 
@@ -223,6 +248,8 @@ pub struct CatalogImportArgs {
     pub root_snapshot: Option<String>,
     #[command(flatten)]
     pub data: DataDirArg,
+    #[command(flatten)]
+    pub catalog: CatalogArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +265,8 @@ pub enum StoreCommand {
     Stats {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
         #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of a table.
@@ -260,6 +289,8 @@ pub enum StoreCommand {
     Gc {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
         #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of text.
