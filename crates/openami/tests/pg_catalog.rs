@@ -94,8 +94,10 @@ fn two_nodes_share_accounts_and_imported_images_in_postgres() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    assert!(
-        !node_a.join("catalog.db").exists(),
+    // (The data directory makes an empty catalog.db placeholder; SQLite never wrote it.)
+    assert_eq!(
+        std::fs::metadata(node_a.join("catalog.db")).map_or(0, |m| m.len()),
+        0,
         "no SQLite catalog next to a PostgreSQL one"
     );
 
