@@ -21,6 +21,8 @@ fn postgres_backend() {
     crate::conformance::run_all(&a);
     let b = Catalog::open_postgres(&url).unwrap();
     crate::conformance::run_shared(&a, &b);
+    crate::conformance::run_concurrent(&a);
+    measure(&a, &b);
     drop(b);
 
     // Two nodes starting at once on an empty database: both open, migrations ran once.
@@ -91,4 +93,35 @@ fn an_unreachable_server_is_unavailable_at_open() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = Catalog::open_url("postgres://127.0.0.1:notaport/db").unwrap_err();
     assert!(matches!(err, CatalogError::BadLocation(_)), "{err}");
+}
+
+/// Prints the cost of a read and how long another node's commit takes to move
+/// `data_version` (run with `--nocapture` to see the numbers).
+fn measure(a: &Catalog, b: &Catalog) {
+    let n = 1000;
+    let started = Instant::now();
+    for _ in 0..n {
+        a.resource("vol-none").unwrap();
+    }
+    let per_read = started.elapsed() / n;
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let v = b.data_version().unwrap();
+        a.set_tags("vol-measure", &[("i".into(), i.to_string())])
+            .unwrap();
+        let committed = Instant::now();
+        while b.data_version().unwrap() == v {
+            assert!(committed.elapsed() < Duration::from_secs(5));
+            std::hint::spin_loop();
+        }
+        delays.push(committed.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "postgres catalog: {per_read:?} per read; data_version moves {:?} (median), {:?} (max) \
+         after another catalog's commit",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    a.clear_tags("vol-measure").unwrap();
 }

@@ -24,6 +24,7 @@ fn conformance_two_connections_on_one_file() {
     crate::conformance::run_all(&a);
     let b = Catalog::open(&path).unwrap();
     crate::conformance::run_shared(&a, &b);
+    crate::conformance::run_concurrent(&a);
 }
 
 #[test]
