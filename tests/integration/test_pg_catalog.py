@@ -21,11 +21,18 @@ import pytest
 from conftest import Server, error_code, free_port, openami_bin
 
 
+def pg_tool(name):
+    """A PostgreSQL program from OPENAMI_PG_BIN (e.g. /usr/lib/postgresql/15/bin) or PATH."""
+    path = os.environ.get("OPENAMI_PG_BIN", "") + os.pathsep + os.environ.get("PATH", "")
+    found = shutil.which(name, path=path)
+    if not found:
+        raise RuntimeError(f"`{name}` not on PATH nor in OPENAMI_PG_BIN: install PostgreSQL's "
+                           "server and put /usr/lib/postgresql/<version>/bin on PATH")
+    return found
+
+
 class Postgres:
     def __init__(self, base):
-        for tool in ("initdb", "postgres"):
-            if not shutil.which(tool):
-                raise RuntimeError(f"`{tool}` not on PATH: install PostgreSQL's server")
         # Not under pytest's temp dirs, which the postgres user may not traverse.
         self.dir = Path(tempfile.mkdtemp(prefix="openami-pg-"))
         self.logfile = base / "postgres.log"
@@ -34,7 +41,7 @@ class Postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self.port = free_port()
         out = subprocess.run(
-            self._as_pg(["initdb", "-D", str(self.dir / "data"), "-U", "postgres",
+            self._as_pg([pg_tool("initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
             capture_output=True, text=True)
         if out.returncode != 0:
@@ -48,13 +55,13 @@ class Postgres:
     def start(self):
         self.log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
-            self._as_pg(["postgres", "-D", str(self.dir / "data"), "-k", str(self.dir),
+            self._as_pg([pg_tool("postgres"), "-D", str(self.dir / "data"), "-k", str(self.dir),
                          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
                          "-p", str(self.port)]),
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
-            ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(self.port)],
+            ready = subprocess.run([pg_tool("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                                    capture_output=True)
             if ready.returncode == 0:
                 return
