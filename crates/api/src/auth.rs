@@ -13,15 +13,21 @@ use sigv4::{AuthError, CredentialLookup, Policy, RequestParts, Secret};
 
 use crate::audit::Event;
 
-/// Looks up secrets in the catalog (unknown or unreadable keys have none).
-pub(crate) struct CatalogCredentials<'a>(pub &'a engine::Catalog);
+/// Looks up secrets in the catalog (unknown or unreadable keys have none). A failed
+/// lookup is kept, so that a catalog outage is answered as one (`ServiceUnavailable`)
+/// rather than as an unknown key.
+pub(crate) struct CatalogCredentials<'a> {
+    catalog: &'a engine::Catalog,
+    failure: std::cell::RefCell<Option<engine::Ec2Error>>,
+}
 
 impl CredentialLookup for CatalogCredentials<'_> {
     fn secret_for(&self, access_key_id: &str) -> Option<Secret> {
-        match self.0.access_key(access_key_id) {
+        match self.catalog.access_key(access_key_id) {
             Ok(found) => found.map(|(_, secret)| Secret::new(secret)),
             Err(e) => {
                 tracing::error!(error = %e, "credential lookup failed");
+                *self.failure.borrow_mut() = Some(e.into());
                 None
             }
         }
@@ -83,14 +89,17 @@ pub(crate) fn authenticate(
         headers: &header_list,
         body,
     };
-    let verified = match sigv4::verify(
-        &parts,
-        policy,
-        SystemTime::now(),
-        &CatalogCredentials(catalog),
-    ) {
+    let credentials = CatalogCredentials {
+        catalog,
+        failure: std::cell::RefCell::new(None),
+    };
+    let verified = match sigv4::verify(&parts, policy, SystemTime::now(), &credentials) {
         Ok(v) => v,
         Err(e) => {
+            if let Some(failure) = credentials.failure.take() {
+                signer.access_key_id = sigv4::claimed_access_key_id(&parts);
+                return Err(AuthFailure::Catalog(failure));
+            }
             signer.access_key_id = sigv4::claimed_access_key_id(&parts);
             return Err(AuthFailure::Signature(e));
         }

@@ -187,6 +187,11 @@ fn handle(
                 .with_status(403),
             ));
         }
+        Err(AuthFailure::Catalog(e)) if e.status == 503 => {
+            return Err(fail(
+                QueryError::new("ServiceUnavailable", e.message).with_status(503),
+            ));
+        }
         Err(AuthFailure::Catalog(e)) => return Err(fail(QueryError::internal(e.message))),
     };
     state.limits.query_admit(&caller.account_id).map_err(fail)?;

@@ -134,6 +134,9 @@ fn ssm_handle(
                 "The security token included in the request is invalid.",
             );
         }
+        Err(AuthFailure::Catalog(e)) if e.status == 503 => {
+            return ssm_error(503, "ServiceUnavailable", &e.message);
+        }
         Err(AuthFailure::Catalog(e)) => {
             return ssm_error(500, "InternalServerError", &e.message);
         }

@@ -1,4 +1,5 @@
-//! The catalog: openami's control-plane state in SQLite (WAL mode).
+//! The catalog: openami's control-plane state, in SQLite (WAL mode, the embedded
+//! default) or PostgreSQL (a regional catalog many nodes share, see [`Catalog::open_url`]).
 //!
 //! It stores what the EC2 API talks about — accounts and access keys, and resources
 //! (volumes, snapshots, images, ...) — while their bytes live in the block store. The
@@ -27,88 +28,35 @@
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
-//! number is kept in `schema_version`.
+//! number is kept in `schema_version`. Both backends have the same tables and the same
+//! numbering, each in its own SQL dialect (times in ms are `INTEGER` in SQLite, `BIGINT`
+//! in PostgreSQL).
+//!
+//! Two backends behind one [`Catalog`]:
+//!
+//! * `sqlite` — one connection behind a mutex. [`Catalog::data_version`] is SQLite's
+//!   `PRAGMA data_version`.
+//! * `pg` — PostgreSQL through worker threads that own the connections (catalog calls
+//!   are synchronous and may come from inside a tokio runtime, where a blocking client
+//!   must not run). Migrations run under an advisory lock, so nodes starting together
+//!   migrate once; a lost connection is reopened on the next call and reported as
+//!   [`CatalogError::is_unavailable`] meanwhile. `data_version` is a local counter bumped
+//!   by LISTEN/NOTIFY (triggers on the cached tables), see the `pg` module.
+//!
+//! Every backend runs the one behaviour suite in [`conformance`]; [`test_postgres`]
+//! starts a throw-away PostgreSQL server for tests.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
-
+pub mod conformance;
+mod pg;
+mod sqlite;
 mod ssm;
+pub mod test_postgres;
+
 pub use ssm::SsmVersion;
-
-/// Schema migrations, applied in order. Never edit one that has shipped; append.
-const MIGRATIONS: &[&str] = &[
-    MIGRATION_1,
-    MIGRATION_2,
-    ssm::MIGRATION_3,
-    MIGRATION_4,
-    MIGRATION_5,
-];
-
-/// Console sign-in passwords (hashes), one per account at most.
-const MIGRATION_5: &str = r#"
-CREATE TABLE console_passwords (
-    account_id TEXT PRIMARY KEY REFERENCES accounts(account_id),
-    hash TEXT NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-"#;
-
-/// When each upload block was written (0 for rows written before this migration), so an
-/// upload's inactivity timeout is measured from its last write across restarts.
-const MIGRATION_4: &str = r#"
-ALTER TABLE upload_blocks ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0;
-"#;
-
-/// Blocks written to EBS direct snapshot uploads that are not completed yet. `hash` is
-/// the hex SHA-256 of the block, or '' for a block written as zeros.
-const MIGRATION_2: &str = r#"
-CREATE TABLE upload_blocks (
-    snapshot_id TEXT NOT NULL,
-    block_index INTEGER NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (snapshot_id, block_index)
-);
-"#;
-
-const MIGRATION_1: &str = r#"
-CREATE TABLE accounts (
-    account_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE TABLE access_keys (
-    access_key_id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(account_id),
-    secret TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE TABLE resources (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    account_id TEXT NOT NULL,
-    region TEXT NOT NULL,
-    state TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE INDEX resources_by_kind_region ON resources(kind, region);
-CREATE TABLE tags (
-    resource_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (resource_id, key)
-);
-CREATE TABLE permissions (
-    resource_id TEXT NOT NULL,
-    attribute TEXT NOT NULL,
-    grantee TEXT NOT NULL,
-    PRIMARY KEY (resource_id, attribute, grantee)
-);
-"#;
 
 /// Catalog errors.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +64,13 @@ pub enum CatalogError {
     /// SQLite failed.
     #[error("catalog database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed a statement.
+    #[error("catalog database: {}", pg::describe(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The PostgreSQL server cannot be reached (or the connection was lost); a later call
+    /// reconnects.
+    #[error("catalog database unavailable: {0}")]
+    Unavailable(String),
     /// A row with this key exists already.
     #[error("{what} {key} already exists")]
     AlreadyExists {
@@ -132,17 +87,28 @@ pub enum CatalogError {
         /// Newest this build knows.
         supported: usize,
     },
+    /// The catalog location is not a path nor a `postgres://` URL.
+    #[error("invalid catalog location: {0}")]
+    BadLocation(String),
 }
 
 impl CatalogError {
-    /// True if SQLite could not write because the disk is full (`SQLITE_FULL`, which is
-    /// also what an `ENOSPC`/`EDQUOT` on the database or its WAL becomes). The transaction
-    /// was rolled back; the same write may succeed once space is freed.
+    /// True if the database could not write because its disk is full: SQLite's
+    /// `SQLITE_FULL` (which is also what an `ENOSPC`/`EDQUOT` on the database or its WAL
+    /// becomes), PostgreSQL's `disk_full` (53100). The transaction was rolled back; the
+    /// same write may succeed once space is freed.
     pub fn is_storage_full(&self) -> bool {
-        matches!(
-            self,
-            CatalogError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
-        )
+        match self {
+            CatalogError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            CatalogError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
+    }
+
+    /// True if the catalog's server could not be reached or went away: a service that
+    /// is temporarily unavailable, not a bad request. The call may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CatalogError::Unavailable(_))
     }
 }
 
@@ -184,90 +150,82 @@ pub fn now_ms() -> i64 {
 /// The catalog database.
 #[derive(Debug)]
 pub struct Catalog {
-    conn: Mutex<Connection>,
+    backend: Backend,
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(err, _)
-            if err.code == rusqlite::ErrorCode::ConstraintViolation
-    )
+#[derive(Debug)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Postgres),
 }
 
-fn row_to_resource(row: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceRow> {
-    Ok(ResourceRow {
-        id: row.get(0)?,
-        kind: row.get(1)?,
-        account_id: row.get(2)?,
-        region: row.get(3)?,
-        state: row.get(4)?,
-        doc: row.get(5)?,
-        created_at_ms: row.get(6)?,
-    })
+/// Calls the same method on whichever backend the catalog has.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(b) => b.$method($($arg),*),
+            Backend::Postgres(b) => b.$method($($arg),*),
+        }
+    };
 }
-
-const RESOURCE_COLUMNS: &str = "id, kind, account_id, region, state, doc, created_at_ms";
+pub(crate) use dispatch;
 
 impl Catalog {
-    /// Opens (creating and migrating) the catalog at `path`.
+    /// Opens (creating and migrating) the SQLite catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::setup(conn)
-    }
-
-    /// A private in-memory catalog (tests).
-    pub fn in_memory() -> Result<Self, CatalogError> {
-        Self::setup(Connection::open_in_memory()?)
-    }
-
-    fn setup(mut conn: Connection) -> Result<Self, CatalogError> {
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let tx = conn.transaction()?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-        let current: usize = tx
-            .query_row("SELECT version FROM schema_version", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map_or(0, |v| v as usize);
-        if current > MIGRATIONS.len() {
-            return Err(CatalogError::TooNew {
-                found: current,
-                supported: MIGRATIONS.len(),
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-            tracing::info!(version = i + 1, "applying catalog migration");
-            tx.execute_batch(sql)?;
-        }
-        tx.execute("DELETE FROM schema_version", [])?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            params![MIGRATIONS.len() as i64],
-        )?;
-        tx.commit()?;
         Ok(Catalog {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // SQLite keeps the database consistent; a panic while holding the guard leaves
-        // at most an open transaction, which rusqlite rolls back on drop.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// A private in-memory SQLite catalog (tests).
+    pub fn in_memory() -> Result<Self, CatalogError> {
+        Ok(Catalog {
+            backend: Backend::Sqlite(sqlite::Sqlite::in_memory()?),
+        })
     }
 
-    /// SQLite's `data_version`: it changes when *another* connection (e.g. an operator
-    /// command in another process) commits, never for this connection's own writes. Caches
-    /// of catalog data compare it to notice changes made behind their back.
+    /// Connects to (and migrates) the PostgreSQL catalog at `url`
+    /// (`postgres://user@host:port/db`, or any libpq-style connection string). Fails with
+    /// [`CatalogError::Unavailable`] if the server cannot be reached.
+    pub fn open_postgres(url: &str) -> Result<Self, CatalogError> {
+        Ok(Catalog {
+            backend: Backend::Postgres(pg::Postgres::open(url)?),
+        })
+    }
+
+    /// Opens the catalog `location` names: a `postgres://` or `postgresql://` URL, or
+    /// else the path of a SQLite file.
+    pub fn open_url(location: &str) -> Result<Self, CatalogError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Self::open_postgres(location)
+        } else if location.contains("://") {
+            Err(CatalogError::BadLocation(format!(
+                "{}: only postgres:// URLs and file paths are catalogs",
+                redact(location)
+            )))
+        } else {
+            Self::open(Path::new(location))
+        }
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A number that changes when *another* connection (another process or node, e.g. an
+    /// operator command) commits a change to the catalog. Caches of catalog data compare
+    /// it to notice changes made behind their back. SQLite: `PRAGMA data_version`, which
+    /// changes as soon as the other commit is done and never for this catalog's own
+    /// writes. PostgreSQL: changes when the other commit's notification arrives (within
+    /// milliseconds), also never for own writes; and after a reconnect, since
+    /// notifications may have been missed.
     pub fn data_version(&self) -> Result<i64, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        dispatch!(self.data_version())
     }
 
     /// Creates an account with its first access key.
@@ -277,52 +235,12 @@ impl Catalog {
         access_key_id: &str,
         secret: &str,
     ) -> Result<(), CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let now = now_ms();
-        tx.execute(
-            "INSERT INTO accounts (account_id, name, created_at_ms) VALUES (?1, ?2, ?3)",
-            params![account.account_id, account.name, now],
-        )
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                CatalogError::AlreadyExists {
-                    what: "account",
-                    key: format!("{} ({})", account.name, account.account_id),
-                }
-            } else {
-                e.into()
-            }
-        })?;
-        tx.execute(
-            "INSERT INTO access_keys (access_key_id, account_id, secret, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![access_key_id, account.account_id, secret, now],
-        )
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                CatalogError::AlreadyExists {
-                    what: "access key",
-                    key: access_key_id.to_string(),
-                }
-            } else {
-                e.into()
-            }
-        })?;
-        tx.commit()?;
-        Ok(())
+        dispatch!(self.create_account(account, access_key_id, secret))
     }
 
     /// Every account, by id.
     pub fn accounts(&self) -> Result<Vec<Account>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT account_id, name FROM accounts ORDER BY account_id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Account {
-                account_id: r.get(0)?,
-                name: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.accounts())
     }
 
     /// The account and secret of an access key.
@@ -330,24 +248,12 @@ impl Catalog {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(String, String)>, CatalogError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                "SELECT account_id, secret FROM access_keys WHERE access_key_id = ?1",
-                params![access_key_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+        dispatch!(self.access_key(access_key_id))
     }
 
     /// The access keys of an account (id and secret), oldest first.
     pub fn access_keys_of(&self, account_id: &str) -> Result<Vec<(String, String)>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT access_key_id, secret FROM access_keys WHERE account_id = ?1 ORDER BY created_at_ms, access_key_id",
-        )?;
-        let rows = stmt.query_map(params![account_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.access_keys_of(account_id))
     }
 
     /// Inserts a new resource; fails if the id exists.
@@ -362,85 +268,32 @@ impl Catalog {
         row: &ResourceRow,
         tags: &[(String, String)],
     ) -> Result<(), CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO resources (id, kind, account_id, region, state, doc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![row.id, row.kind, row.account_id, row.region, row.state, row.doc, row.created_at_ms],
-        )
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                CatalogError::AlreadyExists {
-                    what: "resource",
-                    key: row.id.clone(),
-                }
-            } else {
-                e.into()
-            }
-        })?;
-        for (key, value) in tags {
-            tx.execute(
-                "INSERT INTO tags (resource_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_id, key) DO UPDATE SET value = excluded.value",
-                params![row.id, key, value],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        dispatch!(self.insert_resource_with_tags(row, tags))
     }
 
     /// Replaces a resource's state and document. Returns false if it does not exist.
     pub fn update_resource(&self, id: &str, state: &str, doc: &str) -> Result<bool, CatalogError> {
-        let n = self.conn().execute(
-            "UPDATE resources SET state = ?2, doc = ?3 WHERE id = ?1",
-            params![id, state, doc],
-        )?;
-        Ok(n == 1)
+        dispatch!(self.update_resource(id, state, doc))
     }
 
     /// One resource.
     pub fn resource(&self, id: &str) -> Result<Option<ResourceRow>, CatalogError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"),
-                params![id],
-                row_to_resource,
-            )
-            .optional()?)
+        dispatch!(self.resource(id))
     }
 
     /// Every resource of a kind in a region, by id.
     pub fn resources(&self, kind: &str, region: &str) -> Result<Vec<ResourceRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = ?1 AND region = ?2 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map(params![kind, region], row_to_resource)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.resources(kind, region))
     }
 
     /// Every resource of a kind in any region (for recovery at startup).
     pub fn resources_of_kind(&self, kind: &str) -> Result<Vec<ResourceRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map(params![kind], row_to_resource)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.resources_of_kind(kind))
     }
 
     /// Deletes a resource with its tags and permissions. Returns false if absent.
     pub fn delete_resource(&self, id: &str) -> Result<bool, CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute("DELETE FROM resources WHERE id = ?1", params![id])?;
-        tx.execute("DELETE FROM tags WHERE resource_id = ?1", params![id])?;
-        tx.execute(
-            "DELETE FROM permissions WHERE resource_id = ?1",
-            params![id],
-        )?;
-        tx.commit()?;
-        Ok(n == 1)
+        dispatch!(self.delete_resource(id))
     }
 
     /// Sets tags (replacing values of existing keys).
@@ -449,16 +302,7 @@ impl Catalog {
         resource_id: &str,
         tags: &[(String, String)],
     ) -> Result<(), CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (key, value) in tags {
-            tx.execute(
-                "INSERT INTO tags (resource_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_id, key) DO UPDATE SET value = excluded.value",
-                params![resource_id, key, value],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        dispatch!(self.set_tags(resource_id, tags))
     }
 
     /// Removes tags: a key alone removes it whatever its value; with a value, only if
@@ -468,54 +312,22 @@ impl Catalog {
         resource_id: &str,
         tags: &[(String, Option<String>)],
     ) -> Result<(), CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (key, value) in tags {
-            match value {
-                Some(v) => tx.execute(
-                    "DELETE FROM tags WHERE resource_id = ?1 AND key = ?2 AND value = ?3",
-                    params![resource_id, key, v],
-                )?,
-                None => tx.execute(
-                    "DELETE FROM tags WHERE resource_id = ?1 AND key = ?2",
-                    params![resource_id, key],
-                )?,
-            };
-        }
-        tx.commit()?;
-        Ok(())
+        dispatch!(self.delete_tags(resource_id, tags))
     }
 
     /// Removes every tag of a resource.
     pub fn clear_tags(&self, resource_id: &str) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "DELETE FROM tags WHERE resource_id = ?1",
-            params![resource_id],
-        )?;
-        Ok(())
+        dispatch!(self.clear_tags(resource_id))
     }
 
     /// Tags of every resource, by resource id (sorted by key).
     pub fn all_tags(&self) -> Result<HashMap<String, Vec<(String, String)>>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT resource_id, key, value FROM tags ORDER BY resource_id, key")?;
-        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?;
-        for row in rows {
-            let (id, k, v) = row?;
-            out.entry(id).or_default().push((k, v));
-        }
-        Ok(out)
+        dispatch!(self.all_tags())
     }
 
     /// Tags of one resource, sorted by key.
     pub fn tags(&self, resource_id: &str) -> Result<Vec<(String, String)>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT key, value FROM tags WHERE resource_id = ?1 ORDER BY key")?;
-        let rows = stmt.query_map(params![resource_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.tags(resource_id))
     }
 
     /// Grants `attribute` (e.g. `launchPermission`) on a resource to a grantee.
@@ -525,11 +337,7 @@ impl Catalog {
         attribute: &str,
         grantee: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO permissions (resource_id, attribute, grantee) VALUES (?1, ?2, ?3)",
-            params![resource_id, attribute, grantee],
-        )?;
-        Ok(())
+        dispatch!(self.add_permission(resource_id, attribute, grantee))
     }
 
     /// Revokes a grant (no error if absent).
@@ -539,11 +347,7 @@ impl Catalog {
         attribute: &str,
         grantee: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "DELETE FROM permissions WHERE resource_id = ?1 AND attribute = ?2 AND grantee = ?3",
-            params![resource_id, attribute, grantee],
-        )?;
-        Ok(())
+        dispatch!(self.remove_permission(resource_id, attribute, grantee))
     }
 
     /// Revokes every grant of an attribute.
@@ -552,11 +356,7 @@ impl Catalog {
         resource_id: &str,
         attribute: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "DELETE FROM permissions WHERE resource_id = ?1 AND attribute = ?2",
-            params![resource_id, attribute],
-        )?;
-        Ok(())
+        dispatch!(self.clear_permissions(resource_id, attribute))
     }
 
     /// Grantees of an attribute on every resource, by resource id (sorted).
@@ -564,19 +364,16 @@ impl Catalog {
         &self,
         attribute: &str,
     ) -> Result<HashMap<String, Vec<String>>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT resource_id, grantee FROM permissions WHERE attribute = ?1 ORDER BY resource_id, grantee",
-        )?;
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        let rows = stmt.query_map(params![attribute], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?))
-        })?;
-        for row in rows {
-            let (id, grantee) = row?;
-            out.entry(id).or_default().push(grantee);
-        }
-        Ok(out)
+        dispatch!(self.all_permissions(attribute))
+    }
+
+    /// Grantees of an attribute on one resource (sorted).
+    pub fn permissions(
+        &self,
+        resource_id: &str,
+        attribute: &str,
+    ) -> Result<Vec<String>, CatalogError> {
+        dispatch!(self.permissions(resource_id, attribute))
     }
 
     /// Records (or overwrites) one block of an upload in progress, written now.
@@ -586,68 +383,37 @@ impl Catalog {
         index: u64,
         hash: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT INTO upload_blocks (snapshot_id, block_index, hash, written_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (snapshot_id, block_index) DO UPDATE SET hash = excluded.hash, written_ms = excluded.written_ms",
-            params![snapshot_id, index as i64, hash, now_ms()],
-        )?;
-        Ok(())
+        dispatch!(self.put_upload_block(snapshot_id, index, hash))
     }
 
     /// When the last block of an upload was written (ms), if any was.
     pub fn upload_last_write(&self, snapshot_id: &str) -> Result<Option<i64>, CatalogError> {
-        Ok(self.conn().query_row(
-            "SELECT MAX(written_ms) FROM upload_blocks WHERE snapshot_id = ?1",
-            params![snapshot_id],
-            |r| r.get::<_, Option<i64>>(0),
-        )?)
+        dispatch!(self.upload_last_write(snapshot_id))
     }
 
     /// Every snapshot id that has blocks recorded in `upload_blocks`.
     pub fn upload_snapshot_ids(&self) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT DISTINCT snapshot_id FROM upload_blocks")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.upload_snapshot_ids())
     }
 
     /// The blocks of an upload, by index.
     pub fn upload_blocks(&self, snapshot_id: &str) -> Result<Vec<(u64, String)>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT block_index, hash FROM upload_blocks WHERE snapshot_id = ?1 ORDER BY block_index",
-        )?;
-        let rows = stmt.query_map(params![snapshot_id], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.upload_blocks(snapshot_id))
     }
 
     /// Number of blocks written to an upload.
     pub fn upload_block_count(&self, snapshot_id: &str) -> Result<u64, CatalogError> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM upload_blocks WHERE snapshot_id = ?1",
-            params![snapshot_id],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        dispatch!(self.upload_block_count(snapshot_id))
     }
 
     /// Every block hash of every upload in progress (GC roots).
     pub fn all_upload_hashes(&self) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT DISTINCT hash FROM upload_blocks WHERE hash != ''")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.all_upload_hashes())
     }
 
     /// Forgets an upload's blocks (after completion or failure).
     pub fn clear_upload(&self, snapshot_id: &str) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "DELETE FROM upload_blocks WHERE snapshot_id = ?1",
-            params![snapshot_id],
-        )?;
-        Ok(())
+        dispatch!(self.clear_upload(snapshot_id))
     }
 
     /// Sets (`Some`) or removes (`None`) an account's console password hash. False if
@@ -657,58 +423,30 @@ impl Catalog {
         account_id: &str,
         hash: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let conn = self.conn();
-        let exists = conn
-            .query_row(
-                "SELECT 1 FROM accounts WHERE account_id = ?1",
-                params![account_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if !exists {
-            return Ok(false);
-        }
-        match hash {
-            Some(hash) => conn.execute(
-                "INSERT INTO console_passwords (account_id, hash, updated_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(account_id) DO UPDATE SET hash = excluded.hash, updated_ms = excluded.updated_ms",
-                params![account_id, hash, now_ms()],
-            )?,
-            None => conn.execute(
-                "DELETE FROM console_passwords WHERE account_id = ?1",
-                params![account_id],
-            )?,
-        };
-        Ok(true)
+        dispatch!(self.set_console_password(account_id, hash))
     }
 
     /// An account's console password hash, if one is set.
     pub fn console_password(&self, account_id: &str) -> Result<Option<String>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT hash FROM console_passwords WHERE account_id = ?1",
-                params![account_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Grantees of an attribute on one resource (sorted).
-    pub fn permissions(
-        &self,
-        resource_id: &str,
-        attribute: &str,
-    ) -> Result<Vec<String>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT grantee FROM permissions WHERE resource_id = ?1 AND attribute = ?2 ORDER BY grantee",
-        )?;
-        let rows = stmt.query_map(params![resource_id, attribute], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self.console_password(account_id))
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// `location` with any password replaced by `***` (for messages and logs).
+pub fn redact(location: &str) -> String {
+    let Some(scheme_end) = location.find("://") else {
+        return location.to_string();
+    };
+    let rest = &location[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &location[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => location.to_string(),
+    }
+}

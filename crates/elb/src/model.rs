@@ -319,6 +319,15 @@ pub fn from_ec2(e: engine::Ec2Error) -> QueryError {
 
 /// A catalog failure.
 pub fn db(e: catalog::CatalogError) -> QueryError {
+    if e.is_unavailable() {
+        // The catalog's database is down (PostgreSQL): a retryable 503.
+        tracing::warn!(error = %e, "catalog unavailable");
+        return QueryError::new(
+            "ServiceUnavailable",
+            "The service is temporarily unavailable; retry the request.",
+        )
+        .with_status(503);
+    }
     QueryError::internal(format!("catalog: {e}"))
 }
 

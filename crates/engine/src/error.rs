@@ -3,9 +3,9 @@
 //! Storage errors of the layers below (catalog, block store, volumes) become
 //! `InternalError` (500, details only in the log) — except a full disk (`ENOSPC`,
 //! `EDQUOT`, `SQLITE_FULL`), which becomes [`Ec2Error::out_of_storage`]: `ServiceUnavailable`
-//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed —
-//! and an object store that cannot be reached (S3 down), which becomes
-//! [`Ec2Error::storage_unavailable`]: `ServiceUnavailable` too.
+//! (503, which SDKs retry) saying so, since the same call succeeds once space is freed;
+//! and a backend that cannot be reached (a PostgreSQL catalog or an S3 object store that
+//! is down), which becomes [`Ec2Error::unavailable`]: `ServiceUnavailable` too.
 
 /// An error as the EC2 API reports it (`<Code>` and `<Message>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,13 +50,14 @@ impl Ec2Error {
         }
     }
 
-    /// The object store (S3) cannot be reached: `ServiceUnavailable` (503, which SDKs
-    /// retry); the details go to the log.
-    pub fn storage_unavailable(context: &str, error: impl std::fmt::Display) -> Self {
-        tracing::warn!(%error, context, "object store unavailable");
+    /// A backend cannot be reached (the catalog's PostgreSQL or the S3 object store is
+    /// down or restarting): `ServiceUnavailable` (503, which SDKs retry) with
+    /// [`UNAVAILABLE`]; the details go to the log.
+    pub fn unavailable(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, context, "backend unavailable");
         Ec2Error {
             code: "ServiceUnavailable".into(),
-            message: STORAGE_UNAVAILABLE.into(),
+            message: UNAVAILABLE.into(),
             status: 503,
         }
     }
@@ -90,17 +91,18 @@ impl Ec2Error {
     }
 }
 
-/// What a client is told when the object store cannot be reached.
-pub const STORAGE_UNAVAILABLE: &str =
-    "The storage service is temporarily unavailable; retry the request.";
-
 /// What a client is told when the data directory is full.
 pub const OUT_OF_STORAGE: &str =
     "The server is out of storage space; retry the request once space has been freed.";
 
+/// What a client is told when the catalog's database or the object store cannot be reached.
+pub const UNAVAILABLE: &str = "The service is temporarily unavailable; retry the request.";
+
 impl From<catalog::CatalogError> for Ec2Error {
     fn from(e: catalog::CatalogError) -> Self {
-        if e.is_storage_full() {
+        if e.is_unavailable() {
+            Ec2Error::unavailable("catalog", e)
+        } else if e.is_storage_full() {
             Ec2Error::out_of_storage("catalog", e)
         } else {
             Ec2Error::internal("catalog", e)
@@ -113,7 +115,7 @@ impl From<blockstore::BlockStoreError> for Ec2Error {
         if e.is_storage_full() {
             Ec2Error::out_of_storage("block store", e)
         } else if e.is_unavailable() {
-            Ec2Error::storage_unavailable("block store", e)
+            Ec2Error::unavailable("block store", e)
         } else {
             Ec2Error::internal("block store", e)
         }
@@ -125,7 +127,7 @@ impl From<volume::VolumeError> for Ec2Error {
         if e.is_storage_full() {
             Ec2Error::out_of_storage("volume", e)
         } else if e.is_unavailable() {
-            Ec2Error::storage_unavailable("volume", e)
+            Ec2Error::unavailable("volume", e)
         } else {
             Ec2Error::internal("volume", e)
         }
@@ -156,7 +158,7 @@ mod tests {
             (unavailable.code.as_str(), unavailable.status),
             ("ServiceUnavailable", 503)
         );
-        assert_eq!(unavailable.message, STORAGE_UNAVAILABLE);
+        assert_eq!(unavailable.message, UNAVAILABLE);
         let full = Ec2Error::from(remote(RemoteErrorKind::StorageFull));
         assert!(full.is_out_of_storage());
         let failed = Ec2Error::from(remote(RemoteErrorKind::Failed));

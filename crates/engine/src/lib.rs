@@ -109,6 +109,9 @@ pub struct Cloud {
 /// How a [`Cloud`] runs machines and where imports and exports live.
 #[derive(Clone, Debug, Default)]
 pub struct CloudOptions {
+    /// Where the catalog is: a `postgres://` URL or a SQLite file (see
+    /// [`Catalog::open_url`]); `None`: `catalog.db` in the data directory.
+    pub catalog: Option<String>,
     /// Machines.
     pub compute: instances::ComputeConfig,
     /// Import/export directories.
@@ -135,7 +138,10 @@ impl Cloud {
         regions: &[String],
         options: CloudOptions,
     ) -> Result<Arc<Self>, OpenError> {
-        let catalog = Catalog::open(&data.catalog_path())?;
+        let catalog = match &options.catalog {
+            Some(location) => Catalog::open_url(location)?,
+            None => Catalog::open(&data.catalog_path())?,
+        };
         let token_secret = data.secret_key("block-token.key")?;
         let imds_key = data.secret_key("imds-token.key")?;
         let mut storages = HashMap::new();

@@ -1,6 +1,7 @@
 //! `openami account create`, `set-console-password` and `remove-console-password`.
 //!
-//! All write the catalog directly (SQLite in WAL mode: safe while a server runs). A
+//! All write the catalog directly (SQLite in WAL mode, or PostgreSQL with `--catalog`:
+//! safe while a server runs). A
 //! console password is read from the terminal without echo (twice), or from the first
 //! line of stdin with `--password-stdin`; only its Argon2id hash is stored (see
 //! [`webconsole::password`]).
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use engine::{Catalog, DataDir};
 
-use crate::cli::{AccountCommand, AccountRef, DataDirArg};
+use crate::cli::{AccountCommand, AccountRef, CatalogArg, DataDirArg};
 
 pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -21,8 +22,10 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             access_key_id,
             secret_access_key,
             data,
+            catalog,
         } => {
-            let catalog = open_catalog(&data)?;
+            // SQLite in WAL mode or PostgreSQL: safe to write while a server runs.
+            let catalog = open_catalog(&data, &catalog)?;
             let key = access_key_id.as_deref().zip(secret_access_key.as_deref());
             let (account_id, key_id, secret) =
                 engine::create_account(&catalog, &name, account_id.as_deref(), key)
@@ -41,8 +44,9 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             account,
             password_stdin,
             data,
+            catalog,
         } => {
-            let catalog = open_catalog(&data)?;
+            let catalog = open_catalog(&data, &catalog)?;
             let account_id = resolve(&catalog, &account)?;
             let password = if password_stdin {
                 first_line_of_stdin()?
@@ -62,8 +66,12 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AccountCommand::RemoveConsolePassword { account, data } => {
-            let catalog = open_catalog(&data)?;
+        AccountCommand::RemoveConsolePassword {
+            account,
+            data,
+            catalog,
+        } => {
+            let catalog = open_catalog(&data, &catalog)?;
             let account_id = resolve(&catalog, &account)?;
             let had = catalog
                 .console_password(&account_id)
@@ -85,9 +93,9 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_catalog(data: &DataDirArg) -> anyhow::Result<Catalog> {
+fn open_catalog(data: &DataDirArg, catalog: &CatalogArg) -> anyhow::Result<Catalog> {
     let dir = DataDir::open(&data.data_dir, true)?;
-    Catalog::open(&dir.catalog_path()).context("opening the catalog")
+    catalog.open(&dir)
 }
 
 /// The id of the account `which` names.

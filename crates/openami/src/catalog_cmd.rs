@@ -6,9 +6,9 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use engine::DataDir;
 use engine::images::import::MAX_INPUT_BYTES;
 use engine::images::{ImportOptions, import_images};
-use engine::{Catalog, DataDir};
 
 use crate::cli::CatalogImportArgs;
 
@@ -37,9 +37,9 @@ pub fn import(args: CatalogImportArgs) -> anyhow::Result<ExitCode> {
         read_limited(file, &args.file)?
     };
     let dir = DataDir::open(&args.data.data_dir, true)?;
-    // The catalog is SQLite in WAL mode: safe to write while a server runs, which notices
-    // the new images through the catalog's data_version.
-    let catalog = Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
+    // SQLite in WAL mode or PostgreSQL: safe to write while servers run, which notice the
+    // new images through the catalog's data_version.
+    let catalog = args.catalog.open(&dir)?;
     let opts = ImportOptions {
         region: args.region,
         owner_alias: args.owner_alias,

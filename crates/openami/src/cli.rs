@@ -59,10 +59,33 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// Where the catalog is.
+#[derive(Debug, clap::Args)]
+pub struct CatalogArg {
+    /// The catalog: a `postgres://USER[:PASSWORD]@HOST:PORT/DB` URL (a catalog several
+    /// nodes share) or a SQLite file (default: `catalog.db` in the data directory).
+    #[arg(long, env = "OPENAMI_CATALOG", value_name = "PATH|URL")]
+    pub catalog: Option<String>,
+}
+
+impl CatalogArg {
+    /// Opens (and migrates) the catalog: `--catalog`, else the data directory's.
+    pub fn open(&self, dir: &engine::DataDir) -> anyhow::Result<engine::Catalog> {
+        use anyhow::Context;
+        match &self.catalog {
+            Some(location) => engine::Catalog::open_url(location)
+                .with_context(|| format!("opening the catalog {}", catalog::redact(location))),
+            None => engine::Catalog::open(&dir.catalog_path()).context("opening the catalog"),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArg,
+    #[command(flatten)]
+    pub catalog: CatalogArg,
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
@@ -215,6 +238,8 @@ pub enum AccountCommand {
         secret_access_key: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
     /// Set or replace an account's web console password (at least 8 characters; stored as
     /// an Argon2id hash). Prompts twice without echo, or reads the first line of stdin with
@@ -228,6 +253,8 @@ pub enum AccountCommand {
         password_stdin: bool,
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
     /// Remove an account's web console password (it can then sign in to the console with
     /// an access key only). Prints {"AccountId","ConsolePassword":"removed"|"none"}.
@@ -236,6 +263,8 @@ pub enum AccountCommand {
         account: AccountRef,
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
 }
 
@@ -285,6 +314,8 @@ pub struct CatalogImportArgs {
     pub root_snapshot: Option<String>,
     #[command(flatten)]
     pub data: DataDirArg,
+    #[command(flatten)]
+    pub catalog: CatalogArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -300,6 +331,8 @@ pub enum StoreCommand {
     Stats {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
         #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of a table.
@@ -322,6 +355,8 @@ pub enum StoreCommand {
     Gc {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        catalog: CatalogArg,
         #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of text.

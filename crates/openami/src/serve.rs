@@ -1,5 +1,5 @@
 //! `openami serve`: the HTTP server on the embedded default (SQLite catalog, local
-//! object stores).
+//! object stores), or on a PostgreSQL catalog (`--catalog postgres://…`).
 //!
 //! It serves the EC2 Query API (with SSM, Auto Scaling and ELBv2 beside it) at `/` and
 //! `GET /health`, owns the data directory
@@ -64,6 +64,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url_policy = engine::transfers::UrlPolicy::new(&args.import_url_allow, vec![local])
         .map_err(anyhow::Error::msg)?;
     let options = engine::CloudOptions {
+        catalog: args.catalog.catalog.clone(),
         compute: engine::instances::ComputeConfig {
             accelerator: match args.accel.as_str() {
                 "kvm" => engine::instances::Accelerator::Kvm,
@@ -193,6 +194,7 @@ async fn serve(
         listen = %local,
         tls = tls.is_some(),
         data_dir = %cloud.data_dir().root().display(),
+        catalog = %args.catalog.catalog.as_deref().map_or_else(|| "catalog.db".to_string(), catalog::redact),
         regions = ?args.regions,
         "openami serving"
     );

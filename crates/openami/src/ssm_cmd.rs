@@ -1,13 +1,13 @@
 //! `openami ssm publish-public`: the operator publishes a public SSM parameter
 //! (under `/aws/service/`, readable by every account), e.g. a Quick Start image id.
-//! Works while the server runs (the catalog is SQLite in WAL mode).
+//! Works while the server runs (the catalog is SQLite in WAL mode, or PostgreSQL).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::Subcommand;
-use engine::{Catalog, DataDir};
+use engine::DataDir;
 
 /// `openami ssm …`.
 #[derive(Debug, Subcommand)]
@@ -28,6 +28,8 @@ pub enum SsmCommand {
         /// Data directory.
         #[arg(long, env = "OPENAMI_DATA_DIR", default_value = "./openami-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        catalog: crate::cli::CatalogArg,
     },
 }
 
@@ -39,9 +41,10 @@ pub fn run(cmd: SsmCommand) -> anyhow::Result<ExitCode> {
             region,
             data_type,
             data_dir,
+            catalog,
         } => {
             let dir = DataDir::open(&data_dir, true)?;
-            let catalog = Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
+            let catalog = catalog.open(&dir)?;
             let published =
                 ssm::publish_public_parameter(&catalog, &region, &name, &value, &data_type)
                     .map_err(|e| anyhow!("{}: {}", e.code, e.message))?;

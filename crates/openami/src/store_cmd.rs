@@ -24,11 +24,15 @@ fn regions(data_dir: &std::path::Path, region: &RegionArg) -> anyhow::Result<Vec
 
 pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StoreCommand::Stats { data, region, json } => {
+        StoreCommand::Stats {
+            data,
+            region,
+            json,
+            catalog,
+        } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             // Blocks of EBS direct uploads in progress are recorded in the catalog.
-            let catalog =
-                engine::Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
+            let catalog = catalog.open(&dir)?;
             for r in regions(&data.data_dir, &region)? {
                 let s = engine::ebs::stats_with_uploads(&catalog, &r.store)
                     .context("computing statistics")?;
@@ -49,12 +53,18 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        StoreCommand::Gc { data, region, json } => {
+        StoreCommand::Gc {
+            data,
+            region,
+            json,
+            catalog,
+        } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             let _owner = dir.lock_exclusive()?;
-            // Blocks of EBS direct uploads in progress are recorded in the catalog.
-            let catalog =
-                engine::Catalog::open(&dir.catalog_path()).context("opening the catalog")?;
+            // Blocks of EBS direct uploads in progress are recorded in the catalog (the
+            // one the server uses: with a PostgreSQL catalog, pass it here too, or the
+            // blocks of uploads in progress are not known to be in use).
+            let catalog = catalog.open(&dir)?;
             for r in regions(&data.data_dir, &region)? {
                 let report = engine::ebs::gc_with_uploads(&catalog, &r.store)
                     .context("collecting garbage")?;

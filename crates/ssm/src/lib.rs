@@ -66,6 +66,14 @@ impl SsmError {
 
 impl From<CatalogError> for SsmError {
     fn from(e: CatalogError) -> Self {
+        if e.is_unavailable() {
+            // The catalog's database is down (PostgreSQL): a retryable 503.
+            return Self {
+                code: "ServiceUnavailable".into(),
+                message: "The service is temporarily unavailable; retry the request.".into(),
+                status: 503,
+            };
+        }
         Self::internal(e.to_string())
     }
 }

@@ -20,8 +20,9 @@
 //! from the catalog while holding the index's write lock, so the index ends in the state
 //! of the last change whatever the interleaving of concurrent writers. Images written to
 //! the catalog behind the engine's back (an operator import while the server runs) are
-//! noticed through SQLite's `data_version`, which changes only when another connection
-//! commits: the index is then dropped and reloaded on next use.
+//! noticed through the catalog's `data_version` (SQLite's, or PostgreSQL notifications),
+//! which changes only when another connection or node commits: the index is then dropped
+//! and reloaded on next use.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering as CmpOrdering;

@@ -1,0 +1,377 @@
+//! The conformance suite every catalog backend must pass.
+//!
+//! Backends call [`run_all`] on an empty catalog and [`run_shared`] on two catalogs opened
+//! on the same database, from their own tests. The checks panic with a message naming
+//! the property that failed, like ordinary test assertions.
+
+use std::time::{Duration, Instant};
+
+use crate::{Account, Catalog, CatalogError, ResourceRow, SsmVersion, now_ms};
+
+fn ok<T>(what: &str, r: Result<T, CatalogError>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn account(id: &str, name: &str) -> Account {
+    Account {
+        account_id: id.into(),
+        name: name.into(),
+    }
+}
+
+fn volume(id: &str) -> ResourceRow {
+    ResourceRow {
+        id: id.into(),
+        kind: "volume".into(),
+        account_id: "111111111111".into(),
+        region: "us-east-1".into(),
+        state: "creating".into(),
+        doc: "{}".into(),
+        created_at_ms: 1,
+    }
+}
+
+/// Runs every single-catalog check against `c`, which must start empty.
+pub fn run_all(c: &Catalog) {
+    accounts_keys_and_uniqueness(c);
+    resources_tags_permissions(c);
+    resources_with_tags_are_atomic(c);
+    upload_blocks(c);
+    console_passwords(c);
+    ssm_versions(c);
+    ssm_old_versions_are_forgotten(c);
+}
+
+/// Checks two catalogs opened on one (empty or not) database: each sees the other's
+/// writes, and `data_version` changes for the other's commits but not for own writes.
+pub fn run_shared(a: &Catalog, b: &Catalog) {
+    let v0 = ok("data_version", b.data_version());
+    ok("own write", b.insert_resource(&volume("vol-shared-own")));
+    // Give an asynchronous backend the time to (wrongly) count it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        ok("data_version", b.data_version()),
+        v0,
+        "own writes do not change data_version"
+    );
+    ok(
+        "other's write",
+        a.insert_resource(&volume("vol-shared-other")),
+    );
+    wait_for_change(b, v0, "another catalog's insert changes data_version");
+    assert!(
+        ok("read", b.resource("vol-shared-other")).is_some(),
+        "a commit by one catalog is visible to the other"
+    );
+    for (what, f) in [
+        (
+            "tags",
+            Box::new(|| a.set_tags("vol-shared-other", &[("k".into(), "v".into())]))
+                as Box<dyn Fn() -> Result<(), CatalogError>>,
+        ),
+        (
+            "permissions",
+            Box::new(|| a.add_permission("vol-shared-other", "launchPermission", "all")),
+        ),
+        (
+            "resource updates",
+            Box::new(|| {
+                a.update_resource("vol-shared-other", "available", "{}")
+                    .map(|_| ())
+            }),
+        ),
+    ] {
+        let v = ok("data_version", b.data_version());
+        ok(what, f());
+        wait_for_change(b, v, &format!("another catalog's change to {what}"));
+    }
+    assert_eq!(
+        ok("tags", b.tags("vol-shared-other")),
+        [("k".to_string(), "v".to_string())]
+    );
+    ok("delete", a.delete_resource("vol-shared-other"));
+    ok("delete", b.delete_resource("vol-shared-own"));
+}
+
+/// Writers on several threads at once through one catalog: every write lands, none
+/// is lost or duplicated.
+pub fn run_concurrent(c: &Catalog) {
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in 0..50 {
+                    let id = format!("vol-conc-{t}-{i}");
+                    let tags = [("t".to_string(), t.to_string())];
+                    ok(
+                        "concurrent insert",
+                        c.insert_resource_with_tags(&volume(&id), &tags),
+                    );
+                    assert!(
+                        ok("read back", c.resource(&id)).is_some(),
+                        "concurrent read-back"
+                    );
+                }
+            });
+        }
+    });
+    let rows = ok("resources", c.resources("volume", "us-east-1"));
+    let conc = rows
+        .iter()
+        .filter(|r| r.id.starts_with("vol-conc-"))
+        .count();
+    assert_eq!(conc, 200, "every concurrent insert is listed");
+    for r in rows.iter().filter(|r| r.id.starts_with("vol-conc-")) {
+        ok("delete", c.delete_resource(&r.id));
+    }
+}
+
+/// Waits (up to 5 s) until `c`'s data_version is not `before`.
+fn wait_for_change(c: &Catalog, before: i64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ok("data_version", c.data_version()) == before {
+        assert!(Instant::now() < deadline, "{what} (within 5 s)");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn accounts_keys_and_uniqueness(c: &Catalog) {
+    ok(
+        "create account",
+        c.create_account(&account("111111111111", "alice"), "AKIAALICE", "s1"),
+    );
+    assert_eq!(
+        ok("access key", c.access_key("AKIAALICE")),
+        Some(("111111111111".into(), "s1".into()))
+    );
+    assert!(ok("access key", c.access_key("nope")).is_none());
+    assert!(
+        matches!(
+            c.create_account(&account("222222222222", "alice"), "AKIAB", "s"),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a taken account name is AlreadyExists"
+    );
+    assert!(
+        matches!(
+            c.create_account(&account("222222222222", "bob"), "AKIAALICE", "s"),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a taken access key is AlreadyExists"
+    );
+    assert_eq!(
+        ok("accounts", c.accounts()),
+        [account("111111111111", "alice")],
+        "a failed creation leaves nothing behind"
+    );
+    assert_eq!(
+        ok("keys", c.access_keys_of("111111111111")),
+        vec![("AKIAALICE".to_string(), "s1".to_string())]
+    );
+    assert!(ok("keys", c.access_keys_of("222222222222")).is_empty());
+}
+
+fn resources_tags_permissions(c: &Catalog) {
+    let row = volume("vol-1");
+    ok("insert", c.insert_resource(&row));
+    assert!(
+        matches!(
+            c.insert_resource(&row),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a taken resource id is AlreadyExists"
+    );
+    assert!(ok(
+        "update",
+        c.update_resource("vol-1", "available", "{\"a\":1}")
+    ));
+    assert!(!ok(
+        "update",
+        c.update_resource("vol-none", "available", "{}")
+    ));
+    let got = ok("resource", c.resource("vol-1")).unwrap_or_else(|| panic!("vol-1 is there"));
+    assert_eq!(
+        (got.state.as_str(), got.doc.as_str()),
+        ("available", "{\"a\":1}")
+    );
+    assert_eq!(got.created_at_ms, 1);
+    assert_eq!(ok("resources", c.resources("volume", "us-east-1")).len(), 1);
+    assert!(ok("resources", c.resources("volume", "eu-west-1")).is_empty());
+    assert_eq!(ok("of kind", c.resources_of_kind("volume")).len(), 1);
+    c_ok(c.set_tags(
+        "vol-1",
+        &[("Name".into(), "a".into()), ("env".into(), "x".into())],
+    ));
+    c_ok(c.set_tags("vol-1", &[("Name".into(), "b".into())]));
+    c_ok(c.delete_tags("vol-1", &[("env".into(), Some("wrong".into()))]));
+    assert_eq!(
+        ok("tags", c.tags("vol-1")).len(),
+        2,
+        "a wrong value keeps the tag"
+    );
+    c_ok(c.delete_tags("vol-1", &[("env".into(), None)]));
+    assert_eq!(
+        ok("tags", c.tags("vol-1")),
+        [("Name".to_string(), "b".to_string())]
+    );
+    let all = ok("all tags", c.all_tags());
+    assert_eq!(all.get("vol-1").map(Vec::len), Some(1));
+    c_ok(c.add_permission("vol-1", "createVolumePermission", "all"));
+    c_ok(c.add_permission("vol-1", "createVolumePermission", "all"));
+    c_ok(c.add_permission("vol-1", "createVolumePermission", "222222222222"));
+    assert_eq!(
+        ok("perms", c.permissions("vol-1", "createVolumePermission")),
+        ["222222222222", "all"]
+    );
+    c_ok(c.remove_permission("vol-1", "createVolumePermission", "222222222222"));
+    let all = ok("all perms", c.all_permissions("createVolumePermission"));
+    assert_eq!(all.get("vol-1").cloned(), Some(vec!["all".to_string()]));
+    c_ok(c.clear_permissions("vol-1", "createVolumePermission"));
+    assert!(ok("perms", c.permissions("vol-1", "createVolumePermission")).is_empty());
+    c_ok(c.add_permission("vol-1", "createVolumePermission", "all"));
+    assert!(ok("delete", c.delete_resource("vol-1")));
+    assert!(!ok("delete", c.delete_resource("vol-1")));
+    assert!(
+        ok("tags", c.tags("vol-1")).is_empty(),
+        "tags go with the resource"
+    );
+    assert!(
+        ok("perms", c.permissions("vol-1", "createVolumePermission")).is_empty(),
+        "permissions go with the resource"
+    );
+    c_ok(c.set_tags("vol-2", &[("a".into(), "1".into())]));
+    c_ok(c.clear_tags("vol-2"));
+    assert!(ok("tags", c.tags("vol-2")).is_empty());
+}
+
+fn c_ok(r: Result<(), CatalogError>) {
+    ok("catalog write", r);
+}
+
+fn resources_with_tags_are_atomic(c: &Catalog) {
+    let row = volume("vol-t");
+    let tags = vec![
+        ("a".to_string(), "1".to_string()),
+        ("b".to_string(), "2".to_string()),
+    ];
+    ok("insert with tags", c.insert_resource_with_tags(&row, &tags));
+    assert_eq!(ok("tags", c.tags("vol-t")), tags);
+    // A second insert of the id fails and does not touch the tags.
+    let other = vec![("a".to_string(), "changed".to_string())];
+    assert!(c.insert_resource_with_tags(&row, &other).is_err());
+    assert_eq!(
+        ok("tags", c.tags("vol-t")),
+        tags,
+        "a failed insert writes no tag"
+    );
+    assert!(ok("delete", c.delete_resource("vol-t")));
+}
+
+fn upload_blocks(c: &Catalog) {
+    let before = now_ms();
+    assert_eq!(ok("last write", c.upload_last_write("snap-1")), None);
+    c_ok(c.put_upload_block("snap-1", 3, "ab"));
+    c_ok(c.put_upload_block("snap-1", 1, ""));
+    c_ok(c.put_upload_block("snap-1", 3, "ef"));
+    c_ok(c.put_upload_block("snap-2", 0, "cd"));
+    assert_eq!(
+        ok("blocks", c.upload_blocks("snap-1")),
+        vec![(1, String::new()), (3, "ef".to_string())]
+    );
+    assert_eq!(ok("count", c.upload_block_count("snap-1")), 2);
+    let last = ok("last write", c.upload_last_write("snap-1"))
+        .unwrap_or_else(|| panic!("snap-1 has a last write"));
+    assert!(last >= before && last <= now_ms());
+    let mut ids = ok("ids", c.upload_snapshot_ids());
+    ids.sort();
+    assert_eq!(ids, ["snap-1", "snap-2"]);
+    let mut hashes = ok("hashes", c.all_upload_hashes());
+    hashes.sort();
+    assert_eq!(hashes, ["cd", "ef"], "zero blocks are not hashes");
+    c_ok(c.clear_upload("snap-1"));
+    assert_eq!(ok("last write", c.upload_last_write("snap-1")), None);
+    assert_eq!(ok("count", c.upload_block_count("snap-1")), 0);
+    assert_eq!(ok("ids", c.upload_snapshot_ids()), ["snap-2"]);
+    c_ok(c.clear_upload("snap-2"));
+}
+
+fn console_passwords(c: &Catalog) {
+    ok(
+        "create account",
+        c.create_account(&account("333333333333", "carol"), "AKIACAROL", "s3"),
+    );
+    assert_eq!(ok("password", c.console_password("333333333333")), None);
+    assert!(!ok(
+        "set",
+        c.set_console_password("999999999999", Some("h"))
+    ));
+    assert!(ok(
+        "set",
+        c.set_console_password("333333333333", Some("h1"))
+    ));
+    assert!(ok(
+        "set",
+        c.set_console_password("333333333333", Some("h2"))
+    ));
+    assert_eq!(
+        ok("password", c.console_password("333333333333")).as_deref(),
+        Some("h2")
+    );
+    assert!(ok("remove", c.set_console_password("333333333333", None)));
+    assert_eq!(ok("password", c.console_password("333333333333")), None);
+}
+
+fn v(name: &str, version: i64) -> SsmVersion {
+    SsmVersion {
+        name: name.into(),
+        version,
+        doc: format!("{{\"v\":{version}}}"),
+        modified_ms: version,
+    }
+}
+
+fn ssm_versions(c: &Catalog) {
+    c_ok(c.ssm_insert("r", "111", &v("/a/b", 1), 100));
+    c_ok(c.ssm_insert("r", "111", &v("/a/b", 2), 100));
+    c_ok(c.ssm_insert("r", "111", &v("/a/c", 1), 100));
+    c_ok(c.ssm_insert("r", "222", &v("/a/b", 1), 100));
+    assert!(
+        matches!(
+            c.ssm_insert("r", "111", &v("/a/b", 2), 100),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a version is written once"
+    );
+    assert_eq!(
+        ok("latest", c.ssm_latest("r", "111", "/a/b")),
+        Some(v("/a/b", 2))
+    );
+    assert_eq!(ok("latest", c.ssm_latest("r2", "111", "/a/b")), None);
+    let listed = ok("list", c.ssm_list("r", "111", "/a/"));
+    let names: Vec<_> = listed
+        .iter()
+        .map(|p| (p.name.as_str(), p.version))
+        .collect();
+    assert_eq!(names, [("/a/b", 2), ("/a/c", 1)]);
+    assert!(ok("list", c.ssm_list("r", "111", "/b")).is_empty());
+    assert_eq!(ok("list all", c.ssm_list("r", "111", "")).len(), 2);
+    assert_eq!(ok("history", c.ssm_history("r", "111", "/a/b")).len(), 2);
+    c_ok(c.set_tags("t", &[("k".into(), "v".into())]));
+    assert!(ok("delete", c.ssm_delete("r", "111", "/a/b", "t")));
+    assert!(!ok("delete", c.ssm_delete("r", "111", "/a/b", "t")));
+    assert!(ok("tags", c.tags("t")).is_empty());
+    assert_eq!(
+        ok("latest", c.ssm_latest("r", "222", "/a/b")).map(|p| p.version),
+        Some(1)
+    );
+}
+
+fn ssm_old_versions_are_forgotten(c: &Catalog) {
+    for i in 1..=5 {
+        c_ok(c.ssm_insert("r", "o", &v("/x", i), 3));
+    }
+    let kept: Vec<_> = ok("history", c.ssm_history("r", "o", "/x"))
+        .iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+}
