@@ -168,7 +168,9 @@ def lua_string(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def wrk(endpoint, body, headers, duration, connections, work):
+def wrk_stats(endpoint, body, headers, duration, connections, work):
+    """wrk's figures for one signed request replayed: requests/s, p50 and p99 latency (ms),
+    non-2xx answers and requests sent."""
     script = work / "request.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {lua_string(body)}"]
     for k, v in headers.items():
@@ -176,12 +178,20 @@ def wrk(endpoint, body, headers, duration, connections, work):
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
                           endpoint + "/"], check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+
+    def latency_ms(pct):
+        m = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, float(p99.group(1)) * scale, int(non2xx.group(1)) if non2xx else 0, requests
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": latency_ms(50), "p99_ms": latency_ms(99),
+            "errors": int(non2xx.group(1)) if non2xx else 0,
+            "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+
+
+def wrk(endpoint, body, headers, duration, connections, work):
+    s = wrk_stats(endpoint, body, headers, duration, connections, work)
+    return s["rps"], s["p99_ms"], s["errors"], s["requests"]
 
 
 def cpu_seconds(pid):

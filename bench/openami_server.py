@@ -24,9 +24,10 @@ def free_port() -> int:
 
 
 class OpenamiServer:
-    """`openami serve` (GC off) on WORK/openami-data with an account named `bench`."""
+    """`openami serve` (GC off) on WORK/openami-data with an account named `bench`.
+    `admin_args` go to `openami account create` too (e.g. `--catalog postgres://…`)."""
 
-    def __init__(self, binary: Path, work: Path, extra_args=(), retries=3, pool=10):
+    def __init__(self, binary: Path, work: Path, extra_args=(), retries=3, pool=10, admin_args=()):
         self.binary = binary
         self.data = work / "openami-data"
         self.log_path = work / "server.log"
@@ -49,7 +50,8 @@ class OpenamiServer:
                 if time.time() > deadline:
                     sys.exit("openami did not start")
                 time.sleep(0.05)
-        out = subprocess.run([str(binary), "account", "create", "bench", "--data-dir", str(self.data)],
+        out = subprocess.run([str(binary), "account", "create", "bench", "--data-dir", str(self.data),
+                              *admin_args],
                              check=True, capture_output=True, text=True)
         self.creds = json.loads(out.stdout)
         self.ec2 = self.client("ec2")
