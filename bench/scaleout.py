@@ -10,7 +10,8 @@ Each gets the same work, one after the other:
   1. EBS direct ingest: StartSnapshot, PutSnapshotBlock from --threads threads (boto3 `ebs`),
      CompleteSnapshot, until the snapshot is `completed`, of the same --size-mib image (in
      runs of 8 blocks: thirds random, zero (skipped, as clients do) and one repeated block).
-     MB/s over the logical size.
+     MB/s over the logical size. --rounds times (fresh bytes each round), median reported,
+     with step 2 on each round's snapshot.
   2. The snapshot's data moved through the store: CopySnapshot to a second region until
      `completed` (every stored block is read and written again: a full snapshot's I/O on the
      store), CreateVolume from the snapshot until `available`, CreateSnapshot of that
@@ -18,7 +19,9 @@ Each gets the same work, one after the other:
      GetSnapshotBlock (--threads threads, checked byte for byte).
   3. DescribeImages at --images images (registered through the API with
      describe_images.populate): an exact-name and a wildcard-prefix query replayed with `wrk`
-     (SigV4-signed POSTs), requests/s, p50 and p99.
+     (SigV4-signed POSTs), requests/s, p50 and p99, and the CPU time per request of openami
+     plus, on PostgreSQL, of the postgres processes (less swayed by the machine's load than
+     latency is).
 
 It prints one table: local figure, scale-out figure, ratio (scale-out/local for throughput),
 the issue's target (scale-out >= 0.5x local) and whether it is met; `--json` prints the same
@@ -38,6 +41,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +51,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from describe_images import default_binary, populate, queries, send, signed_post, wrk_stats
+from describe_images import cpu_seconds, default_binary, populate, queries, send, signed_post, wrk_stats
 from ebs_transfer import Keystream
 from openami_server import REGION, OpenamiServer, free_port
 
@@ -128,15 +132,16 @@ class SeaweedFs:
         subprocess.run([str(ROOT / "scripts" / "seaweedfs"), "stop", str(self.dir)], check=False, timeout=60)
 
 
-def make_blocks(size_mib):
-    """(number of blocks, {index: (data, base64 sha256)} of the non-zero blocks)."""
+def make_blocks(size_mib, variant=0):
+    """(number of blocks, {index: (data, base64 sha256)} of the non-zero blocks). Variants
+    share the layout, not the bytes (a round never finds the previous round's blocks stored)."""
     n = size_mib * MIB // BLOCK
-    repeated = Keystream(b"openami-scaleout/repeated").read(BLOCK)
+    repeated = Keystream(b"openami-scaleout/%d/repeated" % variant).read(BLOCK)
     blocks = {}
     for i in range(n):
         kind = (i // 8) % 3
         if kind == 0:
-            blocks[i] = Keystream(b"openami-scaleout/%d" % i).read(BLOCK)
+            blocks[i] = Keystream(b"openami-scaleout/%d/%d" % (variant, i)).read(BLOCK)
         elif kind == 2:
             blocks[i] = repeated
     rep_sum = b64sha(repeated)
@@ -175,26 +180,35 @@ def timed(fn):
 
 
 def ingest(server, nblocks, blocks, threads):
-    """Seconds from StartSnapshot to `completed`, and the snapshot id."""
+    """Seconds from StartSnapshot to `completed`, the snapshot id, and the seconds of each
+    phase (StartSnapshot, the puts, CompleteSnapshot until `completed`)."""
     ebs = server.client("ebs")
     size_gib = max(1, -(-nblocks * BLOCK // (1 << 30)))
 
+    phases = {}
+
     def run():
+        t_start = time.perf_counter()
         sid = ebs.start_snapshot(VolumeSize=size_gib, Timeout=60)["SnapshotId"]
 
         def put(item):
             i, (data, checksum) = item
             ebs.put_snapshot_block(SnapshotId=sid, BlockIndex=i, BlockData=data, DataLength=BLOCK,
                                    Checksum=checksum, ChecksumAlgorithm="SHA256")
+        t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(put, sorted(blocks.items())))
+        phases["start"], phases["puts"] = t0 - t_start, time.perf_counter() - t0
+        t0 = time.perf_counter()
         digests = b"".join(base64.b64decode(blocks[i][1]) for i in sorted(blocks))
         ebs.complete_snapshot(SnapshotId=sid, ChangedBlocksCount=len(blocks),
                               Checksum=base64.b64encode(hashlib.sha256(digests).digest()).decode(),
                               ChecksumAlgorithm="SHA256", ChecksumAggregationMethod="LINEAR")
         wait_snapshot(server.ec2, sid)
+        phases["complete"] = time.perf_counter() - t0
         return sid
-    return timed(run)
+    t, sid = timed(run)
+    return t, sid, phases
 
 
 def read_back(server, sid, blocks, threads):
@@ -233,8 +247,31 @@ def data_moves(server, sid):
     return t_copy, t_vol, t_snap
 
 
-def describe(server, n, duration, connections, work):
-    """(seconds to register n images, {query: wrk stats})."""
+def process_tree_cpu(pids):
+    """CPU seconds used so far by these processes and all their descendants (e.g. a postmaster
+    and its backends)."""
+    children = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
+def describe(server, n, duration, connections, work, catalog_pids=()):
+    """(seconds to register n images, {query: wrk stats + the CPU ms per request of openami and
+    of the catalog's own processes, if any})."""
     ids, took = populate(server.ec2, n)
     qs = queries(ids, 0)
     key, secret = server.creds["AccessKeyId"], server.creds["SecretAccessKey"]
@@ -245,7 +282,10 @@ def describe(server, n, duration, connections, work):
         text = send(server.endpoint, body, headers)
         if "DescribeImagesResponse" not in text or not check(text):
             sys.exit(f"{qname}: wrong answer: {text[:300]}")
+        pids = [server.proc.pid, *catalog_pids]
+        cpu = process_tree_cpu(pids)
         out[qname] = wrk_stats(server.endpoint, body, headers, duration, connections, work)
+        out[qname]["cpu_ms"] = (process_tree_cpu(pids) - cpu) * 1e3 / max(out[qname]["requests"], 1)
     return took, out
 
 
@@ -259,24 +299,28 @@ class Server(OpenamiServer):
                             config=Config(retries={"max_attempts": self.retries}))
 
 
-def run_one(name, binary, work, args, nblocks, blocks, extra=(), admin=()):
+def run_one(name, binary, work, args, extra=(), admin=(), catalog_pids=()):
     (work / name).mkdir()
     server = Server(binary, work / name, extra_args=["--regions", f"{REGION},{OTHER_REGION}", *extra],
                     pool=max(10, args.threads + 2), admin_args=admin)
     r = {}
     try:
-        mib = nblocks * BLOCK / MIB
-        t, sid = ingest(server, nblocks, blocks, args.threads)
-        r["ingest_mbps"] = mib / t
-        print(f"{name}: ingest {mib:.0f} MiB in {t:.2f} s", file=sys.stderr)
-        t_copy, t_vol, t_snap = data_moves(server, sid)
-        r["copy_mbps"] = mib / t_copy
-        r["create_volume_s"], r["snapshot_volume_s"] = t_vol, t_snap
-        t_read = read_back(server, sid, blocks, args.threads)
-        r["read_mbps"] = mib / t_read
-        print(f"{name}: CopySnapshot {t_copy:.2f} s, CreateVolume {t_vol:.2f} s, CreateSnapshot {t_snap:.2f} s, "
-              f"read {t_read:.2f} s", file=sys.stderr)
-        took, stats = describe(server, args.images, args.duration, args.connections, work / name)
+        rounds = {k: [] for k in ("ingest_mbps", "copy_mbps", "create_volume_s", "snapshot_volume_s", "read_mbps")}
+        for n in range(args.rounds):
+            nblocks, blocks = make_blocks(args.size_mib, variant=n)
+            mib = nblocks * BLOCK / MIB
+            t, sid, phases = ingest(server, nblocks, blocks, args.threads)
+            t_copy, t_vol, t_snap = data_moves(server, sid)
+            t_read = read_back(server, sid, blocks, args.threads)
+            for k, v in zip(rounds, (mib / t, mib / t_copy, t_vol, t_snap, mib / t_read)):
+                rounds[k].append(v)
+            print(f"{name} round {n + 1}: ingest {mib:.0f} MiB in {t:.2f} s ("
+                  + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()) + f"), CopySnapshot {t_copy:.2f} s, "
+                  f"CreateVolume {t_vol:.2f} s, CreateSnapshot {t_snap:.2f} s, read {t_read:.2f} s", file=sys.stderr)
+        r = {k: statistics.median(v) for k, v in rounds.items()}
+        r["rounds"] = rounds
+        took, stats = describe(server, args.images, args.duration, args.connections, work / name,
+                               catalog_pids)
         r["register_s"] = took
         r["describe"] = stats
         print(f"{name}: registered {args.images} images in {took:.1f} s", file=sys.stderr)
@@ -301,6 +345,7 @@ def rows(local, scale):
         out.append((f"DescribeImages {short}, req/s", lo["rps"], sc["rps"], True))
         out.append((f"DescribeImages {short}, p50 ms", lo["p50_ms"], sc["p50_ms"], False))
         out.append((f"DescribeImages {short}, p99 ms", lo["p99_ms"], sc["p99_ms"], False))
+        out.append((f"DescribeImages {short}, server CPU ms/req", lo["cpu_ms"], sc["cpu_ms"], False))
     return out
 
 
@@ -310,30 +355,33 @@ def main():
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=8, help="PutSnapshotBlock/GetSnapshotBlock threads")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="ingest/copy/read rounds (fresh bytes each); the median is reported")
     ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per query")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 32 MiB, 500 images, 2 s per query")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
     if args.quick:
-        args.size_mib, args.images, args.duration = 32, 500, 2
+        args.size_mib, args.images, args.duration, args.rounds = 32, 500, 2, 1
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
     if not args.openami.exists():
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "openami"], cwd=ROOT, check=True)
-    nblocks, blocks = make_blocks(args.size_mib)
+    nblocks = args.size_mib * MIB // BLOCK
+    nonzero = sum(1 for i in range(nblocks) if (i // 8) % 3 != 1)  # make_blocks' layout
 
     work = Path(tempfile.mkdtemp(prefix="openami-bench-scaleout-"))
     pg = sw = None
     try:
-        local = run_one("local", args.openami, work, args, nblocks, blocks)
+        local = run_one("local", args.openami, work, args)
         pg = Postgres(work / "postgres.log")
         sw = SeaweedFs(work / "seaweedfs")
         os.environ["OPENAMI_S3_ACCESS_KEY_ID"] = sw.env["AWS_ACCESS_KEY_ID"]
         os.environ["OPENAMI_S3_SECRET_ACCESS_KEY"] = sw.env["AWS_SECRET_ACCESS_KEY"]
-        scale = run_one("scale", args.openami, work, args, nblocks, blocks,
+        scale = run_one("scale", args.openami, work, args,
                         extra=["--catalog", pg.url, "--blocks", f"s3://{BUCKET}/bench", "--s3-endpoint", sw.endpoint],
-                        admin=["--catalog", pg.url])
+                        admin=["--catalog", pg.url], catalog_pids=[pg.proc.pid])
     finally:
         if sw:
             sw.stop()
@@ -349,14 +397,15 @@ def main():
         table.append({"what": what, "local": lo, "scaleout": sc, "ratio": ratio,
                       "target": f">= {TARGET}x" if targeted else None,
                       "met": (ratio >= TARGET) if targeted else None})
-    meta = {"size_mib": args.size_mib, "images": args.images, "threads": args.threads,
+    meta = {"size_mib": args.size_mib, "images": args.images, "threads": args.threads, "rounds": args.rounds,
             "duration_s": args.duration, "connections": args.connections, "binary": str(args.openami),
             "load_average": os.getloadavg(), "cpus": os.cpu_count()}
     if args.json:
-        print(json.dumps({"config": meta, "results": table}, indent=2))
+        print(json.dumps({"config": meta, "results": table,
+                          "rounds": {"local": local["rounds"], "scaleout": scale["rounds"]}}, indent=2))
         return 0
-    print(f"\n{args.size_mib} MiB image ({len(blocks)} non-zero blocks of {nblocks}), {args.images} images, "
-          f"{args.threads} threads; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"\n{args.size_mib} MiB image ({nonzero} non-zero blocks of {nblocks}), {args.images} images, "
+          f"{args.threads} threads, median of rounds: {args.rounds}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print("ratio: scale-out/local for throughput, local/scale-out for times (higher = scale-out better)\n")
     w = max(len(r["what"]) for r in table)
     print(f"{'what':<{w}}  {'local/SQLite':>12}  {'S3/PG':>10}  {'ratio':>6}  {'target':>7}  met")
