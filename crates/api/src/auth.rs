@@ -15,16 +15,22 @@ use crate::audit::Event;
 
 /// Looks up secrets in the catalog (unknown or unreadable keys have none). A failed
 /// lookup is kept, so that a catalog outage is answered as one (`ServiceUnavailable`)
-/// rather than as an unknown key.
+/// rather than as an unknown key; so is the account of the key found, so that the
+/// catalog is asked once per request.
 pub(crate) struct CatalogCredentials<'a> {
     catalog: &'a engine::Catalog,
     failure: std::cell::RefCell<Option<engine::Ec2Error>>,
+    /// The key looked up last and its account.
+    found: std::cell::RefCell<Option<(String, String)>>,
 }
 
 impl CredentialLookup for CatalogCredentials<'_> {
     fn secret_for(&self, access_key_id: &str) -> Option<Secret> {
         match self.catalog.access_key(access_key_id) {
-            Ok(found) => found.map(|(_, secret)| Secret::new(secret)),
+            Ok(found) => found.map(|(account, secret)| {
+                *self.found.borrow_mut() = Some((access_key_id.to_string(), account));
+                Secret::new(secret)
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "credential lookup failed");
                 *self.failure.borrow_mut() = Some(e.into());
@@ -92,6 +98,7 @@ pub(crate) fn authenticate(
     let credentials = CatalogCredentials {
         catalog,
         failure: std::cell::RefCell::new(None),
+        found: std::cell::RefCell::new(None),
     };
     let verified = match sigv4::verify(&parts, policy, SystemTime::now(), &credentials) {
         Ok(v) => v,
@@ -105,11 +112,11 @@ pub(crate) fn authenticate(
         }
     };
     signer.access_key_id = Some(verified.access_key_id.clone());
-    let account_id = catalog
-        .access_key(&verified.access_key_id)
-        .map_err(|e| AuthFailure::Catalog(e.into()))?
-        .map(|(account, _)| account)
-        .ok_or(AuthFailure::UnknownKey)?;
+    // The account of the key whose secret verified the signature (looked up once).
+    let account_id = match credentials.found.take() {
+        Some((key, account)) if key == verified.access_key_id => account,
+        _ => return Err(AuthFailure::UnknownKey),
+    };
     signer.account_id = Some(account_id.clone());
     Ok(Authenticated {
         account_id,
