@@ -259,7 +259,15 @@ impl App {
                 .ok()
                 .and_then(|c| session::cookie(c, session::COOKIE))
         })?;
-        let session = self.sessions.get(token)?;
+        let session = match self.sessions.get(self.cloud.catalog(), token) {
+            Ok(found) => found?,
+            Err(e) => {
+                // Treated as not signed in (the cookie stays: the session works again
+                // once the catalog answers).
+                tracing::warn!(error = %e.message, "console session lookup failed");
+                return None;
+            }
+        };
         Some(Signed {
             token: token.to_string(),
             session,
@@ -274,7 +282,11 @@ impl App {
                 .ok()
                 .and_then(|c| session::cookie(c, session::COOKIE))
         })?;
-        let (account, key) = self.sessions.peek(token)?;
+        let (account, key) = self
+            .sessions
+            .peek(self.cloud.catalog(), token)
+            .ok()
+            .flatten()?;
         Some((account, (!key.is_empty()).then_some(key)))
     }
 
