@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -316,5 +317,40 @@ def test_sessions_survive_a_restart_and_sign_out_is_final(tmp_path):
                                 form={"csrf": csrf})
         assert status == 403
         assert token.encode() not in _catalog_bytes(srv.data_dir)
+    finally:
+        srv.stop()
+
+
+def test_a_catalog_failure_is_no_sign_in_and_no_error_page(tmp_path):
+    srv = Server(tmp_path / "data")
+    try:
+        creds = account(srv)
+        set_password(srv, creds)
+        token = _http_sign_in(srv, creds["Name"])
+        cookie = f"openami_console={token}"
+        volumes = f"/console/{REGION}/volumes"
+        assert _request(srv, "GET", volumes, cookie=cookie)[0] == 200
+        # The sessions table goes away behind the server's back: every lookup fails.
+        db = sqlite3.connect(str(srv.data_dir / "catalog.db"), timeout=10)
+        try:
+            db.execute("DROP TABLE console_sessions")
+            db.commit()
+        finally:
+            db.close()
+        time.sleep(5.5)  # past the cache's recheck interval
+        status, headers, body = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 303 and headers["Location"] == "/console/signin", (status, body)
+        # A sign-in that cannot be stored is a 503 without details, not a 500.
+        status, headers, _ = _request(srv, "GET", "/console/signin")
+        form_token = _set_cookie(headers, "openami_console_signin")
+        status, headers, body = _request(
+            srv, "POST", "/console/signin", cookie=f"openami_console_signin={form_token}",
+            form={"signin": form_token, "way": "password", "account": creds["Name"],
+                  "password": PASSWORD})
+        assert status == 503, status
+        assert "could not be recorded" in body
+        assert _set_cookie(headers, "openami_console") is None
+        assert "no such table" not in body
+        assert srv.proc.poll() is None, "the server is still up"
     finally:
         srv.stop()

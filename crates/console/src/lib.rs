@@ -31,9 +31,10 @@
 //! GET  /console/{r}/snapshots/{id}/download            the snapshot as a raw disk
 //! ```
 //!
-//! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
-//! session's CSRF token is refused with 403 before anything runs. Every response carries
-//! a Content-Security-Policy that allows scripts and styles from the console only.
+//! Security: see [`session`] (cookie, server-side sessions kept in the catalog, CSRF).
+//! Every POST without the session's CSRF token is refused with 403 before anything runs.
+//! Every response carries a Content-Security-Policy that allows scripts and styles from
+//! the console only.
 //! Sign-ins are throttled ([`throttle`]: five failures lock an account or key for 15
 //! minutes); console passwords are Argon2id hashes ([`password`]); sign-ins and every
 //! POST go to the audit log through [`ConsoleConfig::audit`] ([`audit`]).

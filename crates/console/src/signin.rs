@@ -295,10 +295,10 @@ pub(crate) async fn signin(
             tracing::warn!(error = %e.message, "console session could not be stored");
             let mut outcome = outcome;
             outcome.error = Some((e.code.clone(), e.status));
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            // Whatever went wrong in the catalog, the browser is told only to retry.
             return outcome.attach(signin_response(
                 &app,
-                status,
+                StatusCode::SERVICE_UNAVAILABLE,
                 Some("The sign-in could not be recorded; try again in a moment."),
                 &prefill,
             ));
