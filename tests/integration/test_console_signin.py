@@ -7,10 +7,15 @@ The tests here run against their own server (module-scoped), so that the sign-in
 throttle's per-address counts (every browser here is 127.0.0.1) never reach the tests of
 other files."""
 
+import hashlib
 import json
 import re
 import sqlite3
 import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -204,3 +209,148 @@ def test_console_actions_are_in_the_audit_log(srv, browser):  # noqa: F811
     assert logout["via"] == "console"
     # Never a password in the log.
     assert PASSWORD not in (srv.data_dir / "audit" / "audit.log").read_text()
+
+
+# Sessions in the catalog: plain HTTP (no browser), a server of its own that restarts.
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_http = urllib.request.build_opener(_NoRedirect)
+
+
+def _request(srv, method, path, cookie=None, form=None):
+    """(status, headers, body) of one request, redirects not followed."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(srv.endpoint + path, data=data, method=method)
+    if cookie:
+        req.add_header("Cookie", cookie)
+    if data is not None:
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with _http.open(req, timeout=30) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def _set_cookie(headers, name):
+    for v in headers.get_all("Set-Cookie") or []:
+        k, _, rest = v.partition("=")
+        if k == name:
+            return rest.split(";")[0]
+    return None
+
+
+def _http_sign_in(srv, name):
+    status, headers, _ = _request(srv, "GET", "/console/signin")
+    assert status == 200
+    form_token = _set_cookie(headers, "openami_console_signin")
+    status, headers, body = _request(
+        srv, "POST", "/console/signin", cookie=f"openami_console_signin={form_token}",
+        form={"signin": form_token, "way": "password", "account": name,
+              "password": PASSWORD})
+    assert status == 303, body
+    token = _set_cookie(headers, "openami_console")
+    assert token and re.fullmatch(r"[0-9a-f]{64}", token)
+    return token
+
+
+def _csrf(body):
+    return re.search(r'name="csrf" value="([0-9a-f]{64})"', body).group(1)
+
+
+def _catalog_bytes(data_dir):
+    return b"".join(p.read_bytes() for p in sorted(data_dir.glob("catalog.db*")))
+
+
+def test_sessions_survive_a_restart_and_sign_out_is_final(tmp_path):
+    srv = Server(tmp_path / "data")
+    try:
+        creds = account(srv)
+        set_password(srv, creds)
+        token = _http_sign_in(srv, creds["Name"])
+        cookie = f"openami_console={token}"
+        volumes = f"/console/{REGION}/volumes"
+        status, _, body = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 200
+        csrf = _csrf(body)
+        # Only the token's SHA-256 is stored; the token itself is nowhere in the files.
+        db = sqlite3.connect(f"file:{srv.data_dir / 'catalog.db'}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT token_hash, account_id FROM console_sessions").fetchall()
+        finally:
+            db.close()
+        assert rows == [(hashlib.sha256(token.encode()).hexdigest(), creds["AccountId"])]
+        assert token.encode() not in _catalog_bytes(srv.data_dir)
+
+        assert srv.stop() == 0
+        srv = Server(srv.data_dir)
+        status, _, body = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 200, "the cookie works after a restart"
+        assert _csrf(body) == csrf
+        # The CSRF token still validates a POST: a volume is created.
+        status, headers, _ = _request(srv, "POST", volumes, cookie=cookie,
+                                      form={"csrf": csrf, "size": "1", "type": "gp3",
+                                            "zone": REGION + "a"})
+        assert status == 303
+        status, _, body = _request(srv, "GET", volumes, cookie=cookie)
+        assert re.search(r"Created vol-[0-9a-f]{17}", body), body
+        # A wrong CSRF token is still refused.
+        status, _, _ = _request(srv, "POST", volumes, cookie=cookie,
+                                form={"csrf": "0" * 64, "size": "1"})
+        assert status == 403
+
+        status, headers, _ = _request(srv, "POST", "/console/signout", cookie=cookie,
+                                      form={"csrf": csrf})
+        assert status == 303 and headers["Location"] == "/console/signin"
+        status, headers, _ = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 303 and headers["Location"] == "/console/signin"
+        assert srv.stop() == 0
+        srv = Server(srv.data_dir)
+        status, headers, _ = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 303 and headers["Location"] == "/console/signin", \
+            "a signed-out cookie stays refused after a restart"
+        status, _, _ = _request(srv, "POST", "/console/signout", cookie=cookie,
+                                form={"csrf": csrf})
+        assert status == 403
+        assert token.encode() not in _catalog_bytes(srv.data_dir)
+    finally:
+        srv.stop()
+
+
+def test_a_catalog_failure_is_no_sign_in_and_no_error_page(tmp_path):
+    srv = Server(tmp_path / "data")
+    try:
+        creds = account(srv)
+        set_password(srv, creds)
+        token = _http_sign_in(srv, creds["Name"])
+        cookie = f"openami_console={token}"
+        volumes = f"/console/{REGION}/volumes"
+        assert _request(srv, "GET", volumes, cookie=cookie)[0] == 200
+        # The sessions table goes away behind the server's back: every lookup fails.
+        db = sqlite3.connect(str(srv.data_dir / "catalog.db"), timeout=10)
+        try:
+            db.execute("DROP TABLE console_sessions")
+            db.commit()
+        finally:
+            db.close()
+        time.sleep(5.5)  # past the cache's recheck interval
+        status, headers, body = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 303 and headers["Location"] == "/console/signin", (status, body)
+        # A sign-in that cannot be stored is a 503 without details, not a 500.
+        status, headers, _ = _request(srv, "GET", "/console/signin")
+        form_token = _set_cookie(headers, "openami_console_signin")
+        status, headers, body = _request(
+            srv, "POST", "/console/signin", cookie=f"openami_console_signin={form_token}",
+            form={"signin": form_token, "way": "password", "account": creds["Name"],
+                  "password": PASSWORD})
+        assert status == 503, status
+        assert "could not be recorded" in body
+        assert _set_cookie(headers, "openami_console") is None
+        assert "no such table" not in body
+        assert srv.proc.poll() is None, "the server is still up"
+    finally:
+        srv.stop()

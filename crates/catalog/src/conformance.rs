@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Account, Catalog, CatalogError, ResourceRow, SsmVersion, now_ms};
+use crate::{Account, Catalog, CatalogError, ConsoleSession, ResourceRow, SsmVersion, now_ms};
 
 fn ok<T>(what: &str, r: Result<T, CatalogError>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -38,6 +38,7 @@ pub fn run_all(c: &Catalog) {
     resources_with_tags_are_atomic(c);
     upload_blocks(c);
     console_passwords(c);
+    console_sessions(c);
     ssm_versions(c);
     ssm_old_versions_are_forgotten(c);
 }
@@ -318,6 +319,70 @@ fn console_passwords(c: &Catalog) {
     );
     assert!(ok("remove", c.set_console_password("333333333333", None)));
     assert_eq!(ok("password", c.console_password("333333333333")), None);
+}
+
+fn session(hash: &str, account: &str, key: Option<&str>, last_seen_ms: i64) -> ConsoleSession {
+    ConsoleSession {
+        token_hash: hash.into(),
+        account_id: account.into(),
+        access_key_id: key.map(str::to_string),
+        csrf: format!("csrf-{hash}"),
+        created_ms: last_seen_ms - 5,
+        last_seen_ms,
+    }
+}
+
+fn console_sessions(c: &Catalog) {
+    let a = session("h-a", "111111111111", Some("AKIAALICE"), 1_000);
+    let b = session("h-b", "111111111111", None, 2_000);
+    let other = session("h-c", "333333333333", None, 3_000);
+    for s in [&a, &b, &other] {
+        c_ok(c.insert_console_session(s));
+    }
+    assert!(
+        matches!(
+            c.insert_console_session(&session("h-a", "333333333333", None, 9)),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a taken token hash is AlreadyExists"
+    );
+    assert_eq!(
+        ok("lookup", c.console_session("h-a")),
+        Some(a.clone()),
+        "a failed insert changes nothing; the row reads back as written"
+    );
+    assert_eq!(ok("lookup", c.console_session("h-b")), Some(b.clone()));
+    assert_eq!(ok("lookup", c.console_session("h-none")), None);
+
+    assert!(ok("touch", c.touch_console_session("h-a", 5_000)));
+    assert!(ok("touch", c.touch_console_session("h-a", 4_000)));
+    assert_eq!(
+        ok("lookup", c.console_session("h-a")).map(|s| s.last_seen_ms),
+        Some(5_000),
+        "a touch never moves last_seen back"
+    );
+    assert!(!ok("touch", c.touch_console_session("h-none", 5_000)));
+
+    // Idle past 2_500: only b (2_000) goes.
+    assert_eq!(ok("purge", c.purge_console_sessions(2_500)), 1);
+    assert_eq!(ok("lookup", c.console_session("h-b")), None);
+    assert!(ok("lookup", c.console_session("h-a")).is_some());
+    assert!(ok("lookup", c.console_session("h-c")).is_some());
+
+    assert!(ok("delete", c.delete_console_session("h-a")));
+    assert!(!ok("delete", c.delete_console_session("h-a")));
+    assert_eq!(ok("lookup", c.console_session("h-a")), None);
+
+    c_ok(c.insert_console_session(&session("h-d", "333333333333", None, 3_000)));
+    assert_eq!(
+        ok("of account", c.delete_console_sessions_of("333333333333")),
+        2
+    );
+    assert_eq!(ok("lookup", c.console_session("h-c")), None);
+    assert_eq!(
+        ok("of account", c.delete_console_sessions_of("333333333333")),
+        0
+    );
 }
 
 fn v(name: &str, version: i64) -> SsmVersion {

@@ -25,6 +25,11 @@
 //! console_passwords(account_id PK → accounts, hash, updated_ms)
 //!     the web console's sign-in password of an account, as a PHC string the console
 //!     crate makes and checks (the catalog never sees the password)
+//! console_sessions(token_hash PK, account_id, access_key_id NULL, csrf, created_ms,
+//!                  last_seen_ms)   index (last_seen_ms), index (account_id)
+//!     the web console's signed-in browsers; token_hash is the hex SHA-256 of the
+//!     session cookie's token (the token itself is never stored); access_key_id is NULL
+//!     after a password sign-in; last_seen_ms is updated at most about once a minute
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -51,11 +56,13 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod conformance;
+mod console_sessions;
 mod pg;
 mod sqlite;
 mod ssm;
 pub mod test_postgres;
 
+pub use console_sessions::ConsoleSession;
 pub use ssm::SsmVersion;
 
 /// Catalog errors.

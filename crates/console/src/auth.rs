@@ -26,7 +26,20 @@ pub(crate) async fn signout(State(app): AppState, headers: HeaderMap, body: Byte
         Ok((signed, _)) => signed,
         Err(refused) => return *refused,
     };
-    app.sessions.remove(&signed.token);
+    if let Err(e) = app.sessions.remove(app.cloud.catalog(), &signed.token) {
+        // The session lives on: say so rather than pretend the sign-out happened.
+        tracing::warn!(error = %e.message, "console sign-out failed");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::layout::bare(
+                "Service unavailable",
+                "The sign-out could not be recorded (the catalog is unavailable); try again.",
+            )
+            .into_string(),
+        )
+            .into_response();
+    }
     (
         StatusCode::SEE_OTHER,
         [

@@ -31,9 +31,10 @@
 //! GET  /console/{r}/snapshots/{id}/download            the snapshot as a raw disk
 //! ```
 //!
-//! Security: see [`session`] (cookie, server-side sessions, CSRF). Every POST without the
-//! session's CSRF token is refused with 403 before anything runs. Every response carries
-//! a Content-Security-Policy that allows scripts and styles from the console only.
+//! Security: see [`session`] (cookie, server-side sessions kept in the catalog, CSRF).
+//! Every POST without the session's CSRF token is refused with 403 before anything runs.
+//! Every response carries a Content-Security-Policy that allows scripts and styles from
+//! the console only.
 //! Sign-ins are throttled ([`throttle`]: five failures lock an account or key for 15
 //! minutes); console passwords are Argon2id hashes ([`password`]); sign-ins and every
 //! POST go to the audit log through [`ConsoleConfig::audit`] ([`audit`]).
@@ -259,7 +260,15 @@ impl App {
                 .ok()
                 .and_then(|c| session::cookie(c, session::COOKIE))
         })?;
-        let session = self.sessions.get(token)?;
+        let session = match self.sessions.get(self.cloud.catalog(), token) {
+            Ok(found) => found?,
+            Err(e) => {
+                // Treated as not signed in (the cookie stays: the session works again
+                // once the catalog answers).
+                tracing::warn!(error = %e.message, "console session lookup failed");
+                return None;
+            }
+        };
         Some(Signed {
             token: token.to_string(),
             session,
@@ -274,7 +283,11 @@ impl App {
                 .ok()
                 .and_then(|c| session::cookie(c, session::COOKIE))
         })?;
-        let (account, key) = self.sessions.peek(token)?;
+        let (account, key) = self
+            .sessions
+            .peek(self.cloud.catalog(), token)
+            .ok()
+            .flatten()?;
         Some((account, (!key.is_empty()).then_some(key)))
     }
 

@@ -284,7 +284,26 @@ pub(crate) async fn signin(
     app.throttle.succeeded(&claim.subject, client);
     let session_key = if by_password { "" } else { key_id.as_str() };
     tracing::info!(account = %account, access_key_id = %session_key, "console sign-in");
-    let token = app.sessions.create(&account, session_key);
+    let created = {
+        let app = Arc::clone(&app);
+        let (account, key) = (account.clone(), session_key.to_string());
+        blocking(move || app.sessions.create(app.cloud.catalog(), &account, &key)).await
+    };
+    let token = match created {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "console session could not be stored");
+            let mut outcome = outcome;
+            outcome.error = Some((e.code.clone(), e.status));
+            // Whatever went wrong in the catalog, the browser is told only to retry.
+            return outcome.attach(signin_response(
+                &app,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The sign-in could not be recorded; try again in a moment."),
+                &prefill,
+            ));
+        }
+    };
     let secure = app.config.secure_cookies;
     let outcome = Outcome {
         account_id: Some(account),

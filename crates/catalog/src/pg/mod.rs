@@ -56,6 +56,7 @@ use crate::{CatalogError, redact};
 
 mod queries;
 pub(crate) mod schema;
+mod sessions;
 
 /// Connections (worker threads) per catalog.
 pub(crate) const WORKERS: usize = 4;

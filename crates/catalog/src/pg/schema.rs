@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    super::sessions::MIGRATION_6,
 ];
 
 const MIGRATION_1: &str = r#"

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Account, CatalogError, ResourceRow, now_ms};
 
+mod sessions;
 mod ssm;
 
 /// Schema migrations, applied in order. Never edit one that has shipped; append.
@@ -20,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     ssm::MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    sessions::MIGRATION_6,
 ];
 
 /// Console sign-in passwords (hashes), one per account at most.
