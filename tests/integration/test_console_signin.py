@@ -244,14 +244,14 @@ def _set_cookie(headers, name):
     return None
 
 
-def _http_sign_in(srv, name):
+def _http_sign_in(srv, name, password=PASSWORD):
     status, headers, _ = _request(srv, "GET", "/console/signin")
     assert status == 200
     form_token = _set_cookie(headers, "openami_console_signin")
     status, headers, body = _request(
         srv, "POST", "/console/signin", cookie=f"openami_console_signin={form_token}",
         form={"signin": form_token, "way": "password", "account": name,
-              "password": PASSWORD})
+              "password": password})
     assert status == 303, body
     token = _set_cookie(headers, "openami_console")
     assert token and re.fullmatch(r"[0-9a-f]{64}", token)
@@ -317,6 +317,34 @@ def test_sessions_survive_a_restart_and_sign_out_is_final(tmp_path):
                                 form={"csrf": csrf})
         assert status == 403
         assert token.encode() not in _catalog_bytes(srv.data_dir)
+    finally:
+        srv.stop()
+
+
+def test_changing_the_password_ends_the_accounts_sessions(tmp_path):
+    srv = Server(tmp_path / "data")
+    try:
+        creds = account(srv)
+        set_password(srv, creds)
+        token = _http_sign_in(srv, creds["Name"])
+        cookie = f"openami_console={token}"
+        volumes = f"/console/{REGION}/volumes"
+        status, _, _ = _request(srv, "GET", volumes, cookie=cookie)
+        assert status == 200
+        set_password(srv, creds, password=PASSWORD + "-new")
+        # Servers trust a checked session for a few seconds before asking the catalog again.
+        deadline = time.monotonic() + 15
+        while True:
+            status, headers, _ = _request(srv, "GET", volumes, cookie=cookie)
+            if status == 303:
+                break
+            assert status == 200
+            assert time.monotonic() < deadline, "the session outlived the password change"
+            time.sleep(0.5)
+        assert headers["Location"] == "/console/signin"
+        new = _http_sign_in(srv, creds["Name"], password=PASSWORD + "-new")
+        status, _, _ = _request(srv, "GET", volumes, cookie=f"openami_console={new}")
+        assert status == 200
     finally:
         srv.stop()
 

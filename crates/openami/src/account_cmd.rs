@@ -60,6 +60,7 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             {
                 bail!("no account {account_id}");
             }
+            end_sessions(&catalog, &account_id)?;
             println!(
                 "{}",
                 serde_json::json!({"AccountId": account_id, "ConsolePassword": "set"})
@@ -83,6 +84,7 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             {
                 bail!("no account {account_id}");
             }
+            end_sessions(&catalog, &account_id)?;
             let state = if had { "removed" } else { "none" };
             println!(
                 "{}",
@@ -91,6 +93,18 @@ pub fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Ends the account's console sessions: a changed or removed password signs everyone out
+/// (servers notice within their session cache's few seconds).
+fn end_sessions(catalog: &Catalog, account_id: &str) -> anyhow::Result<()> {
+    let ended = catalog
+        .delete_console_sessions_of(account_id)
+        .context("ending the account's console sessions")?;
+    if ended > 0 {
+        eprintln!("ended {ended} console session(s) of {account_id}");
+    }
+    Ok(())
 }
 
 fn open_catalog(data: &DataDirArg, catalog: &CatalogArg) -> anyhow::Result<Catalog> {

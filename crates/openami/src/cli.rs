@@ -243,7 +243,8 @@ pub enum AccountCommand {
     },
     /// Set or replace an account's web console password (at least 8 characters; stored as
     /// an Argon2id hash). Prompts twice without echo, or reads the first line of stdin with
-    /// --password-stdin. Prints {"AccountId","ConsolePassword":"set"} as JSON.
+    /// --password-stdin. Ends the account's console sessions. Prints
+    /// {"AccountId","ConsolePassword":"set"} as JSON.
     SetConsolePassword {
         #[command(flatten)]
         account: AccountRef,
@@ -257,7 +258,8 @@ pub enum AccountCommand {
         catalog: CatalogArg,
     },
     /// Remove an account's web console password (it can then sign in to the console with
-    /// an access key only). Prints {"AccountId","ConsolePassword":"removed"|"none"}.
+    /// an access key only) and end its console sessions. Prints
+    /// {"AccountId","ConsolePassword":"removed"|"none"}.
     RemoveConsolePassword {
         #[command(flatten)]
         account: AccountRef,
