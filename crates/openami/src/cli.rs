@@ -221,6 +221,47 @@ pub struct S3Args {
     pub s3_secret_access_key: Option<String>,
 }
 
+impl S3Args {
+    /// The S3 bucket of `--blocks`, configured from the options over the environment.
+    pub fn config(&self) -> anyhow::Result<Option<objstore::S3Config>> {
+        use anyhow::Context;
+        let Some(url) = &self.blocks else {
+            return Ok(None);
+        };
+        let mut config = objstore::S3Config::from_url(url)
+            .context("--blocks")?
+            .with_env();
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        if let Some(endpoint) = given(&self.s3_endpoint) {
+            config.endpoint = Some(endpoint);
+        }
+        if let Some(region) = given(&self.s3_region) {
+            config.region = region;
+        }
+        match (
+            given(&self.s3_access_key_id),
+            given(&self.s3_secret_access_key),
+        ) {
+            (Some(id), Some(secret)) => {
+                config.credentials = Some(objstore::S3Credentials {
+                    access_key_id: id,
+                    secret_access_key: secret,
+                    session_token: None,
+                });
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("--s3-access-key-id and --s3-secret-access-key go together"),
+        }
+        config.validate().context("--blocks")?;
+        tracing::info!(
+            blocks = %config.url(),
+            endpoint = %config.endpoint_url(),
+            "snapshots' blocks and manifests are kept in S3"
+        );
+        Ok(Some(config))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Create an account and print {"AccountId","AccessKeyId","SecretAccessKey"} as JSON.
@@ -336,6 +377,8 @@ pub enum StoreCommand {
         #[command(flatten)]
         catalog: CatalogArg,
         #[command(flatten)]
+        s3: S3Args,
+        #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -347,18 +390,23 @@ pub enum StoreCommand {
         #[command(flatten)]
         data: DataDirArg,
         #[command(flatten)]
+        s3: S3Args,
+        #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Free blocks nothing references. Refused while a server owns the data directory
-    /// (the server collects garbage itself, see `serve --gc-interval`).
+    /// (the server collects garbage itself, see `serve --gc-interval`). With --blocks, run
+    /// it only while no server uses the bucket.
     Gc {
         #[command(flatten)]
         data: DataDirArg,
         #[command(flatten)]
         catalog: CatalogArg,
+        #[command(flatten)]
+        s3: S3Args,
         #[command(flatten)]
         region: RegionArg,
         /// Print JSON instead of text.

@@ -37,7 +37,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
     let mut data = DataDir::open(&args.data.data_dir, true)?;
-    if let Some(config) = s3_config(&args.s3)? {
+    if let Some(config) = args.s3.config()? {
         data = data.with_s3_objects(config);
     }
     let _owner = data.lock_exclusive()?;
@@ -108,44 +108,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     elb.shutdown();
     cloud.shutdown();
     result
-}
-
-/// The S3 bucket of `--blocks`, configured from the options over the environment.
-fn s3_config(args: &crate::cli::S3Args) -> anyhow::Result<Option<objstore::S3Config>> {
-    let Some(url) = &args.blocks else {
-        return Ok(None);
-    };
-    let mut config = objstore::S3Config::from_url(url)
-        .context("--blocks")?
-        .with_env();
-    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
-    if let Some(endpoint) = given(&args.s3_endpoint) {
-        config.endpoint = Some(endpoint);
-    }
-    if let Some(region) = given(&args.s3_region) {
-        config.region = region;
-    }
-    match (
-        given(&args.s3_access_key_id),
-        given(&args.s3_secret_access_key),
-    ) {
-        (Some(id), Some(secret)) => {
-            config.credentials = Some(objstore::S3Credentials {
-                access_key_id: id,
-                secret_access_key: secret,
-                session_token: None,
-            });
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("--s3-access-key-id and --s3-secret-access-key go together"),
-    }
-    config.validate().context("--blocks")?;
-    tracing::info!(
-        blocks = %config.url(),
-        endpoint = %config.endpoint_url(),
-        "snapshots' blocks and manifests are kept in S3"
-    );
-    Ok(Some(config))
 }
 
 /// Checks the public address pool: a loopback CIDR.

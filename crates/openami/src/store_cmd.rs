@@ -7,11 +7,19 @@ use serde_json::json;
 
 use engine::{DataDir, RegionStorage};
 
-use crate::cli::{RegionArg, StoreCommand};
+use crate::cli::{RegionArg, S3Args, StoreCommand};
 
-/// The regions a store command works on.
-fn regions(data_dir: &std::path::Path, region: &RegionArg) -> anyhow::Result<Vec<RegionStorage>> {
-    let dir = DataDir::open(data_dir, false)?;
+/// The regions a store command works on (their objects in the S3 bucket of `--blocks`,
+/// if given, as `serve` keeps them).
+fn regions(
+    data_dir: &std::path::Path,
+    region: &RegionArg,
+    s3: &S3Args,
+) -> anyhow::Result<Vec<RegionStorage>> {
+    let mut dir = DataDir::open(data_dir, false)?;
+    if let Some(config) = s3.config()? {
+        dir = dir.with_s3_objects(config);
+    }
     let names = match &region.region {
         Some(name) => vec![name.clone()],
         None => dir.existing_regions()?,
@@ -29,20 +37,26 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             region,
             json,
             catalog,
+            s3,
         } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             // Blocks of EBS direct uploads in progress are recorded in the catalog.
             let catalog = catalog.open(&dir)?;
-            for r in regions(&data.data_dir, &region)? {
+            for r in regions(&data.data_dir, &region, &s3)? {
                 let s = engine::ebs::stats_with_uploads(&catalog, &r.store)
                     .context("computing statistics")?;
                 print_stats(&r.name, &s, json);
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Scrub { data, region, json } => {
+        StoreCommand::Scrub {
+            data,
+            region,
+            json,
+            s3,
+        } => {
             let mut clean = true;
-            for r in regions(&data.data_dir, &region)? {
+            for r in regions(&data.data_dir, &region, &s3)? {
                 let report = r.store.scrub().context("scrubbing")?;
                 clean &= report.is_clean();
                 print_scrub(&r.name, &report, json);
@@ -58,6 +72,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             region,
             json,
             catalog,
+            s3,
         } => {
             let dir = DataDir::open(&data.data_dir, false)?;
             let _owner = dir.lock_exclusive()?;
@@ -65,7 +80,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             // one the server uses: with a PostgreSQL catalog, pass it here too, or the
             // blocks of uploads in progress are not known to be in use).
             let catalog = catalog.open(&dir)?;
-            for r in regions(&data.data_dir, &region)? {
+            for r in regions(&data.data_dir, &region, &s3)? {
                 let report = engine::ebs::gc_with_uploads(&catalog, &r.store)
                     .context("collecting garbage")?;
                 print_gc(&r.name, &report, json);
