@@ -175,6 +175,19 @@ def test_two_nodes_share_the_catalog_and_see_each_others_changes(cluster):
     eventually(b_sees_tag)
 
 
+def test_store_gc_wants_the_catalog_the_server_used(cluster, tmp_path):
+    pg, _, _ = cluster
+    data = tmp_path / "data"
+    srv = Server(data, extra_args=["--catalog", pg.url])
+    assert srv.stop() == 0
+    # The data directory's own (empty) catalog knows nothing of the uploads in progress
+    # recorded in PostgreSQL: gc refuses it.
+    out = run("store", "gc", "--data-dir", str(data))
+    assert out.returncode != 0 and "--catalog" in out.stderr, out.stderr
+    out = run("store", "gc", "--data-dir", str(data), "--catalog", pg.url)
+    assert out.returncode == 0, out.stderr
+
+
 def test_a_catalog_outage_is_service_unavailable_and_service_resumes(cluster):
     pg, (a, b), base = cluster
     out = run("account", "create", "bob", "--data-dir", str(base / "cli"),

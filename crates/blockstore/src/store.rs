@@ -50,9 +50,17 @@ fn hold_key(snapshot: &ResourceId, holder: &ResourceId) -> Result<ObjectKey, Blo
     key(format!("{HOLDS_PREFIX}{snapshot}/{holder}"))
 }
 
-/// Parses the hash out of a `blocks/hh/<hex>` key.
+/// Parses the hash out of a `blocks/hh/<hex>` key; any other key (say, objects of another
+/// store under a longer prefix of a shared bucket) is no block of this store.
 pub(crate) fn hash_of_block_key(key: &ObjectKey) -> Option<BlockHash> {
-    key.as_str().rsplit('/').next()?.parse().ok()
+    let hash: BlockHash = key
+        .as_str()
+        .strip_prefix(BLOCKS_PREFIX)?
+        .split_once('/')
+        .and_then(|(dir, hex)| (hex.get(..2) == Some(dir)).then_some(hex))?
+        .parse()
+        .ok()?;
+    (block_key(&hash).ok()?.as_str() == key.as_str()).then_some(hash)
 }
 
 /// Deduplicated, content-addressed block storage plus snapshot manifests.
@@ -449,5 +457,31 @@ impl WriteSession {
 impl Drop for WriteSession {
     fn drop(&mut self) {
         lock(&self.store.pins).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_this_stores_block_keys_name_blocks() {
+        let hash = BlockHash::of(b"block");
+        let hex = hash.to_hex();
+        let own = block_key(&hash).unwrap();
+        assert_eq!(hash_of_block_key(&own), Some(hash));
+        for other in [
+            // Another store's blocks under a longer prefix of a shared bucket.
+            format!("blocks/regions/us-east-1/blocks/{}/{hex}", &hex[..2]),
+            format!("blocks/x/{hex}"),
+            format!("blocks/{hex}"),
+            format!("blocks/{}/{hex}/y", &hex[..2]),
+            format!("snapshots/{}/{hex}", &hex[..2]),
+        ] {
+            let key = ObjectKey::new(other.clone()).unwrap();
+            assert_eq!(hash_of_block_key(&key), None, "{other}");
+        }
     }
 }

@@ -206,7 +206,7 @@ impl Catalog {
     pub fn open_url(location: &str) -> Result<Self, CatalogError> {
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             Self::open_postgres(location)
-        } else if location.contains("://") {
+        } else if location.contains("://") || location.contains('=') {
             Err(CatalogError::BadLocation(format!(
                 "{}: only postgres:// URLs and file paths are catalogs",
                 redact(location)
@@ -439,21 +439,48 @@ impl Catalog {
     }
 }
 
-/// `location` with any password replaced by `***` (for messages and logs).
+/// `location` fit for messages and logs: a file path as it is; a URL or connection
+/// string as scheme, user, hosts, ports and database only (never a password, whether in
+/// the authority, in `?password=` or in `password=`).
 pub fn redact(location: &str) -> String {
-    let Some(scheme_end) = location.find("://") else {
+    let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
+    if !is_url && !location.contains('=') {
+        if location.contains("://") {
+            // Another scheme (refused): show the scheme only.
+            return location
+                .split_once("://")
+                .map_or_else(String::new, |(scheme, _)| format!("{scheme}://…"));
+        }
         return location.to_string();
-    };
-    let rest = &location[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &location[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => location.to_string(),
+    }
+    match location.parse::<postgres::Config>() {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+            format!(
+                "postgres://{}{}@{}{}/{}",
+                config.get_user().unwrap_or(""),
+                if config.get_password().is_some() {
+                    ":***"
+                } else {
+                    ""
+                },
+                hosts.join(","),
+                if ports.is_empty() {
+                    String::new()
+                } else {
+                    format!(":{}", ports.join(","))
+                },
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(an unreadable PostgreSQL connection string)".to_string(),
     }
 }

@@ -449,6 +449,12 @@ pub(crate) fn wizard_gate(
     region: &str,
     body: &Bytes,
 ) -> Result<(Signed, Result<Fields, Ec2Error>), Refused> {
+    if app.signed(headers).is_none() {
+        // Refused (and audited) before a byte of the body is parsed.
+        return Err(post_gate(app, headers, Some(region), &Bytes::new())
+            .err()
+            .unwrap_or_else(|| Box::new(crate::forbidden("You are not signed in."))));
+    }
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

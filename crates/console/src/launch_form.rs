@@ -38,12 +38,13 @@ pub(crate) struct Fields {
     files: Vec<(String, Vec<u8>)>,
 }
 
+/// The longest multipart boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
+/// Where `needle` next occurs in `haystack` from `from` (linear time: the body and the
+/// boundary are untrusted).
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    memchr::memmem::find(haystack.get(from..)?, needle).map(|p| p + from)
 }
 
 fn bad_form(why: &str) -> Ec2Error {
@@ -71,6 +72,11 @@ impl Fields {
             let boundary = header_param(content_type, "boundary")
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| bad_form("no multipart boundary"))?;
+            if boundary.len() > MAX_BOUNDARY {
+                return Err(bad_form(
+                    "the multipart boundary is longer than 70 characters",
+                ));
+            }
             Fields::multipart(&boundary, body)
         } else {
             Ok(Fields {

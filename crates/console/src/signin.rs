@@ -222,7 +222,7 @@ pub(crate) async fn signin(
         ..Outcome::default()
     };
     if let Err(locked) = app.throttle.attempt(&claim.subject, client, Instant::now()) {
-        tracing::info!(subject = %claim.subject, client = ?client, "console sign-in throttled");
+        tracing::info!(subject = %claim.loggable(), client = ?client, "console sign-in throttled");
         tokio::time::sleep(FAILED_SIGNIN_DELAY).await;
         let mut outcome = outcome;
         outcome.error = Some(("Throttling".into(), 429));
@@ -251,7 +251,7 @@ pub(crate) async fn signin(
     let account = match checked {
         Ok(Some(account)) => account,
         Ok(None) => {
-            tracing::info!(subject = %claim.subject, "console sign-in refused");
+            tracing::info!(subject = %claim.loggable(), "console sign-in refused");
             // Each wrong guess costs the guesser a second (connections are limited).
             tokio::time::sleep(FAILED_SIGNIN_DELAY).await;
             let mut outcome = outcome;
@@ -348,7 +348,24 @@ fn resolve(cloud: &engine::Cloud, typed: &str) -> engine::Ec2Result<Option<Strin
 /// True for what an access key id looks like (recorded in the audit log; anything else a
 /// sign-in claimed is not, as it may be a secret typed in the wrong field).
 fn looks_like_key(k: &str) -> bool {
-    (16..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric())
+    // AWS's shape (`AKIA`/`ASIA` + 16 upper-case letters and digits), which openami's keys
+    // have. A 40-character secret has lower-case letters, so it never passes.
+    k.len() == 20
+        && (k.starts_with("AKIA") || k.starts_with("ASIA"))
+        && k.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+impl Claim {
+    /// What the server log may say of the claim: a known account or a key-shaped id;
+    /// anything else may be a secret or password typed into the wrong field.
+    fn loggable(&self) -> &str {
+        match (&self.account_id, &self.key_id) {
+            (Some(_), _) => &self.subject,
+            (None, Some(k)) if looks_like_key(k) => &self.subject,
+            _ => "(unrecognised)",
+        }
+    }
 }
 
 /// The account whose console password `given` is, if it is: the verification runs (on a

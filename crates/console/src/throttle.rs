@@ -227,8 +227,10 @@ impl Throttle {
     }
 }
 
-/// Frees one place in a full table: expired entries first, then the least recently active
-/// unlocked entry, else the least recently active one.
+/// Frees one place in a full table: expired entries first, then the unlocked entry with
+/// the fewest failures (the least recently active of those), else the least recently
+/// active one. Fewest failures first, so that flooding the table with one-guess entries
+/// cannot push out an account that is close to being locked.
 fn make_room(table: &mut HashMap<Key, Entry>, l: Limits, now: Instant) {
     if table.len() < l.capacity.max(2) {
         return;
@@ -242,7 +244,7 @@ fn make_room(table: &mut HashMap<Key, Entry>, l: Limits, now: Instant) {
     }
     let victim = table
         .iter()
-        .min_by_key(|(_, e)| (e.locked_until.is_some(), e.last_active()))
+        .min_by_key(|(_, e)| (e.locked_until.is_some(), e.failures.len(), e.last_active()))
         .map(|(k, _)| *k);
     if let Some(k) = victim {
         table.remove(&k);
@@ -399,6 +401,30 @@ mod tests {
         // Expired entries go first.
         assert!(t.attempt("name:late", None, t0 + 40 * MIN).is_ok());
         assert!(t.len() <= 2, "{}", t.len());
+    }
+
+    #[test]
+    fn a_flood_of_single_guesses_cannot_evict_a_nearly_locked_subject() {
+        let limits = Limits {
+            capacity: 100,
+            ..Limits::default()
+        };
+        let t = Throttle::new(limits);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            t.attempt("name:target", None, t0).unwrap();
+        }
+        for i in 0..1000u32 {
+            t.attempt(
+                &format!("name:flood{i}"),
+                None,
+                t0 + Duration::from_millis(i.into()),
+            )
+            .unwrap();
+        }
+        // The fifth guess still counts on top of the first four: the next is refused.
+        t.attempt("name:target", None, t0 + MIN).unwrap();
+        assert!(t.attempt("name:target", None, t0 + MIN).is_err());
     }
 
     #[test]

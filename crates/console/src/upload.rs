@@ -21,7 +21,6 @@
 //! blocks it does not store as zeros), for snapshots the account may create volumes from
 //! (its own, or shared with it); others are 404 and nothing is sent.
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -34,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use engine::transfers::StagedUpload;
 use engine::{Cloud, Ec2Error, Ec2Result};
 use maud::{Markup, html};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::audit::Outcome;
@@ -105,36 +105,38 @@ fn bad(message: impl Into<String>) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, message.into())
 }
 
-/// A staging file being written: chunks go through a bounded channel to a blocking
-/// writer thread, so the request's task never blocks on the disk and at most a few
-/// chunks are in memory.
+/// A staging file being written: each chunk is written as it arrives (tokio's file, so
+/// no thread is held while the browser is slow to send), at most one chunk in memory.
 pub(crate) struct Staging {
     cloud: Arc<Cloud>,
     name: String,
     written: u64,
     max: u64,
-    tx: Option<mpsc::Sender<Bytes>>,
-    writer: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    file: Option<tokio::fs::File>,
+}
+
+/// A write error of the staging file as the client sees it.
+fn staging_error(e: std::io::Error) -> Ec2Error {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) {
+        Ec2Error::out_of_storage("upload staging file", e)
+    } else {
+        Ec2Error::internal("upload staging file", e)
+    }
 }
 
 impl Staging {
     /// A new staging file that takes at most `max` bytes.
     pub(crate) fn create(cloud: &Arc<Cloud>, max: u64) -> Ec2Result<Staging> {
-        let (name, mut file) = cloud.create_staging_file()?;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-        let writer = tokio::task::spawn_blocking(move || {
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-            }
-            file.sync_all()
-        });
+        let (name, file) = cloud.create_staging_file()?;
         Ok(Staging {
             cloud: Arc::clone(cloud),
             name,
             written: 0,
             max,
-            tx: Some(tx),
-            writer: Some(writer),
+            file: Some(tokio::fs::File::from_std(file)),
         })
     }
 
@@ -152,47 +154,21 @@ impl Staging {
             e.status = 413;
             return Err(e);
         }
-        let sent = match &self.tx {
-            Some(tx) => tx.send(chunk).await.is_ok(),
-            None => false,
+        let Some(file) = self.file.as_mut() else {
+            return Err(Ec2Error::internal("upload staging file", "already closed"));
         };
-        if sent {
-            Ok(())
-        } else {
-            // The writer stopped: its error is reported by finish.
-            Err(self.finish_error().await)
-        }
+        file.write_all(&chunk).await.map_err(staging_error)
     }
 
-    async fn finish_error(&mut self) -> Ec2Error {
-        match self.close().await {
-            Err(e) => e,
-            Ok(()) => Ec2Error::internal("upload staging file", "the writer stopped"),
-        }
-    }
-
-    async fn close(&mut self) -> Ec2Result<()> {
-        self.tx = None;
-        let Some(writer) = self.writer.take() else {
-            return Ok(());
-        };
-        match writer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if e.raw_os_error() == Some(28) => Err(Ec2Error::client(
-                "InsufficientStorage",
-                "The server has no space left for the upload.",
-            )),
-            Ok(Err(e)) => Err(Ec2Error::internal("upload staging file", e)),
-            Err(e) => Err(Ec2Error::internal("upload staging file", e)),
-        }
-    }
-
-    /// Closes the file: (its name, its size).
+    /// Closes the file, durably: (its name, its size).
     pub(crate) async fn finish(mut self) -> Ec2Result<(String, u64)> {
-        match self.close().await {
-            Ok(()) => Ok((std::mem::take(&mut self.name), self.written)),
-            Err(e) => Err(e),
-        }
+        let Some(mut file) = self.file.take() else {
+            return Err(Ec2Error::internal("upload staging file", "already closed"));
+        };
+        file.flush().await.map_err(staging_error)?;
+        file.sync_all().await.map_err(staging_error)?;
+        drop(file);
+        Ok((std::mem::take(&mut self.name), self.written))
     }
 }
 
@@ -200,18 +176,10 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.name.is_empty() {
-            self.tx = None;
-            let (cloud, name) = (Arc::clone(&self.cloud), std::mem::take(&mut self.name));
-            match (self.writer.take(), tokio::runtime::Handle::try_current()) {
-                // After the writer has let go of the file.
-                (Some(writer), Ok(runtime)) => {
-                    runtime.spawn(async move {
-                        let _ = writer.await;
-                        cloud.discard_staging_file(&name);
-                    });
-                }
-                _ => cloud.discard_staging_file(&name),
-            }
+            // Unlinking an open file is fine on Unix; the handle closes when dropped.
+            self.file = None;
+            self.cloud
+                .discard_staging_file(&std::mem::take(&mut self.name));
         }
     }
 }
@@ -409,20 +377,24 @@ pub(crate) async fn submit(
         };
         let task =
             crate::blocking(move || cloud.import_staged(&caller, request, up.as_image)).await?;
-        Ok(format!(
-            "Uploaded {file_name} ({bytes} bytes); {} imports it.",
-            task.id
+        Ok((
+            format!(
+                "Uploaded {file_name} ({bytes} bytes); {} imports it.",
+                task.id
+            ),
+            task.id,
         ))
     }
     .await;
     match outcome {
-        Ok(message) => {
+        Ok((message, task_id)) => {
             tracing::info!(account = %signed.session.account_id, outcome = %message, "console upload");
+            // The task's id only: the message also holds the browser's file name.
             let audited = Outcome {
                 action: Some(action),
                 ..Outcome::default()
             }
-            .with_ids_in(&message);
+            .with_ids_in(&task_id);
             app.sessions.flash(&signed.token, Flash::Done, message);
             audited.attach(match via {
                 Via::Form => redirect(&tasks),
@@ -503,15 +475,20 @@ pub(crate) async fn download(
     tracing::info!(account = %signed.session.account_id, snapshot = %id, bytes = image.size(), "console download");
     let size = image.size();
     let (tx, rx) = mpsc::channel(4);
-    tokio::task::spawn_blocking(move || {
+    let image = Arc::new(image);
+    // One short blocking task per block read; waiting for a slow browser holds no thread.
+    tokio::spawn(async move {
         for index in 0..image.blocks() {
-            let chunk = image
-                .block(index)
-                .map(Bytes::from)
-                .map_err(|e| std::io::Error::other(words(&e)));
+            let reader = Arc::clone(&image);
+            let chunk = match tokio::task::spawn_blocking(move || reader.block(index)).await {
+                Ok(read) => read
+                    .map(Bytes::from)
+                    .map_err(|e| std::io::Error::other(words(&e))),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
             let failed = chunk.is_err();
             // A closed channel: the browser went away.
-            if tx.blocking_send(chunk).is_err() || failed {
+            if tx.send(chunk).await.is_err() || failed {
                 return;
             }
         }

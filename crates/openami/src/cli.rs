@@ -64,11 +64,47 @@ pub struct DataDirArg {
 pub struct CatalogArg {
     /// The catalog: a `postgres://USER[:PASSWORD]@HOST:PORT/DB` URL (a catalog several
     /// nodes share) or a SQLite file (default: `catalog.db` in the data directory).
-    #[arg(long, env = "OPENAMI_CATALOG", value_name = "PATH|URL")]
+    #[arg(
+        long,
+        env = "OPENAMI_CATALOG",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
     pub catalog: Option<String>,
 }
 
+/// The file in the data directory that says which kind of catalog its server uses.
+const CATALOG_KIND_FILE: &str = "catalog-kind";
+
 impl CatalogArg {
+    fn kind(&self) -> &'static str {
+        if self.catalog.is_some() {
+            "external"
+        } else {
+            "data-dir"
+        }
+    }
+
+    /// Records (for the operator commands) whether the server of `dir` uses the data
+    /// directory's catalog or one given with --catalog.
+    pub fn remember(&self, dir: &engine::DataDir) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let path = dir.root().join(CATALOG_KIND_FILE);
+        std::fs::write(&path, self.kind()).context("recording the catalog's kind")
+    }
+
+    /// Refuses to work on the data directory's own catalog when its server uses another
+    /// one (--catalog), since blocks of uploads in progress are recorded there.
+    pub fn check_same_as_server(&self, dir: &engine::DataDir) -> anyhow::Result<()> {
+        let recorded = std::fs::read_to_string(dir.root().join(CATALOG_KIND_FILE));
+        if matches!(recorded.as_deref(), Ok("external")) && self.catalog.is_none() {
+            anyhow::bail!(
+                "the server of this data directory uses the catalog given with --catalog: pass the same --catalog (or OPENAMI_CATALOG)"
+            );
+        }
+        Ok(())
+    }
+
     /// Opens (and migrates) the catalog: `--catalog`, else the data directory's.
     pub fn open(&self, dir: &engine::DataDir) -> anyhow::Result<engine::Catalog> {
         use anyhow::Context;

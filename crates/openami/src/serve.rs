@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         data = data.with_s3_objects(config);
     }
     let _owner = data.lock_exclusive()?;
+    args.catalog.remember(&data)?;
     for region in &args.regions {
         // Opening a region probes an S3 object store: an unusable one stops the start here.
         let Some(local) = data.region(region)?.local_objects else {

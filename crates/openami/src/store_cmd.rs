@@ -75,6 +75,9 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             s3,
         } => {
             let dir = DataDir::open(&data.data_dir, false)?;
+            // Uploads in progress are recorded in the catalog the server uses; GC against
+            // another catalog would free their blocks.
+            catalog.check_same_as_server(&dir)?;
             let _owner = dir.lock_exclusive()?;
             // Blocks of EBS direct uploads in progress are recorded in the catalog (the
             // one the server uses: with a PostgreSQL catalog, pass it here too, or the

@@ -44,7 +44,7 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -66,6 +66,15 @@ const CHANNEL: &str = "openami_catalog";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle longer than this is checked (one round trip) before it is used.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
+/// Unacknowledged data older than this closes the connection (a partitioned server).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle time before TCP keepalive probes start (the listener's connection is mostly idle).
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// Server-side limits of every connection (unless the URL sets `options`).
+const SESSION_OPTIONS: &str =
+    "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000";
+/// The longest a caller waits for its job's answer (the statement timeout plus margin).
+const CALL_TIMEOUT: Duration = Duration::from_secs(75);
 /// How often the listener looks whether its catalog was dropped.
 const LISTEN_POLL: Duration = Duration::from_millis(250);
 
@@ -236,6 +245,15 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("openami");
         }
+        // Bounded waits once connected: a dead peer is noticed (keepalives, unacknowledged
+        // data), a statement or an idle transaction cannot hold a worker forever.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        config.keepalives_idle(KEEPALIVES_IDLE);
+        if config.get_options().is_none() {
+            config.options(SESSION_OPTIONS);
+        }
         let shared = Arc::new(Shared {
             config,
             location,
@@ -292,9 +310,17 @@ impl Postgres {
                 return Err(CatalogError::Unavailable("catalog workers stopped".into()));
             }
         }
-        reply_rx
-            .recv()
-            .map_err(|_| CatalogError::Unavailable("a catalog worker failed".into()))?
+        match reply_rx.recv_timeout(CALL_TIMEOUT) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(CatalogError::Unavailable(format!(
+                "{}: no answer within {} s",
+                self.shared.location,
+                CALL_TIMEOUT.as_secs()
+            ))),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(CatalogError::Unavailable("a catalog worker failed".into()))
+            }
+        }
     }
 
     /// See [`crate::Catalog::data_version`].

@@ -82,7 +82,7 @@ impl Postgres {
         self.call(|c| {
             let rows = c
                 .query(
-                    "SELECT account_id, name FROM accounts ORDER BY account_id",
+                    "SELECT account_id, name FROM accounts ORDER BY account_id COLLATE \"C\"",
                     &[],
                 )
                 .map_err(classify)?;
@@ -122,7 +122,7 @@ impl Postgres {
             pairs(
                 c.query(
                     "SELECT access_key_id, secret FROM access_keys WHERE account_id = $1 \
-                     ORDER BY created_at_ms, access_key_id",
+                     ORDER BY created_at_ms, access_key_id COLLATE \"C\"",
                     &[&account],
                 )
                 .map_err(classify)?,
@@ -201,7 +201,7 @@ impl Postgres {
         self.call(move |c| {
             c.query(
                 &format!(
-                    "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND region = $2 ORDER BY id"
+                    "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND region = $2 ORDER BY id COLLATE \"C\""
                 ),
                 &[&kind, &region],
             )
@@ -216,7 +216,7 @@ impl Postgres {
         let kind = kind.to_owned();
         self.call(move |c| {
             c.query(
-                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 ORDER BY id"),
+                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 ORDER BY id COLLATE \"C\""),
                 &[&kind],
             )
             .map_err(classify)?
@@ -296,7 +296,7 @@ impl Postgres {
         self.call(|c| {
             let rows = c
                 .query(
-                    "SELECT resource_id, key, value FROM tags ORDER BY resource_id, key",
+                    "SELECT resource_id, key, value FROM tags ORDER BY resource_id COLLATE \"C\", key COLLATE \"C\"",
                     &[],
                 )
                 .map_err(classify)?;
@@ -315,7 +315,7 @@ impl Postgres {
         self.call(move |c| {
             pairs(
                 c.query(
-                    "SELECT key, value FROM tags WHERE resource_id = $1 ORDER BY key",
+                    "SELECT key, value FROM tags WHERE resource_id = $1 ORDER BY key COLLATE \"C\"",
                     &[&id],
                 )
                 .map_err(classify)?,
@@ -386,7 +386,7 @@ impl Postgres {
             let rows = c
                 .query(
                     "SELECT resource_id, grantee FROM permissions WHERE attribute = $1 \
-                     ORDER BY resource_id, grantee",
+                     ORDER BY resource_id COLLATE \"C\", grantee COLLATE \"C\"",
                     &[&attribute],
                 )
                 .map_err(classify)?;
@@ -408,7 +408,7 @@ impl Postgres {
             strings(
                 c.query(
                     "SELECT grantee FROM permissions WHERE resource_id = $1 AND attribute = $2 \
-                     ORDER BY grantee",
+                     ORDER BY grantee COLLATE \"C\"",
                     &[&id, &attribute],
                 )
                 .map_err(classify)?,
@@ -615,7 +615,7 @@ impl Postgres {
                  AND left(p.name, char_length($3::text)) = $3::text \
                  AND p.version = (SELECT MAX(q.version) FROM ssm_parameters q \
                      WHERE q.region = p.region AND q.owner = p.owner AND q.name = p.name) \
-                 ORDER BY p.name",
+                 ORDER BY p.name COLLATE \"C\"",
                 &[&region, &owner, &prefix],
             )
             .map_err(classify)?

@@ -42,11 +42,31 @@ fn open_url_takes_a_path_and_refuses_other_schemes() {
 #[test]
 fn passwords_are_redacted() {
     assert_eq!(
-        crate::redact("postgres://u:pw@h:5432/db?x=1"),
-        "postgres://u:***@h:5432/db?x=1"
+        crate::redact("postgres://u:pw@h:5432/db?connect_timeout=3"),
+        "postgres://u:***@h:5432/db"
     );
-    assert_eq!(crate::redact("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(crate::redact("postgres://u@h/db"), "postgres://u@h:5432/db");
+    // A password anywhere: after a '/' in the authority, as a parameter, in key=value form.
+    for secret in [
+        "postgres://u:p%2Fw%3Fx@h/db",
+        "postgres://u@h/db?password=s3cr3t",
+        "host=h user=u password=s3cr3t dbname=db",
+    ] {
+        let shown = crate::redact(secret);
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("p%2Fw"),
+            "{shown}"
+        );
+        assert!(shown.contains(":***@"), "{shown}");
+    }
+    assert!(!crate::redact("postgres://u:pw@h/db?bogus=pw").contains("pw"));
     assert_eq!(crate::redact("/var/lib/x.db"), "/var/lib/x.db");
+    assert_eq!(crate::redact("mysql://u:pw@h/db"), "mysql://…");
+    // key=value strings are no file names.
+    assert!(matches!(
+        crate::Catalog::open_url("host=h password=pw"),
+        Err(crate::CatalogError::BadLocation(m)) if !m.contains("pw")
+    ));
 }
 
 #[test]
