@@ -676,7 +676,23 @@ impl Cloud {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        session.reference_blocks(&hashes)?;
+        if let Err(e) = session.reference_blocks(&hashes) {
+            // The parent's blocks are pinned only now: if the parent was deleted (and its
+            // blocks collected) since its manifest was read above, this upload can never
+            // complete — the same answer as when the deletion came earlier.
+            if matches!(e, blockstore::BlockStoreError::MissingBlock { .. })
+                && let Some(parent) = &upload.parent
+                && let Err(gone) = self.readable_manifest(caller, parent)
+                && gone.kind == "ResourceNotFoundException"
+            {
+                self.fail_upload(
+                    id,
+                    "The parent snapshot was deleted before CompleteSnapshot",
+                )?;
+                return Err(gone);
+            }
+            return Err(e.into());
+        }
         let manifest = Manifest::new(
             rid(id)?,
             upload.parent.as_deref().map(rid).transpose()?,
