@@ -13,8 +13,6 @@
 //! case-insensitive) or the newest-first order needs every match: the engine filters
 //! first, the console searches and sorts what is left and cuts a page by offset.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
@@ -23,7 +21,7 @@ use engine::query::{Filter, Page};
 use maud::{Markup, html};
 
 use crate::layout::{self, Frame};
-use crate::{AppState, Form, blocking, gate, html, when};
+use crate::{AppState, Form, gate, html, when};
 
 /// Images per page.
 pub(crate) const PAGE: usize = 50;
@@ -265,11 +263,12 @@ pub(crate) async fn page(
         Err(r) => return *r,
     };
     let q = Query::parse(uri.query().unwrap_or(""));
-    let caller = signed.caller(&region);
     let results = {
-        let app = Arc::clone(&app);
         let q = q.clone();
-        blocking(move || run(&app.cloud, &caller, &q)).await
+        crate::call_as(&app, &signed, &region, move |cloud, caller| {
+            run(cloud, caller, &q)
+        })
+        .await
     };
     let frame = Frame::new(&app, &signed, &region, "/images");
     let body = html! {

@@ -384,11 +384,12 @@ pub(crate) async fn act(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let caller = signed.caller(&region);
     let outcome = {
-        let app = Arc::clone(&app);
         let id = id.clone();
-        blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
+        crate::call_as(&app, &signed, &region, move |cloud, caller| {
+            run(cloud, caller, &id, &action, &form)
+        })
+        .await
     };
     after(
         &app,

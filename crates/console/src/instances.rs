@@ -133,11 +133,12 @@ pub(crate) async fn page(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let caller = signed.caller(&region);
     let found = {
-        let app = Arc::clone(&app);
         let id = id.clone();
-        blocking(move || one(&app.cloud, &caller, &id)).await
+        crate::call_as(&app, &signed, &region, move |cloud, caller| {
+            one(cloud, caller, &id)
+        })
+        .await
     };
     let frame = Frame::new(&app, &signed, &region, "/instances");
     let body = match &found {
@@ -244,11 +245,12 @@ pub(crate) async fn act(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let caller = signed.caller(&region);
     let outcome = {
-        let app = Arc::clone(&app);
         let id = id.clone();
-        blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
+        crate::call_as(&app, &signed, &region, move |cloud, caller| {
+            run(cloud, caller, &id, &action, &form)
+        })
+        .await
     };
     after(
         &app,
@@ -269,11 +271,10 @@ pub(crate) async fn screenshot(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let caller = signed.caller(&region);
-    let png = {
-        let app = Arc::clone(&app);
-        blocking(move || app.cloud.console_screenshot(&caller, &id)).await
-    };
+    let png = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        cloud.console_screenshot(caller, &id)
+    })
+    .await;
     match png {
         Ok(bytes) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
         Err(e) => (

@@ -231,11 +231,10 @@ pub(crate) async fn page(
     let image = crate::Form::parse(uri.query().unwrap_or("").as_bytes())
         .get("image")
         .to_string();
-    let caller = signed.caller(&region);
-    let found = {
-        let app = Arc::clone(&app);
-        blocking(move || choices(&app.cloud, &caller)).await
-    };
+    let found = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        choices(cloud, caller)
+    })
+    .await;
     let frame = Frame::new(&app, &signed, &region, "/launch");
     let body = html! {
         h1 { "Launch an instance" }

@@ -423,6 +423,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Ec2Error::internal("console request", e)))
 }
 
+/// Runs `work` (engine calls) on a blocking thread as the signed-in account in `region`.
+pub(crate) async fn call_as<T: Send + 'static>(
+    app: &Arc<App>,
+    signed: &Signed,
+    region: &str,
+    work: impl FnOnce(&Arc<Cloud>, &Caller) -> Ec2Result<T> + Send + 'static,
+) -> Ec2Result<T> {
+    let (app, caller) = (Arc::clone(app), signed.caller(region));
+    blocking(move || work(&app.cloud, &caller)).await
+}
+
 /// An engine error in words, as pages show it.
 pub(crate) fn words(e: &Ec2Error) -> String {
     format!("{}: {}", e.code, e.message)

@@ -164,11 +164,10 @@ pub(crate) async fn create_volume(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let caller = signed.caller(&region);
-    let outcome = {
-        let app = Arc::clone(&app);
-        blocking(move || create(&app.cloud, &caller, &form)).await
-    };
+    let outcome = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        create(cloud, caller, &form)
+    })
+    .await;
     after(
         &app,
         &signed,

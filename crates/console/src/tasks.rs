@@ -86,11 +86,10 @@ pub(crate) async fn page(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let caller = signed.caller(&region);
-    let found = {
-        let app = Arc::clone(&app);
-        blocking(move || tasks(&app.cloud, &caller)).await
-    };
+    let found = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        tasks(cloud, caller)
+    })
+    .await;
     let frame = Frame::new(&app, &signed, &region, "/tasks");
     let csrf = &signed.session.csrf;
     let body = html! {

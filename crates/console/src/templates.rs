@@ -106,11 +106,10 @@ pub(crate) async fn list(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let caller = signed.caller(&region);
-    let found = {
-        let app = Arc::clone(&app);
-        blocking(move || list_templates(&app.cloud, &caller)).await
-    };
+    let found = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        list_templates(cloud, caller)
+    })
+    .await;
     let frame = Frame::new(&app, &signed, &region, "/launch-templates");
     let body = html! {
         h1 { "Launch templates" }
@@ -240,11 +239,10 @@ pub(crate) async fn act(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let caller = signed.caller(&region);
-    let outcome = {
-        let app = Arc::clone(&app);
-        blocking(move || run(&app.cloud, &caller, &id, &action, &form)).await
-    };
+    let outcome = crate::call_as(&app, &signed, &region, move |cloud, caller| {
+        run(cloud, caller, &id, &action, &form)
+    })
+    .await;
     after(
         &app,
         &signed,
