@@ -118,7 +118,9 @@ def wait_until(client, instance_id, state, timeout=240):
         if name == state:
             return inst
         time.sleep(0.5)
-    raise AssertionError(f"{instance_id} never reached {state}: went through {seen}")
+    # Say what the guest printed: a hang at boot and a script that never ended look alike otherwise.
+    tail = console(client, instance_id)[-3000:]
+    raise AssertionError(f"{instance_id} never reached {state}: went through {seen}; console:\n{tail}")
 
 
 def terminate(client, *ids):
