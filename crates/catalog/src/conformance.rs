@@ -502,7 +502,7 @@ fn node_request_queue(c: &Catalog) {
         "complete",
         c.complete_node_request("req-none", "x", 401)
     ));
-    let done = ok("read", c.node_request("req-1")).expect("req-1 is stored");
+    let done = ok("read", c.node_request("req-1")).unwrap_or_else(|| panic!("req-1 is stored"));
     assert_eq!(
         (done.state.as_str(), done.response.as_deref(), done.done_ms),
         (state::DONE, Some("answer"), Some(400))
