@@ -97,6 +97,17 @@ impl Catalog {
         dispatch!(self.complete_node_request(id, response, now_ms))
     }
 
+    /// Answers a request only if it is still `queued` (so its node never runs it). False
+    /// if it was claimed or answered meanwhile, or does not exist.
+    pub fn cancel_node_request(
+        &self,
+        id: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        dispatch!(self.cancel_node_request(id, response, now_ms))
+    }
+
     /// The request with this id.
     pub fn node_request(&self, id: &str) -> Result<Option<NodeRequest>, CatalogError> {
         dispatch!(self.node_request(id))

@@ -129,6 +129,25 @@ impl Postgres {
         })
     }
 
+    pub(crate) fn cancel_node_request(
+        &self,
+        id: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        let (id, response) = (id.to_string(), response.to_string());
+        self.call(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE node_requests SET state = $1, response = $2, done_ms = $3 \
+                     WHERE id = $4 AND state = $5",
+                    &[&state::DONE, &response, &now_ms, &id, &state::QUEUED],
+                )
+                .map_err(classify)?;
+            Ok(n > 0)
+        })
+    }
+
     pub(crate) fn node_request(&self, id: &str) -> Result<Option<NodeRequest>, CatalogError> {
         let id = id.to_string();
         self.call(move |c| {

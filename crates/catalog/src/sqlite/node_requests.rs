@@ -107,6 +107,20 @@ impl Sqlite {
         Ok(n > 0)
     }
 
+    pub(crate) fn cancel_node_request(
+        &self,
+        id: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        let n = self.conn().execute(
+            "UPDATE node_requests SET state = ?1, response = ?2, done_ms = ?3 \
+             WHERE id = ?4 AND state = ?5",
+            params![state::DONE, response, now_ms, id, state::QUEUED],
+        )?;
+        Ok(n > 0)
+    }
+
     pub(crate) fn node_request(&self, id: &str) -> Result<Option<NodeRequest>, CatalogError> {
         Ok(self
             .conn()

@@ -607,7 +607,7 @@ impl Cloud {
     }
 
     /// True once openami has begun to stop.
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
