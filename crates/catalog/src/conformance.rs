@@ -502,6 +502,17 @@ fn node_request_queue(c: &Catalog) {
         "complete",
         c.complete_node_request("req-none", "x", 401)
     ));
+    assert!(
+        !ok("cancel", c.cancel_node_request("req-2", "cancelled", 402)),
+        "a claimed request cannot be cancelled"
+    );
+    ok("enqueue", c.enqueue_node_request("req-c", "node-c", "{}", 403));
+    assert!(ok("cancel", c.cancel_node_request("req-c", "cancelled", 404)));
+    assert!(
+        ok("claim", c.claim_node_requests("node-c", 5, 405)).is_empty(),
+        "a cancelled request is never claimed"
+    );
+    assert!(!ok("cancel", c.cancel_node_request("req-c", "again", 406)));
     let done = ok("read", c.node_request("req-1")).unwrap_or_else(|| panic!("req-1 is stored"));
     assert_eq!(
         (done.state.as_str(), done.response.as_deref(), done.done_ms),
@@ -522,8 +533,9 @@ fn node_request_queue(c: &Catalog) {
         ["req-b"],
         "another node's request stays queued"
     );
-    // Answered before 500: req-1 goes; created before 60 (a node that never came): req-b.
-    assert_eq!(ok("purge", c.purge_node_requests(500, 60)), 2);
+    // Answered before 500: req-1 and req-c go; created before 60 (a node that never
+    // came): req-b.
+    assert_eq!(ok("purge", c.purge_node_requests(500, 60)), 3);
     assert_eq!(ok("read", c.node_request("req-b")), None);
     assert!(ok("read", c.node_request("req-2")).is_some());
     assert_eq!(ok("purge", c.purge_node_requests(i64::MAX, i64::MAX)), 2);
