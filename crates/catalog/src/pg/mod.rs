@@ -54,6 +54,7 @@ use postgres::{Client, Config, NoTls};
 
 use crate::{CatalogError, redact};
 
+mod nodes;
 mod queries;
 pub(crate) mod schema;
 mod sessions;

@@ -19,6 +19,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     super::sessions::MIGRATION_6,
+    super::nodes::MIGRATION_7,
 ];
 
 const MIGRATION_1: &str = r#"

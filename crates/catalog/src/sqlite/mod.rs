@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Account, CatalogError, ResourceRow, now_ms};
 
+mod nodes;
 mod sessions;
 mod ssm;
 
@@ -22,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     sessions::MIGRATION_6,
+    nodes::MIGRATION_7,
 ];
 
 /// Console sign-in passwords (hashes), one per account at most.
