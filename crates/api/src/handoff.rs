@@ -151,9 +151,7 @@ fn target(action: &Action) -> Option<WorkTarget<'_>> {
             }
             InstanceAction::Detach { volume_id, .. } => Some(WorkTarget::Volume(volume_id)),
             InstanceAction::CreateImage(c) => Some(WorkTarget::Instances(one(&c.instance_id))),
-            InstanceAction::CreateSnapshots(c) => {
-                Some(WorkTarget::Instances(one(&c.instance_id)))
-            }
+            InstanceAction::CreateSnapshots(c) => Some(WorkTarget::Instances(one(&c.instance_id))),
             _ => None,
         },
         Action::InstanceOption(InstanceOptionAction::UefiData(id)) => {
@@ -177,7 +175,9 @@ pub(crate) fn route(cloud: &Cloud, caller: &Caller, action: &Action) -> Ec2Resul
 fn unavailable(node: &str, why: &str) -> Ec2Error {
     Ec2Error {
         code: "ServiceUnavailable".into(),
-        message: format!("The openami node {node} serving this request's availability zone {why}. Try again later."),
+        message: format!(
+            "The openami node {node} serving this request's availability zone {why}. Try again later."
+        ),
         status: 503,
     }
 }
@@ -230,7 +230,10 @@ pub(crate) fn forward(
                 // Claimed meanwhile: wait for its answer.
             }
             state::RUNNING if started.elapsed() >= QUEUED_WAIT + RUNNING_WAIT => {
-                return Err(unavailable(node, "has not finished the request in time (it may still complete)"));
+                return Err(unavailable(
+                    node,
+                    "has not finished the request in time (it may still complete)",
+                ));
             }
             _ => {}
         }
@@ -335,7 +338,11 @@ fn run_one(state: &ApiState, id: &str, body: &str) {
             crate::run_here(state, &caller, &params, &env.action)
         });
     let outcome = Outcome::of(result).encode();
-    if let Err(e) = state.cloud.catalog().complete_node_request(id, &outcome, now_ms()) {
+    if let Err(e) = state
+        .cloud
+        .catalog()
+        .complete_node_request(id, &outcome, now_ms())
+    {
         tracing::error!(request = %id, error = %e, "cannot store the answer of a node request");
     }
 }

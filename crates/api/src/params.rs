@@ -34,7 +34,10 @@ impl Params {
     /// Every parameter as a `(name, value)` pair, sorted by name (to hand the request to
     /// another node, see `handoff`).
     pub fn pairs(&self) -> Vec<(String, String)> {
-        self.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The parameters of [`pairs`](Self::pairs) again.

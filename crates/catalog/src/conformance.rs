@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::node_requests::state;
 use crate::{
-    Account, Catalog, CatalogError, ConsoleSession, NodeRequest, ResourceRow, SsmVersion, now_ms,
+    Account, Catalog, CatalogError, ConsoleSession, NodeRequest, NodeRow, ResourceRow, SsmVersion,
+    ZoneClaim, now_ms,
 };
 
 fn ok<T>(what: &str, r: Result<T, CatalogError>) -> T {
@@ -44,6 +45,7 @@ pub fn run_all(c: &Catalog) {
     console_sessions(c);
     ssm_versions(c);
     ssm_old_versions_are_forgotten(c);
+    nodes_and_zone_claims(c);
     node_request_queue(c);
 }
 
@@ -446,6 +448,136 @@ fn ssm_old_versions_are_forgotten(c: &Catalog) {
     assert_eq!(kept, [3, 4, 5]);
 }
 
+fn zones(names: &[&str]) -> Vec<String> {
+    names.iter().map(|z| z.to_string()).collect()
+}
+
+fn node(id: &str, names: &[&str], started_ms: i64, heartbeat_ms: i64) -> NodeRow {
+    NodeRow {
+        node_id: id.into(),
+        zones: zones(names),
+        started_ms,
+        heartbeat_ms,
+    }
+}
+
+fn nodes_and_zone_claims(c: &Catalog) {
+    let claimed = |taken: &[(&str, &str)]| ZoneClaim::Claimed {
+        taken_over: taken
+            .iter()
+            .map(|(z, n)| (z.to_string(), n.to_string()))
+            .collect(),
+    };
+    assert_eq!(ok("no nodes", c.nodes()), Vec::new());
+    assert_eq!(
+        ok(
+            "claim",
+            c.register_node("a", &zones(&["z1", "z2"]), 1000, 0)
+        ),
+        claimed(&[]),
+        "free zones are claimed"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 1000)]
+    );
+    assert!(ok("heartbeat", c.node_heartbeat("a", 2000)));
+    assert!(ok("old heartbeat", c.node_heartbeat("a", 1500)));
+    assert!(!ok("unknown", c.node_heartbeat("nobody", 2000)));
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 2000)],
+        "a heartbeat never moves back"
+    );
+    // Another node wants z2 while a is alive (heartbeat 2000 >= stale_before 1500).
+    assert_eq!(
+        ok(
+            "refused",
+            c.register_node("b", &zones(&["z3", "z2"]), 3000, 1500)
+        ),
+        ZoneClaim::Refused {
+            zone: "z2".into(),
+            node_id: "a".into(),
+            heartbeat_ms: 2000,
+        },
+        "a zone of a live node is refused"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 2000)],
+        "a refused claim writes nothing (not even the free zone z3)"
+    );
+    // a went quiet: b takes z2 over.
+    assert_eq!(
+        ok(
+            "take over",
+            c.register_node("b", &zones(&["z2", "z3"]), 20_000, 15_000)
+        ),
+        claimed(&[("z2", "a")]),
+        "a stale node's zone is taken over"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![
+            node("a", &["z1"], 1000, 2000),
+            node("b", &["z2", "z3"], 20_000, 20_000)
+        ]
+    );
+    // a restarts with its remaining zone; then b restarts owning only z3.
+    assert_eq!(
+        ok(
+            "restart",
+            c.register_node("a", &zones(&["z1"]), 21_000, 16_000)
+        ),
+        claimed(&[]),
+        "a node re-registers its own zones"
+    );
+    assert_eq!(
+        ok(
+            "shrink",
+            c.register_node("b", &zones(&["z3"]), 22_000, 17_000)
+        ),
+        claimed(&[])
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![
+            node("a", &["z1"], 21_000, 21_000),
+            node("b", &["z3"], 22_000, 22_000)
+        ],
+        "zones a node no longer lists are released"
+    );
+    // Concurrent claims of one free zone: exactly one wins.
+    let results: Vec<ZoneClaim> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["c", "d", "e", "f"]
+            .iter()
+            .map(|id| s.spawn(move || c.register_node(id, &zones(&["z9"]), 30_000, 25_000)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                ok(
+                    "claim",
+                    h.join().unwrap_or_else(|_| panic!("claim panicked")),
+                )
+            })
+            .collect()
+    });
+    let winners = results
+        .iter()
+        .filter(|r| matches!(r, ZoneClaim::Claimed { .. }))
+        .count();
+    assert_eq!(
+        winners, 1,
+        "one of four concurrent claims wins: {results:?}"
+    );
+    let owners: Vec<NodeRow> = ok("nodes", c.nodes())
+        .into_iter()
+        .filter(|n| n.zones.contains(&"z9".to_string()))
+        .collect();
+    assert_eq!(owners.len(), 1, "one owner of z9");
+}
+
 fn ids(requests: &[NodeRequest]) -> Vec<&str> {
     requests.iter().map(|r| r.id.as_str()).collect()
 }
@@ -506,8 +638,14 @@ fn node_request_queue(c: &Catalog) {
         !ok("cancel", c.cancel_node_request("req-2", "cancelled", 402)),
         "a claimed request cannot be cancelled"
     );
-    ok("enqueue", c.enqueue_node_request("req-c", "node-c", "{}", 403));
-    assert!(ok("cancel", c.cancel_node_request("req-c", "cancelled", 404)));
+    ok(
+        "enqueue",
+        c.enqueue_node_request("req-c", "node-c", "{}", 403),
+    );
+    assert!(ok(
+        "cancel",
+        c.cancel_node_request("req-c", "cancelled", 404)
+    ));
     assert!(
         ok("claim", c.claim_node_requests("node-c", 5, 405)).is_empty(),
         "a cancelled request is never claimed"

@@ -58,6 +58,7 @@ use postgres::{Client, Config, NoTls};
 use crate::{CatalogError, redact};
 
 mod node_requests;
+mod nodes;
 mod queries;
 pub(crate) mod schema;
 mod sessions;

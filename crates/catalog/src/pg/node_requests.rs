@@ -15,7 +15,7 @@ pub(crate) const REQUESTS_CHANNEL: &str = "openami_requests";
 
 /// Requests handed from one node to the node that owns the work; every change notifies
 /// `openami_requests` at commit.
-pub(crate) const MIGRATION_7: &str = r#"
+pub(crate) const MIGRATION_8: &str = r#"
 CREATE TABLE node_requests (
     id TEXT PRIMARY KEY,
     node_id TEXT NOT NULL,

@@ -7,7 +7,7 @@ use crate::node_requests::state;
 use crate::{CatalogError, NodeRequest};
 
 /// Requests handed from one node to the node that owns the work.
-pub(crate) const MIGRATION_7: &str = r#"
+pub(crate) const MIGRATION_8: &str = r#"
 CREATE TABLE node_requests (
     id TEXT PRIMARY KEY,
     node_id TEXT NOT NULL,
