@@ -32,6 +32,7 @@
 //! * A forwarded request is executed where it arrives, never forwarded again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use catalog::node_requests::state;
@@ -54,8 +55,8 @@ pub const RUNNING_WAIT: Duration = Duration::from_secs(300);
 pub const KEEP_ANSWERED: i64 = 3_600_000;
 /// Requests of any state older than this (ms) are purged (a node that never came back).
 const KEEP_ANY: i64 = 7 * 24 * 3_600_000;
-/// Requests a worker claims at once.
-const CLAIM_BATCH: usize = 8;
+/// Handed-over requests a node runs at once (more wait in the queue).
+const MAX_RUNNING: usize = 16;
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -272,8 +273,14 @@ fn work(state: &Arc<ApiState>, node: &str) {
     }
     let mut seen = 0;
     let mut last_purge = Instant::now() - Duration::from_secs(3600);
+    let running = Arc::new(AtomicUsize::new(0));
     while !state.cloud.is_shutting_down() {
-        let claimed = match catalog.claim_node_requests(node, CLAIM_BATCH, now_ms()) {
+        let room = MAX_RUNNING.saturating_sub(running.load(Ordering::SeqCst));
+        if room == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let claimed = match catalog.claim_node_requests(node, room, now_ms()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim node requests");
@@ -282,13 +289,18 @@ fn work(state: &Arc<ApiState>, node: &str) {
             }
         };
         for request in claimed {
-            let state = Arc::clone(state);
-            // Each on its own thread: a slow request (a snapshot) must not hold up others.
+            let (state, counter) = (Arc::clone(state), Arc::clone(&running));
+            running.fetch_add(1, Ordering::SeqCst);
+            // Each on its own thread: a slow request must not hold up the others.
             let spawned = std::thread::Builder::new()
                 .name("node request".into())
-                .spawn(move || run_one(&state, &request.id, &request.request));
+                .spawn(move || {
+                    run_one(&state, &request.id, &request.request);
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a node request");
+                running.fetch_sub(1, Ordering::SeqCst);
             }
         }
         if last_purge.elapsed() >= Duration::from_secs(600) {
