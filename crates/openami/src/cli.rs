@@ -125,7 +125,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
-    /// Seconds between background garbage collections of the block stores (0 = never).
+    /// Seconds between background garbage collections of the block stores (0 = never;
+    /// always off on a node of a node cluster, see --node-id).
     #[arg(long, env = "OPENAMI_GC_INTERVAL", default_value_t = 600)]
     pub gc_interval: u64,
     /// Regions served, comma-separated.

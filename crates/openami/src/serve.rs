@@ -173,7 +173,13 @@ async fn serve(
         regions = ?args.regions,
         "openami serving"
     );
-    if args.gc_interval > 0 {
+    if args.gc_interval > 0 && cloud.node().is_some() {
+        // One node's GC cannot see another node's snapshots in progress (their pins are in
+        // that node's memory): collecting on a shared store could free their new blocks.
+        tracing::warn!(
+            "background garbage collection is off on a node of a node cluster (collection across nodes is not built yet); run `openami store gc` while nothing writes"
+        );
+    } else if args.gc_interval > 0 {
         tokio::spawn(periodic_gc(
             Arc::clone(&cloud),
             Duration::from_secs(args.gc_interval),
