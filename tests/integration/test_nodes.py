@@ -88,14 +88,17 @@ def test_zone_states_and_placement_while_both_nodes_live(cluster):
 
     vol = a.create_volume(AvailabilityZone="us-east-1a", Size=1)
     assert vol["State"] == "available"
-    # Another live node's zone: refused, naming the node to ask; never a fake success.
-    err, _ = refused(a.create_volume, AvailabilityZone="us-east-1b", Size=1)
-    assert error_code(err) == "Unsupported"
-    assert "node b" in err.response["Error"]["Message"]
+    # Another live node's zone: handed to node b, which makes it (see test_cluster.py).
+    there = a.create_volume(AvailabilityZone="us-east-1b", Size=1)
+    assert there["AvailabilityZone"] == "us-east-1b"
+    assert list((base / "b").rglob(there["VolumeId"])) and not list((base / "a").rglob(there["VolumeId"]))
+    # A zone nobody serves: refused at once; never a fake success.
     err, _ = refused(a.create_volume, AvailabilityZone="us-east-1c", Size=1)
     assert error_code(err) == "Unsupported"
-    # Nothing was created by the refusals.
-    assert [v["VolumeId"] for v in a.describe_volumes()["Volumes"]] == [vol["VolumeId"]]
+    # Nothing was created by the refusal.
+    assert sorted(v["VolumeId"] for v in a.describe_volumes()["Volumes"]) == sorted(
+        [vol["VolumeId"], there["VolumeId"]])
+    b.delete_volume(VolumeId=there["VolumeId"])
 
 
 @needs_qemu

@@ -22,8 +22,10 @@
 //! * **Placement.** CreateVolume and RunInstances into a zone this node does not own
 //!   answer at once, never waiting: the owner is down → `InsufficientVolumeCapacity` /
 //!   `InsufficientInstanceCapacity`; no owner → `Unsupported`; the owner is alive →
-//!   `Unsupported` naming the node to ask (handing work to the owning node is not built
-//!   yet).
+//!   `Unsupported` naming the node to ask. (The API hands requests about another live
+//!   node's zone to that node before they get here, see [`crate::handoff`]; what still
+//!   arrives is work it cannot route, e.g. a zone that only a launch template names, or
+//!   Auto Scaling launching through this node.)
 //! * **Recovery** reconciles only what the node owns (see the `recovery` module doc).
 
 use std::sync::{Arc, Weak};
@@ -301,7 +303,7 @@ impl Cloud {
             ZoneOwner::Alive(node) => Err(Ec2Error::client(
                 "Unsupported",
                 format!(
-                    "The Availability Zone {zone} is served by openami node {node}; this node ({me}) cannot yet hand the request over to it. Send the request to node {node}."
+                    "The Availability Zone {zone} is served by openami node {node}; this node ({me}) cannot hand this request over to it. Send the request to node {node}, or name the zone in the request."
                 ),
             )),
         }
