@@ -16,6 +16,7 @@ pub mod action;
 pub mod audit;
 mod auth;
 mod ebs;
+mod handoff;
 #[doc(hidden)]
 pub use ebs::parse_request as ebs_parse_request;
 pub mod images;
@@ -79,7 +80,9 @@ struct ApiState {
     limits: limits::Limits,
 }
 
-/// The router serving the EC2 API (and SSM Parameter Store) at `/`.
+/// The router serving the EC2 API (and SSM Parameter Store) at `/`. On a node of a
+/// node cluster it also starts the worker that runs requests other nodes hand to this
+/// one (see [`handoff`]).
 pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
     let state = Arc::new(ApiState {
         cloud,
@@ -88,6 +91,7 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         services: config.services,
         limits: limits::Limits::new(config.limits),
     });
+    handoff::start_worker(Arc::clone(&state));
     let router = Router::new()
         .route("/", any(services::root))
         .with_state(Arc::clone(&state))
@@ -281,6 +285,28 @@ fn handle(
 }
 
 fn run(state: &ApiState, caller: &Caller, params: &Params, name: &str) -> Ec2Result<String> {
+    run_routed(state, caller, params, name, true)
+}
+
+/// Runs a request another node handed to this one (never handed on again).
+pub(crate) fn run_here(
+    state: &ApiState,
+    caller: &Caller,
+    params: &Params,
+    name: &str,
+) -> Ec2Result<String> {
+    run_routed(state, caller, params, name, false)
+}
+
+/// Parses and executes a request; with `route`, a request whose work belongs to another
+/// node's zone is handed to that node (see [`handoff`]).
+fn run_routed(
+    state: &ApiState,
+    caller: &Caller,
+    params: &Params,
+    name: &str,
+    route: bool,
+) -> Ec2Result<String> {
     if params.get("Version").is_none() {
         return Err(Ec2Error::missing("Version"));
     }
@@ -292,6 +318,9 @@ fn run(state: &ApiState, caller: &Caller, params: &Params, name: &str) -> Ec2Res
             message: "Request would have succeeded, but DryRun flag is set.".into(),
             status: 412,
         });
+    }
+    if route && let Some(node) = handoff::route(&state.cloud, caller, &action)? {
+        return handoff::forward(&state.cloud, &node, caller, params, name);
     }
     respond::execute(&state.cloud, caller, &state.endpoint, action)
 }

@@ -31,6 +31,22 @@ impl Params {
         Ok(Params { map })
     }
 
+    /// Every parameter as a `(name, value)` pair, sorted by name (to hand the request to
+    /// another node, see `handoff`).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The parameters of [`pairs`](Self::pairs) again.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params {
+            map: pairs.into_iter().collect(),
+        }
+    }
+
     /// The parameters under `prefix` (e.g. `LaunchTemplateData.`), with it removed.
     pub fn with_prefix(&self, prefix: &str) -> Params {
         Params {

@@ -207,13 +207,15 @@ pub fn execute(
             x.list("availabilityZoneInfo", &items, |x, z| {
                 x.text("zoneName", &z.name)
                     .text("zoneId", &z.id)
-                    .text("zoneState", "available")
+                    .text("zoneState", z.state.as_str())
                     .text("regionName", &z.region)
                     .text("groupName", &z.region)
                     .text("networkBorderGroup", &z.region)
                     .text("zoneType", "availability-zone")
                     .text("optInStatus", "opt-in-not-required")
-                    .elem("messageSet", |_| {});
+                    .list("messageSet", z.message.as_slice(), |x, m| {
+                        x.text("message", m);
+                    });
             });
         }
         Action::RegisterImage(req) => images::register_image(&mut x, cloud, caller, req)?,

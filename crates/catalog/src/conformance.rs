@@ -6,7 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Account, Catalog, CatalogError, ConsoleSession, ResourceRow, SsmVersion, now_ms};
+use crate::node_requests::state;
+use crate::{
+    Account, Catalog, CatalogError, ConsoleSession, NodeRequest, NodeRow, ResourceRow, SsmVersion,
+    ZoneClaim, now_ms,
+};
 
 fn ok<T>(what: &str, r: Result<T, CatalogError>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -41,6 +45,8 @@ pub fn run_all(c: &Catalog) {
     console_sessions(c);
     ssm_versions(c);
     ssm_old_versions_are_forgotten(c);
+    nodes_and_zone_claims(c);
+    node_request_queue(c);
 }
 
 /// Checks two catalogs opened on one (empty or not) database: each sees the other's
@@ -92,6 +98,7 @@ pub fn run_shared(a: &Catalog, b: &Catalog) {
     );
     ok("delete", a.delete_resource("vol-shared-other"));
     ok("delete", b.delete_resource("vol-shared-own"));
+    node_requests_shared(a, b);
 }
 
 /// Writers on several threads at once through one catalog: every write lands, none
@@ -439,4 +446,297 @@ fn ssm_old_versions_are_forgotten(c: &Catalog) {
         .map(|p| p.version)
         .collect();
     assert_eq!(kept, [3, 4, 5]);
+}
+
+fn zones(names: &[&str]) -> Vec<String> {
+    names.iter().map(|z| z.to_string()).collect()
+}
+
+fn node(id: &str, names: &[&str], started_ms: i64, heartbeat_ms: i64) -> NodeRow {
+    NodeRow {
+        node_id: id.into(),
+        zones: zones(names),
+        started_ms,
+        heartbeat_ms,
+    }
+}
+
+fn nodes_and_zone_claims(c: &Catalog) {
+    let claimed = |taken: &[(&str, &str)]| ZoneClaim::Claimed {
+        taken_over: taken
+            .iter()
+            .map(|(z, n)| (z.to_string(), n.to_string()))
+            .collect(),
+    };
+    assert_eq!(ok("no nodes", c.nodes()), Vec::new());
+    assert_eq!(
+        ok(
+            "claim",
+            c.register_node("a", &zones(&["z1", "z2"]), 1000, 0)
+        ),
+        claimed(&[]),
+        "free zones are claimed"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 1000)]
+    );
+    assert!(ok("heartbeat", c.node_heartbeat("a", 2000)));
+    assert!(ok("old heartbeat", c.node_heartbeat("a", 1500)));
+    assert!(!ok("unknown", c.node_heartbeat("nobody", 2000)));
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 2000)],
+        "a heartbeat never moves back"
+    );
+    // Another node wants z2 while a is alive (heartbeat 2000 >= stale_before 1500).
+    assert_eq!(
+        ok(
+            "refused",
+            c.register_node("b", &zones(&["z3", "z2"]), 3000, 1500)
+        ),
+        ZoneClaim::Refused {
+            zone: "z2".into(),
+            node_id: "a".into(),
+            heartbeat_ms: 2000,
+        },
+        "a zone of a live node is refused"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![node("a", &["z1", "z2"], 1000, 2000)],
+        "a refused claim writes nothing (not even the free zone z3)"
+    );
+    // a went quiet: b takes z2 over.
+    assert_eq!(
+        ok(
+            "take over",
+            c.register_node("b", &zones(&["z2", "z3"]), 20_000, 15_000)
+        ),
+        claimed(&[("z2", "a")]),
+        "a stale node's zone is taken over"
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![
+            node("a", &["z1"], 1000, 2000),
+            node("b", &["z2", "z3"], 20_000, 20_000)
+        ]
+    );
+    // a restarts with its remaining zone; then b restarts owning only z3.
+    assert_eq!(
+        ok(
+            "restart",
+            c.register_node("a", &zones(&["z1"]), 21_000, 16_000)
+        ),
+        claimed(&[]),
+        "a node re-registers its own zones"
+    );
+    assert_eq!(
+        ok(
+            "shrink",
+            c.register_node("b", &zones(&["z3"]), 22_000, 17_000)
+        ),
+        claimed(&[])
+    );
+    assert_eq!(
+        ok("nodes", c.nodes()),
+        vec![
+            node("a", &["z1"], 21_000, 21_000),
+            node("b", &["z3"], 22_000, 22_000)
+        ],
+        "zones a node no longer lists are released"
+    );
+    // Concurrent claims of one free zone: exactly one wins.
+    let results: Vec<ZoneClaim> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["c", "d", "e", "f"]
+            .iter()
+            .map(|id| s.spawn(move || c.register_node(id, &zones(&["z9"]), 30_000, 25_000)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                ok(
+                    "claim",
+                    h.join().unwrap_or_else(|_| panic!("claim panicked")),
+                )
+            })
+            .collect()
+    });
+    let winners = results
+        .iter()
+        .filter(|r| matches!(r, ZoneClaim::Claimed { .. }))
+        .count();
+    assert_eq!(
+        winners, 1,
+        "one of four concurrent claims wins: {results:?}"
+    );
+    let owners: Vec<NodeRow> = ok("nodes", c.nodes())
+        .into_iter()
+        .filter(|n| n.zones.contains(&"z9".to_string()))
+        .collect();
+    assert_eq!(owners.len(), 1, "one owner of z9");
+}
+
+fn ids(requests: &[NodeRequest]) -> Vec<&str> {
+    requests.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn node_request_queue(c: &Catalog) {
+    for (i, id) in ["req-1", "req-2", "req-3"].iter().enumerate() {
+        ok(
+            "enqueue",
+            c.enqueue_node_request(id, "node-a", &format!("{{\"n\":{i}}}"), 100 + i as i64),
+        );
+    }
+    ok(
+        "enqueue",
+        c.enqueue_node_request("req-b", "node-b", "{}", 50),
+    );
+    assert!(
+        matches!(
+            c.enqueue_node_request("req-1", "node-b", "{}", 200),
+            Err(CatalogError::AlreadyExists { .. })
+        ),
+        "a request id is unique"
+    );
+    let first = ok("claim", c.claim_node_requests("node-a", 2, 300));
+    assert_eq!(
+        ids(&first),
+        ["req-1", "req-2"],
+        "the oldest queued requests of the node"
+    );
+    assert!(
+        first
+            .iter()
+            .all(|r| r.state == state::RUNNING && r.claimed_ms == Some(300))
+    );
+    assert_eq!(
+        first[0].request, "{\"n\":0}",
+        "the request text is kept as given"
+    );
+    let second = ok("claim", c.claim_node_requests("node-a", 5, 301));
+    assert_eq!(
+        ids(&second),
+        ["req-3"],
+        "claimed requests are not claimed again"
+    );
+    assert!(ok("claim", c.claim_node_requests("node-a", 5, 302)).is_empty());
+    assert!(ok(
+        "complete",
+        c.complete_node_request("req-1", "answer", 400)
+    ));
+    assert!(
+        !ok("complete", c.complete_node_request("req-1", "other", 401)),
+        "the first answer stands"
+    );
+    assert!(!ok(
+        "complete",
+        c.complete_node_request("req-none", "x", 401)
+    ));
+    assert!(
+        !ok("cancel", c.cancel_node_request("req-2", "cancelled", 402)),
+        "a claimed request cannot be cancelled"
+    );
+    ok(
+        "enqueue",
+        c.enqueue_node_request("req-c", "node-c", "{}", 403),
+    );
+    assert!(ok(
+        "cancel",
+        c.cancel_node_request("req-c", "cancelled", 404)
+    ));
+    assert!(
+        ok("claim", c.claim_node_requests("node-c", 5, 405)).is_empty(),
+        "a cancelled request is never claimed"
+    );
+    assert!(!ok("cancel", c.cancel_node_request("req-c", "again", 406)));
+    let done = ok("read", c.node_request("req-1")).unwrap_or_else(|| panic!("req-1 is stored"));
+    assert_eq!(
+        (done.state.as_str(), done.response.as_deref(), done.done_ms),
+        (state::DONE, Some("answer"), Some(400))
+    );
+    assert_eq!(ok("read", c.node_request("req-none")), None);
+    let running = ok(
+        "in state",
+        c.node_requests_in_state("node-a", state::RUNNING),
+    );
+    assert_eq!(ids(&running), ["req-2", "req-3"]);
+    let queued_b = ok(
+        "in state",
+        c.node_requests_in_state("node-b", state::QUEUED),
+    );
+    assert_eq!(
+        ids(&queued_b),
+        ["req-b"],
+        "another node's request stays queued"
+    );
+    // Answered before 500: req-1 and req-c go; created before 60 (a node that never
+    // came): req-b.
+    assert_eq!(ok("purge", c.purge_node_requests(500, 60)), 3);
+    assert_eq!(ok("read", c.node_request("req-b")), None);
+    assert!(ok("read", c.node_request("req-2")).is_some());
+    assert_eq!(ok("purge", c.purge_node_requests(i64::MAX, i64::MAX)), 2);
+}
+
+/// Two catalogs on one database claiming the same node's requests at once: each request
+/// is claimed exactly once; a waiter wakes for the other catalog's enqueue.
+fn node_requests_shared(a: &Catalog, b: &Catalog) {
+    for i in 0..40 {
+        ok(
+            "enqueue",
+            a.enqueue_node_request(&format!("shared-{i:02}"), "node-x", "{}", i),
+        );
+    }
+    let claimed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let claimers: Vec<_> = [a, b, a, b]
+            .into_iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = ok("claim", c.claim_node_requests("node-x", 3, now_ms()));
+                        if got.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(got.into_iter().map(|r| r.id));
+                    }
+                })
+            })
+            .collect();
+        claimers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("a claimer panicked")))
+            .collect()
+    });
+    let mut all: Vec<String> = claimed.into_iter().flatten().collect();
+    all.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("shared-{i:02}")).collect();
+    assert_eq!(all, expected, "every request claimed exactly once");
+
+    let seen = b.wait_node_requests(0, Duration::ZERO);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            ok(
+                "enqueue",
+                a.enqueue_node_request("wake", "node-y", "{}", now_ms()),
+            );
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut version = seen;
+        while ok("read", b.node_request("wake")).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "a waiter sees another catalog's enqueue within 5 s"
+            );
+            version = b.wait_node_requests(version, Duration::from_secs(5));
+        }
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the waiter woke for the enqueue, not at its timeout"
+    );
+    ok("purge", a.purge_node_requests(i64::MAX, i64::MAX));
 }

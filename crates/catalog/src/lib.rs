@@ -30,6 +30,14 @@
 //!     the web console's signed-in browsers; token_hash is the hex SHA-256 of the
 //!     session cookie's token (the token itself is never stored); access_key_id is NULL
 //!     after a password sign-in; last_seen_ms is updated at most about once a minute
+//! nodes(node_id PK, started_ms, heartbeat_ms)
+//! node_zones(zone PK, node_id → nodes)
+//!     the openami nodes of a node cluster and the availability zones each owns (one
+//!     owner per zone), see `nodes`
+//! node_requests(id PK, node_id, state, request, response NULL, created_ms,
+//!               claimed_ms NULL, done_ms NULL)   index (node_id, state, created_ms)
+//!     work one node hands to the node that owns it (queued → running → done), see
+//!     [`node_requests`]
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -57,12 +65,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod conformance;
 mod console_sessions;
+pub mod node_requests;
+mod nodes;
 mod pg;
 mod sqlite;
 mod ssm;
 pub mod test_postgres;
 
 pub use console_sessions::ConsoleSession;
+pub use node_requests::NodeRequest;
+pub use nodes::{NodeRow, ZoneClaim};
 pub use ssm::SsmVersion;
 
 /// Catalog errors.

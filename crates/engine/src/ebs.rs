@@ -507,6 +507,7 @@ impl Cloud {
                 timeout_minutes: timeout,
                 client_token: req.client_token.clone(),
             }),
+            node: None,
         };
         self.insert_snapshot(caller, &id, &doc, &req.tags)?;
         Ok(self.started(&id, caller, &doc, "pending", req.tags))

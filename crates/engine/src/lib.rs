@@ -12,12 +12,14 @@
 pub mod datadir;
 pub mod ebs;
 mod error;
+pub mod handoff;
 pub mod ids;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod launch_templates;
 pub mod network;
+pub mod nodes;
 pub mod query;
 mod recovery;
 pub mod regions;
@@ -59,6 +61,9 @@ pub enum OpenError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// The node cannot start (its zones are taken, or its identity is invalid).
+    #[error(transparent)]
+    Node(#[from] nodes::NodeError),
     /// Startup recovery failed.
     #[error("recovering after restart: {0}")]
     Recovery(String),
@@ -104,6 +109,8 @@ pub struct Cloud {
     load_balancer_groups: Mutex<Vec<String>>,
     /// Set when the server stops: no machine boots any more.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// This process's node identity in a node cluster (`None`: it owns every zone).
+    node: Option<nodes::NodeConfig>,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -116,6 +123,8 @@ pub struct CloudOptions {
     pub compute: instances::ComputeConfig,
     /// Import/export directories.
     pub transfers: transfers::TransferConfig,
+    /// The node this process is in a node cluster (`None`: it owns every zone).
+    pub node: Option<nodes::NodeConfig>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +151,8 @@ impl Cloud {
             Some(location) => Catalog::open_url(location)?,
             None => Catalog::open(&data.catalog_path())?,
         };
+        // Zones are claimed before recovery, which then touches only what is ours.
+        nodes::claim(&catalog, options.node.as_ref())?;
         let token_secret = data.secret_key("block-token.key")?;
         let imds_key = data.secret_key("imds-token.key")?;
         let mut storages = HashMap::new();
@@ -168,6 +179,7 @@ impl Cloud {
             vpc_lock: Mutex::new(()),
             load_balancer_groups: Mutex::new(Vec::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            node: options.node,
         });
         cloud.recover()?;
         Ok(cloud)

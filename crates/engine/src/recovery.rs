@@ -20,6 +20,22 @@
 //! a block it acknowledged is missing from the block store (then completing it would
 //! produce a corrupt snapshot). Upload blocks left behind by snapshots that are no
 //! longer pending are released.
+//!
+//! **In a node cluster** (`--node-id`, see `crate::nodes`) several processes share the
+//! catalog, and each recovers only what it owns, so that a restarting node never fails
+//! or deletes another node's work:
+//!
+//! | resource | recovered by |
+//! |---|---|
+//! | volume (row without data) | the node owning the volume's zone |
+//! | volume data without a row | the node whose disk holds it (data is node-local) |
+//! | instance | the node owning the instance's zone |
+//! | snapshot (`pending`, or `completed` without manifest) | the node named in its document (`node`); one recorded before nodes: the node owning its volume's zone |
+//! | EBS direct upload | any node, as before (uploads are regional) |
+//! | manifest without a row | any node, after looking the row up again (rows are written before manifests, so a row missing then is really missing) |
+//! | pending image | a node that owns one of its snapshots |
+//!
+//! Without `--node-id` the process owns everything, as the embedded default always did.
 
 use std::collections::HashSet;
 
@@ -63,6 +79,9 @@ impl Cloud {
             let Some(storage) = self.regions.get(&row.region) else {
                 continue;
             };
+            if !self.owns_volume_row(&row)? {
+                continue;
+            }
             if !storage.volumes_dir.join(&row.id).join("state").exists() {
                 tracing::warn!(volume = %row.id, "volume data is gone (interrupted DeleteVolume): removing its record");
                 self.catalog.delete_resource(&row.id)?;
@@ -81,6 +100,10 @@ impl Cloud {
             let Ok(id) = ResourceId::new(&row.id) else {
                 continue;
             };
+            let upload = snapshots::doc_of(row)?.upload.is_some();
+            if !upload && !self.owns_snapshot_row(row)? {
+                continue;
+            }
             let stored = storage.store.snapshot_exists(&id)?;
             match (row.state.as_str(), stored) {
                 ("pending", true) => {
@@ -88,11 +111,11 @@ impl Cloud {
                     snapshots::mark_completed(self, row)?;
                     self.catalog.clear_upload(&row.id)?;
                 }
-                ("pending", false) if snapshots::doc_of(row)?.upload.is_some() => {
+                ("pending", false) if upload => {
                     self.resume_upload(row, &storage.store)?;
                 }
                 ("pending", false) => snapshots::fail_interrupted(self, row)?,
-                ("completed", false) => {
+                ("completed", false) if self.owns_snapshot_row(row)? => {
                     tracing::warn!(snapshot = %row.id, "snapshot data is gone (interrupted DeleteSnapshot): removing its record");
                     self.catalog.delete_resource(&row.id)?;
                 }
@@ -102,7 +125,9 @@ impl Cloud {
         self.release_finished_uploads()?;
         for storage in self.regions.values() {
             for id in storage.store.list_snapshots()? {
-                if !known.contains(id.as_str()) {
+                // Looked up again: another node may have begun it since `rows` was read
+                // (its row was written before its manifest).
+                if !known.contains(id.as_str()) && self.catalog.resource(id.as_str())?.is_none() {
                     tracing::warn!(snapshot = %id, region = %storage.name, "deleting snapshot data the catalog does not know");
                     storage.store.delete_snapshot(&id)?;
                 }

@@ -1,7 +1,8 @@
 //! DescribeRegions, DescribeAvailabilityZones, and zone validation.
 //!
 //! Every served region has three zones, `<region>a`, `b` and `c`, with ids like
-//! `use1-az1` (the region's initials and number).
+//! `use1-az1` (the region's initials and number). A zone's state is `available`, or,
+//! in a node cluster, what its node's heartbeat says (see `crate::nodes`).
 
 use crate::query::{Filter, Filterable, check_filters, matches};
 use crate::{Caller, Cloud, Ec2Error, Ec2Result};
@@ -38,6 +39,10 @@ pub struct ZoneView {
     pub id: String,
     /// Its region.
     pub region: String,
+    /// `available`, or `impaired`/`unavailable` when its node is down or missing.
+    pub state: crate::nodes::ZoneState,
+    /// Why it is not available.
+    pub message: Option<String>,
 }
 
 impl Filterable for ZoneView {
@@ -47,7 +52,7 @@ impl Filterable for ZoneView {
             "zone-name" => one(&self.name),
             "zone-id" => one(&self.id),
             "region-name" => one(&self.region),
-            "state" => Some(vec!["available".into()]),
+            "state" => Some(vec![self.state.as_str().into()]),
             "zone-type" => Some(vec!["availability-zone".into()]),
             "group-name" | "network-border-group" => one(&self.region),
             "opt-in-status" => Some(vec!["opt-in-not-required".into()]),
@@ -79,8 +84,15 @@ pub fn zones(region: &str) -> Vec<ZoneView> {
             name: format!("{region}{letter}"),
             id: format!("{}-az{}", region_initials(region), i + 1),
             region: region.to_string(),
+            state: crate::nodes::ZoneState::Available,
+            message: None,
         })
         .collect()
+}
+
+/// The region of a zone name (`us-east-1a` → `us-east-1`).
+pub fn zone_region(zone: &str) -> &str {
+    zone.trim_end_matches(|c: char| c.is_ascii_lowercase())
 }
 
 /// Checks a zone name belongs to the region.
@@ -161,14 +173,16 @@ impl Cloud {
                 )));
             }
         }
+        let owners = self.zone_owners(&all.iter().map(|z| z.name.as_str()).collect::<Vec<_>>())?;
         let mut out = Vec::new();
-        for z in all {
+        for (mut z, owner) in all.into_iter().zip(owners) {
             if (!names.is_empty() || !zone_ids.is_empty())
                 && !names.contains(&z.name)
                 && !zone_ids.contains(&z.id)
             {
                 continue;
             }
+            (z.state, z.message) = Cloud::zone_state(&owner);
             if matches(&z, filters)? {
                 out.push(z);
             }
@@ -188,5 +202,6 @@ mod tests {
         assert_eq!(z[0].id, "use1-az1");
         assert!(check_zone("us-east-1", "us-east-1b").is_ok());
         assert!(check_zone("us-east-1", "eu-west-1a").is_err());
+        assert_eq!(zone_region("ap-northeast-2c"), "ap-northeast-2");
     }
 }

@@ -42,6 +42,10 @@ pub struct SnapshotDoc {
     /// For EBS direct uploads in progress (StartSnapshot): their parameters.
     #[serde(default)]
     pub upload: Option<crate::ebs::UploadDoc>,
+    /// The node whose process stores the snapshot's data (set in a node cluster, see
+    /// `crate::nodes`): only that node recovers it after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A snapshot as Describe calls return it.
@@ -243,6 +247,8 @@ impl Cloud {
         doc: &SnapshotDoc,
         tags: &[(String, String)],
     ) -> Ec2Result<()> {
+        let mut doc = doc.clone();
+        doc.node = self.node().map(|n| n.id.clone());
         self.catalog.insert_resource_with_tags(
             &ResourceRow {
                 id: id.to_string(),
@@ -250,7 +256,7 @@ impl Cloud {
                 account_id: caller.account_id.clone(),
                 region: caller.region.clone(),
                 state: "pending".into(),
-                doc: encode(doc)?,
+                doc: encode(&doc)?,
                 created_at_ms: doc.start_time_ms,
             },
             tags,
@@ -316,6 +322,7 @@ impl Cloud {
             encrypted: volume_doc.encrypted,
             source: None,
             upload: None,
+            node: None,
         };
         self.insert_snapshot(caller, &id, &doc, &tags)?;
         lock(&self.snapshot_progress).insert(id.clone(), (row.id.clone(), pending.progress()));
@@ -581,6 +588,7 @@ impl Cloud {
             encrypted: source.encrypted,
             source: Some((source_region.to_string(), source_id.to_string())),
             upload: None,
+            node: None,
         };
         self.insert_snapshot(caller, &id, &doc, &tags)?;
         let cloud = Arc::clone(self);

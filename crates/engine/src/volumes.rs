@@ -322,6 +322,7 @@ impl Cloud {
             (None, Some(zone_id)) => regions::zone_by_id(&caller.region, zone_id)?,
             (None, None) => return Err(Ec2Error::missing("AvailabilityZone")),
         };
+        self.check_placement(&zone, crate::nodes::Placing::Volume)?;
         let volume_type = req.volume_type.clone().unwrap_or_else(|| "gp2".into());
         let source = match &req.snapshot_id {
             Some(snap) => Some(snapshots::usable_snapshot(self, caller, snap)?),

@@ -125,7 +125,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
-    /// Seconds between background garbage collections of the block stores (0 = never).
+    /// Seconds between background garbage collections of the block stores (0 = never;
+    /// always off on a node of a node cluster, see --node-id).
     #[arg(long, env = "OPENAMI_GC_INTERVAL", default_value_t = 600)]
     pub gc_interval: u64,
     /// Regions served, comma-separated.
@@ -232,6 +233,20 @@ pub struct ServeArgs {
     pub ebs_upload_concurrency: usize,
     #[command(flatten)]
     pub s3: S3Args,
+    /// This server's name in a node cluster (servers sharing one PostgreSQL catalog, one
+    /// per set of availability zones); needs --zone.
+    #[arg(long, env = "OPENAMI_NODE_ID", requires = "zones", value_name = "NAME")]
+    pub node_id: Option<String>,
+    /// The availability zones this node owns (repeatable or comma-separated, zones of the
+    /// served regions); needs --node-id. Without both, the server owns every zone.
+    #[arg(
+        long = "zone",
+        env = "OPENAMI_ZONES",
+        value_delimiter = ',',
+        requires = "node_id",
+        value_name = "ZONE"
+    )]
+    pub zones: Vec<String>,
 }
 
 /// Where snapshots' blocks and manifests live when not in the data directory.

@@ -1,5 +1,6 @@
 //! `openami serve`: the HTTP server on the embedded default (SQLite catalog, local
-//! object stores), or on a PostgreSQL catalog (`--catalog postgres://…`).
+//! object stores), or on a PostgreSQL catalog (`--catalog postgres://…`), possibly as
+//! one node of a node cluster (`--node-id N --zone Z…`, see `engine::nodes`).
 //!
 //! It serves the EC2 Query API (with SSM, Auto Scaling and ELBv2 beside it) at `/` and
 //! `GET /health`, owns the data directory
@@ -35,6 +36,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::tls::load_config(cert, key)?),
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let node = match &args.node_id {
+        Some(id) => Some(engine::nodes::NodeConfig::new(
+            id,
+            &args.zones,
+            &args.regions,
+        )?),
+        None => None,
     };
     let mut data = DataDir::open(&args.data.data_dir, true)?;
     if let Some(config) = args.s3.config()? {
@@ -82,8 +91,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             export_dir: args.export_dir.clone(),
             url_policy,
         },
+        node,
     };
     let cloud = Cloud::open_with(data, &args.regions, options).context("opening the cloud")?;
+    // Alive from here on: the zones' state is `available` while heartbeats come.
+    cloud.start_heartbeats();
     cloud.resume().context("resuming instances and tasks")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -161,7 +173,13 @@ async fn serve(
         regions = ?args.regions,
         "openami serving"
     );
-    if args.gc_interval > 0 {
+    if args.gc_interval > 0 && cloud.node().is_some() {
+        // One node's GC cannot see another node's snapshots in progress (their pins are in
+        // that node's memory): collecting on a shared store could free their new blocks.
+        tracing::warn!(
+            "background garbage collection is off on a node of a node cluster (collection across nodes is not built yet); run `openami store gc` while nothing writes"
+        );
+    } else if args.gc_interval > 0 {
         tokio::spawn(periodic_gc(
             Arc::clone(&cloud),
             Duration::from_secs(args.gc_interval),

@@ -38,6 +38,9 @@
 //!   its own writes, but asynchronously: a few milliseconds after the other commit.
 //!   When the listener's connection is lost it reconnects and bumps the counter, since
 //!   notifications may have been missed meanwhile.
+//! * **The node request queue** notifies its own channel, `openami_requests` (a queue
+//!   change must not invalidate caches); the same listener counts those notifications
+//!   (own ones too) and wakes [`crate::Catalog::wait_node_requests`]'s waiters.
 //! * Plain TCP (or a unix socket) without TLS: a catalog server is meant to sit on a
 //!   trusted network.
 
@@ -45,7 +48,7 @@ use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,6 +57,8 @@ use postgres::{Client, Config, NoTls};
 
 use crate::{CatalogError, redact};
 
+mod node_requests;
+mod nodes;
 mod queries;
 pub(crate) mod schema;
 mod sessions;
@@ -96,9 +101,22 @@ struct Shared {
     /// Bumped whenever a worker lost its connection: the others check theirs before
     /// their next job (they likely lost theirs too, e.g. the server restarted).
     losses: AtomicU64,
+    /// Bumped for every notification on the request queue's channel (own writes too: a
+    /// node may wait for a request it queued for itself), with `requests_changed`
+    /// signalled under `requests_lock`.
+    requests_version: AtomicU64,
+    requests_lock: Mutex<()>,
+    requests_changed: Condvar,
 }
 
 impl Shared {
+    /// A change of the request queue (or a chance of a missed one): wakes its waiters.
+    fn requests_moved(&self) {
+        let _guard = self.requests_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.requests_version.fetch_add(1, Ordering::SeqCst);
+        self.requests_changed.notify_all();
+    }
+
     fn own_pids(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
         self.own_pids.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -261,6 +279,9 @@ impl Postgres {
             version: AtomicI64::new(1),
             stopped: AtomicBool::new(false),
             losses: AtomicU64::new(0),
+            requests_version: AtomicU64::new(1),
+            requests_lock: Mutex::new(()),
+            requests_changed: Condvar::new(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -332,6 +353,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.requests_moved();
         // Closing the channel ends the workers, which close their connections.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
@@ -344,8 +366,11 @@ fn listen(shared: &Shared, ready: mpsc::SyncSender<Result<(), CatalogError>>) {
     let mut ready = Some(ready);
     while !shared.stopped.load(Ordering::SeqCst) {
         let client = shared.connect().and_then(|mut c| {
-            c.batch_execute(&format!("LISTEN {CHANNEL}"))
-                .map_err(classify)?;
+            c.batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {}",
+                node_requests::REQUESTS_CHANNEL
+            ))
+            .map_err(classify)?;
             Ok(c)
         });
         let mut client = match (client, ready.take()) {
@@ -356,6 +381,7 @@ fn listen(shared: &Shared, ready: mpsc::SyncSender<Result<(), CatalogError>>) {
             (Ok(c), None) => {
                 // Changes may have been missed while disconnected.
                 shared.version.fetch_add(1, Ordering::SeqCst);
+                shared.requests_moved();
                 tracing::info!(catalog = %shared.location, "catalog listener reconnected");
                 c
             }
@@ -374,6 +400,9 @@ fn listen(shared: &Shared, ready: mpsc::SyncSender<Result<(), CatalogError>>) {
             let mut iter = notifications.timeout_iter(LISTEN_POLL);
             loop {
                 match iter.next() {
+                    Ok(Some(n)) if n.channel() == node_requests::REQUESTS_CHANNEL => {
+                        shared.requests_moved();
+                    }
                     Ok(Some(n)) => {
                         if !shared.own_pids().contains(&n.process_id()) {
                             shared.version.fetch_add(1, Ordering::SeqCst);

@@ -19,6 +19,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     super::sessions::MIGRATION_6,
+    super::nodes::MIGRATION_7,
+    super::node_requests::MIGRATION_8,
 ];
 
 const MIGRATION_1: &str = r#"

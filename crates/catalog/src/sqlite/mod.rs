@@ -11,6 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Account, CatalogError, ResourceRow, now_ms};
 
+mod node_requests;
+mod nodes;
 mod sessions;
 mod ssm;
 
@@ -22,6 +24,8 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     sessions::MIGRATION_6,
+    nodes::MIGRATION_7,
+    node_requests::MIGRATION_8,
 ];
 
 /// Console sign-in passwords (hashes), one per account at most.

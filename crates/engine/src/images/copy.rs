@@ -189,6 +189,7 @@ impl Cloud {
                 encrypted: src.encrypted || req.encrypted == Some(true),
                 source: Some((req.source_region.clone(), source_snap.clone())),
                 upload: None,
+                node: None,
             };
             self.insert_snapshot(caller, snap, &snap_doc, &snapshot_tags)?;
             lock(&self.snapshot_progress).insert(snap.clone(), (String::new(), Arc::default()));
@@ -250,6 +251,18 @@ impl Cloud {
     }
 }
 
+/// True if one of `snapshots` is this node's to recover.
+fn owns_a_snapshot(cloud: &Cloud, snapshots: &[String]) -> Ec2Result<bool> {
+    for snap in snapshots {
+        if let Some(row) = cloud.catalog.resource(snap)?
+            && cloud.owns_snapshot_row(&row)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Startup recovery of images that were pending (being copied) when openami stopped:
 /// after the snapshot recovery has settled their snapshots, an image whose snapshots
 /// are all `completed` becomes `available`, any other `failed`.
@@ -259,6 +272,10 @@ pub(crate) fn recover(cloud: &Cloud) -> Ec2Result<()> {
             continue;
         }
         let mut doc = doc_of(&row)?;
+        if cloud.node().is_some() && !owns_a_snapshot(cloud, &doc.snapshot_ids())? {
+            // Another node's copy or CreateImage: that node finishes it.
+            continue;
+        }
         let mut complete = true;
         for snap in doc.snapshot_ids() {
             let state = cloud.catalog.resource(&snap)?.map(|r| r.state);

@@ -278,6 +278,7 @@ impl Cloud {
             &req.security_group_names,
         )?;
         let zone = placement.zone.clone();
+        self.check_placement(&zone, crate::nodes::Placing::Instance)?;
         if nic.private_ip.is_some() && req.max_count > 1 {
             return Err(Ec2Error::client(
                 "InvalidParameterCombination",

@@ -582,6 +582,10 @@ impl Cloud {
     /// leftover machine is ended.
     pub(crate) fn recover_instances(self: &Arc<Self>) -> Ec2Result<()> {
         for row in self.catalog.resources_of_kind(KIND)? {
+            // In a node cluster, other nodes' instances are theirs to recover.
+            if !self.owns_instance_row(&row)? {
+                continue;
+            }
             if row.state == "running" && self.adopt_machine(&row) {
                 continue;
             }
@@ -607,7 +611,7 @@ impl Cloud {
     }
 
     /// True once openami has begun to stop.
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 

@@ -401,6 +401,7 @@ impl Cloud {
             encrypted: false,
             source: None,
             upload: None,
+            node: None,
         };
         self.insert_snapshot(owner, &snap_id, &snap_doc, &[])?;
         let stored = self.store_image_blocks(&row.region, &snap_id, reader.as_ref(), gib, progress);

@@ -301,7 +301,7 @@ impl Cloud {
     }
 
     /// Where an instance goes. No subnet: the default subnet of `zone` (default
-    /// `<region>a`) in the default VPC (created on first use). No groups: the VPC's
+    /// `<region>a`, or this node's first zone of the region) in the default VPC (created on first use). No groups: the VPC's
     /// default group. A subnet in another zone than an explicit `zone` is
     /// `InvalidParameterValue`; group names are looked up in the subnet's VPC, and are
     /// refused with a subnet of a non-default VPC (`InvalidParameterCombination`, as EC2
@@ -334,7 +334,7 @@ impl Cloud {
             }
             None => {
                 let (vpc_id, _) = self.default_vpc(caller)?.ok_or_else(no_default_vpc)?;
-                let zone = zone.map_or_else(|| format!("{}a", caller.region), str::to_string);
+                let zone = zone.map_or_else(|| self.default_zone(&caller.region), str::to_string);
                 self.subnet_docs(caller)?
                     .into_iter()
                     .find(|(_, s)| {

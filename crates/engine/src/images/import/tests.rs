@@ -305,6 +305,7 @@ fn snapshot(c: &Catalog, id: &str, owner: &str, state: &str) {
         encrypted: false,
         source: None,
         upload: None,
+        node: None,
     };
     c.insert_resource(&ResourceRow {
         id: id.into(),

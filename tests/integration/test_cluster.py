@@ -1,0 +1,233 @@
+"""A node cluster as `scripts/cluster up` starts it: one PostgreSQL (the catalog), one SeaweedFS
+(the S3 block store) and two openami nodes, node-1 owning us-east-1a and us-west-2a, node-2
+us-east-1b and us-west-2b. Clients talk to either node; work on the other node's zone is handed
+to that node through the catalog's request queue (api/src/handoff.rs) and answered by it.
+
+Shown here: a volume created through node-1 in node-2's zone lives on node-2's disk and is
+snapshotted and deleted through node-1; data written by an instance in zone a, snapshotted, is
+there in a volume made from the snapshot in zone b, read by an instance launched there through
+the other node (copy-on-read from the shared block store); CopyImage to another region through
+either node; a request handed to a node survives a kill -9 of the node that received it; a zone
+whose node is down is `impaired` and RunInstances/CreateVolume there fail at once.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from conftest import FAST_WAITER, ROOT, error_code, openami_bin
+from test_instances import guest_raw, needs_qemu, read_marker, script, write_marker  # noqa: F401
+
+CLUSTER = str(ROOT / "scripts" / "cluster")
+
+
+class Cluster:
+    def __init__(self, base: Path):
+        self.dir = base
+        out = subprocess.run([CLUSTER, "up", str(base), "--nodes", "2",
+                              "--regions", "us-east-1,us-west-2", "--openami", openami_bin()],
+                             capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(f"scripts/cluster up failed:\n{out.stderr}")
+        self.env = dict(line.split("=", 1) for line in (base / "env").read_text().splitlines()
+                        if "=" in line)
+
+    def endpoint(self, k: int) -> str:
+        return self.env[f"OPENAMI_NODE_{k}_ENDPOINT"]
+
+    def node(self, k: int, action: str):
+        out = subprocess.run([CLUSTER, "node", str(self.dir), str(k), action],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    def pid(self, k: int) -> int:
+        return int((self.dir / f"node-{k}.pid").read_text().strip())
+
+    def client(self, k: int, region="us-east-1", retries=3):
+        return boto3.client(
+            "ec2", region_name=region, endpoint_url=self.endpoint(k),
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": retries, "mode": "standard"},
+                          read_timeout=120))
+
+    def cli_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ACCESS_KEY_ID=self.env["AWS_ACCESS_KEY_ID"],
+                   AWS_SECRET_ACCESS_KEY=self.env["AWS_SECRET_ACCESS_KEY"],
+                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        return env
+
+    def down(self):
+        subprocess.run([CLUSTER, "down", str(self.dir)], capture_output=True, timeout=120)
+        pg = self.dir / "pg.dir"
+        if pg.exists():
+            shutil.rmtree(pg.read_text().strip(), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.down()
+
+
+def eventually(check, seconds=30, what="condition"):
+    deadline = time.time() + seconds
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except ClientError:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"{what} not within {seconds} s")
+        time.sleep(0.3)
+
+
+def volume_dirs(cluster, k, volume_id):
+    return list((cluster.dir / f"node-{k}" / "data").rglob(volume_id))
+
+
+def zone_states(client):
+    return {z["ZoneName"]: z["State"] for z in client.describe_availability_zones()["AvailabilityZones"]}
+
+
+def test_both_nodes_report_every_zone(cluster):
+    for k in (1, 2):
+        states = zone_states(cluster.client(k))
+        assert states["us-east-1a"] == "available" and states["us-east-1b"] == "available", states
+        assert states["us-east-1c"] == "unavailable", states
+
+
+def test_a_volume_in_the_other_nodes_zone_lives_there(cluster):
+    c1, c2 = cluster.client(1), cluster.client(2)
+    vol = c1.create_volume(Size=1, AvailabilityZone="us-east-1b")
+    assert vol["AvailabilityZone"] == "us-east-1b"
+    vid = vol["VolumeId"]
+    c2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=FAST_WAITER)
+    assert volume_dirs(cluster, 2, vid), "the volume's data is on node-2"
+    assert not volume_dirs(cluster, 1, vid), "and not on node-1"
+    # Its snapshot is taken by node-2, asked through node-1.
+    snap = c1.create_snapshot(VolumeId=vid)["SnapshotId"]
+    c1.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+    # Errors come back as the owning node answered them.
+    with pytest.raises(ClientError) as e:
+        c1.attach_volume(VolumeId=vid, InstanceId="i-0123456789abcdef0", Device="/dev/sdf")
+    assert error_code(e.value) == "InvalidInstanceID.NotFound"
+    c1.delete_volume(VolumeId=vid)
+    eventually(lambda: not volume_dirs(cluster, 2, vid), 10, "the volume's data removed on node-2")
+    with pytest.raises(ClientError) as e:
+        c2.describe_volumes(VolumeIds=[vid])
+    assert error_code(e.value) == "InvalidVolume.NotFound"
+    c1.delete_snapshot(SnapshotId=snap)
+
+
+def test_a_handed_over_request_survives_a_kill_of_the_node_that_took_it(cluster):
+    tag = "handoff-" + uuid.uuid4().hex[:8]
+    node2 = cluster.pid(2)
+    c1 = cluster.client(1, retries=1)
+    os.kill(node2, signal.SIGSTOP)  # node-2 cannot claim it yet (its heartbeat is still fresh)
+    try:
+        def call():
+            try:
+                c1.create_volume(Size=1, AvailabilityZone="us-east-1b", TagSpecifications=[
+                    {"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": tag}]}])
+            except (ClientError, EndpointConnectionError, Exception):
+                pass  # node-1 dies under it
+        t = threading.Thread(target=call, daemon=True)
+        t.start()
+        time.sleep(2)
+        cluster.node(1, "kill")
+    finally:
+        os.kill(node2, signal.SIGCONT)
+    c2 = cluster.client(2)
+    found = eventually(lambda: c2.describe_volumes(
+        Filters=[{"Name": "tag:Name", "Values": [tag]}])["Volumes"], 30,
+        "the volume asked through the killed node")
+    assert len(found) == 1 and found[0]["AvailabilityZone"] == "us-east-1b"
+    c2.get_waiter("volume_available").wait(VolumeIds=[found[0]["VolumeId"]], WaiterConfig=FAST_WAITER)
+    cluster.node(1, "start")
+    c2.delete_volume(VolumeId=found[0]["VolumeId"])
+
+
+@needs_qemu
+def test_data_written_in_zone_a_is_read_by_an_instance_in_zone_b(cluster, guest_raw):  # noqa: F811
+    c1, c2 = cluster.client(1), cluster.client(2)
+    out = subprocess.run([openami_bin(), "snapshot", "upload", str(guest_raw), "--endpoint",
+                          cluster.endpoint(2), "--region", "us-east-1", "--no-progress"],
+                         env=cluster.cli_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    root_snap = out.stdout.strip()
+    c1.get_waiter("snapshot_completed").wait(SnapshotIds=[root_snap], WaiterConfig=FAST_WAITER)
+    image = c1.register_image(
+        Name="cluster-guest-" + uuid.uuid4().hex[:8], Architecture="x86_64", RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm", BootMode="legacy-bios",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda",
+                              "Ebs": {"SnapshotId": root_snap, "DeleteOnTermination": True}}])["ImageId"]
+    marker = "C-" + uuid.uuid4().hex[:12]
+
+    # Zone a (node-1), asked through node-2: write the marker to a data volume.
+    writer = c2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+        Placement={"AvailabilityZone": "us-east-1a"},
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf",
+                              "Ebs": {"VolumeSize": 1, "DeleteOnTermination": False}}],
+        UserData=script(write_marker("/dev/vdb", marker)))["Instances"][0]
+    assert writer["Placement"]["AvailabilityZone"] == "us-east-1a"
+    wid = writer["InstanceId"]
+    eventually(lambda: c2.describe_instances(InstanceIds=[wid])["Reservations"][0]["Instances"][0]
+               ["State"]["Name"] == "stopped", 240, "the writer powering off")
+    data_vol = [d["Ebs"]["VolumeId"] for d in
+                c2.describe_instances(InstanceIds=[wid])["Reservations"][0]["Instances"][0]
+                ["BlockDeviceMappings"] if d["DeviceName"] == "/dev/sdf"][0]
+    assert volume_dirs(cluster, 1, data_vol) and not volume_dirs(cluster, 2, data_vol)
+    snap = c2.create_snapshot(VolumeId=data_vol)["SnapshotId"]
+    c2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+
+    # Zone b (node-2), asked through node-1: a volume from that snapshot, read by an instance.
+    reader = c1.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+        Placement={"AvailabilityZone": "us-east-1b"},
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf",
+                              "Ebs": {"SnapshotId": snap, "DeleteOnTermination": True}}],
+        UserData=script(read_marker("/dev/vdb", wait=True)))["Instances"][0]
+    rid = reader["InstanceId"]
+    eventually(lambda: c1.describe_instances(InstanceIds=[rid])["Reservations"][0]["Instances"][0]
+               ["State"]["Name"] == "stopped", 240, "the reader powering off")
+    console = c1.get_console_output(InstanceId=rid).get("Output", "")
+    assert f"marker=[{marker}]" in console, console[-2000:]
+
+    # CopyImage to another region, asked through node-2 (regional work, any node).
+    west = cluster.client(2, region="us-west-2")
+    copy = west.copy_image(SourceImageId=image, SourceRegion="us-east-1", Name="cluster-copy")["ImageId"]
+    west.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig={"Delay": 1, "MaxAttempts": 300})
+
+    c1.terminate_instances(InstanceIds=[wid])
+    c2.terminate_instances(InstanceIds=[rid])
+
+
+def test_a_zone_whose_node_is_down_is_impaired_and_refuses_at_once(cluster):
+    c1 = cluster.client(1)
+    cluster.node(2, "kill")
+    try:
+        eventually(lambda: zone_states(c1)["us-east-1b"] == "impaired", 30, "us-east-1b impaired")
+        started = time.time()
+        with pytest.raises(ClientError) as e:
+            c1.create_volume(Size=1, AvailabilityZone="us-east-1b")
+        assert error_code(e.value) == "InsufficientVolumeCapacity"
+        assert time.time() - started < 10
+    finally:
+        cluster.node(2, "start")
+    eventually(lambda: zone_states(c1)["us-east-1b"] == "available", 30, "us-east-1b available again")
