@@ -21,6 +21,7 @@ pub mod network;
 pub mod query;
 mod recovery;
 pub mod regions;
+pub mod snapshot_copy;
 pub mod snapshots;
 pub mod tags;
 pub mod transfers;
