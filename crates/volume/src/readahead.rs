@@ -710,3 +710,67 @@ mod tests {
         wait_until("the workers to end", || live.load(Ordering::SeqCst) == 0);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Instant;
+
+    use blockstore::{BlockStore, ResourceId};
+    use objstore::LocalFsStore;
+
+    use super::*;
+
+    /// `cargo test -p volume --lib timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn lazy_fill_timing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::new(Arc::new(
+            LocalFsStore::open(dir.path().join("objects")).unwrap(),
+        ));
+        let blocks = 600u64;
+        let size = blocks * BLOCK_SIZE as u64;
+        let src = Volume::create(
+            &dir.path().join("src"),
+            ResourceId::new("vol-src").unwrap(),
+            size,
+            store.clone(),
+        )
+        .unwrap();
+        let mut x = 1u64;
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        src.write_at(&data, 0).unwrap();
+        src.snapshot(ResourceId::new("snap-a").unwrap()).unwrap();
+        for (i, on) in [false, true, false, true].into_iter().enumerate() {
+            let store = BlockStore::new(Arc::new(
+                LocalFsStore::open(dir.path().join("objects")).unwrap(),
+            ));
+            let v = Volume::create_from_snapshot(
+                &dir.path().join(format!("v{i}")),
+                ResourceId::new(&format!("vol-{i}")).unwrap(),
+                &ResourceId::new("snap-a").unwrap(),
+                None,
+                store,
+            )
+            .unwrap();
+            v.set_read_ahead(on);
+            let mut buf = vec![0u8; 4 << 20];
+            let t = Instant::now();
+            let mut off = 0;
+            while off < size {
+                v.read_at(&mut buf, off).unwrap();
+                off += buf.len() as u64;
+            }
+            eprintln!("read-ahead {on}: {:?}", t.elapsed());
+        }
+    }
+}
