@@ -756,7 +756,7 @@ mod timing {
             ));
             let v = Volume::create_from_snapshot(
                 &dir.path().join(format!("v{i}")),
-                ResourceId::new(&format!("vol-{i}")).unwrap(),
+                ResourceId::new(format!("vol-{i}")).unwrap(),
                 &ResourceId::new("snap-a").unwrap(),
                 None,
                 store,
