@@ -23,6 +23,7 @@ pub mod nodes;
 pub mod query;
 mod recovery;
 pub mod regions;
+pub mod snapshot_copy;
 pub mod snapshots;
 pub mod tags;
 pub mod transfers;

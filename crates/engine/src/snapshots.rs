@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use blockstore::{Manifest, ResourceId};
+use blockstore::ResourceId;
 use catalog::{ResourceRow, now_ms};
 use serde::{Deserialize, Serialize};
 use volume::PendingSnapshot;
@@ -610,7 +610,7 @@ impl Cloud {
     }
 
     /// Copies a snapshot's manifest, and the blocks the destination lacks, between
-    /// region stores.
+    /// region stores (in parallel: see [`crate::snapshot_copy`]).
     pub(crate) fn copy_snapshot_data(
         &self,
         src_region: &str,
@@ -620,36 +620,16 @@ impl Cloud {
     ) -> Ec2Result<()> {
         let src = self.region(src_region)?;
         let dst = self.region(dst_region)?;
-        let manifest = src.store.read_manifest(&rid(src_id)?)?;
-        let session = dst.store.session();
         let progress = lock(&self.snapshot_progress)
             .get(dst_id)
             .map(|(_, p)| Arc::clone(p));
-        if let Some(p) = &progress {
-            p.total_blocks.store(
-                manifest.entries().len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-        for (_, hash) in manifest.entries() {
-            if !(dst.store.has_block(hash)? && session.reference_blocks(&[*hash]).is_ok()) {
-                let data = src.store.get_block(hash)?;
-                session.put_hashed_block(*hash, &data)?;
-            }
-            if let Some(p) = &progress {
-                p.done_blocks
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let copy = Manifest::new(
-            rid(dst_id)?,
-            None,
-            manifest.volume_size,
-            now_ms() as u64,
-            manifest.entries().to_vec(),
-        )
-        .map_err(|e| Ec2Error::internal("manifest", e))?;
-        session.commit(&copy)?;
+        crate::snapshot_copy::copy_snapshot_blocks(
+            &src.store,
+            &dst.store,
+            &rid(src_id)?,
+            &rid(dst_id)?,
+            progress.as_deref(),
+        )?;
         Ok(())
     }
 }

@@ -471,6 +471,9 @@ pub enum BenchCommand {
     /// Snapshot, incremental snapshot, volume-from-snapshot and read-back of a mixed
     /// volume, against `cp --sparse=always` of the same raw file.
     Store(crate::bench::StoreBenchArgs),
+    /// CopySnapshot's data path (a 2 GiB mixed snapshot to another region's store)
+    /// against `cp` + `sync` of the same raw file.
+    Copy(crate::bench_copy::CopyBenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -484,6 +487,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssm(cmd) => crate::ssm_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Copy(args)) => {
+            crate::bench_copy::run(args).map(|()| ExitCode::SUCCESS)
         }
         Command::ImdsRelay { socket } => Ok(imds_relay(&socket)),
     }

@@ -10,7 +10,9 @@
 //! * **Presence** says which 512 KiB blocks live in `data`. A volume created from a
 //!   snapshot starts with none present: creation is O(1) in the volume's size, and an
 //!   absent block is read from the backing snapshot on first access and kept
-//!   (copy-on-read), like EBS lazy loading.
+//!   (copy-on-read), like EBS lazy loading. Sequential reads fetch the next blocks
+//!   ahead on a few worker threads, and concurrent readers of one absent block share
+//!   one fetch (the `readahead` module).
 //! * **Dirty** says which blocks changed since the backing snapshot. A snapshot reads and
 //!   hashes only those; the rest inherit the parent's manifest entries. After a snapshot,
 //!   it becomes the volume's backing snapshot and parent of the next one.
@@ -23,6 +25,7 @@
 
 mod bitmap;
 mod error;
+mod readahead;
 mod segments;
 mod snapshot;
 mod state;

@@ -20,6 +20,22 @@ use crate::VolumeError;
 /// Bytes per segment file: 1 TiB.
 pub(crate) const SEGMENT_SIZE: u64 = 1 << 40;
 
+/// See [`SegmentedFile::writer_at`].
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    file: File,
+    at: u64,
+    path: PathBuf,
+}
+
+impl SegmentWriter {
+    pub fn write_all(&self, buf: &[u8]) -> Result<(), VolumeError> {
+        self.file
+            .write_all_at(buf, self.at)
+            .map_err(|e| VolumeError::io("write", &self.path, e))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct SegmentedFile {
     dir: PathBuf,
@@ -95,6 +111,17 @@ impl SegmentedFile {
         let (file, at, i) = self.locate(offset)?;
         file.write_all_at(buf, at)
             .map_err(|e| VolumeError::io("write", self.path(i), e))
+    }
+
+    /// A writer for the block at `offset` that needs no lock on this file (a duplicate
+    /// handle of its segment): lets a fill write outside the volume lock.
+    pub fn writer_at(&self, offset: u64) -> Result<SegmentWriter, VolumeError> {
+        let (file, at, i) = self.locate(offset)?;
+        let path = self.path(i);
+        let file = file
+            .try_clone()
+            .map_err(|e| VolumeError::io("duplicate handle of", &path, e))?;
+        Ok(SegmentWriter { file, at, path })
     }
 
     /// Deallocates `[offset, offset+len)`: it reads as zeros afterwards.

@@ -8,6 +8,7 @@ use blockstore::{BLOCK_SIZE, BlockStore, BlockStoreError, Manifest, ResourceId};
 
 use crate::VolumeError;
 use crate::bitmap::Bitmap;
+use crate::readahead::{ReadAhead, Tracker};
 use crate::segments::SegmentedFile;
 use crate::snapshot::Capture;
 use crate::state::{VolumeState, block_count};
@@ -26,22 +27,25 @@ pub struct Volume {
     id: ResourceId,
     pub(crate) store: Arc<BlockStore>,
     pub(crate) inner: Mutex<Inner>,
+    pub(crate) ahead: ReadAhead,
 }
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    data: SegmentedFile,
+    pub data: SegmentedFile,
     pub size: u64,
     pub backing: Option<ResourceId>,
     backing_manifest: Option<Arc<Manifest>>,
     pub presence: Bitmap,
     pub dirty: Bitmap,
     /// The bitmaps or backing changed since the state file was last written.
-    state_changed: bool,
+    pub state_changed: bool,
     /// Holds on former backing snapshots, dropped once a state naming the new backing
     /// is durable (until then a crash would reopen the volume on the old one).
     pub released_holds: Vec<ResourceId>,
     pub capture: Option<Capture>,
+    /// Sequential-read detection and blocks being fetched (see `readahead`).
+    pub ahead: Tracker,
 }
 
 fn check_size(size: u64) -> Result<(), VolumeError> {
@@ -146,10 +150,11 @@ impl Volume {
     ) -> Result<Arc<Volume>, VolumeError> {
         let data = SegmentedFile::open(dir, size, true)?;
         let blocks = block_count(size);
-        let volume = Volume {
+        let volume = Arc::new_cyclic(|weak| Volume {
             dir: dir.into(),
             id,
             store,
+            ahead: ReadAhead::new(weak.clone()),
             inner: Mutex::new(Inner {
                 data,
                 size,
@@ -160,15 +165,16 @@ impl Volume {
                 state_changed: true,
                 capture: None,
                 released_holds: Vec::new(),
+                ahead: Tracker::default(),
             }),
-        };
+        });
         volume.persist(&mut volume.lock(), false)?;
         if let Some(parent) = dir.parent() {
             File::open(parent)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| VolumeError::io("sync dir", parent, e))?;
         }
-        Ok(Arc::new(volume))
+        Ok(volume)
     }
 
     /// Opens an existing volume. After an unclean shutdown every present block is
@@ -195,10 +201,11 @@ impl Volume {
         if let Some(backing) = &state.backing {
             store.add_hold(backing, &state.id)?;
         }
-        let volume = Volume {
+        let volume = Arc::new_cyclic(|weak| Volume {
             dir: dir.into(),
             id: state.id,
             store,
+            ahead: ReadAhead::new(weak.clone()),
             inner: Mutex::new(Inner {
                 data,
                 size: state.size,
@@ -209,10 +216,11 @@ impl Volume {
                 state_changed: true,
                 capture: None,
                 released_holds: Vec::new(),
+                ahead: Tracker::default(),
             }),
-        };
+        });
         volume.persist(&mut volume.lock(), false)?;
-        Ok(Arc::new(volume))
+        Ok(volume)
     }
 
     /// The volume's id.
@@ -280,11 +288,14 @@ impl Volume {
     }
 
     /// Bytes of block `b` that lie inside the volume.
-    fn block_len(inner: &Inner, b: u64) -> usize {
+    pub(crate) fn block_len(inner: &Inner, b: u64) -> usize {
         (inner.size - b * BS).min(BS) as usize
     }
 
-    fn backing_manifest(&self, inner: &mut Inner) -> Result<Option<Arc<Manifest>>, VolumeError> {
+    pub(crate) fn backing_manifest(
+        &self,
+        inner: &mut Inner,
+    ) -> Result<Option<Arc<Manifest>>, VolumeError> {
         if inner.backing_manifest.is_none()
             && let Some(id) = &inner.backing
         {
@@ -332,7 +343,12 @@ impl Volume {
     }
 
     /// Makes absent block `b` present with `content` (its backing content).
-    fn fill_with(&self, inner: &mut Inner, b: u64, content: &[u8]) -> Result<(), VolumeError> {
+    pub(crate) fn fill_with(
+        &self,
+        inner: &mut Inner,
+        b: u64,
+        content: &[u8],
+    ) -> Result<(), VolumeError> {
         let len = Self::block_len(inner, b);
         if blockstore::block::is_zero(content) {
             // The data file may hold bytes of an unflushed write from before a crash.
@@ -373,8 +389,12 @@ impl Volume {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), VolumeError> {
         let mut done = 0;
         {
-            let inner = self.lock();
+            let mut inner = self.lock();
             Self::check_range(&inner, offset, buf.len() as u64)?;
+            if !buf.is_empty() {
+                let last = (offset + buf.len() as u64 - 1) / BS;
+                self.plan_read_ahead(&mut inner, offset / BS, last);
+            }
         }
         for (b, within, len) in Self::segments(offset, buf.len() as u64) {
             let out = &mut buf[done..done + len];
@@ -388,17 +408,40 @@ impl Volume {
                 out.fill(0);
                 continue;
             };
+            // Fetched already by read-ahead or another reader? Then read it; else claim
+            // it so concurrent readers wait for this fetch instead of repeating it.
+            let (inner, claimed) = self.begin_fetch(inner, b);
+            if inner.presence.get(b) {
+                inner.data.read_exact_at(out, b * BS + within as u64)?;
+                continue;
+            }
             // Fetch from the block store without holding the volume: other blocks stay
             // readable and writable meanwhile. An absent block's content is the same in
             // any later backing (a snapshot copies absent blocks from its backing), so
             // the fetched content is still right unless the block became present.
             drop(inner);
-            let content = self.store.get_block(&hash)?;
+            let fetched = self.store.get_block(&hash);
             let mut inner = self.lock();
+            let content = match fetched {
+                Ok(content) => content,
+                Err(e) => {
+                    if claimed {
+                        self.end_fetch(&mut inner, b);
+                    }
+                    return Err(e.into());
+                }
+            };
             if inner.presence.get(b) {
+                if claimed {
+                    self.end_fetch(&mut inner, b);
+                }
                 inner.data.read_exact_at(out, b * BS + within as u64)?;
             } else {
-                self.fill_with(&mut inner, b, &content)?;
+                let (mut inner, filled) = self.fill_outside_lock(inner, b, &content);
+                if claimed {
+                    self.end_fetch(&mut inner, b);
+                }
+                filled?;
                 out.copy_from_slice(&content[within..within + len]);
             }
         }
@@ -413,7 +456,7 @@ impl Volume {
             Self::check_range(&inner, offset, data.len() as u64)?;
         }
         for (b, within, len) in Self::segments(offset, data.len() as u64) {
-            let mut inner = self.lock();
+            let mut inner = self.wait_filled(self.lock(), b);
             self.preserve_for_snapshot(&mut inner, b)?;
             let whole = within == 0 && len == Self::block_len(&inner, b);
             if !whole && !inner.presence.get(b) {
@@ -435,7 +478,7 @@ impl Volume {
             Self::check_range(&inner, offset, len)?;
         }
         for (b, within, seg) in Self::segments(offset, len) {
-            let mut inner = self.lock();
+            let mut inner = self.wait_filled(self.lock(), b);
             self.preserve_for_snapshot(&mut inner, b)?;
             let whole = within == 0 && seg == Self::block_len(&inner, b);
             if whole {
@@ -517,7 +560,9 @@ impl Volume {
     }
 
     /// Flushes and marks the state clean, so the next open trusts the dirty bitmap.
+    /// Read-ahead stops for good (its workers end); reads still work without it.
     pub fn close(&self) -> Result<(), VolumeError> {
+        self.stop_read_ahead();
         let mut inner = self.lock();
         if inner.capture.is_some() {
             return Err(VolumeError::SnapshotInProgress {
