@@ -456,6 +456,9 @@ pub enum BenchCommand {
     /// Snapshot, incremental snapshot, volume-from-snapshot and read-back of a mixed
     /// volume, against `cp --sparse=always` of the same raw file.
     Store(crate::bench::StoreBenchArgs),
+    /// EBS direct ingest: `openami snapshot upload` of a mixed file to a local `openami
+    /// serve`, against `cp` + `sync` of the same file; the snapshot is read back and compared.
+    Ingest(crate::bench_ingest::IngestBenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -469,6 +472,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssm(cmd) => crate::ssm_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => {
             crate::bench::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            crate::bench_ingest::run(args).map(|()| ExitCode::SUCCESS)
         }
         Command::ImdsRelay { socket } => Ok(imds_relay(&socket)),
     }
