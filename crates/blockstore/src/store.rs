@@ -23,6 +23,7 @@
 //!  session C: pin+head (present: a name) ─ persist┘    1. ONE content sync (syncfs)
 //!                                                       2. rename each to blocks/hh/<hex>
 //!                                                       3. fsync each directory once
+//!                                                          (or one more syncfs)
 //!                                              A, B, C return ─▶ catalog rows / manifest
 //! ```
 //!

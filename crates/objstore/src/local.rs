@@ -25,8 +25,10 @@
 //!  .tmp/<pid>-<m> ← bytes  ──┼──▶  1. content durable: fdatasync of the one file, or ONE
 //!  .tmp/<pid>-<k> ← bytes  ──┘        syncfs(2) for a batch of several
 //!                                  2. rename each temp file to <key>
-//!                                  3. fsync each parent directory once (also those of
-//!                                     `names`: objects found present, maybe not yet synced)
+//!                                  3. names durable: fsync each parent directory once
+//!                                     (also those of `names`: objects found present, maybe
+//!                                     not yet synced), or one more syncfs when the batch
+//!                                     spans more than two directories
 //!                                  → install returns; only now may callers acknowledge
 //! ```
 //!
@@ -147,13 +149,17 @@ impl LocalFsStore {
             [one] => File::open(one)
                 .and_then(|f| f.sync_data())
                 .map_err(|e| StoreError::io("sync", one.display(), e)),
-            _ => {
-                let dir = self.root.join(TEMP_DIR);
-                File::open(&dir)
-                    .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
-                    .map_err(|e| StoreError::io("syncfs", dir.display(), e))
-            }
+            _ => self.syncfs(),
         }
+    }
+
+    /// `syncfs(2)` of the filesystem the store is on: every file's data and metadata
+    /// (directory entries included) durable.
+    fn syncfs(&self) -> Result<(), StoreError> {
+        let dir = self.root.join(TEMP_DIR);
+        File::open(&dir)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+            .map_err(|e| StoreError::io("syncfs", dir.display(), e))
     }
 
     /// Renames a complete temp file into place; the caller syncs the parent directory.
@@ -249,6 +255,11 @@ impl ObjectStore for LocalFsStore {
             );
         }
         self.crash_point(CrashPoint::BeforeNameSync);
+        if dirs.len() > 2 {
+            // Blocks spread over the 256 `blocks/hh/` directories: one syncfs instead of
+            // an fsync (a journal commit each) per directory.
+            return self.syncfs();
+        }
         for dir in dirs {
             sync_dir(&dir)?;
         }
@@ -378,6 +389,33 @@ mod tests {
         assert_eq!(store.get(&key).unwrap(), b"hello");
         assert_eq!(store.remove_stale_temp_files(Duration::ZERO).unwrap(), 1);
         assert!(store.list("").unwrap().iter().all(|m| m.key == key));
+    }
+
+    #[test]
+    fn staged_objects_have_no_name_until_installed_and_dropped_ones_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFsStore::open(dir.path()).unwrap();
+        let (a, b) = (
+            ObjectKey::new("s/a").unwrap(),
+            ObjectKey::new("s/b").unwrap(),
+        );
+        let staged = vec![
+            store.stage(&a, b"aa").unwrap(),
+            store.stage(&b, b"bb").unwrap(),
+        ];
+        let dropped = store.stage(&ObjectKey::new("s/c").unwrap(), b"cc").unwrap();
+        assert!(store.head(&a).unwrap().is_none(), "no name before install");
+        assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 3);
+        drop(dropped);
+        store.install(staged, &[]).unwrap();
+        assert_eq!(store.get(&a).unwrap(), b"aa");
+        assert_eq!(store.get(&b).unwrap(), b"bb");
+        assert_eq!(store.list("s/").unwrap().len(), 2);
+        assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 0);
+        // A batch of one (fdatasync instead of syncfs) installs too.
+        let one = vec![store.stage(&a, b"a2").unwrap()];
+        store.install(one, &[b.clone()]).unwrap();
+        assert_eq!(store.get(&a).unwrap(), b"a2");
     }
 
     #[test]
