@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 0);
         // A batch of one (fdatasync instead of syncfs) installs too.
         let one = vec![store.stage(&a, b"a2").unwrap()];
-        store.install(one, &[b.clone()]).unwrap();
+        store.install(one, std::slice::from_ref(&b)).unwrap();
         assert_eq!(store.get(&a).unwrap(), b"a2");
     }
 
