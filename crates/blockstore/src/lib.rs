@@ -22,6 +22,7 @@
 pub mod block;
 mod error;
 mod gc;
+mod group;
 mod hash;
 mod ids;
 pub mod manifest;
@@ -31,6 +32,7 @@ mod store;
 pub use block::BLOCK_SIZE;
 pub use error::BlockStoreError;
 pub use gc::{GcReport, ScrubReport, StoreStats};
+pub use group::GroupCommit;
 pub use hash::{BlockHash, sha256};
 pub use ids::{IdError, ResourceId};
 pub use manifest::Manifest;

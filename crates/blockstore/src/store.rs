@@ -9,18 +9,47 @@
 //! after re-listing manifests and reading the pins. So a dedup hit either happens before
 //! GC's decision (and GC sees the pin) or after the deletion (and sees the block gone, so
 //! it stores it again). A session unpins only after its manifest is durable.
+//!
+//! # Group commit: how a new block becomes durable
+//!
+//! A new block is *staged* (written to a temp file, not synced, invisible under its key)
+//! while its pin holds. [`WriteSession::persist`] (and `commit`, which calls it) hands
+//! the session's staged blocks and dedup hits to the store-wide [`GroupCommit`]; one
+//! leader installs every waiting session's blocks at once:
+//!
+//! ```text
+//!  session A: pin+head ─ stage ─ stage ─┐ persist ┐
+//!  session B: pin+head ─ stage ─────────┘ persist ┤  leader: objects.install(all)
+//!  session C: pin+head (present: a name) ─ persist┘    1. ONE content sync (syncfs)
+//!                                                       2. rename each to blocks/hh/<hex>
+//!                                                       3. fsync each directory once
+//!                                                          (or one more syncfs)
+//!                                              A, B, C return ─▶ catalog rows / manifest
+//! ```
+//!
+//! The GC argument is unchanged: pins are taken before the head check, and a staged block
+//! is pinned until its session ends, which is after its manifest (or, for EBS direct, its
+//! catalog row) is durable. A staged block has no name, so no other session can dedup
+//! against it (it stages its own copy; the renames of identical content replace each
+//! other atomically), and a block is never under its name before its content is durable,
+//! so a later dedup hit can trust what it finds. A crash at any point of the install
+//! loses only blocks nobody was told are stored (see `objstore::CrashPoint`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use objstore::{ObjectKey, ObjectStore, StoreError};
+use objstore::{ObjectKey, ObjectStore, Staged, StoreError};
 
+use crate::group::GroupCommit;
 use crate::recent::RecentBlocks;
 use crate::{BLOCK_SIZE, BlockHash, BlockStoreError, Manifest, ResourceId, block};
 
 /// Blocks a write session remembers for its identical-block shortcut.
 const SESSION_RECENT_BLOCKS: usize = 8;
+/// Staged blocks after which a session installs them without waiting for `persist`
+/// (bounds the not-yet-durable bytes of one session to 256 MiB).
+const MAX_STAGED_BLOCKS: usize = 512;
 /// Verified blocks the store keeps for repeated reads (16 MiB).
 const READ_CACHE_BLOCKS: usize = 32;
 
@@ -75,6 +104,15 @@ pub struct BlockStore {
     next_session: AtomicU64,
     /// Recently read and verified blocks.
     read_cache: RecentBlocks,
+    /// Where sessions' staged blocks are installed, many sessions per sync.
+    installs: GroupCommit<Pending, StoreError>,
+}
+
+/// What one session hands to the group commit: blocks it staged and keys it found present.
+#[derive(Debug, Default)]
+struct Pending {
+    staged: Vec<(BlockHash, Staged)>,
+    names: Vec<ObjectKey>,
 }
 
 /// What [`WriteSession::put_block`] did.
@@ -102,6 +140,7 @@ impl BlockStore {
             pins: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             read_cache: RecentBlocks::new(READ_CACHE_BLOCKS),
+            installs: GroupCommit::new(),
         })
     }
 
@@ -134,7 +173,7 @@ impl BlockStore {
             store: Arc::clone(self),
             id,
             recent: RecentBlocks::new(SESSION_RECENT_BLOCKS),
-            unpersisted: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -320,8 +359,9 @@ pub struct WriteSession {
     /// Blocks this session stored recently, to skip re-hashing runs of identical
     /// blocks (a cheap fingerprint, then a full byte comparison).
     recent: RecentBlocks,
-    /// Blocks stored with a pending name; made durable before the manifest is written.
-    unpersisted: Mutex<Vec<ObjectKey>>,
+    /// Blocks staged (not yet durable nor named) and keys found present whose names may
+    /// not be durable yet; installed by `persist`, before the manifest is written.
+    pending: Mutex<Pending>,
 }
 
 impl WriteSession {
@@ -344,9 +384,9 @@ impl WriteSession {
     }
 
     /// Stores a full block (exactly [`BLOCK_SIZE`] bytes), or finds it already stored.
-    /// When this returns the block is readable and its content durable; it survives a
-    /// crash for certain once [`persist`](Self::persist) or [`commit`](Self::commit)
-    /// returns (they sync directory entries in batches). Callers skip all-zero blocks.
+    /// A new block is staged: it is readable and durable once [`persist`](Self::persist)
+    /// or [`commit`](Self::commit) returns (they install the blocks of every waiting
+    /// session with one sync). Callers skip all-zero blocks.
     pub fn put_block(&self, data: &[u8]) -> Result<PutBlock, BlockStoreError> {
         if data.len() != BLOCK_SIZE {
             return Err(BlockStoreError::BadBlockLength {
@@ -387,9 +427,10 @@ impl WriteSession {
                 });
             }
             if self.store.objects.head(&key)?.is_some() {
-                // Present, but perhaps only just written by another session that has not
-                // synced its name yet: this session's persist makes it durable too.
-                lock(&self.unpersisted).push(key);
+                // Present (its content durable: nothing is named before that), but perhaps
+                // only just renamed by another session's install that has not synced its
+                // directory yet: this session's persist syncs it too.
+                lock(&self.pending).names.push(key);
                 return Ok(PutBlock {
                     hash,
                     stored_bytes: 0,
@@ -398,18 +439,34 @@ impl WriteSession {
         }
         // Pinned and absent: GC cannot delete what we are about to write.
         let encoded = block::encode(data);
-        if let Err(e) = self.store.objects.put_name_pending(&key, &encoded) {
-            // Unpin so a retry in this session stores it instead of trusting the pin.
-            if let Some(set) = lock(&self.store.pins).get_mut(&self.id) {
-                set.remove(&hash);
+        let staged = match self.store.objects.stage(&key, &encoded) {
+            Ok(staged) => staged,
+            Err(e) => {
+                // Unpin so a retry in this session stores it instead of trusting the pin.
+                self.unpin(&[hash]);
+                return Err(e.into());
             }
-            return Err(e.into());
+        };
+        let full = {
+            let mut pending = lock(&self.pending);
+            pending.staged.push((hash, staged));
+            pending.staged.len() >= MAX_STAGED_BLOCKS
+        };
+        if full {
+            self.persist()?;
         }
-        lock(&self.unpersisted).push(key);
         Ok(PutBlock {
             hash,
             stored_bytes: encoded.len() as u64,
         })
+    }
+
+    fn unpin(&self, hashes: &[BlockHash]) {
+        if let Some(set) = lock(&self.store.pins).get_mut(&self.id) {
+            for hash in hashes {
+                set.remove(hash);
+            }
+        }
     }
 
     /// Pins blocks this session will reference without storing them (e.g. entries
@@ -425,11 +482,39 @@ impl WriteSession {
         Ok(())
     }
 
-    /// Makes every block this session stored survive a crash.
+    /// Makes every block this session stored survive a crash: its staged blocks and
+    /// dedup hits join the store's group commit (one content sync and one sync per
+    /// directory for every session waiting) and this returns once that install has.
+    /// If it fails, the staged blocks are gone and unpinned (a retry stores them again).
     pub fn persist(&self) -> Result<(), BlockStoreError> {
-        let pending = std::mem::take(&mut *lock(&self.unpersisted));
-        if let Err(e) = self.store.objects.persist_names(&pending) {
-            lock(&self.unpersisted).extend(pending);
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        if pending.staged.is_empty() && pending.names.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<BlockHash> = pending.staged.iter().map(|(h, _)| *h).collect();
+        let names = pending.names.clone();
+        let objects = &self.store.objects;
+        let outcome = self.store.installs.submit(
+            pending,
+            |batch| {
+                let mut staged = Vec::new();
+                let mut names = Vec::new();
+                for p in batch {
+                    staged.extend(p.staged.into_iter().map(|(_, s)| s));
+                    names.extend(p.names);
+                }
+                objects.install(staged, &names)
+            },
+            StoreError::replicate,
+            || StoreError::Io {
+                op: "install",
+                what: "blocks".into(),
+                source: std::io::Error::other("the install of this batch panicked"),
+            },
+        );
+        if let Err(e) = outcome {
+            self.unpin(&hashes);
+            lock(&self.pending).names.extend(names);
             return Err(e.into());
         }
         Ok(())

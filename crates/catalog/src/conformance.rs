@@ -300,6 +300,22 @@ fn upload_blocks(c: &Catalog) {
     assert_eq!(ok("count", c.upload_block_count("snap-1")), 0);
     assert_eq!(ok("ids", c.upload_snapshot_ids()), ["snap-2"]);
     c_ok(c.clear_upload("snap-2"));
+    // A batch: all rows in one transaction, later rows of a batch overwrite earlier ones.
+    c_ok(c.put_upload_blocks(&[]));
+    c_ok(c.put_upload_blocks(&[
+        ("snap-3".to_string(), 2, "aa".to_string()),
+        ("snap-4".to_string(), 0, "bb".to_string()),
+        ("snap-3".to_string(), 0, String::new()),
+        ("snap-3".to_string(), 2, "cc".to_string()),
+    ]));
+    assert_eq!(
+        ok("batch blocks", c.upload_blocks("snap-3")),
+        vec![(0, String::new()), (2, "cc".to_string())]
+    );
+    assert_eq!(ok("batch count", c.upload_block_count("snap-4")), 1);
+    assert!(ok("batch last write", c.upload_last_write("snap-3")).is_some());
+    c_ok(c.clear_upload("snap-3"));
+    c_ok(c.clear_upload("snap-4"));
 }
 
 fn console_passwords(c: &Catalog) {

@@ -405,6 +405,13 @@ impl Catalog {
         dispatch!(self.put_upload_block(snapshot_id, index, hash))
     }
 
+    /// Records (or overwrites) several blocks of uploads in progress — `(snapshot id,
+    /// index, hash)` — in one transaction: all or none (the group commit of
+    /// PutSnapshotBlock).
+    pub fn put_upload_blocks(&self, blocks: &[(String, u64, String)]) -> Result<(), CatalogError> {
+        dispatch!(self.put_upload_blocks(blocks))
+    }
+
     /// When the last block of an upload was written (ms), if any was.
     pub fn upload_last_write(&self, snapshot_id: &str) -> Result<Option<i64>, CatalogError> {
         dispatch!(self.upload_last_write(snapshot_id))

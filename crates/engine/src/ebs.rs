@@ -5,7 +5,21 @@
 //! [`UploadDoc`]. Each acknowledged block is durable before PutSnapshotBlock answers: the
 //! block object is stored and its name persisted, then `(snapshot, index, hash)` is
 //! committed to the catalog's `upload_blocks` table, which GC treats as roots (see
-//! [`Cloud::gc_region`]). CompleteSnapshot checks the count and the LINEAR checksum
+//! [`Cloud::gc_region`]).
+//!
+//! Both steps are group commits, so concurrent requests (coldsnap runs 64) share syncs:
+//!
+//! ```text
+//!  request ─ SHA-256 check ─ pin+head ─ stage ─▶ WriteSession::persist ─────────────▶
+//!    (the block store's group commit: one syncfs, renames, one fsync per directory
+//!     for every waiting request's blocks — see blockstore's store.rs)
+//!  ─▶ upload_rows.submit(row) ─ one catalog transaction for every waiting request's row
+//!  ─▶ session dropped (unpinned: the row is a GC root now) ─▶ 200
+//! ```
+//!
+//! A request answers only after the commit covering its row has returned, so an
+//! acknowledged block survives kill -9 and power loss; a crash before that loses only
+//! unacknowledged blocks (coldsnap retries them). CompleteSnapshot checks the count and the LINEAR checksum
 //! (SHA-256 over the concatenated 32-byte block digests in index order), writes the
 //! manifest — the parent's entries overridden by the uploaded blocks — and the snapshot
 //! is `completed`.
@@ -583,15 +597,27 @@ impl Cloud {
             session.persist()?;
             // Recorded while the session still pins the block: GC sees one or the other.
             let hex = hash.to_hex();
-            self.catalog.put_upload_block(id, index, &hex)?;
+            self.record_upload_block(id, index, &hex)?;
             drop(session);
             hex
         };
         if recorded.is_empty() {
-            self.catalog.put_upload_block(id, index, "")?;
+            self.record_upload_block(id, index, "")?;
         }
         self.note_upload_activity(id, now_ms());
         Ok(B64.encode(hash.0))
+    }
+
+    /// Commits one `upload_blocks` row in a catalog transaction shared with every other
+    /// request waiting (group commit); returns once it is durable.
+    fn record_upload_block(&self, id: &str, index: u64, hex: &str) -> EbsResult<()> {
+        self.upload_rows.submit(
+            (id.to_string(), index, hex.to_string()),
+            |rows| Ok(self.catalog.put_upload_blocks(&rows)?),
+            Clone::clone,
+            || Ec2Error::internal("upload block rows", "the batch's commit panicked"),
+        )?;
+        Ok(())
     }
 
     /// CompleteSnapshot: verifies the count (and the LINEAR checksum if given) and

@@ -95,6 +95,9 @@ pub struct Cloud {
     imds_key: [u8; 32],
     /// Last PutSnapshotBlock per upload (ms), for upload timeouts.
     upload_activity: Mutex<HashMap<String, i64>>,
+    /// Group commit of PutSnapshotBlock's `upload_blocks` rows: one catalog transaction
+    /// for every request waiting (see `ebs.rs`).
+    upload_rows: blockstore::GroupCommit<(String, u64, String), Ec2Error>,
     /// How machines are run.
     compute: instances::ComputeConfig,
     /// Machines of running instances, by instance id.
@@ -173,6 +176,7 @@ impl Cloud {
             token_secret,
             imds_key,
             upload_activity: Mutex::new(HashMap::new()),
+            upload_rows: blockstore::GroupCommit::new(),
             compute: options.compute,
             machines: Mutex::new(HashMap::new()),
             transfers: options.transfers,

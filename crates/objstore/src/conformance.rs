@@ -23,6 +23,7 @@ pub fn run_all<S: ObjectStore + 'static>(store: &S) {
     list_by_prefix(store);
     put_many_is_visible(store);
     pending_names_are_visible(store);
+    staged_objects_appear_only_when_installed(store);
     large_and_empty_objects(store);
 }
 
@@ -187,6 +188,39 @@ fn pending_names_are_visible(store: &dyn ObjectStore) {
         .persist_names(&keys)
         .unwrap_or_else(|e| panic!("persist_names: {e}"));
     assert_eq!(store.list("pending/").map(|l| l.len()).ok(), Some(5));
+}
+
+fn staged_objects_appear_only_when_installed(store: &dyn ObjectStore) {
+    let keys: Vec<_> = (0..4).map(|i| key(&format!("staged/{i}/x"))).collect();
+    let mut staged = Vec::new();
+    for k in &keys {
+        staged.push(
+            store
+                .stage(k, k.as_str().as_bytes())
+                .unwrap_or_else(|e| panic!("stage: {e}")),
+        );
+    }
+    let dropped = store
+        .stage(&key("staged/dropped"), b"never installed")
+        .unwrap_or_else(|e| panic!("stage: {e}"));
+    assert_eq!(dropped.key(), &key("staged/dropped"));
+    drop(dropped);
+    store
+        .install(staged, &[key("staged/0/x")])
+        .unwrap_or_else(|e| panic!("install: {e}"));
+    for k in &keys {
+        assert_eq!(
+            store.get(k).ok().as_deref(),
+            Some(k.as_str().as_bytes()),
+            "installed object readable"
+        );
+    }
+    store
+        .install(Vec::new(), &[])
+        .unwrap_or_else(|e| panic!("empty install: {e}"));
+    // A backend that stages in place (S3) has the dropped one stored; a local one not.
+    let listed = store.list("staged/").map(|l| l.len()).unwrap_or(0);
+    assert!(listed == 4 || listed == 5, "{listed} staged objects listed");
 }
 
 fn large_and_empty_objects(store: &dyn ObjectStore) {

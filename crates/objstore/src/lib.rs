@@ -19,6 +19,7 @@ mod key;
 mod local;
 mod memory;
 mod s3;
+mod staged;
 
 pub mod conformance;
 
@@ -26,6 +27,7 @@ pub use key::{KeyError, ObjectKey};
 pub use local::LocalFsStore;
 pub use memory::MemoryStore;
 pub use s3::{CheckError, DEFAULT_REGION, S3Config, S3ConfigError, S3Credentials, S3Store};
+pub use staged::{CrashPoint, Staged};
 
 use std::fmt::Debug;
 
@@ -117,6 +119,32 @@ impl StoreError {
         )
     }
 
+    /// An equivalent error for another waiter of the same failed batch (group commit): same
+    /// variant, key, operation and kind (so `is_storage_full` / `is_unavailable` answer
+    /// alike), with the source reduced to its message.
+    pub fn replicate(&self) -> Self {
+        match self {
+            StoreError::NotFound { key } => StoreError::NotFound { key: key.clone() },
+            StoreError::Io { op, what, source } => StoreError::Io {
+                op,
+                what: what.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Key(e) => StoreError::Key(e.clone()),
+            StoreError::Remote {
+                op,
+                what,
+                kind,
+                source,
+            } => StoreError::Remote {
+                op,
+                what: what.clone(),
+                kind: *kind,
+                source: source.to_string().into(),
+            },
+        }
+    }
+
     pub(crate) fn io(op: &'static str, what: impl ToString, source: std::io::Error) -> Self {
         StoreError::Io {
             op,
@@ -170,6 +198,28 @@ pub trait ObjectStore: Send + Sync + Debug {
     fn persist_names(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
         let _ = keys;
         Ok(())
+    }
+
+    /// Writes `data` for `key` without making it durable or visible: the first half of a
+    /// group commit. Nothing is under `key` until [`install`](Self::install) made the
+    /// content durable and renamed it into place; a [`Staged`] dropped uninstalled removes
+    /// its bytes. The default stores the object at once with `put` (durable and visible:
+    /// a backend whose puts are durable on return, like S3, needs no more).
+    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
+        self.put(key, data)?;
+        Ok(Staged::stored(key.clone()))
+    }
+
+    /// The second half of a group commit: makes the content of every staged object durable
+    /// (one sync for the batch where the backend can), then renames each into place, then
+    /// makes the names durable — those of `staged` and of `names` (objects found already
+    /// present, perhaps only just renamed by another batch) — syncing each directory once.
+    /// When it returns every object of the batch survives a crash; no object is ever
+    /// visible under its key before its content is durable.
+    fn install(&self, staged: Vec<Staged>, names: &[ObjectKey]) -> Result<(), StoreError> {
+        let mut keys: Vec<ObjectKey> = staged.into_iter().map(Staged::into_key).collect();
+        keys.extend(names.iter().cloned());
+        self.persist_names(&keys)
     }
 
     /// Reads a whole object.

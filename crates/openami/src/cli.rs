@@ -474,6 +474,9 @@ pub enum BenchCommand {
     /// CopySnapshot's data path (a 2 GiB mixed snapshot to another region's store)
     /// against `cp` + `sync` of the same raw file.
     Copy(crate::bench_copy::CopyBenchArgs),
+    /// EBS direct ingest: `openami snapshot upload` of a mixed file to a local `openami
+    /// serve`, against `cp` + `sync` of the same file; the snapshot is read back and compared.
+    Ingest(crate::bench_ingest::IngestBenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -490,6 +493,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Copy(args)) => {
             crate::bench_copy::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            crate::bench_ingest::run(args).map(|()| ExitCode::SUCCESS)
         }
         Command::ImdsRelay { socket } => Ok(imds_relay(&socket)),
     }

@@ -11,12 +11,14 @@
 //! * `openami ssm publish-public NAME VALUE` — publishes a public SSM parameter.
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 //! * `openami bench copy` — CopySnapshot's data path against `cp` + `sync`.
+//! * `openami bench ingest` — EBS direct upload to a local server against `cp` + `sync`.
 //! * `openami imds-relay SOCKET` — joins a guest's IMDS connection (stdin/stdout) to the
 //!   instance's metadata socket; run by QEMU's slirp `guestfwd`.
 
 mod account_cmd;
 mod bench;
 mod bench_copy;
+mod bench_ingest;
 mod catalog_cmd;
 mod cli;
 mod ebs_client;

@@ -436,6 +436,31 @@ impl Postgres {
         })
     }
 
+    pub(crate) fn put_upload_blocks(
+        &self,
+        blocks: &[(String, u64, String)],
+    ) -> Result<(), CatalogError> {
+        let blocks = blocks.to_vec();
+        self.call(move |c| {
+            let mut tx = c.transaction().map_err(classify)?;
+            let stmt = tx
+                .prepare(
+                    "INSERT INTO upload_blocks (snapshot_id, block_index, hash, written_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (snapshot_id, block_index) \
+                     DO UPDATE SET hash = excluded.hash, written_ms = excluded.written_ms",
+                )
+                .map_err(classify)?;
+            let now = now_ms();
+            for (id, index, hash) in &blocks {
+                let index = *index as i64;
+                tx.execute(&stmt, &[id, &index, hash, &now])
+                    .map_err(classify)?;
+            }
+            tx.commit().map_err(classify)?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn upload_last_write(&self, snapshot_id: &str) -> Result<Option<i64>, CatalogError> {
         let id = snapshot_id.to_owned();
         self.call(move |c| {

@@ -509,6 +509,26 @@ impl Sqlite {
         Ok(())
     }
 
+    /// Records several blocks of uploads in progress in one transaction.
+    pub(crate) fn put_upload_blocks(
+        &self,
+        blocks: &[(String, u64, String)],
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO upload_blocks (snapshot_id, block_index, hash, written_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (snapshot_id, block_index) DO UPDATE SET hash = excluded.hash, written_ms = excluded.written_ms",
+            )?;
+            let now = now_ms();
+            for (snapshot_id, index, hash) in blocks {
+                stmt.execute(params![snapshot_id, *index as i64, hash, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// When the last block of an upload was written (ms), if any was.
     pub(crate) fn upload_last_write(&self, snapshot_id: &str) -> Result<Option<i64>, CatalogError> {
         Ok(self.conn().query_row(
