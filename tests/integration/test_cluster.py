@@ -219,7 +219,8 @@ def test_data_written_in_zone_a_is_read_by_an_instance_in_zone_b(cluster, guest_
 
 
 def test_a_zone_whose_node_is_down_is_impaired_and_refuses_at_once(cluster):
-    c1 = cluster.client(1)
+    c1 = cluster.client(1, retries=1)
+    existing = c1.create_volume(Size=1, AvailabilityZone="us-east-1b")["VolumeId"]
     cluster.node(2, "kill")
     try:
         eventually(lambda: zone_states(c1)["us-east-1b"] == "impaired", 30, "us-east-1b impaired")
@@ -228,6 +229,13 @@ def test_a_zone_whose_node_is_down_is_impaired_and_refuses_at_once(cluster):
             c1.create_volume(Size=1, AvailabilityZone="us-east-1b")
         assert error_code(e.value) == "InsufficientVolumeCapacity"
         assert time.time() - started < 10
+        # Its existing volume is on the dead node: refused, never deleted by node-1 instead.
+        with pytest.raises(ClientError) as e:
+            c1.delete_volume(VolumeId=existing)
+        assert error_code(e.value) == "ServiceUnavailable"
     finally:
         cluster.node(2, "start")
     eventually(lambda: zone_states(c1)["us-east-1b"] == "available", 30, "us-east-1b available again")
+    assert volume_dirs(cluster, 2, existing), "the volume's data is still on node-2"
+    c1.delete_volume(VolumeId=existing)
+    eventually(lambda: not volume_dirs(cluster, 2, existing), 10, "deleted by node-2 once it is back")

@@ -28,7 +28,9 @@
 //!   [`RUNNING_WAIT`].
 //! * **Owner restarts.** Requests it had claimed but not answered when it stopped are
 //!   answered `InternalError` at its next start (the work may or may not have happened:
-//!   the engine's own recovery finished or undid it).
+//!   the engine's own recovery finished or undid it). A request the owner claims only
+//!   after [`QUEUED_WAIT`] (its waiter has given up, or died) is answered
+//!   `ServiceUnavailable` and not run: the client may have asked again meanwhile.
 //! * A forwarded request is executed where it arrives, never forwarded again.
 
 use std::sync::Arc;
@@ -289,18 +291,32 @@ fn work(state: &Arc<ApiState>, node: &str) {
             }
         };
         for request in claimed {
-            let (state, counter) = (Arc::clone(state), Arc::clone(&running));
-            running.fetch_add(1, Ordering::SeqCst);
+            if now_ms() - request.created_ms > QUEUED_WAIT.as_millis() as i64 {
+                // Its waiter has given up (or died): running it now could repeat what the
+                // client, told it failed, has asked again meanwhile.
+                let late = Outcome::Error {
+                    code: "ServiceUnavailable".into(),
+                    message: "The request waited too long for its openami node and was not run."
+                        .into(),
+                    status: 503,
+                };
+                if let Err(e) = catalog.complete_node_request(&request.id, &late.encode(), now_ms())
+                {
+                    tracing::warn!(request = %request.id, error = %e, "cannot answer a stale node request");
+                }
+                continue;
+            }
+            let state = Arc::clone(state);
+            let slot = Slot::take(&running);
             // Each on its own thread: a slow request must not hold up the others.
             let spawned = std::thread::Builder::new()
                 .name("node request".into())
                 .spawn(move || {
+                    let _slot = slot;
                     run_one(&state, &request.id, &request.request);
-                    counter.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a node request");
-                running.fetch_sub(1, Ordering::SeqCst);
             }
         }
         if last_purge.elapsed() >= Duration::from_secs(600) {
@@ -311,6 +327,23 @@ fn work(state: &Arc<ApiState>, node: &str) {
             }
         }
         seen = catalog.wait_node_requests(seen, Duration::from_secs(1));
+    }
+}
+
+/// One of the [`MAX_RUNNING`] places, given back when dropped (a request that panics
+/// included).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(running: &Arc<AtomicUsize>) -> Slot {
+        running.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(running))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -347,7 +380,16 @@ fn run_one(state: &ApiState, id: &str, body: &str) {
             };
             let params = Params::from_pairs(env.params);
             tracing::info!(request = %id, from = %env.from, action = %env.action, "running a request from another node");
-            crate::run_here(state, &caller, &params, &env.action)
+            // A panic is answered like any failure, not left `running` for the waiter.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::run_here(state, &caller, &params, &env.action)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Ec2Error::internal(
+                    "a request from another node",
+                    "the request handler panicked",
+                ))
+            })
         });
     let outcome = Outcome::of(result).encode();
     if let Err(e) = state

@@ -43,8 +43,10 @@ pub enum Route {
 
 impl Cloud {
     /// Where the work of a request about `target` runs. Without nodes, always here.
-    /// A zone whose node is down or that no node serves is answered here as well (the
-    /// engine refuses new volumes and instances there at once, see `nodes`).
+    /// A new volume or instance in a zone whose node is down or that no node serves is
+    /// answered here (the engine refuses it at once with EC2's capacity errors, see
+    /// `nodes`); work on an existing volume or instance there is refused with
+    /// `ServiceUnavailable` (503) — never run on a node that does not have it.
     pub fn route(&self, caller: &Caller, target: WorkTarget<'_>) -> Ec2Result<Route> {
         if self.node().is_none() {
             return Ok(Route::Local);
@@ -76,13 +78,27 @@ impl Cloud {
                 zones
             }
         };
+        let existing = matches!(target, WorkTarget::Volume(_) | WorkTarget::Instances(_));
         let owners = self.zone_owners(&zones.iter().map(String::as_str).collect::<Vec<_>>())?;
         let mut remote: Vec<&str> = Vec::new();
         let mut local = false;
-        for owner in &owners {
+        for (owner, zone) in owners.iter().zip(&zones) {
             match owner {
                 ZoneOwner::Alive(node) => remote.push(node),
-                _ => local = true,
+                ZoneOwner::Me => local = true,
+                // New volumes and instances there are refused by the engine with EC2's
+                // capacity errors; existing ones live on a node that cannot be reached,
+                // and running their work here would act on what this node does not have.
+                ZoneOwner::Down { node, .. } if existing => {
+                    return Err(zone_down(
+                        zone,
+                        &format!("its openami node {node} is not reporting"),
+                    ));
+                }
+                ZoneOwner::Nobody if existing => {
+                    return Err(zone_down(zone, "no openami node serves it"));
+                }
+                ZoneOwner::Down { .. } | ZoneOwner::Nobody => local = true,
             }
         }
         remote.sort_unstable();
@@ -107,5 +123,15 @@ impl Cloud {
             .into_iter()
             .find(|(subnet, _)| subnet == id)
             .map(|(_, doc)| doc.availability_zone))
+    }
+}
+
+fn zone_down(zone: &str, why: &str) -> Ec2Error {
+    Ec2Error {
+        code: "ServiceUnavailable".into(),
+        message: format!(
+            "The availability zone {zone} is impaired: {why}. Its volumes and instances cannot be changed until it is back."
+        ),
+        status: 503,
     }
 }

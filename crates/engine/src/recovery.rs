@@ -6,7 +6,7 @@
 //! | operation | order | after a crash in between |
 //! |---|---|---|
 //! | CreateVolume | volume dir → catalog row | dir without row: destroyed |
-//! | DeleteVolume | dir destroyed → row deleted | row without dir: row deleted |
+//! | DeleteVolume | dir destroyed → row deleted | row without dir: row deleted (on a node: marked `error`, its data may be on the node a zone was taken over from) |
 //! | CreateSnapshot / CopySnapshot | row `pending` → manifest → row `completed` | manifest present: `completed`; absent: `error` |
 //! | DeleteSnapshot | manifest deleted → row deleted | `completed` row without manifest: row deleted |
 //! | PutSnapshotBlock | block stored and synced → `upload_blocks` row → 201 | block without row: unacknowledged, collected by GC |
@@ -83,8 +83,17 @@ impl Cloud {
                 continue;
             }
             if !storage.volumes_dir.join(&row.id).join("state").exists() {
-                tracing::warn!(volume = %row.id, "volume data is gone (interrupted DeleteVolume): removing its record");
-                self.catalog.delete_resource(&row.id)?;
+                if self.node().is_some() {
+                    // On a node the data may be on another machine: a zone taken over from
+                    // a node that went silent. Never forget a volume for that.
+                    if row.state != "error" {
+                        tracing::error!(volume = %row.id, "volume data is not on this node (an interrupted DeleteVolume, or a zone taken over from another node): marking the volume error");
+                        self.catalog.update_resource(&row.id, "error", &row.doc)?;
+                    }
+                } else {
+                    tracing::warn!(volume = %row.id, "volume data is gone (interrupted DeleteVolume): removing its record");
+                    self.catalog.delete_resource(&row.id)?;
+                }
             }
         }
         Ok(())
