@@ -25,7 +25,8 @@
 //!   stays queued; the waiter gives up after [`QUEUED_WAIT`] and cancels it (only a request
 //!   still `queued` can be cancelled, so it never runs later) and answers
 //!   `ServiceUnavailable`. A request the owner already runs is awaited up to
-//!   [`RUNNING_WAIT`].
+//!   [`RUNNING_WAIT`], or until the owner stops heartbeating (`ServiceUnavailable`: it
+//!   may or may not have taken effect).
 //! * **Owner restarts.** Requests it had claimed but not answered when it stopped are
 //!   answered `InternalError` at its next start (the work may or may not have happened:
 //!   the engine's own recovery finished or undid it). A request the owner claims only
@@ -53,6 +54,8 @@ use crate::params::Params;
 pub const QUEUED_WAIT: Duration = Duration::from_secs(30);
 /// How long a request the owning node has started is awaited.
 pub const RUNNING_WAIT: Duration = Duration::from_secs(300);
+/// How often a waiter looks whether the node running its request is still alive.
+const OWNER_CHECK: Duration = Duration::from_secs(2);
 /// Answered requests are kept this long (ms), then purged.
 pub const KEEP_ANSWERED: i64 = 3_600_000;
 /// Requests of any state older than this (ms) are purged (a node that never came back).
@@ -210,6 +213,7 @@ pub(crate) fn forward(
     tracing::info!(request = %id, node, action = name, "handed to the owning node");
     let started = Instant::now();
     let mut seen = catalog.wait_node_requests(0, Duration::ZERO);
+    let mut last_look = Instant::now();
     loop {
         let row = catalog
             .node_request(&id)?
@@ -237,6 +241,21 @@ pub(crate) fn forward(
                     node,
                     "has not finished the request in time (it may still complete)",
                 ));
+            }
+            state::RUNNING if last_look.elapsed() >= OWNER_CHECK => {
+                // An owner that died mid-request answers it only when it is back: do not
+                // keep the client waiting for that.
+                last_look = Instant::now();
+                let alive = catalog.nodes()?.iter().any(|n| {
+                    n.node_id == node
+                        && now_ms() - n.heartbeat_ms <= engine::nodes::IMPAIRED_AFTER_MS
+                });
+                if !alive {
+                    return Err(unavailable(
+                        node,
+                        "stopped while it ran the request (it may or may not have taken effect)",
+                    ));
+                }
             }
             _ => {}
         }
