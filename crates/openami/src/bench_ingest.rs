@@ -23,6 +23,7 @@ use anyhow::{Context, bail, ensure};
 use blockstore::BLOCK_SIZE;
 use diskimage::DiskFormat;
 
+use crate::bench::{Rng, mixed_block};
 use crate::ebs_client::{self, Client, ClientConfig, credentials::Credentials};
 
 const REGION: &str = "us-east-1";
@@ -45,22 +46,6 @@ pub struct IngestBenchArgs {
     /// Keep the work directory.
     #[arg(long)]
     pub keep: bool,
-}
-
-/// splitmix64: incompressible bytes, quickly.
-struct Rng(u64);
-
-impl Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-            let v = (z ^ (z >> 31)).to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
 }
 
 /// `openami serve` on a temp data directory; stopped (SIGTERM) on drop.
@@ -174,14 +159,7 @@ fn make_file(path: &Path, size: u64) -> anyhow::Result<()> {
     let zero = vec![0u8; BLOCK_SIZE];
     for i in 0..size.div_ceil(BLOCK_SIZE as u64) {
         let len = (size - i * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64) as usize;
-        let data = match i % 3 {
-            0 => {
-                rng.fill(&mut block);
-                &block
-            }
-            1 => &zero,
-            _ => &repeated,
-        };
+        let data = mixed_block(i, &mut rng, &mut block, &repeated).unwrap_or(&zero);
         out.write_all(&data[..len])?;
     }
     out.into_inner()

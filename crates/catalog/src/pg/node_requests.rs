@@ -116,17 +116,7 @@ impl Postgres {
         response: &str,
         now_ms: i64,
     ) -> Result<bool, CatalogError> {
-        let (id, response) = (id.to_string(), response.to_string());
-        self.call(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE node_requests SET state = $1, response = $2, done_ms = $3 \
-                     WHERE id = $4 AND state <> $1",
-                    &[&state::DONE, &response, &now_ms, &id],
-                )
-                .map_err(classify)?;
-            Ok(n > 0)
-        })
+        self.answer_node_request(id, response, now_ms, &[state::QUEUED, state::RUNNING])
     }
 
     pub(crate) fn cancel_node_request(
@@ -135,13 +125,25 @@ impl Postgres {
         response: &str,
         now_ms: i64,
     ) -> Result<bool, CatalogError> {
+        self.answer_node_request(id, response, now_ms, &[state::QUEUED])
+    }
+
+    /// Answers request `id` if it is in one of the states `from`.
+    fn answer_node_request(
+        &self,
+        id: &str,
+        response: &str,
+        now_ms: i64,
+        from: &[&str],
+    ) -> Result<bool, CatalogError> {
         let (id, response) = (id.to_string(), response.to_string());
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
         self.call(move |c| {
             let n = c
                 .execute(
                     "UPDATE node_requests SET state = $1, response = $2, done_ms = $3 \
-                     WHERE id = $4 AND state = $5",
-                    &[&state::DONE, &response, &now_ms, &id, &state::QUEUED],
+                     WHERE id = $4 AND state = ANY($5)",
+                    &[&state::DONE, &response, &now_ms, &id, &from],
                 )
                 .map_err(classify)?;
             Ok(n > 0)

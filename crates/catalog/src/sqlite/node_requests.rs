@@ -99,12 +99,7 @@ impl Sqlite {
         response: &str,
         now_ms: i64,
     ) -> Result<bool, CatalogError> {
-        let n = self.conn().execute(
-            "UPDATE node_requests SET state = ?1, response = ?2, done_ms = ?3 \
-             WHERE id = ?4 AND state <> ?1",
-            params![state::DONE, response, now_ms, id],
-        )?;
-        Ok(n > 0)
+        self.answer_node_request(id, response, now_ms, &[state::QUEUED, state::RUNNING])
     }
 
     pub(crate) fn cancel_node_request(
@@ -113,10 +108,25 @@ impl Sqlite {
         response: &str,
         now_ms: i64,
     ) -> Result<bool, CatalogError> {
+        self.answer_node_request(id, response, now_ms, &[state::QUEUED])
+    }
+
+    /// Answers request `id` if it is in one of `from` (two states at most).
+    fn answer_node_request(
+        &self,
+        id: &str,
+        response: &str,
+        now_ms: i64,
+        from: &[&str],
+    ) -> Result<bool, CatalogError> {
+        let (a, b) = (
+            from.first().copied().unwrap_or(""),
+            from.last().copied().unwrap_or(""),
+        );
         let n = self.conn().execute(
             "UPDATE node_requests SET state = ?1, response = ?2, done_ms = ?3 \
-             WHERE id = ?4 AND state = ?5",
-            params![state::DONE, response, now_ms, id, state::QUEUED],
+             WHERE id = ?4 AND state IN (?5, ?6)",
+            params![state::DONE, response, now_ms, id, a, b],
         )?;
         Ok(n > 0)
     }
