@@ -47,6 +47,7 @@ pub fn run_all(c: &Catalog) {
     ssm_old_versions_are_forgotten(c);
     nodes_and_zone_claims(c);
     node_request_queue(c);
+    crate::gc_leases::conformance(c);
 }
 
 /// Checks two catalogs opened on one (empty or not) database: each sees the other's

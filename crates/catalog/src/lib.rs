@@ -38,6 +38,11 @@
 //!               claimed_ms NULL, done_ms NULL)   index (node_id, state, created_ms)
 //!     work one node hands to the node that owns it (queued → running → done), see
 //!     [`node_requests`]
+//! gc_leases(lease_id PK, region, node_id, started_ms, expires_ms)   index (region)
+//! gc_state(region PK, holder NULL, holder_expires_ms, collection_ms NULL, waits_for,
+//!          complete)
+//!     write leases and each region's GC lock and collection in progress, for block
+//!     stores that many nodes share, see `gc_leases`
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied
@@ -65,6 +70,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod conformance;
 mod console_sessions;
+mod gc_leases;
 pub mod node_requests;
 mod nodes;
 mod pg;
@@ -73,6 +79,7 @@ mod ssm;
 pub mod test_postgres;
 
 pub use console_sessions::ConsoleSession;
+pub use gc_leases::{GcCollection, GcLock};
 pub use node_requests::NodeRequest;
 pub use nodes::{NodeRow, ZoneClaim};
 pub use ssm::SsmVersion;

@@ -57,6 +57,7 @@ use postgres::{Client, Config, NoTls};
 
 use crate::{CatalogError, redact};
 
+mod gc_leases;
 mod node_requests;
 mod nodes;
 mod queries;

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     super::sessions::MIGRATION_6,
     super::nodes::MIGRATION_7,
     super::node_requests::MIGRATION_8,
+    super::gc_leases::MIGRATION_9,
 ];
 
 const MIGRATION_1: &str = r#"

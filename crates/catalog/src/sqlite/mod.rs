@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Account, CatalogError, ResourceRow, now_ms};
 
+mod gc_leases;
 mod node_requests;
 mod nodes;
 mod sessions;
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     sessions::MIGRATION_6,
     nodes::MIGRATION_7,
     node_requests::MIGRATION_8,
+    gc_leases::MIGRATION_9,
 ];
 
 /// Console sign-in passwords (hashes), one per account at most.
