@@ -44,6 +44,9 @@ pub enum BlockStoreError {
         /// The duplicate id.
         id: ResourceId,
     },
+    /// A write lease of a shared store could not be taken, or may have expired.
+    #[error("write lease: {0}")]
+    Lease(String),
     /// The caller's extra GC roots could not be read (GC did nothing).
     #[error("reading external GC roots: {0}")]
     ExternalRoots(String),

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use objstore::ObjectKey;
 
+use crate::fossil::{FOSSILS_PREFIX, hash_of_fossil_key};
 use crate::store::{BLOCKS_PREFIX, block_key, decode_manifest, hash_of_block_key};
 use crate::{BLOCK_SIZE, BlockHash, BlockStore, BlockStoreError, ResourceId, block};
 
@@ -35,6 +36,9 @@ pub struct ScrubReport {
     pub missing_blocks: Vec<(String, BlockHash)>,
     /// Stored blocks no manifest references (GC will free them).
     pub unreferenced_blocks: usize,
+    /// Fossils (a shared store between the two GC phases): checked like blocks, and a
+    /// referenced block that is only a fossil is not missing (readers find it).
+    pub fossils_checked: usize,
 }
 
 impl ScrubReport {
@@ -93,7 +97,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 impl BlockStore {
     /// Reads every manifest in `keys`, adding their blocks to `referenced`.
     /// Manifests that vanish while we read are skipped (they were deleted).
-    fn mark(
+    pub(crate) fn mark(
         &self,
         keys: &[ObjectKey],
         referenced: &mut HashSet<BlockHash>,
@@ -185,15 +189,34 @@ impl BlockStore {
             }
         }
         let mut stored = HashSet::new();
-        for meta in self.objects().list(BLOCKS_PREFIX)? {
-            let Some(hash) = hash_of_block_key(&meta.key) else {
+        let blocks = self
+            .objects()
+            .list(BLOCKS_PREFIX)?
+            .into_iter()
+            .map(|m| (m, false));
+        let fossils = self
+            .objects()
+            .list(FOSSILS_PREFIX)?
+            .into_iter()
+            .map(|m| (m, true));
+        for (meta, fossil) in blocks.chain(fossils) {
+            let hash = if fossil {
+                hash_of_fossil_key(&meta.key)
+            } else {
+                hash_of_block_key(&meta.key)
+            };
+            let Some(hash) = hash else {
                 continue;
             };
-            report.blocks_checked += 1;
-            stored.insert(hash);
-            if !referenced.contains_key(&hash) {
-                report.unreferenced_blocks += 1;
+            if fossil {
+                report.fossils_checked += 1;
+            } else {
+                report.blocks_checked += 1;
+                if !referenced.contains_key(&hash) {
+                    report.unreferenced_blocks += 1;
+                }
             }
+            stored.insert(hash);
             let verdict = self
                 .objects()
                 .get(&meta.key)

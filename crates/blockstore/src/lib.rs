@@ -17,10 +17,13 @@
 //! snapshots/<snapshot-id>         manifest of a live snapshot
 //! retained/<snapshot-id>          manifest of a deleted snapshot that is still held
 //! holds/<snapshot-id>/<holder-id> empty marker: <holder> needs <snapshot-id>'s data
+//! fossils/<hh>/<sha256-hex>       a block GC found unreferenced, between the two phases
+//!                                 of collecting a store nodes share (see [`fossil`])
 //! ```
 
 pub mod block;
 mod error;
+pub mod fossil;
 mod gc;
 mod group;
 mod hash;
@@ -31,6 +34,7 @@ mod store;
 
 pub use block::BLOCK_SIZE;
 pub use error::BlockStoreError;
+pub use fossil::{FossilReport, Leases, SweepReport};
 pub use gc::{GcReport, ScrubReport, StoreStats};
 pub use group::GroupCommit;
 pub use hash::{BlockHash, sha256};

@@ -37,10 +37,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use objstore::{ObjectKey, ObjectStore, Staged, StoreError};
 
+use crate::fossil::{Leases, fossil_key};
 use crate::group::GroupCommit;
 use crate::recent::RecentBlocks;
 use crate::{BLOCK_SIZE, BlockHash, BlockStoreError, Manifest, ResourceId, block};
@@ -58,7 +59,7 @@ const RETAINED_PREFIX: &str = "retained/";
 const HOLDS_PREFIX: &str = "holds/";
 pub(crate) const BLOCKS_PREFIX: &str = "blocks/";
 
-fn key(text: String) -> Result<ObjectKey, BlockStoreError> {
+pub(crate) fn key(text: String) -> Result<ObjectKey, BlockStoreError> {
     ObjectKey::new(text).map_err(|e| BlockStoreError::Store(StoreError::Key(e)))
 }
 
@@ -106,6 +107,8 @@ pub struct BlockStore {
     read_cache: RecentBlocks,
     /// Where sessions' staged blocks are installed, many sessions per sync.
     installs: GroupCommit<Pending, StoreError>,
+    /// Write leases, for a store other nodes collect too (see [`crate::fossil`]).
+    leases: OnceLock<Arc<dyn Leases>>,
 }
 
 /// What one session hands to the group commit: blocks it staged and keys it found present.
@@ -141,7 +144,20 @@ impl BlockStore {
             next_session: AtomicU64::new(1),
             read_cache: RecentBlocks::new(READ_CACHE_BLOCKS),
             installs: GroupCommit::new(),
+            leases: OnceLock::new(),
         })
+    }
+
+    /// Makes every write session record a lease first: the store is shared with other
+    /// nodes, which collect it with [`fossilize`](Self::fossilize) and
+    /// [`sweep_fossils`](Self::sweep_fossils). False if leases were set already.
+    pub fn set_leases(&self, leases: Arc<dyn Leases>) -> bool {
+        self.leases.set(leases).is_ok()
+    }
+
+    /// True if write sessions take leases (a shared store).
+    pub fn is_shared(&self) -> bool {
+        self.leases.get().is_some()
     }
 
     /// The underlying object store.
@@ -174,6 +190,7 @@ impl BlockStore {
             id,
             recent: RecentBlocks::new(SESSION_RECENT_BLOCKS),
             pending: Mutex::new(Pending::default()),
+            lease: Mutex::new(None),
         }
     }
 
@@ -182,13 +199,7 @@ impl BlockStore {
         if let Some(data) = self.read_cache.get(hash) {
             return Ok(data);
         }
-        let stored = self.objects.get(&block_key(hash)?).map_err(|e| {
-            if e.is_not_found() {
-                BlockStoreError::MissingBlock { hash: *hash }
-            } else {
-                e.into()
-            }
-        })?;
+        let stored = self.read_block_object(hash)?;
         let data = block::decode(&stored).map_err(|reason| BlockStoreError::CorruptBlock {
             hash: *hash,
             reason,
@@ -201,6 +212,21 @@ impl BlockStore {
         }
         self.read_cache.insert(*hash, &data);
         Ok(data)
+    }
+
+    /// A block's stored bytes: under `blocks/`, else (a shared store between the two GC
+    /// phases) its fossil, else `blocks/` again (it may have been put back meanwhile; both
+    /// moves copy before they delete).
+    fn read_block_object(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockStoreError> {
+        let key = block_key(hash)?;
+        for k in [&key, &fossil_key(hash)?, &key] {
+            match self.objects.get(k) {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BlockStoreError::MissingBlock { hash: *hash })
     }
 
     /// True if the block is stored.
@@ -362,12 +388,42 @@ pub struct WriteSession {
     /// Blocks staged (not yet durable nor named) and keys found present whose names may
     /// not be durable yet; installed by `persist`, before the manifest is written.
     pending: Mutex<Pending>,
+    /// This session's write lease, once it took one (a shared store).
+    lease: Mutex<Option<String>>,
 }
 
 impl WriteSession {
     /// The store this session writes to.
     pub fn store(&self) -> &Arc<BlockStore> {
         &self.store
+    }
+
+    /// Takes this session's write lease, if the store is shared and it has none yet:
+    /// before any existence check, so GC on another node knows to wait for it.
+    fn ensure_lease(&self) -> Result<(), BlockStoreError> {
+        let Some(leases) = self.store.leases.get() else {
+            return Ok(());
+        };
+        let mut lease = lock(&self.lease);
+        if lease.is_none() {
+            *lease = Some(leases.acquire().map_err(BlockStoreError::Lease)?);
+        }
+        Ok(())
+    }
+
+    /// Fails if this session's lease may have expired: GC elsewhere may have stopped
+    /// waiting for it, so what it references can no longer be trusted to be stored.
+    fn check_lease(&self) -> Result<(), BlockStoreError> {
+        let (Some(leases), Some(id)) = (self.store.leases.get(), lock(&self.lease).clone()) else {
+            return Ok(());
+        };
+        if leases.still_held(&id) {
+            Ok(())
+        } else {
+            Err(BlockStoreError::Lease(format!(
+                "write lease {id} was not renewed in time; the write must be redone"
+            )))
+        }
     }
 
     fn pin(&self, hashes: impl IntoIterator<Item = BlockHash>) {
@@ -416,6 +472,7 @@ impl WriteSession {
         data: &[u8],
     ) -> Result<PutBlock, BlockStoreError> {
         let key = block_key(&hash)?;
+        self.ensure_lease()?;
         {
             let _shared = self.store.gc_shared();
             if !self.pin_one(hash) {
@@ -471,11 +528,16 @@ impl WriteSession {
 
     /// Pins blocks this session will reference without storing them (e.g. entries
     /// inherited from a parent). Fails if any of them is not stored.
+    /// In a shared store, a block that is only a fossil (GC phase 1 found it unreferenced)
+    /// is put back under `blocks/` first.
     pub fn reference_blocks(&self, hashes: &[BlockHash]) -> Result<(), BlockStoreError> {
+        self.ensure_lease()?;
         let _shared = self.store.gc_shared();
         self.pin(hashes.iter().copied());
+        let shared = self.store.is_shared();
         for hash in hashes {
-            if !self.store.has_block(hash)? {
+            let stored = self.store.has_block(hash)? || (shared && self.store.resurrect(hash)?);
+            if !stored {
                 return Err(BlockStoreError::MissingBlock { hash: *hash });
             }
         }
@@ -487,6 +549,7 @@ impl WriteSession {
     /// directory for every session waiting) and this returns once that install has.
     /// If it fails, the staged blocks are gone and unpinned (a retry stores them again).
     pub fn persist(&self) -> Result<(), BlockStoreError> {
+        self.check_lease()?;
         let pending = std::mem::take(&mut *lock(&self.pending));
         if pending.staged.is_empty() && pending.names.is_empty() {
             return Ok(());
@@ -526,6 +589,7 @@ impl WriteSession {
     pub fn commit(&self, manifest: &Manifest) -> Result<(), BlockStoreError> {
         let key = live_key(&manifest.snapshot_id)?;
         self.persist()?;
+        self.check_lease()?;
         {
             let _meta = self.store.meta();
             if self.store.objects.head(&key)?.is_some() {
@@ -542,6 +606,9 @@ impl WriteSession {
 impl Drop for WriteSession {
     fn drop(&mut self) {
         lock(&self.store.pins).remove(&self.id);
+        if let (Some(leases), Some(id)) = (self.store.leases.get(), lock(&self.lease).take()) {
+            leases.release(&id);
+        }
     }
 }
 
