@@ -11,6 +11,8 @@ either node; a request handed to a node survives a kill -9 of the node that rece
 whose node is down is `impaired` and RunInstances/CreateVolume there fail at once.
 """
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -25,16 +27,21 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import FAST_WAITER, ROOT, error_code, openami_bin
+from test_ebs import BLOCK, complete, put, read_all
 from test_instances import guest_raw, needs_qemu, read_marker, script, write_marker  # noqa: F401
 
 CLUSTER = str(ROOT / "scripts" / "cluster")
+GC_GRACE = 3
 
 
 class Cluster:
     def __init__(self, base: Path):
         self.dir = base
+        # Garbage collection runs on both nodes every second (grace 3 s) through all the
+        # tests of this module, not only the one about it.
         out = subprocess.run([CLUSTER, "up", str(base), "--nodes", "2",
-                              "--regions", "us-east-1,us-west-2", "--openami", openami_bin()],
+                              "--regions", "us-east-1,us-west-2", "--openami", openami_bin(),
+                              "--gc-interval", "1", "--gc-grace", str(GC_GRACE)],
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise RuntimeError(f"scripts/cluster up failed:\n{out.stderr}")
@@ -59,6 +66,41 @@ class Cluster:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
             config=Config(retries={"max_attempts": retries, "mode": "standard"},
                           read_timeout=120))
+
+    def ebs(self, k: int):
+        return boto3.client(
+            "ebs", region_name="us-east-1", endpoint_url=self.endpoint(k),
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+    def s3_env(self):
+        return dict(line.split("=", 1) for line in (self.dir / "s3" / "env").read_text().splitlines()
+                    if "=" in line)
+
+    def s3(self):
+        env = self.s3_env()
+        return boto3.client("s3", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+                            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+    def store(self, *cmd):
+        """`openami store CMD --json` against the cluster's bucket and catalog."""
+        env = self.s3_env()
+        scratch = self.dir / "store-cmd"
+        scratch.mkdir(exist_ok=True)
+        args = [openami_bin(), "store", *cmd, "--data-dir", str(scratch), "--blocks",
+                "s3://openami/cluster", "--s3-endpoint", env["AWS_ENDPOINT_URL_S3"], "--json"]
+        if cmd[0] == "stats":
+            args += ["--catalog", self.env["OPENAMI_CATALOG_URL"]]
+        run_env = dict(os.environ, OPENAMI_S3_ACCESS_KEY_ID=env["AWS_ACCESS_KEY_ID"],
+                       OPENAMI_S3_SECRET_ACCESS_KEY=env["AWS_SECRET_ACCESS_KEY"])
+        out = subprocess.run(args, capture_output=True, text=True, timeout=300, env=run_env)
+        return out.returncode, [json.loads(line) for line in out.stdout.splitlines()
+                                if line.startswith("{")], out.stderr
+
+    def log(self, k: int) -> str:
+        return (self.dir / f"node-{k}.log").read_text(errors="replace")
 
     def cli_env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -240,3 +282,95 @@ def test_a_zone_whose_node_is_down_is_impaired_and_refuses_at_once(cluster):
     assert volume_dirs(cluster, 2, existing), "the volume's data is still on node-2"
     c1.delete_volume(VolumeId=existing)
     eventually(lambda: not volume_dirs(cluster, 2, existing), 10, "deleted by node-2 once it is back")
+
+
+def block_keys(data: bytes):
+    """The bucket keys a block with this content has: live, and as a GC fossil."""
+    hexd = hashlib.sha256(data).hexdigest()
+    base = "cluster/regions/us-east-1"
+    return f"{base}/blocks/{hexd[:2]}/{hexd}", f"{base}/fossils/{hexd[:2]}/{hexd}"
+
+
+def in_bucket(s3, key) -> bool:
+    try:
+        s3.head_object(Bucket="openami", Key=key)
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def test_gc_on_both_nodes_keeps_what_is_referenced_and_frees_the_rest(cluster):
+    """Both nodes collect every second (grace 3 s) while both take EBS direct uploads and
+    node-2 takes snapshots of a volume: every completed snapshot reads back, scrub is clean,
+    and the blocks only deleted snapshots had are gone from the bucket after the grace."""
+    ec2 = cluster.client(1)
+    shared = os.urandom(BLOCK)  # in every upload: dedup hits on a block GC sees come and go
+    kept, doomed, errors = {}, {}, []
+    stop_at = time.time() + 20
+
+    def uploads(k):
+        ebs, n = cluster.ebs(k), 0
+        try:
+            while time.time() < stop_at:
+                blocks = {0: shared, 1: os.urandom(BLOCK), 3: os.urandom(BLOCK)}
+                sid = ebs.start_snapshot(VolumeSize=1, Timeout=60)["SnapshotId"]
+                for i, data in blocks.items():
+                    put(ebs, sid, i, data)
+                complete(ebs, sid, blocks)
+                eventually(lambda: ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"]
+                           == "completed", 60, f"{sid} completed")
+                if n % 2:
+                    ec2.delete_snapshot(SnapshotId=sid)
+                    doomed[sid] = blocks
+                else:
+                    kept[sid] = blocks
+                n += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"uploads via node-{k}: {e!r}")
+
+    def volume_snapshots():
+        try:
+            source = next(iter(kept))
+            vid = ec2.create_volume(SnapshotId=source, AvailabilityZone="us-east-1b")["VolumeId"]
+            ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=FAST_WAITER)
+            while time.time() < stop_at:
+                snap = ec2.create_snapshot(VolumeId=vid)["SnapshotId"]
+                ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap],
+                                                          WaiterConfig=FAST_WAITER)
+                kept[snap] = kept[source]
+            ec2.delete_volume(VolumeId=vid)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"volume snapshots: {e!r}")
+
+    threads = [threading.Thread(target=uploads, args=(k,)) for k in (1, 2)]
+    for t in threads:
+        t.start()
+    eventually(lambda: kept, 60, "a first upload")
+    threads.append(threading.Thread(target=volume_snapshots))
+    threads[-1].start()
+    for t in threads:
+        t.join(180)
+    assert not errors, errors
+    assert len(kept) >= 3 and len(doomed) >= 2, (len(kept), len(doomed))
+
+    # Past the grace period, with both nodes collecting, every kept snapshot is whole.
+    time.sleep(GC_GRACE + 3)
+    for sid, blocks in kept.items():
+        assert read_all(cluster.ebs(2), sid) == blocks, sid
+    code, reports, err = cluster.store("scrub", "--region", "us-east-1")
+    assert code == 0 and reports and not reports[0]["missing_blocks"], (reports, err)
+
+    # The blocks only deleted snapshots held leave the bucket (blocks/ and fossils/).
+    s3 = cluster.s3()
+    gone = [d for blocks in doomed.values() for i, d in blocks.items() if i != 0]
+    eventually(lambda: not any(in_bucket(s3, key) for d in gone for key in block_keys(d)),
+               6 * GC_GRACE + 20, "the deleted snapshots' blocks freed")
+    live = [d for blocks in kept.values() for d in blocks.values()]
+    assert all(in_bucket(s3, block_keys(d)[0]) for d in live), "a kept block is not in blocks/"
+    for k in (1, 2):
+        steps = [line for line in cluster.log(k).splitlines() if "cluster gc step" in line]
+        assert steps, f"node-{k} never collected"
+    for sid in kept:
+        ec2.delete_snapshot(SnapshotId=sid)

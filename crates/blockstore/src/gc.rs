@@ -76,6 +76,11 @@ pub struct StoreStats {
     pub held_blocks: usize,
     /// Bytes of held blocks.
     pub held_bytes: u64,
+    /// Fossils: blocks the first phase of a shared store's GC found unreferenced, deleted
+    /// (or put back) by its second phase.
+    pub fossil_blocks: usize,
+    /// Bytes of fossils.
+    pub fossil_bytes: u64,
 }
 
 impl StoreStats {
@@ -291,6 +296,10 @@ impl BlockStore {
                 stats.unreferenced_blocks += 1;
                 stats.unreferenced_bytes += meta.size;
             }
+        }
+        for meta in self.objects().list(FOSSILS_PREFIX)? {
+            stats.fossil_blocks += 1;
+            stats.fossil_bytes += meta.size;
         }
         Ok(stats)
     }

@@ -5,7 +5,7 @@
 //! [`UploadDoc`]. Each acknowledged block is durable before PutSnapshotBlock answers: the
 //! block object is stored and its name persisted, then `(snapshot, index, hash)` is
 //! committed to the catalog's `upload_blocks` table, which GC treats as roots (see
-//! [`Cloud::gc_region`]).
+//! [`Cloud::gc_region`], `gc.rs`).
 //!
 //! Both steps are group commits, so concurrent requests (coldsnap runs 64) share syncs:
 //!
@@ -35,7 +35,6 @@
 //! needs no state and a token cannot be forged or moved to another block.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -434,13 +433,6 @@ impl Cloud {
             }
         }
         Ok(expired)
-    }
-
-    /// Garbage-collects one region's block store, keeping the blocks of uploads in
-    /// progress (recorded in the catalog).
-    pub fn gc_region(&self, region: &str) -> Result<blockstore::GcReport, Ec2Error> {
-        let storage = self.region(region)?;
-        gc_with_uploads(&self.catalog, &storage.store).map_err(|e| Ec2Error::internal("gc", e))
     }
 
     /// StartSnapshot.
@@ -918,36 +910,6 @@ fn token_message(snapshot: &str, index: u64, hash: &BlockHash, expiry: u64) -> V
 fn parse_hash(hex: &str) -> EbsResult<BlockHash> {
     hex.parse()
         .map_err(|_| EbsError::from(Ec2Error::internal("upload block hash", hex)))
-}
-
-/// GC of a region store that keeps blocks of uploads in progress (catalog roots).
-pub fn gc_with_uploads(
-    catalog: &catalog::Catalog,
-    store: &Arc<blockstore::BlockStore>,
-) -> Result<blockstore::GcReport, blockstore::BlockStoreError> {
-    store.gc_with_roots(&|| upload_roots(catalog))
-}
-
-/// Space accounting of a region store in which the blocks only uploads in progress hold
-/// count as held, as [`gc_with_uploads`] keeps them.
-pub fn stats_with_uploads(
-    catalog: &catalog::Catalog,
-    store: &Arc<blockstore::BlockStore>,
-) -> Result<blockstore::StoreStats, blockstore::BlockStoreError> {
-    let roots = upload_roots(catalog).map_err(blockstore::BlockStoreError::ExternalRoots)?;
-    store.stats_with_roots(&roots)
-}
-
-/// Every block hash the catalog records for uploads in progress.
-fn upload_roots(catalog: &catalog::Catalog) -> Result<HashSet<BlockHash>, String> {
-    let hexes = catalog.all_upload_hashes().map_err(|e| e.to_string())?;
-    hexes
-        .iter()
-        .map(|h| {
-            h.parse::<BlockHash>()
-                .map_err(|e| format!("bad upload hash {h}: {e}"))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 pub mod datadir;
 pub mod ebs;
 mod error;
+pub mod gc;
 pub mod handoff;
 pub mod ids;
 pub mod images;
@@ -115,6 +116,10 @@ pub struct Cloud {
     shutting_down: std::sync::atomic::AtomicBool,
     /// This process's node identity in a node cluster (`None`: it owns every zone).
     node: Option<nodes::NodeConfig>,
+    /// A node's write leases on the shared stores (see [`gc`]).
+    leases: Option<Arc<gc::LeaseBook>>,
+    /// How long a node's GC waits between making fossils and sweeping them.
+    gc_grace: std::time::Duration,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -129,6 +134,8 @@ pub struct CloudOptions {
     pub transfers: transfers::TransferConfig,
     /// The node this process is in a node cluster (`None`: it owns every zone).
     pub node: Option<nodes::NodeConfig>,
+    /// On a node: the least time between GC's two phases (see [`gc`]).
+    pub gc_grace: std::time::Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -184,8 +191,18 @@ impl Cloud {
             vpc_lock: Mutex::new(()),
             load_balancer_groups: Mutex::new(Vec::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            leases: options.node.as_ref().map(|n| gc::LeaseBook::new(&n.id)),
             node: options.node,
+            gc_grace: options.gc_grace,
         });
+        if let Some(book) = &cloud.leases {
+            // Every node writes the same buckets: sessions take leases other nodes' GC sees.
+            for (name, storage) in &cloud.regions {
+                storage
+                    .store
+                    .set_leases(gc::RegionLeases::new(&cloud, book, name));
+            }
+        }
         cloud.recover()?;
         Ok(cloud)
     }

@@ -353,6 +353,9 @@ impl Cloud {
             tracing::warn!(node = %node.id, "node row missing: registering again");
             claim(&self.catalog, Some(node))?;
         }
+        if let Some(book) = &self.leases {
+            book.renew(&self.catalog)?;
+        }
         Ok(())
     }
 

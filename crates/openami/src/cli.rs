@@ -125,10 +125,15 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPENAMI_LISTEN", default_value = "127.0.0.1:8773")]
     pub listen: SocketAddr,
-    /// Seconds between background garbage collections of the block stores (0 = never;
-    /// always off on a node of a node cluster, see --node-id).
+    /// Seconds between background garbage collections of the block stores (0 = never).
+    /// On a node of a node cluster each collection is one step of the collection across
+    /// nodes: unreferenced blocks become fossils, swept at a later step (see --gc-grace).
     #[arg(long, env = "OPENAMI_GC_INTERVAL", default_value_t = 600)]
     pub gc_interval: u64,
+    /// On a node of a node cluster: the least number of seconds between making an
+    /// unreferenced block a fossil and deleting it (readers still find fossils).
+    #[arg(long, env = "OPENAMI_GC_GRACE", default_value_t = 600)]
+    pub gc_grace: u64,
     /// Regions served, comma-separated.
     #[arg(
         long,

@@ -92,6 +92,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             url_policy,
         },
         node,
+        gc_grace: Duration::from_secs(args.gc_grace),
     };
     let cloud = Cloud::open_with(data, &args.regions, options).context("opening the cloud")?;
     // Alive from here on: the zones' state is `available` while heartbeats come.
@@ -173,13 +174,7 @@ async fn serve(
         regions = ?args.regions,
         "openami serving"
     );
-    if args.gc_interval > 0 && cloud.node().is_some() {
-        // One node's GC cannot see another node's snapshots in progress (their pins are in
-        // that node's memory): collecting on a shared store could free their new blocks.
-        tracing::warn!(
-            "background garbage collection is off on a node of a node cluster (collection across nodes is not built yet); run `openami store gc` while nothing writes"
-        );
-    } else if args.gc_interval > 0 {
+    if args.gc_interval > 0 {
         tokio::spawn(periodic_gc(
             Arc::clone(&cloud),
             Duration::from_secs(args.gc_interval),

@@ -43,7 +43,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             // Blocks of EBS direct uploads in progress are recorded in the catalog.
             let catalog = catalog.open(&dir)?;
             for r in regions(&data.data_dir, &region, &s3)? {
-                let s = engine::ebs::stats_with_uploads(&catalog, &r.store)
+                let s = engine::gc::stats_with_uploads(&catalog, &r.store)
                     .context("computing statistics")?;
                 print_stats(&r.name, &s, json);
             }
@@ -84,7 +84,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             // blocks of uploads in progress are not known to be in use).
             let catalog = catalog.open(&dir)?;
             for r in regions(&data.data_dir, &region, &s3)? {
-                let report = engine::ebs::gc_with_uploads(&catalog, &r.store)
+                let report = engine::gc::gc_with_uploads(&catalog, &r.store)
                     .context("collecting garbage")?;
                 print_gc(&r.name, &report, json);
             }
@@ -110,6 +110,8 @@ fn print_stats(region: &str, s: &blockstore::StoreStats, json: bool) {
                 "unreferenced_bytes": s.unreferenced_bytes,
                 "upload_blocks": s.held_blocks,
                 "upload_bytes": s.held_bytes,
+                "fossil_blocks": s.fossil_blocks,
+                "fossil_bytes": s.fossil_bytes,
                 "dedup_ratio": s.dedup_ratio(),
                 "compression_ratio": s.compression_ratio(),
             })
@@ -138,6 +140,14 @@ fn print_stats(region: &str, s: &blockstore::StoreStats, json: bool) {
         s.unreferenced_blocks,
         human(s.unreferenced_bytes)
     );
+    if s.fossil_blocks > 0 {
+        println!(
+            "  fossils              {} blocks, {} (unreferenced in a node cluster; deleted by \
+             a later gc step)",
+            s.fossil_blocks,
+            human(s.fossil_bytes)
+        );
+    }
 }
 
 fn print_scrub(region: &str, r: &blockstore::ScrubReport, json: bool) {

@@ -1,0 +1,297 @@
+//! Garbage collection of the region block stores: in one process, and across the nodes
+//! of a node cluster.
+//!
+//! * **One process** (the embedded default): [`gc_with_uploads`] — blockstore's
+//!   mark-and-sweep under its in-memory pins, with the blocks of EBS direct uploads in
+//!   progress (catalog rows) as extra roots.
+//! * **A node cluster** (`serve --node-id`): the store is an S3 bucket every node writes,
+//!   so no node's memory knows every writer. Collection is blockstore's two-phase fossil
+//!   collection (see `blockstore::fossil` for why it is safe), coordinated through the
+//!   catalog (`catalog::gc_leases`):
+//!
+//! ```text
+//!  every write session ── lease row (node, region) ── renewed with the node heartbeat
+//!  node A: gc_lock(region) ─ phase 1: fossilize ─ record {t, leases live now} ─ unlock
+//!                        … grace period, and every recorded lease ended …
+//!  node B: gc_lock(region) ─ phase 2: sweep fossils ─ clear ─ phase 1 again ─ unlock
+//! ```
+//!
+//! A lease is trusted by its own node only while its last successful renewal (or its
+//! creation) is younger than [`LEASE_TTL`] minus [`LEASE_MARGIN`]; other nodes treat it
+//! as live until `expires_ms` (TTL after the renewal, by the renewing node's clock). The
+//! margin covers the clock skew between nodes. A collector that dies mid-phase leaves
+//! the GC lock to expire ([`LOCK_TTL`]); a phase 1 that never finished is finished by the
+//! next collector with the leases live then.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use blockstore::{BlockHash, BlockStore, GcReport, Leases};
+use catalog::{GcCollection, GcLock};
+
+use crate::{Cloud, Ec2Error, lock};
+
+/// How long a lease stays live on other nodes after its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How much sooner its own node stops trusting it (clock skew, a slow catalog).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// How long a GC lock holder has to finish a phase before another node may take over.
+pub const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// This node's write leases and when they were last renewed.
+#[derive(Debug)]
+pub(crate) struct LeaseBook {
+    node_id: String,
+    /// Lease id → when it was created.
+    held: Mutex<HashMap<String, Instant>>,
+    /// When the last successful renewal of every lease started.
+    renewed: Mutex<Option<Instant>>,
+}
+
+impl LeaseBook {
+    pub(crate) fn new(node_id: &str) -> Arc<Self> {
+        Arc::new(LeaseBook {
+            node_id: node_id.to_string(),
+            held: Mutex::new(HashMap::new()),
+            renewed: Mutex::new(None),
+        })
+    }
+
+    /// Extends this node's leases in the catalog (called with every heartbeat).
+    pub(crate) fn renew(&self, catalog: &catalog::Catalog) -> Result<(), catalog::CatalogError> {
+        if lock(&self.held).is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        catalog.gc_lease_renew(&self.node_id, catalog::now_ms(), ms(LEASE_TTL))?;
+        *lock(&self.renewed) = Some(started);
+        Ok(())
+    }
+}
+
+/// The [`Leases`] of one region's store on a node: catalog rows renewed by the heartbeat.
+#[derive(Debug)]
+pub(crate) struct RegionLeases {
+    cloud: Weak<Cloud>,
+    book: Arc<LeaseBook>,
+    region: String,
+}
+
+impl RegionLeases {
+    pub(crate) fn new(cloud: &Arc<Cloud>, book: &Arc<LeaseBook>, region: &str) -> Arc<Self> {
+        Arc::new(RegionLeases {
+            cloud: Arc::downgrade(cloud),
+            book: Arc::clone(book),
+            region: region.to_string(),
+        })
+    }
+}
+
+impl Leases for RegionLeases {
+    fn acquire(&self) -> Result<String, String> {
+        let cloud = self.cloud.upgrade().ok_or("the service is stopping")?;
+        let id = format!(
+            "{}-{}",
+            self.book.node_id,
+            hex::encode(crate::ids::random_bytes::<8>())
+        );
+        let created = Instant::now();
+        cloud
+            .catalog
+            .gc_lease_acquire(
+                &id,
+                &self.region,
+                &self.book.node_id,
+                catalog::now_ms(),
+                ms(LEASE_TTL),
+            )
+            .map_err(|e| e.to_string())?;
+        lock(&self.book.held).insert(id.clone(), created);
+        Ok(id)
+    }
+
+    fn release(&self, id: &str) {
+        lock(&self.book.held).remove(id);
+        if let Some(cloud) = self.cloud.upgrade()
+            && let Err(e) = cloud.catalog.gc_lease_release(id)
+        {
+            tracing::warn!(lease = id, error = %e, "releasing a write lease (it will expire)");
+        }
+    }
+
+    fn still_held(&self, id: &str) -> bool {
+        let Some(created) = lock(&self.book.held).get(id).copied() else {
+            return false;
+        };
+        let base = lock(&self.book.renewed).map_or(created, |r| r.max(created));
+        base.elapsed() < LEASE_TTL - LEASE_MARGIN
+    }
+}
+
+/// Every block hash the catalog records for uploads in progress.
+fn upload_roots(catalog: &catalog::Catalog) -> Result<HashSet<BlockHash>, String> {
+    let hexes = catalog.all_upload_hashes().map_err(|e| e.to_string())?;
+    hexes
+        .iter()
+        .map(|h| {
+            h.parse::<BlockHash>()
+                .map_err(|e| format!("bad upload hash {h}: {e}"))
+        })
+        .collect()
+}
+
+/// GC of a region store that keeps blocks of uploads in progress (catalog roots); for a
+/// store only this process writes.
+pub fn gc_with_uploads(
+    catalog: &catalog::Catalog,
+    store: &Arc<BlockStore>,
+) -> Result<GcReport, blockstore::BlockStoreError> {
+    store.gc_with_roots(&|| upload_roots(catalog))
+}
+
+/// Space accounting of a region store in which the blocks only uploads in progress hold
+/// count as held, as [`gc_with_uploads`] keeps them.
+pub fn stats_with_uploads(
+    catalog: &catalog::Catalog,
+    store: &Arc<BlockStore>,
+) -> Result<blockstore::StoreStats, blockstore::BlockStoreError> {
+    let roots = upload_roots(catalog).map_err(blockstore::BlockStoreError::ExternalRoots)?;
+    store.stats_with_roots(&roots)
+}
+
+/// What one collection step on a node cluster did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterGcReport {
+    /// Another node held the region's GC lock: nothing was done.
+    pub busy: Option<String>,
+    /// A collection is pending; its grace period or leases are not over yet.
+    pub waiting: bool,
+    /// Phase 2, if it ran.
+    pub swept: Option<blockstore::SweepReport>,
+    /// Phase 1, if it ran.
+    pub fossilized: Option<blockstore::FossilReport>,
+}
+
+impl ClusterGcReport {
+    /// The same figures as a single-process [`GcReport`] (blocks freed are phase 2's).
+    pub fn as_gc_report(&self) -> GcReport {
+        let mut r = GcReport::default();
+        if let Some(f) = &self.fossilized {
+            r.manifests_dropped = f.manifests_dropped;
+            r.blocks_examined = f.blocks_examined;
+        }
+        if let Some(s) = &self.swept {
+            r.blocks_deleted = s.blocks_deleted;
+            r.bytes_freed = s.bytes_freed;
+        }
+        r
+    }
+}
+
+impl Cloud {
+    /// Garbage-collects one region's block store, keeping the blocks of uploads in
+    /// progress (recorded in the catalog). On a node of a node cluster this is one step
+    /// of the fossil collection ([`Cloud::gc_cluster_step`]).
+    pub fn gc_region(&self, region: &str) -> Result<GcReport, Ec2Error> {
+        if self.node.is_some() {
+            return Ok(self.gc_cluster_step(region)?.as_gc_report());
+        }
+        let storage = self.region(region)?;
+        gc_with_uploads(&self.catalog, &storage.store).map_err(|e| Ec2Error::internal("gc", e))
+    }
+
+    /// One step of the fossil collection of a region's shared store (a node only): under
+    /// the region's GC lock, sweeps the pending collection if its grace period is over
+    /// and every lease it waits for has ended, then starts a new one.
+    pub fn gc_cluster_step(&self, region: &str) -> Result<ClusterGcReport, Ec2Error> {
+        let node = self
+            .node
+            .as_ref()
+            .ok_or_else(|| Ec2Error::internal("gc", "not a node of a node cluster"))?;
+        let store = &self.region(region)?.store;
+        let catalog = &self.catalog;
+        let fail = |e: &dyn std::fmt::Display| Ec2Error::internal("gc", e);
+        let roots = || upload_roots(catalog);
+        let mut report = ClusterGcReport::default();
+        let pending = match catalog
+            .gc_lock(region, &node.id, catalog::now_ms(), ms(LOCK_TTL))
+            .map_err(|e| fail(&e))?
+        {
+            GcLock::Busy { holder, .. } => {
+                report.busy = Some(holder);
+                return Ok(report);
+            }
+            GcLock::Held(pending) => pending,
+        };
+        let outcome = (|| -> Result<(), Ec2Error> {
+            let set = |c: Option<&GcCollection>| -> Result<(), Ec2Error> {
+                if catalog
+                    .gc_set_collection(region, &node.id, c)
+                    .map_err(|e| fail(&e))?
+                {
+                    Ok(())
+                } else {
+                    Err(fail(&"lost the GC lock"))
+                }
+            };
+            let live = || {
+                catalog
+                    .gc_live_leases(region, catalog::now_ms())
+                    .map_err(|e| fail(&e))
+            };
+            if let Some(mut c) = pending {
+                if !c.complete {
+                    // Its maker died while making fossils: every session that may have
+                    // seen a block before it moved is live now or has ended.
+                    c = GcCollection {
+                        started_ms: catalog::now_ms(),
+                        waits_for: live()?,
+                        complete: true,
+                    };
+                    set(Some(&c))?;
+                }
+                let now = catalog::now_ms();
+                let live_now: HashSet<String> = live()?.into_iter().collect();
+                if now < c.started_ms.saturating_add(ms(self.gc_grace))
+                    || c.waits_for.iter().any(|l| live_now.contains(l))
+                {
+                    report.waiting = true;
+                    return Ok(());
+                }
+                report.swept = Some(store.sweep_fossils(&roots).map_err(|e| fail(&e))?);
+                set(None)?;
+            }
+            set(Some(&GcCollection {
+                started_ms: catalog::now_ms(),
+                waits_for: Vec::new(),
+                complete: false,
+            }))?;
+            let made = store.fossilize(&roots).map_err(|e| fail(&e))?;
+            if made.fossilized == 0 {
+                set(None)?;
+            } else {
+                set(Some(&GcCollection {
+                    started_ms: catalog::now_ms(),
+                    waits_for: live()?,
+                    complete: true,
+                }))?;
+            }
+            report.fossilized = Some(made);
+            Ok(())
+        })();
+        if let Err(e) = catalog.gc_unlock(region, &node.id) {
+            tracing::warn!(region, error = %e, "releasing the GC lock (it will expire)");
+        }
+        outcome?;
+        tracing::info!(region, ?report, "cluster gc step");
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

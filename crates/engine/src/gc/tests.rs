@@ -1,0 +1,133 @@
+//! The collection steps of a node: fossils made, a step that waits for a live write
+//! lease, the sweep once it ended, and a step that finds the GC lock taken.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::nodes::NodeConfig;
+
+const REGION: &str = "us-east-1";
+
+fn node(dir: &std::path::Path, grace: Duration) -> Arc<Cloud> {
+    let served = vec![REGION.to_string()];
+    let data = crate::DataDir::open(&dir.join("data"), true).unwrap();
+    Cloud::open_with(
+        data,
+        &served,
+        crate::CloudOptions {
+            catalog: Some(dir.join("catalog.db").display().to_string()),
+            node: Some(NodeConfig::new("node-1", &["us-east-1a".into()], &served).unwrap()),
+            gc_grace: grace,
+            ..crate::CloudOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn block(seed: u8) -> Vec<u8> {
+    let mut data = vec![seed; blockstore::BLOCK_SIZE];
+    data[1] = 2;
+    data
+}
+
+#[test]
+fn a_node_makes_fossils_waits_for_live_leases_and_then_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = node(dir.path(), Duration::ZERO);
+    let store = Arc::clone(&cloud.region(REGION).unwrap().store);
+    assert!(store.is_shared(), "a node's stores take write leases");
+
+    // An unreferenced block, and a session still open (its lease live in the catalog).
+    let s = store.session();
+    let garbage = s.put_block(&block(1)).unwrap().hash;
+    s.persist().unwrap();
+    drop(s);
+    let open = store.session();
+    open.put_block(&block(2)).unwrap();
+    open.persist().unwrap();
+    assert_eq!(
+        cloud
+            .catalog
+            .gc_live_leases(REGION, catalog::now_ms())
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let first = cloud.gc_cluster_step(REGION).unwrap();
+    assert_eq!(
+        first.fossilized.as_ref().unwrap().fossilized,
+        1,
+        "{first:?}"
+    );
+    assert!(first.swept.is_none());
+    assert_eq!(store.fossils().unwrap(), vec![garbage]);
+    assert_eq!(
+        store.get_block(&garbage).unwrap(),
+        block(1),
+        "a fossil is readable"
+    );
+
+    let second = cloud.gc_cluster_step(REGION).unwrap();
+    assert!(
+        second.waiting,
+        "the open session's lease holds the sweep: {second:?}"
+    );
+    assert_eq!(store.fossils().unwrap(), vec![garbage]);
+
+    drop(open);
+    let third = cloud.gc_cluster_step(REGION).unwrap();
+    let swept = third.swept.as_ref().unwrap();
+    assert_eq!(
+        (swept.blocks_deleted, swept.resurrected),
+        (1, 0),
+        "{third:?}"
+    );
+    // The open session's block was unpinned when it ended: the same step made it a fossil.
+    assert_eq!(third.fossilized.as_ref().unwrap().fossilized, 1);
+    assert!(!store.fossils().unwrap().contains(&garbage));
+    assert!(store.scrub().unwrap().is_clean());
+}
+
+#[test]
+fn a_step_waits_out_the_grace_period_and_skips_a_busy_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = node(dir.path(), Duration::from_secs(3600));
+    let store = Arc::clone(&cloud.region(REGION).unwrap().store);
+    let s = store.session();
+    s.put_block(&block(3)).unwrap();
+    s.persist().unwrap();
+    drop(s);
+    assert_eq!(
+        cloud
+            .gc_cluster_step(REGION)
+            .unwrap()
+            .fossilized
+            .unwrap()
+            .fossilized,
+        1
+    );
+    let waiting = cloud.gc_cluster_step(REGION).unwrap();
+    assert!(waiting.waiting && waiting.swept.is_none(), "{waiting:?}");
+    assert_eq!(
+        store.fossils().unwrap().len(),
+        1,
+        "nothing is deleted inside the grace"
+    );
+
+    // Another node holds the region's lock: the step does nothing.
+    let now = catalog::now_ms();
+    assert!(matches!(
+        cloud
+            .catalog
+            .gc_lock(REGION, "node-2", now, 60_000)
+            .unwrap(),
+        catalog::GcLock::Held(Some(_))
+    ));
+    let busy = cloud.gc_cluster_step(REGION).unwrap();
+    assert_eq!(busy.busy.as_deref(), Some("node-2"));
+    assert_eq!(store.fossils().unwrap().len(), 1);
+}
