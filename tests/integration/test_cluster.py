@@ -374,3 +374,19 @@ def test_gc_on_both_nodes_keeps_what_is_referenced_and_frees_the_rest(cluster):
         assert steps, f"node-{k} never collected"
     for sid in kept:
         ec2.delete_snapshot(SnapshotId=sid)
+
+
+def test_a_block_token_from_one_node_reads_on_the_other(cluster):
+    """Clients behind a load balancer list on one node and read on another: the token key is
+    the cluster's (kept in the catalog), not each node's."""
+    ebs1, ebs2 = cluster.ebs(1), cluster.ebs(2)
+    data = os.urandom(BLOCK)
+    sid = ebs1.start_snapshot(VolumeSize=1, Timeout=60)["SnapshotId"]
+    put(ebs1, sid, 2, data)
+    complete(ebs1, sid, {2: data})
+    ec2 = cluster.client(2)
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST_WAITER)
+    [listed] = ebs1.list_snapshot_blocks(SnapshotId=sid)["Blocks"]
+    got = ebs2.get_snapshot_block(SnapshotId=sid, BlockIndex=2, BlockToken=listed["BlockToken"])
+    assert got["BlockData"].read() == data
+    ec2.delete_snapshot(SnapshotId=sid)

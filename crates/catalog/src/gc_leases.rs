@@ -226,4 +226,13 @@ pub(crate) fn conformance(c: &Catalog) {
     ok("unlock", c.gc_unlock("r-1", "n-1"));
     ok("release", c.gc_lease_release("l-2"));
     ok("release", c.gc_lease_release("l-3"));
+
+    // Shared secrets: the first value stored wins, for every caller.
+    let first = c.shared_secret("test-key", &[1; 32]).ok();
+    assert_eq!(first, Some(vec![1; 32]));
+    assert_eq!(c.shared_secret("test-key", &[2; 32]).ok(), first);
+    assert_eq!(
+        c.shared_secret("other-key", &[3; 32]).ok(),
+        Some(vec![3; 32])
+    );
 }

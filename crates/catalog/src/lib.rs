@@ -43,6 +43,8 @@
 //!          complete)
 //!     write leases and each region's GC lock and collection in progress, for block
 //!     stores that many nodes share, see `gc_leases`
+//! shared_secrets(name PK, value, created_ms)
+//!     keys every node of a cluster must agree on (the EBS direct block token key)
 //! ```
 //!
 //! Migrations are numbered SQL scripts applied in order inside a transaction; the applied

@@ -4,6 +4,7 @@
 //! ```text
 //! nodes(node_id PK, started_ms, heartbeat_ms)
 //! node_zones(zone PK, node_id)        one owner per zone, enforced by the key
+//! shared_secrets(name PK, value, created_ms)   keys every node must agree on
 //! ```
 //!
 //! [`Catalog::register_node`] claims a node's zones in one transaction (serialised with
@@ -76,6 +77,13 @@ impl Catalog {
     /// Every node with its zones, by node id.
     pub fn nodes(&self) -> Result<Vec<NodeRow>, CatalogError> {
         dispatch!(self.nodes())
+    }
+
+    /// The secret `name` that every node sharing this catalog uses (e.g. the key that signs
+    /// EBS direct block tokens, so a token one node made is good on another): `candidate`
+    /// is stored if there is none yet, and whichever value was stored first is returned.
+    pub fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, CatalogError> {
+        dispatch!(self.shared_secret(name, candidate))
     }
 }
 

@@ -10,7 +10,7 @@
 //!   catalog (`catalog::gc_leases`):
 //!
 //! ```text
-//!  every write session ── lease row (node, region) ── renewed with the node heartbeat
+//!  write sessions ── share a lease row (node, region) ── renewed with the node heartbeat
 //!  node A: gc_lock(region) ─ phase 1: fossilize ─ record {t, leases live now} ─ unlock
 //!                        … grace period, and every recorded lease ended …
 //!  node B: gc_lock(region) ─ phase 2: sweep fossils ─ clear ─ phase 1 again ─ unlock
@@ -44,28 +44,69 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// This node's write leases and when they were last renewed.
+///
+/// Sessions share leases: a new session joins the region's current lease while it is
+/// younger than [`LEASE_ROTATE`], so a stream of EBS direct puts (a session each) costs a
+/// catalog insert every few seconds, not two writes per block. A lease ends (its row is
+/// deleted) once it is no longer current and its last session ended, so GC waiting for
+/// the leases of a moment waits for at most the sessions open then and those that joined
+/// within [`LEASE_ROTATE`] after.
 #[derive(Debug)]
 pub(crate) struct LeaseBook {
     node_id: String,
-    /// Lease id → when it was created.
-    held: Mutex<HashMap<String, Instant>>,
+    state: Mutex<BookState>,
     /// When the last successful renewal of every lease started.
     renewed: Mutex<Option<Instant>>,
 }
+
+#[derive(Debug, Default)]
+struct BookState {
+    /// Lease id → what it is.
+    held: HashMap<String, Held>,
+    /// Region → the lease new sessions join.
+    current: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Held {
+    created: Instant,
+    sessions: usize,
+}
+
+/// How long new sessions keep joining the same lease.
+pub const LEASE_ROTATE: Duration = Duration::from_secs(5);
 
 impl LeaseBook {
     pub(crate) fn new(node_id: &str) -> Arc<Self> {
         Arc::new(LeaseBook {
             node_id: node_id.to_string(),
-            held: Mutex::new(HashMap::new()),
+            state: Mutex::new(BookState::default()),
             renewed: Mutex::new(None),
         })
     }
 
-    /// Extends this node's leases in the catalog (called with every heartbeat).
+    /// Extends this node's leases in the catalog and ends current leases no session uses
+    /// any more (called with every heartbeat).
     pub(crate) fn renew(&self, catalog: &catalog::Catalog) -> Result<(), catalog::CatalogError> {
-        if lock(&self.held).is_empty() {
-            return Ok(());
+        let idle: Vec<String> = {
+            let mut state = lock(&self.state);
+            let idle: Vec<String> = state
+                .current
+                .values()
+                .filter(|id| state.held.get(*id).is_some_and(|h| h.sessions == 0))
+                .cloned()
+                .collect();
+            for id in &idle {
+                state.held.remove(id);
+            }
+            state.current.retain(|_, id| !idle.contains(id));
+            if state.held.is_empty() && idle.is_empty() {
+                return Ok(());
+            }
+            idle
+        };
+        for id in &idle {
+            catalog.gc_lease_release(id)?;
         }
         let started = Instant::now();
         catalog.gc_lease_renew(&self.node_id, catalog::now_ms(), ms(LEASE_TTL))?;
@@ -94,6 +135,17 @@ impl RegionLeases {
 
 impl Leases for RegionLeases {
     fn acquire(&self) -> Result<String, String> {
+        let mut state = lock(&self.book.state);
+        let state = &mut *state;
+        if let Some(id) = state.current.get(&self.region)
+            && let Some(held) = state.held.get_mut(id)
+            && held.created.elapsed() < LEASE_ROTATE
+        {
+            held.sessions += 1;
+            return Ok(id.clone());
+        }
+        // A new row, committed before the session makes its first existence check (the
+        // book stays locked meanwhile: sessions of this node wait for it, briefly).
         let cloud = self.cloud.upgrade().ok_or("the service is stopping")?;
         let id = format!(
             "{}-{}",
@@ -111,25 +163,54 @@ impl Leases for RegionLeases {
                 ms(LEASE_TTL),
             )
             .map_err(|e| e.to_string())?;
-        lock(&self.book.held).insert(id.clone(), created);
+        state.held.insert(
+            id.clone(),
+            Held {
+                created,
+                sessions: 1,
+            },
+        );
+        // The previous current lease ends with its last session.
+        if let Some(old) = state.current.insert(self.region.clone(), id.clone())
+            && state.held.get(&old).is_some_and(|h| h.sessions == 0)
+        {
+            state.held.remove(&old);
+            release_row(&cloud, &old);
+        }
         Ok(id)
     }
 
     fn release(&self, id: &str) {
-        lock(&self.book.held).remove(id);
-        if let Some(cloud) = self.cloud.upgrade()
-            && let Err(e) = cloud.catalog.gc_lease_release(id)
-        {
-            tracing::warn!(lease = id, error = %e, "releasing a write lease (it will expire)");
+        let end = {
+            let mut state = lock(&self.book.state);
+            let Some(held) = state.held.get_mut(id) else {
+                return;
+            };
+            held.sessions = held.sessions.saturating_sub(1);
+            let end = held.sessions == 0
+                && state.current.get(&self.region).map(String::as_str) != Some(id);
+            if end {
+                state.held.remove(id);
+            }
+            end
+        };
+        if end && let Some(cloud) = self.cloud.upgrade() {
+            release_row(&cloud, id);
         }
     }
 
     fn still_held(&self, id: &str) -> bool {
-        let Some(created) = lock(&self.book.held).get(id).copied() else {
+        let Some(created) = lock(&self.book.state).held.get(id).map(|h| h.created) else {
             return false;
         };
         let base = lock(&self.book.renewed).map_or(created, |r| r.max(created));
         base.elapsed() < LEASE_TTL - LEASE_MARGIN
+    }
+}
+
+fn release_row(cloud: &Cloud, id: &str) {
+    if let Err(e) = cloud.catalog.gc_lease_release(id) {
+        tracing::warn!(lease = id, error = %e, "ending a write lease (it will expire)");
     }
 }
 

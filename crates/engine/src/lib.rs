@@ -138,6 +138,17 @@ pub struct CloudOptions {
     pub gc_grace: std::time::Duration,
 }
 
+/// A 32-byte key every node sharing `catalog` agrees on (made by the first to ask).
+fn shared_key(catalog: &Catalog, name: &str) -> Result<[u8; 32], OpenError> {
+    let stored = catalog.shared_secret(name, &ids::random_bytes::<32>())?;
+    stored.try_into().map_err(|v: Vec<u8>| {
+        OpenError::Recovery(format!(
+            "the catalog's shared secret {name} is {} bytes, not 32",
+            v.len()
+        ))
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -164,7 +175,11 @@ impl Cloud {
         };
         // Zones are claimed before recovery, which then touches only what is ours.
         nodes::claim(&catalog, options.node.as_ref())?;
-        let token_secret = data.secret_key("block-token.key")?;
+        // EBS direct block tokens must verify on every node: a node's key is the cluster's.
+        let token_secret = match &options.node {
+            Some(_) => shared_key(&catalog, "block-token")?,
+            None => data.secret_key("block-token.key")?,
+        };
         let imds_key = data.secret_key("imds-token.key")?;
         let mut storages = HashMap::new();
         for name in regions {

@@ -203,6 +203,7 @@ pub(crate) fn mark_completed(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()> 
 /// Marks a snapshot that was pending when openami stopped as failed.
 pub(crate) fn fail_interrupted(cloud: &Cloud, row: &ResourceRow) -> Ec2Result<()> {
     let mut doc = doc_of(row)?;
+    tracing::warn!(snapshot = %row.id, "snapshot creation was interrupted by a restart: marking it error");
     doc.state_message =
         Some("Snapshot creation was interrupted by a restart of the service".into());
     cloud

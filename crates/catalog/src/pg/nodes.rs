@@ -21,7 +21,36 @@ CREATE TABLE node_zones (
 );
 "#;
 
+/// Secrets every node of a cluster shares.
+pub(crate) const MIGRATION_10: &str = r#"
+CREATE TABLE shared_secrets (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+"#;
+
 impl Postgres {
+    pub(crate) fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+    ) -> Result<Vec<u8>, CatalogError> {
+        let (name, candidate) = (name.to_string(), candidate.to_vec());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO shared_secrets (name, value, created_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate, &crate::now_ms()],
+            )
+            .map_err(classify)?;
+            c.query_one("SELECT value FROM shared_secrets WHERE name = $1", &[&name])
+                .map_err(classify)?
+                .try_get(0)
+                .map_err(classify)
+        })
+    }
+
     pub(crate) fn register_node(
         &self,
         node_id: &str,

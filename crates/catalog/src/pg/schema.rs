@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     super::nodes::MIGRATION_7,
     super::node_requests::MIGRATION_8,
     super::gc_leases::MIGRATION_9,
+    super::nodes::MIGRATION_10,
 ];
 
 const MIGRATION_1: &str = r#"

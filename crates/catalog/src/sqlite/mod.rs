@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     nodes::MIGRATION_7,
     node_requests::MIGRATION_8,
     gc_leases::MIGRATION_9,
+    nodes::MIGRATION_10,
 ];
 
 /// Console sign-in passwords (hashes), one per account at most.

@@ -19,7 +19,34 @@ CREATE TABLE node_zones (
 );
 "#;
 
+/// Secrets every node of a cluster shares.
+pub(crate) const MIGRATION_10: &str = r#"
+CREATE TABLE shared_secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"#;
+
 impl Sqlite {
+    pub(crate) fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+    ) -> Result<Vec<u8>, CatalogError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO shared_secrets (name, value, created_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+            params![name, candidate, crate::now_ms()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM shared_secrets WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )?)
+    }
+
     pub(crate) fn register_node(
         &self,
         node_id: &str,

@@ -79,6 +79,12 @@ fn a_node_makes_fossils_waits_for_live_leases_and_then_sweeps() {
     assert_eq!(store.fossils().unwrap(), vec![garbage]);
 
     drop(open);
+    // The lease outlives its last session until the heartbeat ends it (sessions share
+    // leases); then nothing holds the sweep.
+    assert!(cloud.gc_cluster_step(REGION).unwrap().waiting);
+    cloud.heartbeat().unwrap();
+    let live = cloud.catalog.gc_live_leases(REGION, catalog::now_ms());
+    assert!(live.unwrap().is_empty());
     let third = cloud.gc_cluster_step(REGION).unwrap();
     let swept = third.swept.as_ref().unwrap();
     assert_eq!(

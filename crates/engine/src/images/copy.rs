@@ -281,14 +281,20 @@ pub(crate) fn recover(cloud: &Cloud) -> Ec2Result<()> {
             let state = cloud.catalog.resource(&snap)?.map(|r| r.state);
             complete &= state.as_deref() == Some("completed");
         }
+        // A pending image is a CopyImage (it names its source) or a CreateImage.
+        let what = if doc.source_image_id.is_some() {
+            "image copy"
+        } else {
+            "image creation"
+        };
         let state = if complete {
-            tracing::info!(image = %row.id, "image copy was complete before the restart");
+            tracing::info!(image = %row.id, "{what} was complete before the restart");
             "available"
         } else {
-            tracing::warn!(image = %row.id, "image copy was interrupted: marking it failed");
+            tracing::warn!(image = %row.id, "{what} was interrupted: marking the image failed");
             doc.state_reason = Some(StateReason {
                 code: "Server.InternalError".into(),
-                message: "The image copy was interrupted by a restart of the service".into(),
+                message: format!("The {what} was interrupted by a restart of the service"),
             });
             "failed"
         };
