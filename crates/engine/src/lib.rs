@@ -120,6 +120,10 @@ pub struct Cloud {
     leases: Option<Arc<gc::LeaseBook>>,
     /// How long a node's GC waits between making fossils and sweeping them.
     gc_grace: std::time::Duration,
+    /// When this process registered its node (tells it from another with the same id).
+    registered_ms: std::sync::atomic::AtomicI64,
+    /// Why this node was fenced, once it was (see [`Cloud::fenced`]).
+    fence: Mutex<Option<String>>,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -174,7 +178,7 @@ impl Cloud {
             None => Catalog::open(&data.catalog_path())?,
         };
         // Zones are claimed before recovery, which then touches only what is ours.
-        nodes::claim(&catalog, options.node.as_ref())?;
+        let registered_ms = nodes::claim(&catalog, options.node.as_ref())?;
         // EBS direct block tokens must verify on every node: a node's key is the cluster's.
         let token_secret = match &options.node {
             Some(_) => shared_key(&catalog, "block-token")?,
@@ -209,6 +213,8 @@ impl Cloud {
             leases: options.node.as_ref().map(|n| gc::LeaseBook::new(&n.id)),
             node: options.node,
             gc_grace: options.gc_grace,
+            registered_ms: std::sync::atomic::AtomicI64::new(registered_ms),
+            fence: Mutex::new(None),
         });
         if let Some(book) = &cloud.leases {
             // Every node writes the same buckets: sessions take leases other nodes' GC sees.

@@ -28,12 +28,13 @@
 //!   Auto Scaling launching through this node.)
 //! * **Recovery** reconciles only what the node owns (see the `recovery` module doc).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use catalog::{Catalog, CatalogError, NodeRow, ResourceRow, ZoneClaim, now_ms};
 
-use crate::{Cloud, Ec2Error, Ec2Result, regions};
+use crate::{Cloud, Ec2Error, Ec2Result, lock, regions};
 
 /// How often a node writes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -163,8 +164,9 @@ pub(crate) enum ZoneOwner {
 }
 
 /// Registers `node` as the owner of its zones (before recovery), or, without a node,
-/// checks that no live node serves this catalog.
-pub(crate) fn claim(catalog: &Catalog, node: Option<&NodeConfig>) -> Result<(), NodeError> {
+/// checks that no live node serves this catalog. Returns the registration's time (its
+/// `started_ms`, which tells this process from another registering the same node id).
+pub(crate) fn claim(catalog: &Catalog, node: Option<&NodeConfig>) -> Result<i64, NodeError> {
     let now = now_ms();
     let Some(node) = node else {
         let live: Vec<String> = catalog
@@ -174,7 +176,7 @@ pub(crate) fn claim(catalog: &Catalog, node: Option<&NodeConfig>) -> Result<(), 
             .map(|n| n.node_id)
             .collect();
         if live.is_empty() {
-            return Ok(());
+            return Ok(now);
         }
         return Err(NodeError::ClusterWithoutNode(live.join(", ")));
     };
@@ -184,7 +186,7 @@ pub(crate) fn claim(catalog: &Catalog, node: Option<&NodeConfig>) -> Result<(), 
                 tracing::warn!(%zone, %from, node = %node.id, "took over a zone whose node stopped sending heartbeats");
             }
             tracing::info!(node = %node.id, zones = ?node.zones, "node registered");
-            Ok(())
+            Ok(now)
         }
         ZoneClaim::Refused {
             zone,
@@ -212,10 +214,25 @@ impl Cloud {
     }
 
     /// True if this process owns `zone` (always without nodes).
+    /// A fenced node owns nothing any more.
     pub(crate) fn owns_zone(&self, zone: &str) -> bool {
-        self.node
-            .as_ref()
-            .is_none_or(|n| n.zones.iter().any(|z| z == zone))
+        match &self.node {
+            None => true,
+            Some(n) => n.zones.iter().any(|z| z == zone) && self.fenced().is_none(),
+        }
+    }
+
+    /// Why this node was fenced, if it was: another process registered its node id, or
+    /// another node took over one of its zones (it had been silent too long). A fenced
+    /// node works on nothing of its zones any more (requests go to the zones' owners) and
+    /// the server stops.
+    pub fn fenced(&self) -> Option<String> {
+        lock(&self.fence).clone()
+    }
+
+    fn fence(&self, reason: String) {
+        tracing::error!(reason, "this node is fenced: it stops working on its zones");
+        *lock(&self.fence) = Some(reason);
     }
 
     /// The zone a launch without a zone or subnet goes to: this node's first zone in
@@ -349,9 +366,44 @@ impl Cloud {
         let Some(node) = &self.node else {
             return Ok(());
         };
+        if self.fenced().is_some() {
+            return Ok(());
+        }
         if !self.catalog.node_heartbeat(&node.id, now_ms())? {
             tracing::warn!(node = %node.id, "node row missing: registering again");
-            claim(&self.catalog, Some(node))?;
+            let at = claim(&self.catalog, Some(node))?;
+            self.registered_ms.store(at, Ordering::Relaxed);
+        }
+        // Still us, still our zones? Otherwise stop: someone else does our work now.
+        let rows = self.catalog.nodes()?;
+        if let Some(row) = rows.iter().find(|r| r.node_id == node.id) {
+            if row.started_ms != self.registered_ms.load(Ordering::Relaxed) {
+                self.fence(format!(
+                    "another process registered as node {} (at {} ms); this one stops",
+                    node.id, row.started_ms
+                ));
+                return Ok(());
+            }
+            let lost: Vec<&String> = node
+                .zones
+                .iter()
+                .filter(|z| !row.zones.contains(z))
+                .collect();
+            if !lost.is_empty() {
+                let owners: Vec<String> = lost
+                    .iter()
+                    .map(|z| {
+                        let owner = rows.iter().find(|r| r.zones.contains(z));
+                        format!("{z} → {}", owner.map_or("nobody", |r| r.node_id.as_str()))
+                    })
+                    .collect();
+                self.fence(format!(
+                    "node {} lost zones it had been silent too long for: {}",
+                    node.id,
+                    owners.join(", ")
+                ));
+                return Ok(());
+            }
         }
         if let Some(book) = &self.leases {
             book.renew(&self.catalog)?;

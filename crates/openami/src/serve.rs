@@ -235,7 +235,7 @@ async fn serve(
             let listener =
                 crate::limits::LimitedListener::new(listener, args.max_connections, header_timeout);
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown_signal(Arc::clone(&cloud)))
                 .await
                 .context("serving HTTPS")?;
         }
@@ -243,9 +243,12 @@ async fn serve(
             crate::limits::LimitedListener::new(listener, args.max_connections, header_timeout),
             app,
         )
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(Arc::clone(&cloud)))
         .await
         .context("serving HTTP")?,
+    }
+    if let Some(reason) = cloud.fenced() {
+        anyhow::bail!("stopped: this node was fenced: {reason}");
     }
     tracing::info!("openami stopped");
     Ok(())
@@ -325,7 +328,7 @@ async fn periodic_gc(cloud: Arc<Cloud>, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(cloud: Arc<Cloud>) {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");
@@ -343,8 +346,19 @@ async fn shutdown_signal() {
             }
         }
     };
+    // A fenced node (its zones taken over, or its id registered by another process)
+    // must stop: another node does its work now.
+    let fenced = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if cloud.fenced().is_some() {
+                return;
+            }
+        }
+    };
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT: shutting down"),
         () = term => tracing::info!("SIGTERM: shutting down"),
+        () = fenced => tracing::error!("fenced: shutting down"),
     }
 }

@@ -170,3 +170,49 @@ fn a_node_recovers_only_its_own_resources_and_places_only_in_its_zones() {
             .all(|z| z.state == ZoneState::Available && z.message.is_none())
     );
 }
+
+#[test]
+fn a_node_whose_zone_is_taken_over_or_whose_id_is_reused_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_path = dir.path().join("catalog.db");
+    let a = open_node(
+        &dir.path().join("a"),
+        &catalog_path,
+        Some(("a", "us-east-1a")),
+    )
+    .unwrap();
+    a.heartbeat().unwrap();
+    assert!(a.fenced().is_none());
+    assert!(a.owns_zone("us-east-1a"));
+    // Another node takes us-east-1a over (as if a had been silent): a stops owning it.
+    let later = catalog::now_ms() + 60_000;
+    a.catalog
+        .register_node("b", &["us-east-1a".to_string()], later, later)
+        .unwrap();
+    a.heartbeat().unwrap();
+    let reason = a.fenced().expect("fenced");
+    assert!(reason.contains("us-east-1a → b"), "{reason}");
+    assert!(!a.owns_zone("us-east-1a"));
+
+    // A second process registering the same node id fences the first.
+    let c = open_node(
+        &dir.path().join("c"),
+        &catalog_path,
+        Some(("c", "us-west-2a")),
+    )
+    .unwrap();
+    c.heartbeat().unwrap();
+    assert!(c.fenced().is_none());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let again = open_node(
+        &dir.path().join("c2"),
+        &catalog_path,
+        Some(("c", "us-west-2a")),
+    )
+    .unwrap();
+    c.heartbeat().unwrap();
+    assert!(c.fenced().expect("fenced").contains("another process"));
+    again.heartbeat().unwrap();
+    assert!(again.fenced().is_none(), "the newer process carries on");
+    assert!(again.owns_zone("us-west-2a"));
+}
