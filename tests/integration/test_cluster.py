@@ -91,7 +91,7 @@ class Cluster:
         scratch.mkdir(exist_ok=True)
         args = [openami_bin(), "store", *cmd, "--data-dir", str(scratch), "--blocks",
                 "s3://openami/cluster", "--s3-endpoint", env["AWS_ENDPOINT_URL_S3"], "--json"]
-        if cmd[0] == "stats":
+        if cmd[0] in ("stats", "gc"):
             args += ["--catalog", self.env["OPENAMI_CATALOG_URL"]]
         run_env = dict(os.environ, OPENAMI_S3_ACCESS_KEY_ID=env["AWS_ACCESS_KEY_ID"],
                        OPENAMI_S3_SECRET_ACCESS_KEY=env["AWS_SECRET_ACCESS_KEY"])
@@ -374,6 +374,9 @@ def test_gc_on_both_nodes_keeps_what_is_referenced_and_frees_the_rest(cluster):
         assert steps, f"node-{k} never collected"
     for sid in kept:
         ec2.delete_snapshot(SnapshotId=sid)
+    # The single-process collector would not see the nodes' sessions: it refuses.
+    code, _, err = cluster.store("gc", "--region", "us-east-1")
+    assert code != 0 and "node cluster" in err, err
 
 
 def test_a_block_token_from_one_node_reads_on_the_other(cluster):

@@ -83,6 +83,21 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
             // one the server uses: with a PostgreSQL catalog, pass it here too, or the
             // blocks of uploads in progress are not known to be in use).
             let catalog = catalog.open(&dir)?;
+            // Nodes write a shared bucket and collect it themselves (fossil collection);
+            // this collector sees no other process's sessions in progress.
+            let nodes: Vec<String> = catalog
+                .nodes()
+                .context("reading the catalog's nodes")?
+                .into_iter()
+                .filter(|n| !n.zones.is_empty())
+                .map(|n| n.node_id)
+                .collect();
+            if !nodes.is_empty() {
+                anyhow::bail!(
+                    "this catalog is served by a node cluster ({}): its nodes collect garbage themselves (serve --gc-interval/--gc-grace)",
+                    nodes.join(", ")
+                );
+            }
             for r in regions(&data.data_dir, &region, &s3)? {
                 let report = engine::gc::gc_with_uploads(&catalog, &r.store)
                     .context("collecting garbage")?;
