@@ -53,6 +53,30 @@ pub fn run_all(c: &Catalog) {
 /// Checks two catalogs opened on one (empty or not) database: each sees the other's
 /// writes, and `data_version` changes for the other's commits but not for own writes.
 pub fn run_shared(a: &Catalog, b: &Catalog) {
+    // Access keys: an unknown key is asked again (never remembered as unknown), a known
+    // one is the same whether remembered or not.
+    assert_eq!(
+        ok("unknown key", b.access_key("AKIASHAREDKEY0000001")),
+        None
+    );
+    ok(
+        "account",
+        a.create_account(
+            &account("444455556666", "shared-keys"),
+            "AKIASHAREDKEY0000001",
+            "s3cr3t",
+        ),
+    );
+    let expected = Some(("444455556666".to_string(), "s3cr3t".to_string()));
+    assert_eq!(
+        ok("key made elsewhere", b.access_key("AKIASHAREDKEY0000001")),
+        expected
+    );
+    assert_eq!(
+        ok("key again", b.access_key("AKIASHAREDKEY0000001")),
+        expected
+    );
+
     let v0 = ok("data_version", b.data_version());
     ok("own write", b.insert_resource(&volume("vol-shared-own")));
     // Give an asynchronous backend the time to (wrongly) count it.

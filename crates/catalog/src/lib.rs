@@ -68,6 +68,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod conformance;
@@ -179,7 +180,20 @@ pub fn now_ms() -> i64 {
 #[derive(Debug)]
 pub struct Catalog {
     backend: Backend,
+    /// Access keys found, valid while `data_version` has not moved: every signed request
+    /// looks its key up, and on PostgreSQL that is a round trip (see [`Catalog::access_key`]).
+    keys: Mutex<KeyCache>,
 }
+
+#[derive(Debug, Default)]
+struct KeyCache {
+    version: Option<i64>,
+    /// Access key id → (account, secret).
+    found: HashMap<String, (String, String)>,
+}
+
+/// Access keys the cache holds at most (unknown keys are never cached).
+const KEY_CACHE_MAX: usize = 10_000;
 
 #[derive(Debug)]
 enum Backend {
@@ -199,27 +213,28 @@ macro_rules! dispatch {
 pub(crate) use dispatch;
 
 impl Catalog {
+    fn with(backend: Backend) -> Self {
+        Catalog {
+            backend,
+            keys: Mutex::new(KeyCache::default()),
+        }
+    }
+
     /// Opens (creating and migrating) the SQLite catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        Ok(Catalog {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
-        })
+        Ok(Catalog::with(Backend::Sqlite(sqlite::Sqlite::open(path)?)))
     }
 
     /// A private in-memory SQLite catalog (tests).
     pub fn in_memory() -> Result<Self, CatalogError> {
-        Ok(Catalog {
-            backend: Backend::Sqlite(sqlite::Sqlite::in_memory()?),
-        })
+        Ok(Catalog::with(Backend::Sqlite(sqlite::Sqlite::in_memory()?)))
     }
 
     /// Connects to (and migrates) the PostgreSQL catalog at `url`
     /// (`postgres://user@host:port/db`, or any libpq-style connection string). Fails with
     /// [`CatalogError::Unavailable`] if the server cannot be reached.
     pub fn open_postgres(url: &str) -> Result<Self, CatalogError> {
-        Ok(Catalog {
-            backend: Backend::Postgres(pg::Postgres::open(url)?),
-        })
+        Ok(Catalog::with(Backend::Postgres(pg::Postgres::open(url)?)))
     }
 
     /// Opens the catalog `location` names: a `postgres://` or `postgresql://` URL, or
@@ -263,7 +278,9 @@ impl Catalog {
         access_key_id: &str,
         secret: &str,
     ) -> Result<(), CatalogError> {
-        dispatch!(self.create_account(account, access_key_id, secret))
+        let created = dispatch!(self.create_account(account, access_key_id, secret));
+        self.forget_keys();
+        created
     }
 
     /// Every account, by id.
@@ -271,12 +288,37 @@ impl Catalog {
         dispatch!(self.accounts())
     }
 
-    /// The account and secret of an access key.
+    /// The account and secret of an access key. Keys found are remembered until
+    /// [`data_version`](Self::data_version) moves (another node or process changed the
+    /// catalog) or this catalog writes accounts or keys itself.
     pub fn access_key(
         &self,
         access_key_id: &str,
     ) -> Result<Option<(String, String)>, CatalogError> {
-        dispatch!(self.access_key(access_key_id))
+        let version = self.data_version()?;
+        {
+            let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.version != Some(version) {
+                cache.found.clear();
+                cache.version = Some(version);
+            }
+            if let Some(found) = cache.found.get(access_key_id) {
+                return Ok(Some(found.clone()));
+            }
+        }
+        let found = dispatch!(self.access_key(access_key_id))?;
+        if let Some(found) = &found {
+            let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.version == Some(version) && cache.found.len() < KEY_CACHE_MAX {
+                cache.found.insert(access_key_id.to_string(), found.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    fn forget_keys(&self) {
+        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        *cache = KeyCache::default();
     }
 
     /// The access keys of an account (id and secret), oldest first.

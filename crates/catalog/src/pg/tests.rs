@@ -67,7 +67,7 @@ fn postgres_backend() {
     // Every worker lost its connection and checks it before use: no call fails.
     let deadline = Instant::now() + Duration::from_secs(10);
     let accounts = a.accounts().unwrap();
-    assert_eq!(accounts.len(), 2, "the data survived the restart");
+    assert_eq!(accounts.len(), 3, "the data survived the restart");
     for _ in 0..super::WORKERS * 2 {
         a.accounts().unwrap();
     }
