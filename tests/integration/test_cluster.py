@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -137,6 +138,14 @@ def eventually(check, seconds=30, what="condition"):
         time.sleep(0.3)
 
 
+def connects(host, port) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def volume_dirs(cluster, k, volume_id):
     return list((cluster.dir / f"node-{k}" / "data").rglob(volume_id))
 
@@ -257,8 +266,33 @@ def test_data_written_in_zone_a_is_read_by_an_instance_in_zone_b(cluster, guest_
     copy = west.copy_image(SourceImageId=image, SourceRegion="us-east-1", Name="cluster-copy")["ImageId"]
     west.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig={"Delay": 1, "MaxAttempts": 300})
 
+    # A security group changed through node-1 reaches a running instance on node-2: the port
+    # its new rule opens is forwarded on the instance's public address within a few
+    # heartbeats, and closed again when the rule is revoked.
+    sg = c1.create_security_group(GroupName="cluster-sg-" + uuid.uuid4().hex[:8],
+                                  Description="cluster test")["GroupId"]
+    idle = c1.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                            Placement={"AvailabilityZone": "us-east-1b"},
+                            SecurityGroupIds=[sg])["Instances"][0]["InstanceId"]
+
+    def public_ip():
+        i = c1.describe_instances(InstanceIds=[idle])["Reservations"][0]["Instances"][0]
+        return i["State"]["Name"] == "running" and i.get("PublicIpAddress")
+    ip = eventually(public_ip, 120, "the idle instance running with a public address")
+    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
+    rule = [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    assert not connects(ip, port)
+    c1.authorize_security_group_ingress(GroupId=sg, IpPermissions=rule)
+    eventually(lambda: connects(ip, port), 20, f"{ip}:{port} forwarded on node-2")
+    c1.revoke_security_group_ingress(GroupId=sg, IpPermissions=rule)
+    eventually(lambda: not connects(ip, port), 20, f"{ip}:{port} closed on node-2")
+
     c1.terminate_instances(InstanceIds=[wid])
-    c2.terminate_instances(InstanceIds=[rid])
+    c2.terminate_instances(InstanceIds=[rid, idle])  # one call per zone's node
+    eventually(lambda: c1.describe_instances(InstanceIds=[idle])["Reservations"][0]["Instances"][0]
+               ["State"]["Name"] == "terminated", 120, "the idle instance terminated")
+    c1.delete_security_group(GroupId=sg)
 
 
 def test_a_zone_whose_node_is_down_is_impaired_and_refuses_at_once(cluster):

@@ -124,6 +124,9 @@ pub struct Cloud {
     registered_ms: std::sync::atomic::AtomicI64,
     /// Why this node was fenced, once it was (see [`Cloud::fenced`]).
     fence: Mutex<Option<String>>,
+    /// The catalog's `data_version` the node's heartbeat saw last: when another node
+    /// changes the catalog (e.g. a security group's rules), this node's instances follow.
+    seen_version: std::sync::atomic::AtomicI64,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -215,6 +218,7 @@ impl Cloud {
             gc_grace: options.gc_grace,
             registered_ms: std::sync::atomic::AtomicI64::new(registered_ms),
             fence: Mutex::new(None),
+            seen_version: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
         if let Some(book) = &cloud.leases {
             // Every node writes the same buckets: sessions take leases other nodes' GC sees.

@@ -15,7 +15,13 @@
 //!   to start on a catalog that live nodes serve ([`NodeError::ClusterWithoutNode`]):
 //!   it would recover their resources as its own.
 //! * **Heartbeats.** [`Cloud::start_heartbeats`] writes the node's heartbeat every
-//!   [`HEARTBEAT_INTERVAL`].
+//!   [`HEARTBEAT_INTERVAL`]. Each heartbeat also renews the node's GC write leases (see
+//!   `gc`), re-applies the port forwards of its running instances when another node
+//!   changed the catalog (security group rules), and checks that the node is still itself:
+//! * **Fencing.** A node whose zone another node took over (it had been silent too long),
+//!   or whose node id a newer process registered (its `started_ms` changed), is fenced:
+//!   [`Cloud::fenced`] says why, it owns no zone any more (work goes to the real owners)
+//!   and the server stops. A restarted node is the newer process, so it carries on.
 //! * **Zone states** (DescribeAvailabilityZones, [`ZoneState`]): `available` while the
 //!   owner's heartbeat is fresh, `impaired` once it is older than [`IMPAIRED_AFTER_MS`],
 //!   `unavailable` when no node owns the zone. Without nodes every zone is `available`.
@@ -404,6 +410,12 @@ impl Cloud {
                 ));
                 return Ok(());
             }
+        }
+        // Another node changed the catalog (a security group's rules, perhaps): the port
+        // forwards of this node's running instances follow within a heartbeat.
+        let version = self.catalog.data_version()?;
+        if self.seen_version.swap(version, Ordering::Relaxed) != version {
+            self.refresh_forwards_of_groups(&[]);
         }
         if let Some(book) = &self.leases {
             book.renew(&self.catalog)?;
