@@ -34,7 +34,7 @@ def check_passes(report, backends):
     assert sorted((r["backend"], r["read_ahead"]) for r in results) == sorted(
         (b, ra) for b in backends for ra in (False, True))
     for r in results:
-        for key in ("cold_p50_ms", "cold_p90_ms", "cold_max_ms", "warm_p50_ms"):
+        for key in ("cold_p50_ms", "cold_p90_ms", "cold_max_ms", "warm_p50_ms", "fetch_p50_ms"):
             assert r[key] > 0, r
         assert r["cold_p50_ms"] <= r["cold_p90_ms"] <= r["cold_max_ms"], r
         assert r["extra_filled_blocks"] >= 0

@@ -32,8 +32,12 @@
 //!  volume (empty data dir) ── read_at(4 KiB in block b) ── fill b locally ── answer
 //! ```
 //!
+//! 3. For each backend, the same blocks fetched with [`BlockStore::get_block`] alone on a
+//!    fresh store (read the object, decode, verify): the part of a cold read the backend
+//!    decides; the rest is the volume's (writing the block into its data, bookkeeping).
+//!
 //! Reported per backend and read-ahead mode: p50, p90 and max of the cold reads, p50 of
-//! the warm ones, and the ratio local/S3 (of p50, p90, max; below 1: S3 is slower). With
+//! the warm ones and of the fetches alone, and the ratio local/S3 (of p50, p90, max; below 1: S3 is slower). With
 //! read-ahead on, a random read that lands near an earlier one continues its run and
 //! queues the next blocks, so some sampled blocks may have been fetched before their read;
 //! how many blocks read-ahead fetched is reported ("extra filled"). Without `--blocks` only
@@ -152,6 +156,9 @@ struct Pass {
     warm: Vec<Duration>,
     /// Blocks present after the cold reads beyond the sampled ones (read-ahead's).
     extra_filled: u64,
+    /// The backend's [`BlockStore::get_block`] alone for the sampled blocks, on a store
+    /// with nothing cached: the part of a cold read the backend decides.
+    fetch: Vec<Duration>,
 }
 
 fn bench(
@@ -322,7 +329,28 @@ fn measure(
                 cold,
                 warm,
                 extra_filled,
+                fetch: Vec::new(),
             });
+        }
+    }
+    // The fetch alone (read the object, decode, verify), without the volume.
+    for (i, backend) in backends.iter().enumerate() {
+        let store = backend.reader_store(work, passes.len() + i)?;
+        let manifest = store.read_manifest(snapshot)?;
+        let mut fetch = Vec::with_capacity(offsets.len());
+        for &offset in &offsets {
+            let b = offset / BLOCK_SIZE as u64;
+            let hash = manifest
+                .get(b)
+                .with_context(|| format!("block {b} is not in the snapshot"))?;
+            let t = Instant::now();
+            let content = store.get_block(&hash)?;
+            fetch.push(t.elapsed());
+            let within = (offset % BLOCK_SIZE as u64) as usize;
+            check(&content[within..within + len], offset)?;
+        }
+        for pass in passes.iter_mut().filter(|p| p.backend == backend.label) {
+            pass.fetch = fetch.clone();
         }
     }
     Ok(passes)
@@ -356,14 +384,16 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// p50, p90, max of the cold reads and p50 of the warm ones, in milliseconds.
-fn figures(pass: &Pass) -> [f64; 4] {
+/// p50, p90, max of the cold reads, p50 of the warm ones and of the fetches alone, in
+/// milliseconds.
+fn figures(pass: &Pass) -> [f64; 5] {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     [
         ms(percentile(&pass.cold, 0.5)),
         ms(percentile(&pass.cold, 0.9)),
         ms(percentile(&pass.cold, 1.0)),
         ms(percentile(&pass.warm, 0.5)),
+        ms(percentile(&pass.fetch, 0.5)),
     ]
 }
 
@@ -377,9 +407,9 @@ fn report(args: &ColdReadBenchArgs, blocks: u64, passes: &[Pass]) -> anyhow::Res
         let results: Vec<serde_json::Value> = passes
             .iter()
             .map(|p| {
-                let [p50, p90, max, warm] = figures(p);
+                let [p50, p90, max, warm, fetch] = figures(p);
                 let ratio = local(p.read_ahead).map(|l| {
-                    let [l50, l90, lmax, _] = figures(l);
+                    let [l50, l90, lmax, _, _] = figures(l);
                     serde_json::json!({"p50": l50 / p50, "p90": l90 / p90, "max": lmax / max})
                 });
                 serde_json::json!({
@@ -389,6 +419,7 @@ fn report(args: &ColdReadBenchArgs, blocks: u64, passes: &[Pass]) -> anyhow::Res
                     "cold_p90_ms": p90,
                     "cold_max_ms": max,
                     "warm_p50_ms": warm,
+                    "fetch_p50_ms": fetch,
                     "extra_filled_blocks": p.extra_filled,
                     "local_over_this": ratio,
                 })
@@ -422,31 +453,35 @@ fn report(args: &ColdReadBenchArgs, blocks: u64, passes: &[Pass]) -> anyhow::Res
         args.reads
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>6}  local/this (p50, p90, max)",
-        "cold first read", "p50", "p90", "max", "warm p50", "extra"
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  local/this (p50, p90, max)",
+        "cold first read", "p50", "p90", "max", "warm p50", "fetch p50", "extra"
     );
     for p in passes {
-        let [p50, p90, max, warm] = figures(p);
+        let [p50, p90, max, warm, fetch] = figures(p);
         let ratio = match local(p.read_ahead) {
             Some(l) if p.backend != "local" => {
-                let [l50, l90, lmax, _] = figures(l);
+                let [l50, l90, lmax, _, _] = figures(l);
                 format!("{:.2}x, {:.2}x, {:.2}x", l50 / p50, l90 / p90, lmax / max)
             }
             _ => "1.00x".into(),
         };
         let f = |v: f64| format!("{v:.3} ms");
         println!(
-            "{:<28} {:>10} {:>10} {:>10} {:>10} {:>6}  {ratio}",
+            "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  {ratio}",
             format!("{}, read-ahead {}", p.backend, on_off(p.read_ahead)),
             f(p50),
             f(p90),
             f(max),
             f(warm),
+            f(fetch),
             p.extra_filled
         );
     }
     println!(
-        "(extra: blocks read-ahead filled beyond the sampled ones; every read matched the snapshot)"
+        "(fetch: the block store's get_block alone, uncached: read the object, zstd, SHA-256;"
+    );
+    println!(
+        " extra: blocks read-ahead filled beyond the sampled ones; every read matched the snapshot)"
     );
     Ok(())
 }
