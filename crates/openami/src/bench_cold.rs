@@ -26,23 +26,27 @@
 //!    4 KiB is read again: a warm read from the volume's own data. Every read is checked
 //!    against the bytes written.
 //!
+//! 3. For each backend, the same blocks fetched with [`BlockStore::get_block`] alone on a
+//!    fresh store (read the object, decode, verify): the part of a cold read the backend
+//!    decides; the rest is the volume's (writing the block into its data, bookkeeping).
+//!
 //! ```text
 //!  snapshot (random blocks) ──► objects: <work>/…/objects  or  s3://BUCKET/PREFIX/bench-cold-…
 //!                                   ▲ get_block: GET, zstd, SHA-256
 //!  volume (empty data dir) ── read_at(4 KiB in block b) ── fill b locally ── answer
 //! ```
 //!
-//! 3. For each backend, the same blocks fetched with [`BlockStore::get_block`] alone on a
-//!    fresh store (read the object, decode, verify): the part of a cold read the backend
-//!    decides; the rest is the volume's (writing the block into its data, bookkeeping).
-//!
 //! Reported per backend and read-ahead mode: p50, p90 and max of the cold reads, p50 of
-//! the warm ones and of the fetches alone, and the ratio local/S3 (of p50, p90, max; below 1: S3 is slower). With
-//! read-ahead on, a random read that lands near an earlier one continues its run and
-//! queues the next blocks, so some sampled blocks may have been fetched before their read;
-//! how many blocks read-ahead fetched is reported ("extra filled"). Without `--blocks` only
-//! the local backend is measured. The objects were just written, so they (and SeaweedFS's
-//! volume files) are in the page cache: the figures are the fetch path, not a cold disk.
+//! the warm ones and of the fetches alone, and the ratio local/S3 (of p50, p90, max;
+//! below 1: S3 is slower). Without `--blocks` only the local backend is measured.
+//!
+//! With read-ahead on (what a guest gets), a random read that lands near an earlier one
+//! continues its run and queues the next blocks, so some sampled blocks were fetched (or
+//! were being fetched) before their own read, and the workers' fetches compete with the
+//! reader's: those rows are the default's behaviour under random reads, not one cold
+//! block each; how many blocks read-ahead filled is reported ("extra"). The objects were
+//! just written, so they (and SeaweedFS's volume files) are in the page cache: the
+//! figures are the fetch path, not a cold disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
