@@ -49,6 +49,8 @@ def test_scaleout_quick_runs_and_cleans_up():
                  "DescribeImages wildcard prefix, req/s"):
         assert rows[what]["local"] > 0 and rows[what]["scaleout"] > 0, rows[what]
     assert rows["EBS direct ingest, MB/s"]["target"] == ">= 0.5x"
+    cold = rows["Volume from snapshot in other zone, cold block: first read, read-ahead off, p50 ms"]
+    assert cold["local"] > 0 and cold["scaleout"] > 0 and cold["target"] == "—", cold
     assert temp_entries() <= before, "temp dirs left behind"
     deadline = time.time() + 5  # scripts/seaweedfs's --watch loop notices within a second
     while bench_processes() and time.time() < deadline:

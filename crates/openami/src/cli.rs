@@ -482,6 +482,9 @@ pub enum BenchCommand {
     /// EBS direct ingest: `openami snapshot upload` of a mixed file to a local `openami
     /// serve`, against `cp` + `sync` of the same file; the snapshot is read back and compared.
     Ingest(crate::bench_ingest::IngestBenchArgs),
+    /// First-read latency of a cold block of a volume created from a snapshot, with the
+    /// snapshot's blocks in the local backend and (with --blocks) in S3.
+    ColdRead(crate::bench_cold::ColdReadBenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -501,6 +504,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench_ingest::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::ColdRead(args)) => {
+            crate::bench_cold::run(args).map(|()| ExitCode::SUCCESS)
         }
         Command::ImdsRelay { socket } => Ok(imds_relay(&socket)),
     }

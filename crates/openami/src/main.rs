@@ -12,11 +12,14 @@
 //! * `openami bench store` — the data-plane benchmark against `cp --sparse=always`.
 //! * `openami bench copy` — CopySnapshot's data path against `cp` + `sync`.
 //! * `openami bench ingest` — EBS direct upload to a local server against `cp` + `sync`.
+//! * `openami bench cold-read` — first-read latency of a cold block of a volume from a
+//!   snapshot, blocks local against blocks in S3.
 //! * `openami imds-relay SOCKET` — joins a guest's IMDS connection (stdin/stdout) to the
 //!   instance's metadata socket; run by QEMU's slirp `guestfwd`.
 
 mod account_cmd;
 mod bench;
+mod bench_cold;
 mod bench_copy;
 mod bench_ingest;
 mod catalog_cmd;
