@@ -95,6 +95,10 @@ fn new_wait(hook: &model::Hook, now: i64) -> HookWait {
 impl AutoScaling {
     /// One pass of the controller over every group.
     pub(crate) fn tick(&self) {
+        // In a node cluster one node (the leader) runs every group.
+        if !self.cloud.leads() {
+            return;
+        }
         let rows = match model::all_groups(self.cloud.catalog()) {
             Ok(rows) => rows,
             Err(e) => {

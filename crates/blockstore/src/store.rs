@@ -217,7 +217,7 @@ impl BlockStore {
     /// A block's stored bytes: under `blocks/`, else (a shared store between the two GC
     /// phases) its fossil, else `blocks/` again (it may have been put back meanwhile; both
     /// moves copy before they delete).
-    fn read_block_object(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockStoreError> {
+    pub(crate) fn read_block_object(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockStoreError> {
         let key = block_key(hash)?;
         for k in [&key, &fossil_key(hash)?, &key] {
             match self.objects.get(k) {
@@ -516,6 +516,55 @@ impl WriteSession {
             hash,
             stored_bytes: encoded.len() as u64,
         })
+    }
+
+    /// Copies block `hash` from another store (e.g. another region's) into this session,
+    /// unless this store has it already: the stored (compressed) bytes are fetched, checked
+    /// against the hash and staged as they are — one existence check, one read, one write,
+    /// no recompression. Returns the bytes written (0 if it was present).
+    pub fn copy_block_from(
+        &self,
+        src: &BlockStore,
+        hash: BlockHash,
+    ) -> Result<u64, BlockStoreError> {
+        let key = block_key(&hash)?;
+        self.ensure_lease()?;
+        {
+            let _shared = self.store.gc_shared();
+            if !self.pin_one(hash) {
+                return Ok(0);
+            }
+            if self.store.objects.head(&key)?.is_some() {
+                lock(&self.pending).names.push(key);
+                return Ok(0);
+            }
+        }
+        let stored = src.read_block_object(&hash)?;
+        let data = block::decode(&stored)
+            .map_err(|reason| BlockStoreError::CorruptBlock { hash, reason })?;
+        if BlockHash::of(&data) != hash {
+            self.unpin(&[hash]);
+            return Err(BlockStoreError::CorruptBlock {
+                hash,
+                reason: "content does not match its SHA-256".into(),
+            });
+        }
+        let staged = match self.store.objects.stage(&key, &stored) {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.unpin(&[hash]);
+                return Err(e.into());
+            }
+        };
+        let full = {
+            let mut pending = lock(&self.pending);
+            pending.staged.push((hash, staged));
+            pending.staged.len() >= MAX_STAGED_BLOCKS
+        };
+        if full {
+            self.persist()?;
+        }
+        Ok(stored.len() as u64)
     }
 
     fn unpin(&self, hashes: &[BlockHash]) {

@@ -228,6 +228,33 @@ impl Cloud {
         }
     }
 
+    /// True if this process runs the region-wide controllers (Auto Scaling's): always
+    /// without nodes; in a node cluster, only the live node with the lowest node id (its
+    /// heartbeat fresh, not fenced), so that one controller acts on each group and two nodes
+    /// never both launch for the same shortfall. When that node stops heartbeating the next
+    /// takes over after [`IMPAIRED_AFTER_MS`]. A catalog error means "not now".
+    pub fn leads(&self) -> bool {
+        let Some(node) = &self.node else {
+            return true;
+        };
+        if self.fenced().is_some() {
+            return false;
+        }
+        let now = now_ms();
+        match self.catalog.nodes() {
+            Ok(rows) => rows
+                .iter()
+                .filter(|n| !n.zones.is_empty() && now - n.heartbeat_ms <= IMPAIRED_AFTER_MS)
+                .map(|n| n.node_id.as_str())
+                .min()
+                .is_some_and(|leader| leader == node.id),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which node leads");
+                false
+            }
+        }
+    }
+
     /// Why this node was fenced, if it was: another process registered its node id, or
     /// another node took over one of its zones (it had been silent too long). A fenced
     /// node works on nothing of its zones any more (requests go to the zones' owners) and

@@ -3,9 +3,11 @@
 //!
 //! The source manifest's distinct block hashes are shared out to [`COPY_THREADS`]
 //! threads through one atomic cursor. For each hash a thread either references the block
-//! (the destination store has it already: nothing is read) or fetches it from the source
-//! store (read, decode, SHA-256 verify) and stores it through the destination's
-//! [`WriteSession`](blockstore::WriteSession), which pins it against GC. Each thread
+//! (the destination store has it already: nothing is read) or fetches its stored bytes
+//! from the source store (decoded and SHA-256 verified, but not compressed again) and
+//! stages them through the destination's
+//! [`WriteSession::copy_block_from`](blockstore::WriteSession::copy_block_from), which
+//! pins it against GC. Each thread
 //! holds one block at a time, so memory stays at about `COPY_THREADS` × 512 KiB (twice
 //! that with the encoded copy). The first error stops every thread; the manifest is
 //! committed (the session makes every stored block durable first) only when all blocks
@@ -80,13 +82,11 @@ pub fn copy_snapshot_blocks_with(
     let copied = AtomicU64::new(0);
     let stored_bytes = AtomicU64::new(0);
     let copy_one = |hash: &BlockHash| -> Result<(), BlockStoreError> {
-        if dst.has_block(hash)? && session.reference_blocks(&[*hash]).is_ok() {
-            return Ok(());
+        let stored = session.copy_block_from(src, *hash)?;
+        if stored > 0 {
+            copied.fetch_add(1, Ordering::Relaxed);
+            stored_bytes.fetch_add(stored, Ordering::Relaxed);
         }
-        let data = src.get_block(hash)?;
-        let put = session.put_hashed_block(*hash, &data)?;
-        copied.fetch_add(1, Ordering::Relaxed);
-        stored_bytes.fetch_add(put.stored_bytes, Ordering::Relaxed);
         Ok(())
     };
     let worker = || {

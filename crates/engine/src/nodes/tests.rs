@@ -194,6 +194,9 @@ fn a_node_whose_zone_is_taken_over_or_whose_id_is_reused_is_fenced() {
     assert!(reason.contains("us-east-1a → b"), "{reason}");
     assert!(!a.owns_zone("us-east-1a"));
 
+    // A fenced node leads nothing (b, the lowest live id, does).
+    assert!(!a.leads());
+
     // A second process registering the same node id fences the first.
     let c = open_node(
         &dir.path().join("c"),
