@@ -26,6 +26,9 @@ CREATE TABLE gc_state (
 );
 "#;
 
+/// holder, holder_expires_ms, collection_ms, waits_for, complete
+type StateRow = (Option<String>, i64, Option<i64>, String, bool);
+
 impl Sqlite {
     pub(crate) fn gc_lease_acquire(
         &self,
@@ -86,7 +89,7 @@ impl Sqlite {
     ) -> Result<GcLock, CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Option<String>, i64, Option<i64>, String, bool)> = tx
+        let row: Option<StateRow> = tx
             .query_row(
                 "SELECT holder, holder_expires_ms, collection_ms, waits_for, complete \
                  FROM gc_state WHERE region = ?1",
