@@ -29,6 +29,9 @@ Each gets the same work, one after the other:
      (SigV4-signed POSTs), requests/s, p50 and p99, and the CPU time per request of openami
      plus, on PostgreSQL, of the postgres processes (less swayed by the machine's load than
      latency is).
+  5. The S3 server's own ceiling on this machine: boto3 PUTs of 256 random 512 KiB objects on
+     --threads threads, next to the rate at which openami's ingest stored new blocks into it
+     (on a small machine SeaweedFS's own CPU bounds the S3 figures).
 
 It prints one table: local figure, scale-out figure, ratio (scale-out/local for throughput,
 local/scale-out for times and CPU), the issue's target (scale-out >= 0.5x local) and
@@ -344,6 +347,21 @@ def run_one(name, binary, work, args, extra=(), admin=(), catalog_pids=(), backe
     return r
 
 
+def raw_puts(sw, threads, count=256):
+    """The S3 server's own ceiling here: MiB/s of `count` PUTs of distinct random 512 KiB
+    objects from boto3 on `threads` threads (no openami), under a prefix of its own."""
+    s3 = boto3.client("s3", endpoint_url=sw.endpoint, region_name="us-east-1",
+                      aws_access_key_id=sw.env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=sw.env["AWS_SECRET_ACCESS_KEY"],
+                      config=Config(max_pool_connections=threads))
+    bodies = [Keystream(b"openami-scaleout/raw/%d" % i).read(BLOCK) for i in range(count)]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=BUCKET, Key=f"raw-put/{i}", Body=bodies[i]),
+                      range(count)))
+    return count * BLOCK / MIB / (time.monotonic() - started)
+
+
 def cold_read(binary, sw, size_mib):
     """`openami bench cold-read` against SeaweedFS: {(backend, read_ahead): result}."""
     blocks = size_mib * MIB // BLOCK
@@ -431,6 +449,7 @@ def main():
                         admin=["--catalog", pg.url], catalog_pids=[pg.proc.pid],
                         backend_pids=[pg.proc.pid, int(sw.env["SEAWEEDFS_PID"])])
         scale["cold"] = cold_read(args.openami, sw, min(args.size_mib, 128))
+        scale["raw_put_mibps"] = raw_puts(sw, args.threads)
     finally:
         if sw:
             sw.stop()
@@ -445,11 +464,16 @@ def main():
         table.append({"what": what, "local": lo, "scaleout": sc, "ratio": ratio,
                       "target": f">= {TARGET}x" if targeted else ("—" if what.startswith(COLD) else None),
                       "met": (ratio >= TARGET) if targeted else None})
+    # What the S3 server itself takes here, and what openami's ingest stored into it: the
+    # random third of the image is new (incompressible) data, the rest zeros and repeats.
+    new_mib = sum(1 for i in range(nblocks) if (i // 8) % 3 == 0) * BLOCK / MIB
+    stored_mibps = new_mib / (args.size_mib / scale["ingest_mbps"])
+    ceiling = {"raw_put_mibps": scale["raw_put_mibps"], "ingest_stored_mibps": stored_mibps}
     meta = {"size_mib": args.size_mib, "images": args.images, "threads": args.threads, "rounds": args.rounds,
             "duration_s": args.duration, "connections": args.connections, "binary": str(args.openami),
             "load_average": os.getloadavg(), "cpus": os.cpu_count()}
     if args.json:
-        print(json.dumps({"config": meta, "results": table,
+        print(json.dumps({"config": meta, "results": table, "s3_ceiling": ceiling,
                           "rounds": {"local": local["rounds"], "scaleout": scale["rounds"]}}, indent=2))
         return 0
     print(f"\n{args.size_mib} MiB image ({nonzero} non-zero blocks of {nblocks}), {args.images} images, "
@@ -463,6 +487,10 @@ def main():
         met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
         print(f"{r['what']:<{w}}  {r['local']:>12.2f}  {r['scaleout']:>10.2f}  {r['ratio']:>6.2f}  "
               f"{r['target'] or '':>7}  {met}")
+    print(f"\nThe S3 server alone (boto3, {args.threads} threads, 512 KiB PUTs of random data): "
+          f"{ceiling['raw_put_mibps']:.0f} MiB/s; openami's ingest stored "
+          f"{ceiling['ingest_stored_mibps']:.0f} MiB/s of new blocks into it "
+          f"({ceiling['ingest_stored_mibps'] / ceiling['raw_put_mibps']:.0%} of that).")
     return 0
 
 
