@@ -97,6 +97,13 @@ pub(crate) fn hash_of_fossil_key(key: &ObjectKey) -> Option<BlockHash> {
 }
 
 type Roots<'a> = &'a dyn Fn() -> Result<HashSet<BlockHash>, String>;
+/// Asked before each move or deletion: false once the caller no longer holds the region's
+/// GC lock (or cannot be sure it does), and the phase stops.
+type KeepGoing<'a> = &'a dyn Fn() -> bool;
+
+fn lock_lost() -> BlockStoreError {
+    BlockStoreError::Lease("the region's GC lock was lost: the phase stopped".into())
+}
 
 impl BlockStore {
     /// Everything referenced now: live and retained manifests, `extra_roots` (e.g. blocks
@@ -116,7 +123,11 @@ impl BlockStore {
     /// Phase 1: moves every block nothing references to `fossils/` (copy, then delete).
     /// Call it only while holding the region's GC lock and with no collection pending;
     /// then record the leases live at its end.
-    pub fn fossilize(&self, extra_roots: Roots<'_>) -> Result<FossilReport, BlockStoreError> {
+    pub fn fossilize(
+        &self,
+        extra_roots: Roots<'_>,
+        keep_going: KeepGoing<'_>,
+    ) -> Result<FossilReport, BlockStoreError> {
         let mut report = FossilReport {
             manifests_dropped: self.drop_unheld_retained()?,
             ..FossilReport::default()
@@ -130,6 +141,9 @@ impl BlockStore {
             };
             if referenced.contains(&hash) {
                 continue;
+            }
+            if !keep_going() {
+                return Err(lock_lost());
             }
             let bytes = match self.objects().get(&meta.key) {
                 Ok(bytes) => bytes,
@@ -147,7 +161,11 @@ impl BlockStore {
     /// Phase 2: puts back every fossil something references again and deletes the rest.
     /// Call it only while holding the region's GC lock, once every lease live at the end
     /// of phase 1 has ended and the grace period has passed.
-    pub fn sweep_fossils(&self, extra_roots: Roots<'_>) -> Result<SweepReport, BlockStoreError> {
+    pub fn sweep_fossils(
+        &self,
+        extra_roots: Roots<'_>,
+        keep_going: KeepGoing<'_>,
+    ) -> Result<SweepReport, BlockStoreError> {
         let fossils = self.objects().list(FOSSILS_PREFIX)?;
         let referenced = self.referenced_now(extra_roots)?;
         let mut report = SweepReport {
@@ -158,8 +176,15 @@ impl BlockStore {
             let Some(hash) = hash_of_fossil_key(&meta.key) else {
                 continue;
             };
+            if !keep_going() {
+                return Err(lock_lost());
+            }
             if referenced.contains(&hash) {
-                self.resurrect(&hash)?;
+                if !self.resurrect(&hash)? {
+                    // Referenced, and neither stored nor a fossil any more: something else
+                    // deleted it. Say so, and leave the collection pending.
+                    return Err(BlockStoreError::MissingBlock { hash });
+                }
                 report.resurrected += 1;
             } else {
                 report.blocks_deleted += 1;
@@ -285,7 +310,7 @@ mod tests {
         let put = session.put_block(&block(7)).unwrap();
         session.persist().unwrap();
         drop(session);
-        let report = b.fossilize(&no_roots).unwrap();
+        let report = b.fossilize(&no_roots, &|| true).unwrap();
         assert_eq!(report.fossilized, 1);
         assert!(!a.has_block(&put.hash).unwrap());
         assert_eq!(
@@ -294,7 +319,7 @@ mod tests {
             "readers find the fossil"
         );
         assert!(a.scrub().unwrap().is_clean());
-        let swept = b.sweep_fossils(&no_roots).unwrap();
+        let swept = b.sweep_fossils(&no_roots, &|| true).unwrap();
         assert_eq!((swept.blocks_deleted, swept.resurrected), (1, 0));
         assert!(matches!(
             BlockStore::new(a.objects().clone()).get_block(&put.hash),
@@ -315,14 +340,14 @@ mod tests {
         assert_eq!(writer.put_block(&block(3)).unwrap().stored_bytes, 0);
         // …node b's phase 1 (which cannot see a's pins) moves it to the fossils…
         let fresh = BlockStore::new(b.objects().clone());
-        assert_eq!(fresh.fossilize(&no_roots).unwrap().fossilized, 1);
+        assert_eq!(fresh.fossilize(&no_roots, &|| true).unwrap().fossilized, 1);
         let waits_for = book.live();
         assert_eq!(waits_for.len(), 1, "the writer's lease is recorded");
         // …the writer commits; phase 2 (after its lease ended) puts the block back.
         writer.commit(&manifest("snap-1", &[hash])).unwrap();
         drop(writer);
         assert!(book.live().is_empty());
-        let swept = b.sweep_fossils(&no_roots).unwrap();
+        let swept = b.sweep_fossils(&no_roots, &|| true).unwrap();
         assert_eq!((swept.resurrected, swept.blocks_deleted), (1, 0));
         assert!(a.has_block(&hash).unwrap());
         assert!(a.fossils().unwrap().is_empty());
@@ -340,7 +365,7 @@ mod tests {
         drop(s);
         a.delete_snapshot(&ResourceId::new("snap-parent").unwrap())
             .unwrap();
-        assert_eq!(b.fossilize(&no_roots).unwrap().fossilized, 2);
+        assert_eq!(b.fossilize(&no_roots, &|| true).unwrap().fossilized, 2);
         // A new writer never trusts a fossil: it stores block 2 again…
         let w = a.session();
         assert!(w.put_block(&block(2)).unwrap().stored_bytes > 0);
@@ -349,7 +374,7 @@ mod tests {
         assert!(a.has_block(&kept).unwrap());
         w.commit(&manifest("snap-child", &[kept, dropped])).unwrap();
         drop(w);
-        let swept = b.sweep_fossils(&no_roots).unwrap();
+        let swept = b.sweep_fossils(&no_roots, &|| true).unwrap();
         assert_eq!(swept.blocks_deleted, 0);
         assert_eq!(
             swept.resurrected, 2,
@@ -377,6 +402,44 @@ mod tests {
     }
 
     #[test]
+    fn a_phase_stops_when_its_lock_is_lost() {
+        let (a, b, _) = shared();
+        let s = a.session();
+        let hash = s.put_block(&block(6)).unwrap().hash;
+        s.persist().unwrap();
+        drop(s);
+        assert!(matches!(
+            b.fossilize(&no_roots, &|| false),
+            Err(BlockStoreError::Lease(_))
+        ));
+        assert!(a.has_block(&hash).unwrap(), "nothing moved");
+        assert_eq!(b.fossilize(&no_roots, &|| true).unwrap().fossilized, 1);
+        assert!(matches!(
+            b.sweep_fossils(&no_roots, &|| false),
+            Err(BlockStoreError::Lease(_))
+        ));
+        assert_eq!(a.fossils().unwrap(), vec![hash], "nothing deleted");
+    }
+
+    #[test]
+    fn marking_follows_a_snapshot_that_moved_to_retained_while_listed() {
+        let (a, _, _) = shared();
+        let s = a.session();
+        let hash = s.put_block(&block(8)).unwrap().hash;
+        s.commit(&manifest("snap-moving", &[hash])).unwrap();
+        drop(s);
+        let keys = a.manifest_keys().unwrap();
+        // Another node deletes it while a volume holds it: snapshots/ → retained/.
+        let id = ResourceId::new("snap-moving").unwrap();
+        a.add_hold(&id, &ResourceId::new("vol-holder").unwrap())
+            .unwrap();
+        a.delete_snapshot(&id).unwrap();
+        let mut referenced = HashSet::new();
+        a.mark(&keys, &mut referenced).unwrap();
+        assert!(referenced.contains(&hash));
+    }
+
+    #[test]
     fn upload_roots_and_local_pins_are_never_fossilized() {
         let (a, _, _) = shared();
         let s = a.session();
@@ -387,9 +450,9 @@ mod tests {
         other.persist().unwrap();
         drop(other);
         let roots = move || Ok(HashSet::from([rooted]));
-        assert_eq!(a.fossilize(&roots).unwrap().fossilized, 0);
+        assert_eq!(a.fossilize(&roots, &|| true).unwrap().fossilized, 0);
         drop(s);
-        assert_eq!(a.fossilize(&roots).unwrap().fossilized, 1);
+        assert_eq!(a.fossilize(&roots, &|| true).unwrap().fossilized, 1);
         assert_eq!(a.fossils().unwrap(), vec![pinned]);
     }
 }

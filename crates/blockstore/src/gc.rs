@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use objstore::ObjectKey;
 
 use crate::fossil::{FOSSILS_PREFIX, hash_of_fossil_key};
-use crate::store::{BLOCKS_PREFIX, block_key, decode_manifest, hash_of_block_key};
+use crate::store::{BLOCKS_PREFIX, block_key, decode_manifest, hash_of_block_key, retained_twin};
 use crate::{BLOCK_SIZE, BlockHash, BlockStore, BlockStoreError, ResourceId, block};
 
 /// What a GC run did.
@@ -110,7 +110,16 @@ impl BlockStore {
         for key in keys {
             let bytes = match self.objects().get(key) {
                 Ok(bytes) => bytes,
-                Err(e) if e.is_not_found() => continue,
+                // Deleted since it was listed — or moved to retained/ because a volume
+                // holds it (the retained copy is written before the live one goes).
+                Err(e) if e.is_not_found() => match retained_twin(key) {
+                    Some(twin) => match self.objects().get(&twin) {
+                        Ok(bytes) => bytes,
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => return Err(e.into()),
+                    },
+                    None => continue,
+                },
                 Err(e) => return Err(e.into()),
             };
             let manifest = decode_manifest(key.as_str(), &bytes)?;

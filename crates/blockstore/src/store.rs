@@ -82,6 +82,13 @@ fn hold_key(snapshot: &ResourceId, holder: &ResourceId) -> Result<ObjectKey, Blo
 
 /// Parses the hash out of a `blocks/hh/<hex>` key; any other key (say, objects of another
 /// store under a longer prefix of a shared bucket) is no block of this store.
+/// For a live manifest's key, the key its manifest moves to when the snapshot is deleted
+/// while held (written before the live one is removed).
+pub(crate) fn retained_twin(key: &ObjectKey) -> Option<ObjectKey> {
+    let id = key.as_str().strip_prefix(LIVE_PREFIX)?;
+    ObjectKey::new(format!("{RETAINED_PREFIX}{id}")).ok()
+}
+
 pub(crate) fn hash_of_block_key(key: &ObjectKey) -> Option<BlockHash> {
     let hash: BlockHash = key
         .as_str()
@@ -229,6 +236,14 @@ impl BlockStore {
         Err(BlockStoreError::MissingBlock { hash: *hash })
     }
 
+    /// True if the block can be read: stored, or (a shared store between GC's phases) a
+    /// fossil.
+    pub fn is_readable(&self, hash: &BlockHash) -> Result<bool, BlockStoreError> {
+        Ok(self.objects.head(&block_key(hash)?)?.is_some()
+            || self.objects.head(&fossil_key(hash)?)?.is_some()
+            || self.objects.head(&block_key(hash)?)?.is_some())
+    }
+
     /// True if the block is stored.
     pub fn has_block(&self, hash: &BlockHash) -> Result<bool, BlockStoreError> {
         Ok(self.objects.head(&block_key(hash)?)?.is_some())
@@ -278,14 +293,27 @@ impl BlockStore {
         holder: &ResourceId,
     ) -> Result<(), BlockStoreError> {
         let _meta = self.meta();
-        let exists = self.objects.head(&live_key(snapshot)?)?.is_some()
-            || self.objects.head(&retained_key(snapshot)?)?.is_some();
-        if !exists {
+        let exists = |this: &Self| -> Result<bool, BlockStoreError> {
+            Ok(this.objects.head(&live_key(snapshot)?)?.is_some()
+                || this.objects.head(&retained_key(snapshot)?)?.is_some())
+        };
+        if !exists(self)? {
             return Err(BlockStoreError::SnapshotNotFound {
                 id: snapshot.clone(),
             });
         }
-        self.objects.put(&hold_key(snapshot, holder)?, b"")?;
+        let hold = hold_key(snapshot, holder)?;
+        self.objects.put(&hold, b"")?;
+        // Another node may have deleted the snapshot between the check and the hold (the
+        // meta lock is this process's only). Its deletion checks the holders again after
+        // removing the live manifest and keeps it retained if it sees this hold; if the
+        // manifest is gone for good, the hold is too.
+        if !exists(self)? {
+            self.objects.delete(&hold)?;
+            return Err(BlockStoreError::SnapshotNotFound {
+                id: snapshot.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -331,10 +359,15 @@ impl BlockStore {
             }
             Err(e) => return Err(e.into()),
         };
-        if !self.holders(id)?.is_empty() {
+        let held = !self.holders(id)?.is_empty();
+        if held {
             self.objects.put(&retained_key(id)?, &bytes)?;
         }
         self.objects.delete(&live)?;
+        // A hold another node added meanwhile (see `add_hold`): keep the manifest for it.
+        if !held && !self.holders(id)?.is_empty() {
+            self.objects.put(&retained_key(id)?, &bytes)?;
+        }
         Ok(())
     }
 
@@ -344,8 +377,19 @@ impl BlockStore {
         let mut dropped = 0;
         for id in self.list_retained()? {
             if self.holders(&id)?.is_empty() {
-                self.objects.delete(&retained_key(&id)?)?;
-                dropped += 1;
+                let key = retained_key(&id)?;
+                let bytes = match self.objects.get(&key) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                self.objects.delete(&key)?;
+                // A hold another node added meanwhile (see `add_hold`): put it back.
+                if self.holders(&id)?.is_empty() {
+                    dropped += 1;
+                } else {
+                    self.objects.put(&key, &bytes)?;
+                }
             }
         }
         Ok(dropped)
@@ -413,7 +457,9 @@ impl WriteSession {
 
     /// Fails if this session's lease may have expired: GC elsewhere may have stopped
     /// waiting for it, so what it references can no longer be trusted to be stored.
-    fn check_lease(&self) -> Result<(), BlockStoreError> {
+    /// Callers that make their own record durable (an EBS direct catalog row) check it
+    /// after that write: a lease still held then was live when the record landed.
+    pub fn check_lease(&self) -> Result<(), BlockStoreError> {
         let (Some(leases), Some(id)) = (self.store.leases.get(), lock(&self.lease).clone()) else {
             return Ok(());
         };
@@ -539,16 +585,26 @@ impl WriteSession {
                 return Ok(0);
             }
         }
-        let stored = src.read_block_object(&hash)?;
-        let data = block::decode(&stored)
-            .map_err(|reason| BlockStoreError::CorruptBlock { hash, reason })?;
-        if BlockHash::of(&data) != hash {
-            self.unpin(&[hash]);
-            return Err(BlockStoreError::CorruptBlock {
-                hash,
-                reason: "content does not match its SHA-256".into(),
-            });
-        }
+        let checked = src.read_block_object(&hash).and_then(|stored| {
+            let data = block::decode(&stored)
+                .map_err(|reason| BlockStoreError::CorruptBlock { hash, reason })?;
+            if BlockHash::of(&data) == hash {
+                Ok(stored)
+            } else {
+                Err(BlockStoreError::CorruptBlock {
+                    hash,
+                    reason: "content does not match its SHA-256".into(),
+                })
+            }
+        });
+        let stored = match checked {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Unpinned, so a retry in this session stores it instead of trusting the pin.
+                self.unpin(&[hash]);
+                return Err(e);
+            }
+        };
         let staged = match self.store.objects.stage(&key, &stored) {
             Ok(staged) => staged,
             Err(e) => {
@@ -647,6 +703,13 @@ impl WriteSession {
                 });
             }
             self.store.objects.put(&key, &manifest.encode())?;
+        }
+        // Still held after the manifest is durable: any GC that stopped waiting for this
+        // session started after, and sees the manifest. If not, take it back.
+        if let Err(e) = self.check_lease() {
+            let _meta = self.store.meta();
+            self.store.objects.delete(&key)?;
+            return Err(e);
         }
         Ok(())
     }

@@ -81,14 +81,16 @@ impl Catalog {
         dispatch!(self.gc_lease_acquire(lease_id, region, node_id, now_ms, ttl_ms))
     }
 
-    /// Extends every lease of `node_id` to `now_ms + ttl_ms`; returns how many it has.
+    /// Extends the leases `lease_ids` that are still live at `now_ms` to `now_ms + ttl_ms`
+    /// and returns those it extended. A lease that expired stays expired: a collector may
+    /// have stopped waiting for it already.
     pub fn gc_lease_renew(
         &self,
-        node_id: &str,
+        lease_ids: &[String],
         now_ms: i64,
         ttl_ms: i64,
-    ) -> Result<usize, CatalogError> {
-        dispatch!(self.gc_lease_renew(node_id, now_ms, ttl_ms))
+    ) -> Result<Vec<String>, CatalogError> {
+        dispatch!(self.gc_lease_renew(lease_ids, now_ms, ttl_ms))
     }
 
     /// Ends a lease (idempotent).
@@ -160,12 +162,19 @@ pub(crate) fn conformance(c: &Catalog) {
     );
     assert_eq!(live("r-1", 1_100), vec!["l-1", "l-2"]);
     assert_eq!(live("r-1", 1_500), Vec::<String>::new(), "expired at 1500");
-    assert_eq!(c.gc_lease_renew("n-1", 1_400, 500).ok(), Some(2));
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut renewed = c.gc_lease_renew(&ids(&["l-1", "l-3"]), 1_400, 500).ok();
+    if let Some(v) = renewed.as_mut() {
+        v.sort();
+    }
+    assert_eq!(renewed, Some(ids(&["l-1", "l-3"])));
+    assert_eq!(live("r-1", 1_600), vec!["l-1"], "l-1 was renewed, l-2 not");
     assert_eq!(
-        live("r-1", 1_600),
-        vec!["l-1"],
-        "n-1's lease was renewed, n-2's not"
+        c.gc_lease_renew(&ids(&["l-2"]), 1_600, 500).ok(),
+        Some(Vec::new()),
+        "an expired lease is not revived"
     );
+    assert_eq!(live("r-1", 1_700), vec!["l-1"]);
     assert_eq!(live("r-2", 1_600), vec!["l-3"]);
     ok("release", c.gc_lease_release("l-1"));
     ok("release twice", c.gc_lease_release("l-1"));

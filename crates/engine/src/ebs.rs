@@ -395,6 +395,23 @@ impl Cloud {
         Ok(self.note_upload_activity(id, last))
     }
 
+    /// The timeout judged again from the catalog, not this node's memory: in a node
+    /// cluster the upload's blocks may be arriving through another node.
+    fn upload_idle_in_catalog(
+        &self,
+        id: &str,
+        doc: &SnapshotDoc,
+        upload: &UploadDoc,
+    ) -> EbsResult<bool> {
+        let last = self
+            .catalog
+            .upload_last_write(id)?
+            .unwrap_or(0)
+            .max(doc.start_time_ms);
+        let last = self.note_upload_activity(id, last);
+        Ok(now_ms() > last + upload.timeout_minutes * 60_000)
+    }
+
     /// Records activity at `at` (keeping a later one already noted); returns the latest.
     fn note_upload_activity(&self, id: &str, at: i64) -> i64 {
         let mut activity = lock(&self.upload_activity);
@@ -407,6 +424,11 @@ impl Cloud {
     /// them unless something else references them).
     pub(crate) fn fail_upload(&self, id: &str, reason: &str) -> EbsResult<()> {
         if let Some(row) = self.catalog.resource(id)? {
+            if row.state != "pending" {
+                // Completed (or failed) meanwhile, perhaps through another node.
+                lock(&self.upload_activity).remove(id);
+                return Ok(());
+            }
             let mut doc = snapshots::doc_of(&row)?;
             doc.state_message = Some(reason.into());
             self.catalog
@@ -427,6 +449,7 @@ impl Cloud {
             let doc = snapshots::doc_of(&row)?;
             if let Some(upload) = &doc.upload
                 && self.upload_timed_out(&row.id, &doc, upload)?
+                && self.upload_idle_in_catalog(&row.id, &doc, upload)?
             {
                 self.fail_upload(&row.id, "The upload timed out before CompleteSnapshot")?;
                 expired += 1;
@@ -590,6 +613,10 @@ impl Cloud {
             // Recorded while the session still pins the block: GC sees one or the other.
             let hex = hash.to_hex();
             self.record_upload_block(id, index, &hex)?;
+            // The row is durable; if the session's lease (a node cluster) lapsed before
+            // that, GC elsewhere may not have waited for it: not acknowledged, so the client
+            // stores the block again (its retry takes a new lease).
+            session.check_lease()?;
             drop(session);
             hex
         };

@@ -36,8 +36,12 @@ use crate::{Cloud, Ec2Error, lock};
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 /// How much sooner its own node stops trusting it (clock skew, a slow catalog).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(10);
-/// How long a GC lock holder has to finish a phase before another node may take over.
+/// How long a GC lock hold lasts unless renewed (a holder that died is replaced then).
 pub const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+/// How often a working holder renews its hold.
+pub const LOCK_RENEW: Duration = Duration::from_secs(60);
+/// A holder that could not renew stops this long before its hold may have run out.
+pub const LOCK_MARGIN: Duration = Duration::from_secs(120);
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -55,8 +59,10 @@ fn ms(d: Duration) -> i64 {
 pub(crate) struct LeaseBook {
     node_id: String,
     state: Mutex<BookState>,
-    /// When the last successful renewal of every lease started.
-    renewed: Mutex<Option<Instant>>,
+    /// Lease releases that failed, tried again with the next renewal.
+    unreleased: Mutex<Vec<String>>,
+    /// This process's name as a GC lock holder (node id and a random suffix).
+    gc_holder: String,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +77,11 @@ struct BookState {
 struct Held {
     created: Instant,
     sessions: usize,
+    /// When its last successful renewal (or its creation) started.
+    renewed: Instant,
+    /// A renewal found it expired: it stays untrusted (a collector may have stopped
+    /// waiting for it), and its sessions fail.
+    lost: bool,
 }
 
 /// How long new sessions keep joining the same lease.
@@ -81,14 +92,16 @@ impl LeaseBook {
         Arc::new(LeaseBook {
             node_id: node_id.to_string(),
             state: Mutex::new(BookState::default()),
-            renewed: Mutex::new(None),
+            unreleased: Mutex::new(Vec::new()),
+            gc_holder: format!("{node_id}/{}", hex::encode(crate::ids::random_bytes::<6>())),
         })
     }
 
-    /// Extends this node's leases in the catalog and ends current leases no session uses
-    /// any more (called with every heartbeat).
+    /// Extends this process's live leases in the catalog (only its own ids, and only those
+    /// not expired: a lapsed lease is never revived), ends current leases no session uses
+    /// any more and retries failed releases (called with every heartbeat).
     pub(crate) fn renew(&self, catalog: &catalog::Catalog) -> Result<(), catalog::CatalogError> {
-        let idle: Vec<String> = {
+        let (idle, ids) = {
             let mut state = lock(&self.state);
             let idle: Vec<String> = state
                 .current
@@ -100,18 +113,52 @@ impl LeaseBook {
                 state.held.remove(id);
             }
             state.current.retain(|_, id| !idle.contains(id));
-            if state.held.is_empty() && idle.is_empty() {
-                return Ok(());
-            }
-            idle
+            let ids: Vec<String> = state
+                .held
+                .iter()
+                .filter(|(_, h)| !h.lost)
+                .map(|(id, _)| id.clone())
+                .collect();
+            (idle, ids)
         };
-        for id in &idle {
-            catalog.gc_lease_release(id)?;
+        let mut release: Vec<String> = std::mem::take(&mut *lock(&self.unreleased));
+        release.extend(idle);
+        for (i, id) in release.iter().enumerate() {
+            if let Err(e) = catalog.gc_lease_release(id) {
+                lock(&self.unreleased).extend(release[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
         }
         let started = Instant::now();
-        catalog.gc_lease_renew(&self.node_id, catalog::now_ms(), ms(LEASE_TTL))?;
-        *lock(&self.renewed) = Some(started);
+        let renewed: HashSet<String> = catalog
+            .gc_lease_renew(&ids, catalog::now_ms(), ms(LEASE_TTL))?
+            .into_iter()
+            .collect();
+        let mut state = lock(&self.state);
+        for id in &ids {
+            if let Some(h) = state.held.get_mut(id) {
+                if renewed.contains(id) {
+                    h.renewed = h.renewed.max(started);
+                } else {
+                    tracing::error!(lease = %id, "a write lease expired before it was renewed: its sessions fail");
+                    h.lost = true;
+                }
+            }
+        }
+        // A lost current lease takes no new sessions.
+        let state = &mut *state;
+        let held = &state.held;
+        state
+            .current
+            .retain(|_, id| !held.get(id).is_some_and(|h| h.lost));
         Ok(())
+    }
+
+    fn release_later(&self, id: &str) {
+        lock(&self.unreleased).push(id.to_string());
     }
 }
 
@@ -140,6 +187,7 @@ impl Leases for RegionLeases {
         if let Some(id) = state.current.get(&self.region)
             && let Some(held) = state.held.get_mut(id)
             && held.created.elapsed() < LEASE_ROTATE
+            && !held.lost
         {
             held.sessions += 1;
             return Ok(id.clone());
@@ -168,6 +216,8 @@ impl Leases for RegionLeases {
             Held {
                 created,
                 sessions: 1,
+                renewed: created,
+                lost: false,
             },
         );
         // The previous current lease ends with its last session.
@@ -175,7 +225,7 @@ impl Leases for RegionLeases {
             && state.held.get(&old).is_some_and(|h| h.sessions == 0)
         {
             state.held.remove(&old);
-            release_row(&cloud, &old);
+            release_row(&cloud, &self.book, &old);
         }
         Ok(id)
     }
@@ -195,22 +245,22 @@ impl Leases for RegionLeases {
             end
         };
         if end && let Some(cloud) = self.cloud.upgrade() {
-            release_row(&cloud, id);
+            release_row(&cloud, &self.book, id);
         }
     }
 
     fn still_held(&self, id: &str) -> bool {
-        let Some(created) = lock(&self.book.state).held.get(id).map(|h| h.created) else {
-            return false;
-        };
-        let base = lock(&self.book.renewed).map_or(created, |r| r.max(created));
-        base.elapsed() < LEASE_TTL - LEASE_MARGIN
+        lock(&self.book.state)
+            .held
+            .get(id)
+            .is_some_and(|h| !h.lost && h.renewed.elapsed() < LEASE_TTL - LEASE_MARGIN)
     }
 }
 
-fn release_row(cloud: &Cloud, id: &str) {
+fn release_row(cloud: &Cloud, book: &LeaseBook, id: &str) {
     if let Err(e) = cloud.catalog.gc_lease_release(id) {
-        tracing::warn!(lease = id, error = %e, "ending a write lease (it will expire)");
+        tracing::warn!(lease = id, error = %e, "ending a write lease (tried again at the next heartbeat)");
+        book.release_later(id);
     }
 }
 
@@ -290,17 +340,23 @@ impl Cloud {
     /// the region's GC lock, sweeps the pending collection if its grace period is over
     /// and every lease it waits for has ended, then starts a new one.
     pub fn gc_cluster_step(&self, region: &str) -> Result<ClusterGcReport, Ec2Error> {
-        let node = self
-            .node
+        let book = self
+            .leases
             .as_ref()
             .ok_or_else(|| Ec2Error::internal("gc", "not a node of a node cluster"))?;
+        if self.fenced().is_some() {
+            return Err(Ec2Error::internal("gc", "this node is fenced"));
+        }
+        // This process's own name for the lock: a fenced process and its replacement
+        // (same node id) never both hold it.
+        let holder = book.gc_holder.as_str();
         let store = &self.region(region)?.store;
         let catalog = &self.catalog;
         let fail = |e: &dyn std::fmt::Display| Ec2Error::internal("gc", e);
         let roots = || upload_roots(catalog);
         let mut report = ClusterGcReport::default();
         let pending = match catalog
-            .gc_lock(region, &node.id, catalog::now_ms(), ms(LOCK_TTL))
+            .gc_lock(region, holder, catalog::now_ms(), ms(LOCK_TTL))
             .map_err(|e| fail(&e))?
         {
             GcLock::Busy { holder, .. } => {
@@ -309,10 +365,35 @@ impl Cloud {
             }
             GcLock::Held(pending) => pending,
         };
+        // The hold is renewed every LOCK_RENEW while a phase moves or deletes blocks; the
+        // phase stops once another holder took the lock, the node was fenced, or the hold
+        // could not be renewed for so long that it may have run out.
+        let held_since = Mutex::new(Instant::now());
+        let keep_going = || -> bool {
+            if self.fenced().is_some() {
+                return false;
+            }
+            let mut since = lock(&held_since);
+            if since.elapsed() < LOCK_RENEW {
+                return true;
+            }
+            let started = Instant::now();
+            match catalog.gc_lock(region, holder, catalog::now_ms(), ms(LOCK_TTL)) {
+                Ok(GcLock::Held(_)) => {
+                    *since = started;
+                    true
+                }
+                Ok(GcLock::Busy { .. }) => false,
+                Err(e) => {
+                    tracing::warn!(region, error = %e, "renewing the GC lock");
+                    since.elapsed() < LOCK_TTL - LOCK_MARGIN
+                }
+            }
+        };
         let outcome = (|| -> Result<(), Ec2Error> {
             let set = |c: Option<&GcCollection>| -> Result<(), Ec2Error> {
                 if catalog
-                    .gc_set_collection(region, &node.id, c)
+                    .gc_set_collection(region, holder, c)
                     .map_err(|e| fail(&e))?
                 {
                     Ok(())
@@ -344,7 +425,11 @@ impl Cloud {
                     report.waiting = true;
                     return Ok(());
                 }
-                report.swept = Some(store.sweep_fossils(&roots).map_err(|e| fail(&e))?);
+                report.swept = Some(
+                    store
+                        .sweep_fossils(&roots, &keep_going)
+                        .map_err(|e| fail(&e))?,
+                );
                 set(None)?;
             }
             set(Some(&GcCollection {
@@ -352,7 +437,7 @@ impl Cloud {
                 waits_for: Vec::new(),
                 complete: false,
             }))?;
-            let made = store.fossilize(&roots).map_err(|e| fail(&e))?;
+            let made = store.fossilize(&roots, &keep_going).map_err(|e| fail(&e))?;
             if made.fossilized == 0 {
                 set(None)?;
             } else {
@@ -365,7 +450,7 @@ impl Cloud {
             report.fossilized = Some(made);
             Ok(())
         })();
-        if let Err(e) = catalog.gc_unlock(region, &node.id) {
+        if let Err(e) = catalog.gc_unlock(region, holder) {
             tracing::warn!(region, error = %e, "releasing the GC lock (it will expire)");
         }
         outcome?;

@@ -166,7 +166,7 @@ impl Cloud {
                 continue;
             }
             let present = match hex.parse::<BlockHash>() {
-                Ok(hash) => store.has_block(&hash)?,
+                Ok(hash) => store.is_readable(&hash)?,
                 Err(_) => false,
             };
             if !present {

@@ -52,20 +52,21 @@ impl Postgres {
 
     pub(crate) fn gc_lease_renew(
         &self,
-        node_id: &str,
+        lease_ids: &[String],
         now_ms: i64,
         ttl_ms: i64,
-    ) -> Result<usize, CatalogError> {
-        let node_id = node_id.to_string();
+    ) -> Result<Vec<String>, CatalogError> {
+        let lease_ids = lease_ids.to_vec();
         self.call(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE gc_leases SET expires_ms = GREATEST(expires_ms, $2) \
-                     WHERE node_id = $1",
-                    &[&node_id, &(now_ms + ttl_ms)],
-                )
-                .map_err(classify)?;
-            Ok(n as usize)
+            c.query(
+                "UPDATE gc_leases SET expires_ms = GREATEST(expires_ms, $3) \
+                 WHERE lease_id = ANY($1) AND expires_ms > $2 RETURNING lease_id",
+                &[&lease_ids, &now_ms, &(now_ms + ttl_ms)],
+            )
+            .map_err(classify)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(classify))
+            .collect()
         })
     }
 

@@ -48,14 +48,25 @@ impl Sqlite {
 
     pub(crate) fn gc_lease_renew(
         &self,
-        node_id: &str,
+        lease_ids: &[String],
         now_ms: i64,
         ttl_ms: i64,
-    ) -> Result<usize, CatalogError> {
-        Ok(self.conn().execute(
-            "UPDATE gc_leases SET expires_ms = max(expires_ms, ?2) WHERE node_id = ?1",
-            params![node_id, now_ms + ttl_ms],
-        )?)
+    ) -> Result<Vec<String>, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut renewed = Vec::new();
+        for id in lease_ids {
+            let n = tx.execute(
+                "UPDATE gc_leases SET expires_ms = max(expires_ms, ?3) \
+                 WHERE lease_id = ?1 AND expires_ms > ?2",
+                params![id, now_ms, now_ms + ttl_ms],
+            )?;
+            if n == 1 {
+                renewed.push(id.clone());
+            }
+        }
+        tx.commit()?;
+        Ok(renewed)
     }
 
     pub(crate) fn gc_lease_release(&self, lease_id: &str) -> Result<(), CatalogError> {

@@ -137,3 +137,48 @@ fn a_step_waits_out_the_grace_period_and_skips_a_busy_lock() {
     assert_eq!(busy.busy.as_deref(), Some("node-2"));
     assert_eq!(store.fossils().unwrap().len(), 1);
 }
+
+#[test]
+fn a_lease_that_lapsed_is_never_revived_and_its_session_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = node(dir.path(), Duration::ZERO);
+    let store = Arc::clone(&cloud.region(REGION).unwrap().store);
+    let s = store.session();
+    let hash = s.put_block(&block(4)).unwrap().hash;
+    s.persist().unwrap();
+    // Its row is gone (expired and purged, as when the node could not reach the catalog
+    // for longer than the lease lasts): the next renewal finds it lost.
+    let [lease] = cloud
+        .catalog
+        .gc_live_leases(REGION, catalog::now_ms())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    cloud.catalog.gc_lease_release(&lease).unwrap();
+    cloud.heartbeat().unwrap();
+    let manifest = blockstore::Manifest::new(
+        blockstore::ResourceId::new("snap-lapsed").unwrap(),
+        None,
+        1 << 30,
+        0,
+        vec![(0, hash)],
+    )
+    .unwrap();
+    assert!(matches!(
+        s.commit(&manifest),
+        Err(blockstore::BlockStoreError::Lease(_))
+    ));
+    assert!(!store.snapshot_exists(&manifest.snapshot_id).unwrap());
+    // A new session takes a new lease.
+    let t = store.session();
+    t.put_block(&block(5)).unwrap();
+    t.persist().unwrap();
+    assert_eq!(
+        cloud
+            .catalog
+            .gc_live_leases(REGION, catalog::now_ms())
+            .unwrap()
+            .len(),
+        1
+    );
+}
