@@ -517,47 +517,15 @@ impl WriteSession {
         hash: BlockHash,
         data: &[u8],
     ) -> Result<PutBlock, BlockStoreError> {
-        let key = block_key(&hash)?;
-        self.ensure_lease()?;
-        {
-            let _shared = self.store.gc_shared();
-            if !self.pin_one(hash) {
-                // Stored (or being stored) by this session already; the session only
-                // commits after every one of its puts has returned.
-                return Ok(PutBlock {
-                    hash,
-                    stored_bytes: 0,
-                });
-            }
-            if self.store.objects.head(&key)?.is_some() {
-                // Present (its content durable: nothing is named before that), but perhaps
-                // only just renamed by another session's install that has not synced its
-                // directory yet: this session's persist syncs it too.
-                lock(&self.pending).names.push(key);
-                return Ok(PutBlock {
-                    hash,
-                    stored_bytes: 0,
-                });
-            }
-        }
+        let Some(key) = self.pin_if_absent(hash)? else {
+            return Ok(PutBlock {
+                hash,
+                stored_bytes: 0,
+            });
+        };
         // Pinned and absent: GC cannot delete what we are about to write.
         let encoded = block::encode(data);
-        let staged = match self.store.objects.stage(&key, &encoded) {
-            Ok(staged) => staged,
-            Err(e) => {
-                // Unpin so a retry in this session stores it instead of trusting the pin.
-                self.unpin(&[hash]);
-                return Err(e.into());
-            }
-        };
-        let full = {
-            let mut pending = lock(&self.pending);
-            pending.staged.push((hash, staged));
-            pending.staged.len() >= MAX_STAGED_BLOCKS
-        };
-        if full {
-            self.persist()?;
-        }
+        self.stage_pinned(hash, &key, &encoded)?;
         Ok(PutBlock {
             hash,
             stored_bytes: encoded.len() as u64,
@@ -573,18 +541,9 @@ impl WriteSession {
         src: &BlockStore,
         hash: BlockHash,
     ) -> Result<u64, BlockStoreError> {
-        let key = block_key(&hash)?;
-        self.ensure_lease()?;
-        {
-            let _shared = self.store.gc_shared();
-            if !self.pin_one(hash) {
-                return Ok(0);
-            }
-            if self.store.objects.head(&key)?.is_some() {
-                lock(&self.pending).names.push(key);
-                return Ok(0);
-            }
-        }
+        let Some(key) = self.pin_if_absent(hash)? else {
+            return Ok(0);
+        };
         let checked = src.read_block_object(&hash).and_then(|stored| {
             let data = block::decode(&stored)
                 .map_err(|reason| BlockStoreError::CorruptBlock { hash, reason })?;
@@ -605,9 +564,44 @@ impl WriteSession {
                 return Err(e);
             }
         };
-        let staged = match self.store.objects.stage(&key, &stored) {
+        self.stage_pinned(hash, &key, &stored)?;
+        Ok(stored.len() as u64)
+    }
+
+    /// Takes the session's lease and pins `hash`, then checks whether it is stored: its
+    /// key if this session must store it, `None` if it is present or this session has it
+    /// already (a dedup hit; the name joins the session's persist).
+    fn pin_if_absent(&self, hash: BlockHash) -> Result<Option<ObjectKey>, BlockStoreError> {
+        let key = block_key(&hash)?;
+        self.ensure_lease()?;
+        let _shared = self.store.gc_shared();
+        if !self.pin_one(hash) {
+            // Stored (or being stored) by this session already; the session only commits
+            // after every one of its puts has returned.
+            return Ok(None);
+        }
+        if self.store.objects.head(&key)?.is_some() {
+            // Present (its content durable: nothing is named before that), but perhaps only
+            // just renamed by another session's install that has not synced its directory
+            // yet: this session's persist syncs it too.
+            lock(&self.pending).names.push(key);
+            return Ok(None);
+        }
+        Ok(Some(key))
+    }
+
+    /// Stages a pinned block's encoded bytes for the session's next persist (persisting at
+    /// once when the session holds [`MAX_STAGED_BLOCKS`]).
+    fn stage_pinned(
+        &self,
+        hash: BlockHash,
+        key: &ObjectKey,
+        encoded: &[u8],
+    ) -> Result<(), BlockStoreError> {
+        let staged = match self.store.objects.stage(key, encoded) {
             Ok(staged) => staged,
             Err(e) => {
+                // Unpin so a retry in this session stores it instead of trusting the pin.
                 self.unpin(&[hash]);
                 return Err(e.into());
             }
@@ -620,7 +614,7 @@ impl WriteSession {
         if full {
             self.persist()?;
         }
-        Ok(stored.len() as u64)
+        Ok(())
     }
 
     fn unpin(&self, hashes: &[BlockHash]) {
