@@ -46,7 +46,7 @@ use std::fmt::Debug;
 
 use objstore::ObjectKey;
 
-use crate::store::{BLOCKS_PREFIX, block_key, hash_of_block_key, key};
+use crate::store::{BLOCKS_PREFIX, block_key, fanned_key, hash_of_block_key, hash_of_fanned_key};
 use crate::{BlockHash, BlockStore, BlockStoreError};
 
 pub(crate) const FOSSILS_PREFIX: &str = "fossils/";
@@ -87,13 +87,11 @@ pub struct SweepReport {
 }
 
 pub(crate) fn fossil_key(hash: &BlockHash) -> Result<ObjectKey, BlockStoreError> {
-    let hex = hash.to_hex();
-    key(format!("{FOSSILS_PREFIX}{}/{hex}", &hex[..2]))
+    fanned_key(FOSSILS_PREFIX, hash)
 }
 
 pub(crate) fn hash_of_fossil_key(key: &ObjectKey) -> Option<BlockHash> {
-    let hash: BlockHash = key.as_str().rsplit('/').next()?.parse().ok()?;
-    (fossil_key(&hash).ok()?.as_str() == key.as_str()).then_some(hash)
+    hash_of_fanned_key(FOSSILS_PREFIX, key)
 }
 
 type Roots<'a> = &'a dyn Fn() -> Result<HashSet<BlockHash>, String>;

@@ -59,13 +59,32 @@ const RETAINED_PREFIX: &str = "retained/";
 const HOLDS_PREFIX: &str = "holds/";
 pub(crate) const BLOCKS_PREFIX: &str = "blocks/";
 
-pub(crate) fn key(text: String) -> Result<ObjectKey, BlockStoreError> {
+fn key(text: String) -> Result<ObjectKey, BlockStoreError> {
     ObjectKey::new(text).map_err(|e| BlockStoreError::Store(StoreError::Key(e)))
 }
 
-pub(crate) fn block_key(hash: &BlockHash) -> Result<ObjectKey, BlockStoreError> {
+/// `<prefix><hh>/<hex>`: where a block lives under one of the store's fanned-out prefixes
+/// (`blocks/`, and `fossils/` between the two phases of a shared store's GC).
+pub(crate) fn fanned_key(prefix: &str, hash: &BlockHash) -> Result<ObjectKey, BlockStoreError> {
     let hex = hash.to_hex();
-    key(format!("{BLOCKS_PREFIX}{}/{hex}", &hex[..2]))
+    key(format!("{prefix}{}/{hex}", &hex[..2]))
+}
+
+/// Parses the hash out of a `<prefix><hh>/<hex>` key; any other key (say, objects of
+/// another store under a longer prefix of a shared bucket) is none of this store's.
+pub(crate) fn hash_of_fanned_key(prefix: &str, key: &ObjectKey) -> Option<BlockHash> {
+    let hash: BlockHash = key
+        .as_str()
+        .strip_prefix(prefix)?
+        .split_once('/')
+        .and_then(|(dir, hex)| (hex.get(..2) == Some(dir)).then_some(hex))?
+        .parse()
+        .ok()?;
+    (fanned_key(prefix, &hash).ok()?.as_str() == key.as_str()).then_some(hash)
+}
+
+pub(crate) fn block_key(hash: &BlockHash) -> Result<ObjectKey, BlockStoreError> {
+    fanned_key(BLOCKS_PREFIX, hash)
 }
 
 pub(crate) fn live_key(id: &ResourceId) -> Result<ObjectKey, BlockStoreError> {
@@ -80,24 +99,31 @@ fn hold_key(snapshot: &ResourceId, holder: &ResourceId) -> Result<ObjectKey, Blo
     key(format!("{HOLDS_PREFIX}{snapshot}/{holder}"))
 }
 
-/// Parses the hash out of a `blocks/hh/<hex>` key; any other key (say, objects of another
-/// store under a longer prefix of a shared bucket) is no block of this store.
 /// For a live manifest's key, the key its manifest moves to when the snapshot is deleted
 /// while held (written before the live one is removed).
 pub(crate) fn retained_twin(key: &ObjectKey) -> Option<ObjectKey> {
-    let id = key.as_str().strip_prefix(LIVE_PREFIX)?;
-    ObjectKey::new(format!("{RETAINED_PREFIX}{id}")).ok()
+    let id = ResourceId::new(key.as_str().strip_prefix(LIVE_PREFIX)?).ok()?;
+    retained_key(&id).ok()
 }
 
+/// The hash of a `blocks/hh/<hex>` key (see [`hash_of_fanned_key`]).
 pub(crate) fn hash_of_block_key(key: &ObjectKey) -> Option<BlockHash> {
-    let hash: BlockHash = key
-        .as_str()
-        .strip_prefix(BLOCKS_PREFIX)?
-        .split_once('/')
-        .and_then(|(dir, hex)| (hex.get(..2) == Some(dir)).then_some(hex))?
-        .parse()
-        .ok()?;
-    (block_key(&hash).ok()?.as_str() == key.as_str()).then_some(hash)
+    hash_of_fanned_key(BLOCKS_PREFIX, key)
+}
+
+/// Decodes a block's stored bytes and checks them against its address.
+fn decode_verified(hash: &BlockHash, stored: &[u8]) -> Result<Vec<u8>, BlockStoreError> {
+    let data = block::decode(stored).map_err(|reason| BlockStoreError::CorruptBlock {
+        hash: *hash,
+        reason,
+    })?;
+    if BlockHash::of(&data) != *hash {
+        return Err(BlockStoreError::CorruptBlock {
+            hash: *hash,
+            reason: "content does not match its SHA-256".into(),
+        });
+    }
+    Ok(data)
 }
 
 /// Deduplicated, content-addressed block storage plus snapshot manifests.
@@ -206,17 +232,7 @@ impl BlockStore {
         if let Some(data) = self.read_cache.get(hash) {
             return Ok(data);
         }
-        let stored = self.read_block_object(hash)?;
-        let data = block::decode(&stored).map_err(|reason| BlockStoreError::CorruptBlock {
-            hash: *hash,
-            reason,
-        })?;
-        if BlockHash::of(&data) != *hash {
-            return Err(BlockStoreError::CorruptBlock {
-                hash: *hash,
-                reason: "content does not match its SHA-256".into(),
-            });
-        }
+        let data = decode_verified(hash, &self.read_block_object(hash)?)?;
         self.read_cache.insert(*hash, &data);
         Ok(data)
     }
@@ -293,11 +309,11 @@ impl BlockStore {
         holder: &ResourceId,
     ) -> Result<(), BlockStoreError> {
         let _meta = self.meta();
-        let exists = |this: &Self| -> Result<bool, BlockStoreError> {
-            Ok(this.objects.head(&live_key(snapshot)?)?.is_some()
-                || this.objects.head(&retained_key(snapshot)?)?.is_some())
+        let exists = || -> Result<bool, BlockStoreError> {
+            Ok(self.objects.head(&live_key(snapshot)?)?.is_some()
+                || self.objects.head(&retained_key(snapshot)?)?.is_some())
         };
-        if !exists(self)? {
+        if !exists()? {
             return Err(BlockStoreError::SnapshotNotFound {
                 id: snapshot.clone(),
             });
@@ -308,7 +324,7 @@ impl BlockStore {
         // meta lock is this process's only). Its deletion checks the holders again after
         // removing the live manifest and keeps it retained if it sees this hold; if the
         // manifest is gone for good, the hold is too.
-        if !exists(self)? {
+        if !exists()? {
             self.objects.delete(&hold)?;
             return Err(BlockStoreError::SnapshotNotFound {
                 id: snapshot.clone(),
@@ -544,18 +560,9 @@ impl WriteSession {
         let Some(key) = self.pin_if_absent(hash)? else {
             return Ok(0);
         };
-        let checked = src.read_block_object(&hash).and_then(|stored| {
-            let data = block::decode(&stored)
-                .map_err(|reason| BlockStoreError::CorruptBlock { hash, reason })?;
-            if BlockHash::of(&data) == hash {
-                Ok(stored)
-            } else {
-                Err(BlockStoreError::CorruptBlock {
-                    hash,
-                    reason: "content does not match its SHA-256".into(),
-                })
-            }
-        });
+        let checked = src
+            .read_block_object(&hash)
+            .and_then(|stored| decode_verified(&hash, &stored).map(|_| stored));
         let stored = match checked {
             Ok(stored) => stored,
             Err(e) => {
