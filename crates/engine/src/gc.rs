@@ -344,7 +344,7 @@ impl Cloud {
             .leases
             .as_ref()
             .ok_or_else(|| Ec2Error::internal("gc", "not a node of a node cluster"))?;
-        if self.fenced().is_some() {
+        if self.is_fenced() {
             return Err(Ec2Error::internal("gc", "this node is fenced"));
         }
         // This process's own name for the lock: a fenced process and its replacement
@@ -370,7 +370,7 @@ impl Cloud {
         // could not be renewed for so long that it may have run out.
         let held_since = Mutex::new(Instant::now());
         let keep_going = || -> bool {
-            if self.fenced().is_some() {
+            if self.is_fenced() {
                 return false;
             }
             let mut since = lock(&held_since);

@@ -127,6 +127,8 @@ pub struct Cloud {
     /// The catalog's `data_version` the node's heartbeat saw last: when another node
     /// changes the catalog (e.g. a security group's rules), this node's instances follow.
     seen_version: std::sync::atomic::AtomicI64,
+    /// Whether this node's last heartbeat found it the cluster's leader (see `leads`).
+    leader: std::sync::atomic::AtomicBool,
 }
 
 /// How a [`Cloud`] runs machines and where imports and exports live.
@@ -219,6 +221,7 @@ impl Cloud {
             registered_ms: std::sync::atomic::AtomicI64::new(registered_ms),
             fence: Mutex::new(None),
             seen_version: std::sync::atomic::AtomicI64::new(i64::MIN),
+            leader: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(book) = &cloud.leases {
             // Every node writes the same buckets: sessions take leases other nodes' GC sees.

@@ -224,7 +224,7 @@ impl Cloud {
     pub(crate) fn owns_zone(&self, zone: &str) -> bool {
         match &self.node {
             None => true,
-            Some(n) => n.zones.iter().any(|z| z == zone) && self.fenced().is_none(),
+            Some(n) => n.zones.iter().any(|z| z == zone) && !self.is_fenced(),
         }
     }
 
@@ -232,27 +232,10 @@ impl Cloud {
     /// without nodes; in a node cluster, only the live node with the lowest node id (its
     /// heartbeat fresh, not fenced), so that one controller acts on each group and two nodes
     /// never both launch for the same shortfall. When that node stops heartbeating the next
-    /// takes over after [`IMPAIRED_AFTER_MS`]. A catalog error means "not now".
+    /// takes over after [`IMPAIRED_AFTER_MS`]. Decided by each heartbeat from the rows it
+    /// reads anyway (so not before a node's first heartbeat).
     pub fn leads(&self) -> bool {
-        let Some(node) = &self.node else {
-            return true;
-        };
-        if self.fenced().is_some() {
-            return false;
-        }
-        let now = now_ms();
-        match self.catalog.nodes() {
-            Ok(rows) => rows
-                .iter()
-                .filter(|n| !n.zones.is_empty() && now - n.heartbeat_ms <= IMPAIRED_AFTER_MS)
-                .map(|n| n.node_id.as_str())
-                .min()
-                .is_some_and(|leader| leader == node.id),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot tell which node leads");
-                false
-            }
-        }
+        self.node.is_none() || (self.leader.load(Ordering::Relaxed) && !self.is_fenced())
     }
 
     /// Why this node was fenced, if it was: another process registered its node id, or
@@ -261,6 +244,10 @@ impl Cloud {
     /// the server stops.
     pub fn fenced(&self) -> Option<String> {
         lock(&self.fence).clone()
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        lock(&self.fence).is_some()
     }
 
     fn fence(&self, reason: String) {
@@ -399,13 +386,17 @@ impl Cloud {
         let Some(node) = &self.node else {
             return Ok(());
         };
-        if self.fenced().is_some() {
+        if self.is_fenced() {
             return Ok(());
         }
         if !self.catalog.node_heartbeat(&node.id, now_ms())? {
             tracing::warn!(node = %node.id, "node row missing: registering again");
             let at = claim(&self.catalog, Some(node))?;
             self.registered_ms.store(at, Ordering::Relaxed);
+        }
+        // Leases first: they guard other nodes' GC, so nothing below may delay or skip them.
+        if let Some(book) = &self.leases {
+            book.renew(&self.catalog)?;
         }
         // Still us, still our zones? Otherwise stop: someone else does our work now.
         let rows = self.catalog.nodes()?;
@@ -438,14 +429,20 @@ impl Cloud {
                 return Ok(());
             }
         }
+        // The leader: the live node with the lowest id (see `leads`).
+        let now = now_ms();
+        let leader = rows
+            .iter()
+            .filter(|n| !n.zones.is_empty() && now - n.heartbeat_ms <= IMPAIRED_AFTER_MS)
+            .map(|n| n.node_id.as_str())
+            .min();
+        self.leader
+            .store(leader == Some(node.id.as_str()), Ordering::Relaxed);
         // Another node changed the catalog (a security group's rules, perhaps): the port
         // forwards of this node's running instances follow within a heartbeat.
         let version = self.catalog.data_version()?;
         if self.seen_version.swap(version, Ordering::Relaxed) != version {
             self.refresh_forwards_of_groups(&[]);
-        }
-        if let Some(book) = &self.leases {
-            book.renew(&self.catalog)?;
         }
         Ok(())
     }

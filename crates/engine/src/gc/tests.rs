@@ -82,7 +82,9 @@ fn a_node_makes_fossils_waits_for_live_leases_and_then_sweeps() {
     // The lease outlives its last session until the heartbeat ends it (sessions share
     // leases); then nothing holds the sweep.
     assert!(cloud.gc_cluster_step(REGION).unwrap().waiting);
+    assert!(!cloud.leads(), "not before its first heartbeat");
     cloud.heartbeat().unwrap();
+    assert!(cloud.leads(), "the only live node leads");
     let live = cloud.catalog.gc_live_leases(REGION, catalog::now_ms());
     assert!(live.unwrap().is_empty());
     let third = cloud.gc_cluster_step(REGION).unwrap();

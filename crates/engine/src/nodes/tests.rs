@@ -206,6 +206,7 @@ fn a_node_whose_zone_is_taken_over_or_whose_id_is_reused_is_fenced() {
     .unwrap();
     c.heartbeat().unwrap();
     assert!(c.fenced().is_none());
+    assert!(!c.leads(), "b is alive and has the lower id");
     std::thread::sleep(std::time::Duration::from_millis(5));
     let again = open_node(
         &dir.path().join("c2"),
