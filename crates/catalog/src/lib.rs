@@ -297,7 +297,7 @@ impl Catalog {
     ) -> Result<Option<(String, String)>, CatalogError> {
         let version = self.data_version()?;
         {
-            let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.key_cache();
             if cache.version != Some(version) {
                 cache.found.clear();
                 cache.version = Some(version);
@@ -308,7 +308,7 @@ impl Catalog {
         }
         let found = dispatch!(self.access_key(access_key_id))?;
         if let Some(found) = &found {
-            let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.key_cache();
             if cache.version == Some(version) && cache.found.len() < KEY_CACHE_MAX {
                 cache.found.insert(access_key_id.to_string(), found.clone());
             }
@@ -316,9 +316,13 @@ impl Catalog {
         Ok(found)
     }
 
+    fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // Every critical section leaves the cache consistent.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn forget_keys(&self) {
-        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        *cache = KeyCache::default();
+        *self.key_cache() = KeyCache::default();
     }
 
     /// The access keys of an account (id and secret), oldest first.
