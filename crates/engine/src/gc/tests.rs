@@ -27,6 +27,13 @@ fn node(dir: &std::path::Path, grace: Duration) -> Arc<Cloud> {
     .unwrap()
 }
 
+fn live_leases(cloud: &Cloud) -> Vec<String> {
+    cloud
+        .catalog
+        .gc_live_leases(REGION, catalog::now_ms())
+        .unwrap()
+}
+
 fn block(seed: u8) -> Vec<u8> {
     let mut data = vec![seed; blockstore::BLOCK_SIZE];
     data[1] = 2;
@@ -48,14 +55,7 @@ fn a_node_makes_fossils_waits_for_live_leases_and_then_sweeps() {
     let open = store.session();
     open.put_block(&block(2)).unwrap();
     open.persist().unwrap();
-    assert_eq!(
-        cloud
-            .catalog
-            .gc_live_leases(REGION, catalog::now_ms())
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(live_leases(&cloud).len(), 1);
 
     let first = cloud.gc_cluster_step(REGION).unwrap();
     assert_eq!(
@@ -85,8 +85,7 @@ fn a_node_makes_fossils_waits_for_live_leases_and_then_sweeps() {
     assert!(!cloud.leads(), "not before its first heartbeat");
     cloud.heartbeat().unwrap();
     assert!(cloud.leads(), "the only live node leads");
-    let live = cloud.catalog.gc_live_leases(REGION, catalog::now_ms());
-    assert!(live.unwrap().is_empty());
+    assert!(live_leases(&cloud).is_empty());
     let third = cloud.gc_cluster_step(REGION).unwrap();
     let swept = third.swept.as_ref().unwrap();
     assert_eq!(
@@ -150,12 +149,7 @@ fn a_lease_that_lapsed_is_never_revived_and_its_session_cannot_commit() {
     s.persist().unwrap();
     // Its row is gone (expired and purged, as when the node could not reach the catalog
     // for longer than the lease lasts): the next renewal finds it lost.
-    let [lease] = cloud
-        .catalog
-        .gc_live_leases(REGION, catalog::now_ms())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let [lease] = live_leases(&cloud).try_into().unwrap();
     cloud.catalog.gc_lease_release(&lease).unwrap();
     cloud.heartbeat().unwrap();
     let manifest = blockstore::Manifest::new(
@@ -175,12 +169,5 @@ fn a_lease_that_lapsed_is_never_revived_and_its_session_cannot_commit() {
     let t = store.session();
     t.put_block(&block(5)).unwrap();
     t.persist().unwrap();
-    assert_eq!(
-        cloud
-            .catalog
-            .gc_live_leases(REGION, catalog::now_ms())
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(live_leases(&cloud).len(), 1);
 }
