@@ -6,7 +6,10 @@
 //!             zstd: one zstd frame that decompresses to exactly 524288 bytes
 //! ```
 //!
-//! A block is compressed only when that makes it smaller. Decoding never allocates more
+//! A block is compressed only when that makes it smaller. Whether to try is decided on a
+//! sample first (eight 4 KiB pieces spread over the block): compressing 512 KiB of random
+//! data costs more than hashing it and gains nothing, so a block whose sample does not
+//! shrink by at least 1/32 is stored raw without trying. Decoding never allocates more
 //! than one block, whatever the stored bytes claim, and the caller always verifies the
 //! decoded content against its SHA-256 address.
 
@@ -25,9 +28,30 @@ pub fn is_zero(data: &[u8]) -> bool {
         .all(|chunk| chunk.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
-/// Encodes a block for storage: zstd if smaller, raw otherwise.
+/// Pieces of the sample that decides whether a block is worth compressing.
+const SAMPLE_PIECES: usize = 8;
+const SAMPLE_PIECE: usize = 4096;
+
+/// True if compressing `data` is unlikely to pay: a sample of it spread over its length
+/// does not shrink by 1/32. Short data is always worth a try.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < SAMPLE_PIECES * SAMPLE_PIECE * 4 {
+        return false;
+    }
+    let stride = data.len() / SAMPLE_PIECES;
+    let mut sample = Vec::with_capacity(SAMPLE_PIECES * SAMPLE_PIECE);
+    for piece in 0..SAMPLE_PIECES {
+        let start = piece * stride;
+        sample.extend_from_slice(&data[start..start + SAMPLE_PIECE]);
+    }
+    zstd::bulk::compress(&sample, ZSTD_LEVEL)
+        .is_ok_and(|compressed| compressed.len() >= sample.len() - sample.len() / 32)
+}
+
+/// Encodes a block for storage: zstd if smaller, raw otherwise (see the module doc).
 pub fn encode(data: &[u8]) -> Vec<u8> {
-    if let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
+    if !looks_incompressible(data)
+        && let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
         && compressed.len() + 1 < data.len()
     {
         let mut out = Vec::with_capacity(compressed.len() + 1);
@@ -94,6 +118,35 @@ mod tests {
         let enc = encode(&random);
         assert_eq!(enc[0], CODEC_RAW);
         assert_eq!(decode(&enc).unwrap(), random);
+    }
+
+    #[test]
+    fn the_sample_sees_compressible_parts_anywhere_in_the_block() {
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut random = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        // Random first half, zeros after: worth compressing.
+        let mut half: Vec<u8> = (0..BLOCK_SIZE).map(|_| random()).collect();
+        half[BLOCK_SIZE / 2..].fill(0);
+        let enc = encode(&half);
+        assert_eq!(enc[0], CODEC_ZSTD);
+        assert!(enc.len() < BLOCK_SIZE * 6 / 10);
+        assert_eq!(decode(&enc).unwrap(), half);
+        // One random 64 KiB pattern repeated: the pieces repeat, so it compresses.
+        let pattern: Vec<u8> = (0..64 * 1024).map(|_| random()).collect();
+        let repeated: Vec<u8> = pattern.iter().copied().cycle().take(BLOCK_SIZE).collect();
+        let enc = encode(&repeated);
+        assert_eq!(enc[0], CODEC_ZSTD);
+        assert_eq!(decode(&enc).unwrap(), repeated);
+        // Text-like data compresses; random data is stored raw without a full attempt.
+        let text: Vec<u8> = (0..BLOCK_SIZE).map(|i| b"openami "[i % 8]).collect();
+        assert!(!looks_incompressible(&text));
+        let noise: Vec<u8> = (0..BLOCK_SIZE).map(|_| random()).collect();
+        assert!(looks_incompressible(&noise));
     }
 
     #[test]
