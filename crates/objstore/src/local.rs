@@ -318,7 +318,7 @@ impl ObjectStore for LocalFsStore {
             return self.syncfs();
         }
         let dirs: Vec<&PathBuf> = dirs.iter().collect();
-        sync_each(&dirs, |dir| sync_dir(dir))
+        sync_each(&dirs, sync_dir)
     }
 
     fn put_many(&self, objects: &[(ObjectKey, Vec<u8>)]) -> Result<(), StoreError> {
