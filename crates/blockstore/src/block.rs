@@ -16,6 +16,8 @@
 /// The block size: 512 KiB, the EBS block size.
 pub const BLOCK_SIZE: usize = 512 * 1024;
 
+use std::cell::RefCell;
+
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 1;
@@ -44,20 +46,55 @@ fn looks_incompressible(data: &[u8]) -> bool {
         let start = piece * stride;
         sample.extend_from_slice(&data[start..start + SAMPLE_PIECE]);
     }
-    zstd::bulk::compress(&sample, ZSTD_LEVEL)
-        .is_ok_and(|compressed| compressed.len() >= sample.len() - sample.len() / 32)
+    with_compressor(&sample, |compressed| compressed.len())
+        .is_some_and(|len| len >= sample.len() - sample.len() / 32)
+}
+
+thread_local! {
+    /// This thread's zstd context and output buffer: a fresh context per block costs about
+    /// as much as compressing a text block with one that is reused.
+    static COMPRESSOR: RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Compresses `data` at [`ZSTD_LEVEL`] with this thread's context and hands the result to
+/// `then`; `None` if zstd fails.
+fn with_compressor<T>(data: &[u8], then: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
+            *slot = Some((compressor, Vec::new()));
+        }
+        let (compressor, scratch) = slot.as_mut()?;
+        let needed = zstd::zstd_safe::compress_bound(data.len());
+        if scratch.capacity() < needed {
+            scratch.reserve(needed - scratch.len());
+        }
+        let len = compressor.compress_to_buffer(data, scratch).ok()?;
+        Some(then(&scratch[..len]))
+    })
+}
+
+/// `data` zstd-compressed behind the codec byte, if that is smaller than `data`.
+fn compress(data: &[u8]) -> Option<Vec<u8>> {
+    with_compressor(data, |compressed| {
+        (compressed.len() + 1 < data.len()).then(|| {
+            let mut out = Vec::with_capacity(compressed.len() + 1);
+            out.push(CODEC_ZSTD);
+            out.extend_from_slice(compressed);
+            out
+        })
+    })
+    .flatten()
 }
 
 /// Encodes a block for storage: zstd if smaller, raw otherwise (see the module doc).
 pub fn encode(data: &[u8]) -> Vec<u8> {
     if !looks_incompressible(data)
-        && let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
-        && compressed.len() + 1 < data.len()
+        && let Some(compressed) = compress(data)
     {
-        let mut out = Vec::with_capacity(compressed.len() + 1);
-        out.push(CODEC_ZSTD);
-        out.extend_from_slice(&compressed);
-        return out;
+        return compressed;
     }
     let mut out = Vec::with_capacity(data.len() + 1);
     out.push(CODEC_RAW);
