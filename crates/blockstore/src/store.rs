@@ -20,7 +20,8 @@
 //! ```text
 //!  session A: pin+head ─ stage ─ stage ─┐ persist ┐
 //!  session B: pin+head ─ stage ─────────┘ persist ┤  leader: objects.install(all)
-//!  session C: pin+head (present: a name) ─ persist┘    1. ONE content sync (syncfs)
+//!  session C: pin+head (present: a name) ─ persist┘    1. ONE content sync (fdatasyncs
+//!                                                          at once, or syncfs if large)
 //!                                                       2. rename each to blocks/hh/<hex>
 //!                                                       3. fsync each directory once
 //!                                                          (or one more syncfs)
