@@ -474,6 +474,29 @@ mod tests {
     }
 
     #[test]
+    fn small_and_large_batches_install_alike() {
+        // Up to SYNC_EACH_MAX files are synced one by one on several threads; more take one
+        // syncfs; the same for directories. Both ways every object ends under its name.
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFsStore::open(dir.path()).unwrap();
+        for (count, spread) in [(3, 3), (SYNC_EACH_MAX, SYNC_EACH_MAX), (150, 100)] {
+            let keys: Vec<ObjectKey> = (0..count)
+                .map(|i| ObjectKey::new(format!("b{count}/{:03}/o{i}", i % spread)).unwrap())
+                .collect();
+            let staged = keys
+                .iter()
+                .map(|k| store.stage(k, k.as_str().as_bytes()).unwrap())
+                .collect();
+            store.install(staged, &[]).unwrap();
+            for key in &keys {
+                assert_eq!(store.get(key).unwrap(), key.as_str().as_bytes());
+            }
+            assert_eq!(store.list(&format!("b{count}/")).unwrap().len(), count);
+        }
+        assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
     fn foreign_files_are_not_listed_as_objects() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFsStore::open(dir.path()).unwrap();
