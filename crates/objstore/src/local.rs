@@ -15,8 +15,7 @@
 //!
 //! # Group commit: `stage` then `install`
 //!
-//! `stage` only writes the temp file (no sync, no rename) and starts its writeback without
-//! waiting for it (see `start_writeback`). `install` takes a batch of staged
+//! `stage` only writes the temp file (no sync, no rename). `install` takes a batch of staged
 //! objects and makes them durable with as few syncs as the batch allows:
 //!
 //! ```text
@@ -134,14 +133,7 @@ impl LocalFsStore {
         // On any failure (ENOSPC included) the temp file goes: nothing half-written is
         // ever renamed into place.
         file.write_all(data)
-            .and_then(|()| {
-                if sync {
-                    file.sync_data()
-                } else {
-                    start_writeback(&file);
-                    Ok(())
-                }
-            })
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
             .map_err(|e| {
                 let _ = fs::remove_file(&path);
                 StoreError::io("write", path.display(), e)
@@ -187,15 +179,6 @@ impl LocalFsStore {
         })?;
         Ok(parent)
     }
-}
-
-/// Starts writing `file`'s dirty pages to disk without waiting, so that the batch's one
-/// content sync later finds most of the work done (the disk works while the writers go on
-/// hashing and compressing). `POSIX_FADV_DONTNEED` is how safe code asks Linux for that: it
-/// begins writeback of the range (WB_SYNC_NONE) before dropping the pages that are clean.
-/// Only a hint: durability still comes from the sync in `install`, and a failure is ignored.
-fn start_writeback(file: &File) {
-    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 /// Creates `dir` and any missing ancestors, syncing each parent whose entries changed.
