@@ -13,10 +13,10 @@
 //! than one block, whatever the stored bytes claim, and the caller always verifies the
 //! decoded content against its SHA-256 address.
 
+use std::cell::RefCell;
+
 /// The block size: 512 KiB, the EBS block size.
 pub const BLOCK_SIZE: usize = 512 * 1024;
-
-use std::cell::RefCell;
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;

@@ -342,13 +342,13 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
     );
     row("operation", "time", "throughput", "comparison");
     row(
-        "cp --sparse=always (baseline, best of 3)",
+        &format!("cp --sparse=always (baseline, best of {BASELINE_RUNS})"),
         &secs(cp_time),
         &rate(size, cp_time),
         "1.00x",
     );
     row(
-        "cp --sparse=always + sync (best of 3)",
+        &format!("cp --sparse=always + sync (best of {BASELINE_RUNS})"),
         &secs(cp_sync_time),
         &rate(size, cp_sync_time),
         "",

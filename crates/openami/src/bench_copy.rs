@@ -29,7 +29,9 @@ use blockstore::{BLOCK_SIZE, BlockStore, Manifest};
 use engine::DataDir;
 use engine::snapshot_copy::{COPY_THREADS, copy_snapshot_blocks_with};
 
-use crate::bench::{Rng, best_cp, id, mixed_block, rate, row, secs, sync_all, verdict};
+use crate::bench::{
+    BASELINE_RUNS, Rng, best_cp, id, mixed_block, rate, row, secs, sync_all, verdict,
+};
 use crate::store_cmd::human;
 
 /// Arguments of `openami bench copy`.
@@ -127,7 +129,7 @@ fn bench(args: &CopyBenchArgs, work: &Path) -> anyhow::Result<()> {
     );
     row("operation", "time", "throughput", "comparison");
     row(
-        "cp + sync (baseline, best of 3)",
+        &format!("cp + sync (baseline, best of {BASELINE_RUNS})"),
         &secs(cp_time),
         &rate(size, cp_time),
         "1.00x",

@@ -23,7 +23,7 @@ use anyhow::{Context, bail, ensure};
 use blockstore::BLOCK_SIZE;
 use diskimage::DiskFormat;
 
-use crate::bench::{Rng, best_cp, mixed_block};
+use crate::bench::{BASELINE_RUNS, Rng, best_cp, mixed_block};
 use crate::ebs_client::{self, Client, ClientConfig, credentials::Credentials};
 
 const REGION: &str = "us-east-1";
@@ -316,7 +316,7 @@ fn bench(args: &IngestBenchArgs, work: &Path) -> anyhow::Result<()> {
     );
     println!(
         "{:<44} {:>8.2} s {:>14}  1.00x",
-        "cp + sync (durable baseline, best of 3)",
+        &format!("cp + sync (durable baseline, best of {BASELINE_RUNS})"),
         cp_time.as_secs_f64(),
         rate(size, cp_time)
     );
