@@ -176,16 +176,23 @@ def timed(fn):
     return time.perf_counter() - t, result
 
 
+BASELINE_RUNS = 3
+
+
 def cp_sync(path: Path, work: Path) -> float:
-    """Seconds for `cp` of `path` plus `sync` (after a `sync` of what was dirty before)."""
-    subprocess.run(["sync"], check=True)
+    """Seconds for `cp` of `path` plus `sync` (after a `sync` of what was dirty before): the best of
+    BASELINE_RUNS runs, as in `openami bench` (one run swung by up to 4x here; the fastest makes the
+    ratio against it conservative)."""
+    best = float("inf")
     copy = work / "cp-sync-baseline.raw"
-    t = time.perf_counter()
-    subprocess.run(["cp", str(path), str(copy)], check=True)
-    subprocess.run(["sync"], check=True)
-    took = time.perf_counter() - t
-    copy.unlink()
-    return took
+    for _ in range(BASELINE_RUNS):
+        subprocess.run(["sync"], check=True)
+        t = time.perf_counter()
+        subprocess.run(["cp", str(path), str(copy)], check=True)
+        subprocess.run(["sync"], check=True)
+        best = min(best, time.perf_counter() - t)
+        copy.unlink()
+    return best
 
 
 def coldsnap_vs_cp_sync(server, coldsnap, work: Path, size: int, args):
@@ -208,7 +215,7 @@ def coldsnap_vs_cp_sync(server, coldsnap, work: Path, size: int, args):
     print()
     print(f"coldsnap upload of a {args.size_mib} MiB image, {args.workers} workers, against cp + sync of the same file")
     print(f"{'operation':<44} {'seconds':>8} {'MiB/s':>8}  note")
-    print(f"{'cp + sync (durable baseline)':<44} {t_cp:>8.2f} {mib / t_cp:>8.0f}")
+    print(f"{f'cp + sync (durable baseline, best of {BASELINE_RUNS})':<44} {t_cp:>8.2f} {mib / t_cp:>8.0f}")
     print(f"{'coldsnap upload (to completed)':<44} {t_up:>8.2f} {mib / t_up:>8.0f}  {snap}, verified; "
           f"{ratio:.2f}x cp+sync (target >= 0.5x: {'met' if ratio >= 0.5 else 'MISSED'}, stretch 1x)")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work skews timings)")
