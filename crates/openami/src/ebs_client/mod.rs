@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
@@ -164,7 +165,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         headers: &[(&str, String)],
-        body: &[u8],
+        body: Bytes,
         unsigned_payload: bool,
     ) -> anyhow::Result<Reply> {
         let attempts = self.inner.config.attempts.max(1);
@@ -172,7 +173,7 @@ impl Client {
         loop {
             attempt += 1;
             match self
-                .attempt(&method, path, query, headers, body, unsigned_payload)
+                .attempt(&method, path, query, headers, &body, unsigned_payload)
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -194,7 +195,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         headers: &[(&str, String)],
-        body: &[u8],
+        body: &Bytes,
         unsigned_payload: bool,
     ) -> Result<Reply, Failure> {
         let inner = &self.inner;
@@ -235,7 +236,7 @@ impl Client {
         let mut url = inner.base.clone();
         url.set_path(&full_path);
         url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
-        let mut request = inner.http.request(method.clone(), url).body(body.to_vec());
+        let mut request = inner.http.request(method.clone(), url).body(body.clone());
         for (name, value) in to_sign.iter().skip(1).chain(signed.headers().iter()) {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -389,7 +390,7 @@ pub async fn list_all_blocks(
                 &path,
                 &query,
                 &[],
-                b"",
+                Bytes::new(),
                 false,
             )
             .await?
@@ -447,7 +448,7 @@ pub async fn get_block(
                 &path,
                 &[("blockToken", block.token.as_str())],
                 &[],
-                b"",
+                Bytes::new(),
                 false,
             )
             .await?;
