@@ -156,6 +156,14 @@ def test_upload_errors(own_server):
     fails(lambda: ebs.start_snapshot(VolumeSize=70000))  # beyond 64 TiB
     fails(lambda: ebs.start_snapshot(VolumeSize=1, ParentSnapshotId="snap-00000000000000000"), "ResourceNotFoundException")
     put(ebs, sid, 1, data)
+    # A false checksum is refused whether or not the store holds the block it names (a
+    # stored block is compared, a new one hashed): other bytes under a stored block's
+    # checksum, zeros under a non-zero checksum, a malformed or truncated checksum.
+    for body, checksum in ((os.urandom(BLOCK), b64sha(data)), (bytes(BLOCK), b64sha(data)),
+                           (data, "not base64!"), (data, b64sha(data)[:-4])):
+        resp = fails(lambda: ebs.put_snapshot_block(SnapshotId=sid, BlockIndex=2, BlockData=body, DataLength=BLOCK,
+                                                    Checksum=checksum, ChecksumAlgorithm="SHA256"))
+        assert resp["Reason"] == "INVALID_BLOCK", (checksum, resp)
     fails(lambda: ebs.complete_snapshot(SnapshotId=sid, ChangedBlocksCount=2))
     fails(lambda: ebs.list_snapshot_blocks(SnapshotId=sid))  # still pending
     complete(ebs, sid, {1: data})

@@ -15,6 +15,8 @@
 
 use std::cell::RefCell;
 
+use crate::BlockHash;
+
 /// The block size: 512 KiB, the EBS block size.
 pub const BLOCK_SIZE: usize = 512 * 1024;
 
@@ -100,6 +102,19 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
     out.push(CODEC_RAW);
     out.extend_from_slice(data);
     out
+}
+
+/// The SHA-256 of an all-zero block.
+pub fn zero_block_hash() -> BlockHash {
+    static ZERO: std::sync::OnceLock<BlockHash> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(|| BlockHash::of(&vec![0; BLOCK_SIZE]))
+}
+
+/// Whether `stored`, an encoded block object, holds exactly `data` uncompressed.
+pub fn is_raw_copy_of(stored: &[u8], data: &[u8]) -> bool {
+    stored
+        .split_first()
+        .is_some_and(|(&codec, payload)| codec == CODEC_RAW && payload == data)
 }
 
 /// Decodes a stored block. Errors describe what is wrong; hashes are checked by the caller.

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod block;
+mod claimed;
 mod error;
 pub mod fossil;
 mod gc;

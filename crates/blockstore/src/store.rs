@@ -579,7 +579,10 @@ impl WriteSession {
     /// Takes the session's lease and pins `hash`, then checks whether it is stored: its
     /// key if this session must store it, `None` if it is present or this session has it
     /// already (a dedup hit; the name joins the session's persist).
-    fn pin_if_absent(&self, hash: BlockHash) -> Result<Option<ObjectKey>, BlockStoreError> {
+    pub(crate) fn pin_if_absent(
+        &self,
+        hash: BlockHash,
+    ) -> Result<Option<ObjectKey>, BlockStoreError> {
         let key = block_key(&hash)?;
         self.ensure_lease()?;
         let _shared = self.store.gc_shared();
@@ -600,7 +603,7 @@ impl WriteSession {
 
     /// Stages a pinned block's encoded bytes for the session's next persist (persisting at
     /// once when the session holds [`MAX_STAGED_BLOCKS`]).
-    fn stage_pinned(
+    pub(crate) fn stage_pinned(
         &self,
         hash: BlockHash,
         key: &ObjectKey,
@@ -625,7 +628,7 @@ impl WriteSession {
         Ok(())
     }
 
-    fn unpin(&self, hashes: &[BlockHash]) {
+    pub(crate) fn unpin(&self, hashes: &[BlockHash]) {
         if let Some(set) = lock(&self.store.pins).get_mut(&self.id) {
             for hash in hashes {
                 set.remove(hash);

@@ -233,4 +233,11 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+
+    /// Whether `get` is a local read (a file or memory, no network round trip), so that a
+    /// caller may read an object to save CPU elsewhere — comparing a block's bytes with the
+    /// stored copy instead of hashing them. False unless the backend says so.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }

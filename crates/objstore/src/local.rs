@@ -244,6 +244,10 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl ObjectStore for LocalFsStore {
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
         let temp = self.write_temp(data)?;
         let parent = self.rename_into_place(&temp, key)?;

@@ -27,6 +27,10 @@ impl MemoryStore {
 }
 
 impl ObjectStore for MemoryStore {
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
         self.objects().insert(key.clone(), data.to_vec());
         Ok(())
