@@ -8,9 +8,11 @@
 //! |-----------------------------------------------|---------------------------|----------|
 //! | `openami snapshot upload` code, `--workers` N  | `cp` + `sync` of the file | ≥ 0.7×   |
 //!
-//! The upload runs until CompleteSnapshot answered `completed` (every acknowledged block
-//! is durable by then), then the snapshot is downloaded and compared byte for byte with
-//! the file.
+//! An upload runs until CompleteSnapshot answered `completed` (every acknowledged block
+//! is durable by then). Like the baseline, the upload is timed [`UPLOAD_RUNS`] times and
+//! the fastest counts; each run uploads its own variant of the file (same layout, other
+//! bytes), so none finds its blocks already stored. Afterwards every snapshot is
+//! downloaded and compared byte for byte with its file.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -23,12 +25,15 @@ use anyhow::{Context, bail, ensure};
 use blockstore::BLOCK_SIZE;
 use diskimage::DiskFormat;
 
-use crate::bench::{BASELINE_RUNS, Rng, best_cp, mixed_block};
+use crate::bench::{BASELINE_RUNS, Rng, best_cp, mixed_block, sync_all};
 use crate::ebs_client::{self, Client, ClientConfig, credentials::Credentials};
 
 const REGION: &str = "us-east-1";
 /// The target: upload throughput over `cp` + `sync` throughput.
 const TARGET: f64 = 0.7;
+/// Uploads timed; the fastest counts, as the baseline's fastest `cp` does (the time of one
+/// upload here varied by 25% from run to run, with the machine otherwise idle).
+const UPLOAD_RUNS: usize = BASELINE_RUNS;
 
 /// Arguments of `openami bench ingest`.
 #[derive(Debug, clap::Args)]
@@ -149,10 +154,11 @@ fn account(exe: &Path, work: &Path) -> anyhow::Result<Credentials> {
     })
 }
 
-/// Writes the mixed file: block i is random, zero or the repeated block by i mod 3.
-fn make_file(path: &Path, size: u64) -> anyhow::Result<()> {
+/// Writes variant `variant` of the mixed file: block i is random, zero or the repeated
+/// block by i mod 3 (variants differ in their random bytes and repeated block).
+fn make_file(path: &Path, size: u64, variant: u64) -> anyhow::Result<()> {
     let mut out = BufWriter::new(File::create(path).context("creating the source file")?);
-    let mut rng = Rng(0x0a31_2026);
+    let mut rng = Rng(0x0a31_2026 + variant * 0x9e37_79b9);
     let mut repeated = vec![0u8; BLOCK_SIZE];
     rng.fill(&mut repeated);
     let mut block = vec![0u8; BLOCK_SIZE];
@@ -252,12 +258,21 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
 fn bench(args: &IngestBenchArgs, work: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this executable")?;
     let size = args.size_mib << 20;
-    let src = work.join("source.raw");
-    eprintln!("preparing a {} MiB mixed file ...", args.size_mib);
-    make_file(&src, size)?;
+    // One variant of the file per upload: the same layout, other bytes, so that no upload
+    // finds its blocks stored by an earlier one.
+    let sources: Vec<PathBuf> = (0..UPLOAD_RUNS)
+        .map(|i| work.join(format!("source-{i}.raw")))
+        .collect();
+    eprintln!(
+        "preparing {UPLOAD_RUNS} variants of a {} MiB mixed file ...",
+        args.size_mib
+    );
+    for (variant, src) in sources.iter().enumerate() {
+        make_file(src, size, variant as u64)?;
+    }
 
     // Durable-copy baseline, the best of BASELINE_RUNS.
-    let (_, cp_time) = best_cp(&src, &work.join("copy.raw"), &[])?;
+    let (_, cp_time) = best_cp(&sources[0], &work.join("copy.raw"), &[])?;
 
     let server = Server::start(&exe, work)?;
     let client = Client::new(ClientConfig {
@@ -272,35 +287,51 @@ fn bench(args: &IngestBenchArgs, work: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let start = Instant::now();
-    let done = runtime.block_on(ebs_client::upload::upload(
-        &client,
-        ebs_client::upload::UploadRequest {
-            file: &src,
-            format: Some(DiskFormat::Raw),
-            volume_size: None,
-            description: Some("openami bench ingest".into()),
-            parent: None,
-        },
-    ))?;
-    let upload_time = start.elapsed();
-    ensure!(
-        done.status == "completed",
-        "CompleteSnapshot answered {}, not completed",
-        done.status
-    );
-
-    let down = work.join("download.raw");
-    runtime
-        .block_on(ebs_client::download::download(
+    // Every upload first, then every read-back, so that no download's writeback runs
+    // under a later upload.
+    let mut uploads = Vec::new();
+    for src in &sources {
+        sync_all()?;
+        let start = Instant::now();
+        let done = runtime.block_on(ebs_client::upload::upload(
             &client,
-            &done.snapshot_id,
-            &down,
-            DiskFormat::Raw,
-        ))
-        .context("downloading the snapshot")?;
-    same_then_zeros(&src, &down)?;
+            ebs_client::upload::UploadRequest {
+                file: src,
+                format: Some(DiskFormat::Raw),
+                volume_size: None,
+                description: Some("openami bench ingest".into()),
+                parent: None,
+            },
+        ))?;
+        let elapsed = start.elapsed();
+        ensure!(
+            done.status == "completed",
+            "CompleteSnapshot answered {}, not completed",
+            done.status
+        );
+        uploads.push((elapsed, done));
+    }
+    let down = work.join("download.raw");
+    for (src, (_, done)) in sources.iter().zip(&uploads) {
+        runtime
+            .block_on(ebs_client::download::download(
+                &client,
+                &done.snapshot_id,
+                &down,
+                DiskFormat::Raw,
+            ))
+            .context("downloading the snapshot")?;
+        same_then_zeros(src, &down)?;
+    }
     drop(server);
+    let times: Vec<String> = uploads
+        .iter()
+        .map(|(t, _)| format!("{:.2}", t.as_secs_f64()))
+        .collect();
+    let Some((upload_time, done)) = uploads.iter().min_by_key(|(t, _)| *t) else {
+        bail!("no upload ran");
+    };
+    let upload_time = *upload_time;
 
     let ratio = cp_time.as_secs_f64() / upload_time.as_secs_f64();
     let verdict = if ratio >= TARGET { "met" } else { "MISSED" };
@@ -322,10 +353,19 @@ fn bench(args: &IngestBenchArgs, work: &Path) -> anyhow::Result<()> {
     );
     println!(
         "{:<44} {:>8.2} s {:>14}  {ratio:.2}x cp+sync (target >= {TARGET}x: {verdict})",
-        format!("snapshot upload ({} blocks written)", done.changed_blocks),
+        format!(
+            "snapshot upload ({} blocks, best of {UPLOAD_RUNS})",
+            done.changed_blocks
+        ),
         upload_time.as_secs_f64(),
         rate(size, upload_time)
     );
-    println!("read-back: {} bytes identical to the source", size);
+    println!(
+        "uploads (each its own variant of the file): {} s",
+        times.join(", ")
+    );
+    println!(
+        "read-back: each of the {UPLOAD_RUNS} snapshots is {size} bytes identical to its source"
+    );
     Ok(())
 }

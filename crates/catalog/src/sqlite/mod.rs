@@ -177,9 +177,9 @@ impl Sqlite {
     /// command in another process) commits, never for this connection's own writes. Caches
     /// of catalog data compare it to notice changes made behind their back.
     pub(crate) fn data_version(&self) -> Result<i64, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
     /// Creates an account with its first access key.
@@ -314,14 +314,12 @@ impl Sqlite {
 
     /// One resource.
     pub(crate) fn resource(&self, id: &str) -> Result<Option<ResourceRow>, CatalogError> {
+        // Cached: every EBS direct block and most EC2 calls look a resource up.
         let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"),
-                params![id],
-                row_to_resource,
-            )
-            .optional()?)
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row(params![id], row_to_resource).optional()?)
     }
 
     /// Every resource of a kind in a region, by id.
