@@ -117,6 +117,22 @@ pub fn is_raw_copy_of(stored: &[u8], data: &[u8]) -> bool {
         .is_some_and(|(&codec, payload)| codec == CODEC_RAW && payload == data)
 }
 
+/// [`decode`] for a stored block the caller owns: a raw block's content is moved to the
+/// front of the same buffer instead of copied into a new one.
+pub fn decode_owned(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    if stored.first() != Some(&CODEC_RAW) {
+        return decode(&stored);
+    }
+    stored.remove(0);
+    if stored.len() != BLOCK_SIZE {
+        return Err(format!(
+            "decodes to {} bytes, not {BLOCK_SIZE}",
+            stored.len()
+        ));
+    }
+    Ok(stored)
+}
+
 /// Decodes a stored block. Errors describe what is wrong; hashes are checked by the caller.
 pub fn decode(stored: &[u8]) -> Result<Vec<u8>, String> {
     let (&codec, payload) = stored.split_first().ok_or("empty block object")?;

@@ -2,7 +2,8 @@
 //!
 //! Used twice: a write session skips re-hashing a block identical to one it just stored
 //! (fingerprint match, then a full byte comparison — never the fingerprint alone), and
-//! the store skips re-reading and re-verifying a block it just read.
+//! the store skips re-reading and re-verifying a block it read lately more than once
+//! (a block read once is not copied in: most reads read each block once).
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,7 +26,13 @@ struct Entry {
 pub(crate) struct RecentBlocks {
     capacity: usize,
     entries: Mutex<VecDeque<Entry>>,
+    /// Hashes offered to [`insert_if_seen`](Self::insert_if_seen) lately (at most
+    /// [`SEEN_PER_BLOCK`] × `capacity`), without their data.
+    seen: Mutex<VecDeque<BlockHash>>,
 }
+
+/// Hashes remembered per cached block by [`RecentBlocks::insert_if_seen`].
+const SEEN_PER_BLOCK: usize = 16;
 
 fn fingerprint(data: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
@@ -40,6 +47,26 @@ impl RecentBlocks {
         RecentBlocks {
             capacity,
             entries: Mutex::new(VecDeque::with_capacity(capacity)),
+            seen: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Remembers the block if its hash was offered here lately: a block read once is not
+    /// copied in, a block read again is.
+    pub fn insert_if_seen(&self, hash: BlockHash, data: &[u8]) {
+        let again = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let again = seen.contains(&hash);
+            if !again {
+                if seen.len() >= self.capacity * SEEN_PER_BLOCK {
+                    seen.pop_front();
+                }
+                seen.push_back(hash);
+            }
+            again
+        };
+        if again {
+            self.insert(hash, data);
         }
     }
 
@@ -110,5 +137,28 @@ mod tests {
         recent.insert(BlockHash::of(&c), &c);
         assert_eq!(recent.find(&a), None, "oldest evicted");
         assert_eq!(recent.get(&BlockHash::of(&c)), Some(c));
+    }
+
+    #[test]
+    fn insert_if_seen_keeps_a_block_from_its_second_offer() {
+        let recent = RecentBlocks::new(2);
+        let (a, b) = (vec![1u8; 100], vec![2u8; 100]);
+        let (ha, hb) = (BlockHash::of(&a), BlockHash::of(&b));
+        recent.insert_if_seen(ha, &a);
+        recent.insert_if_seen(hb, &b);
+        assert_eq!(recent.get(&ha), None, "offered once: not kept");
+        recent.insert_if_seen(ha, &a);
+        assert_eq!(recent.get(&ha), Some(a));
+        assert_eq!(recent.get(&hb), None);
+        // The seen list is bounded: offers of many other blocks push `b` out of it.
+        for i in 0..2 * SEEN_PER_BLOCK as u32 {
+            recent.insert_if_seen(BlockHash::of(&i.to_le_bytes()), b"x");
+        }
+        recent.insert_if_seen(hb, &b);
+        assert_eq!(
+            recent.get(&hb),
+            None,
+            "forgotten, so this is a first offer again"
+        );
     }
 }

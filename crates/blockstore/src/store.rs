@@ -114,7 +114,19 @@ pub(crate) fn hash_of_block_key(key: &ObjectKey) -> Option<BlockHash> {
 
 /// Decodes a block's stored bytes and checks them against its address.
 fn decode_verified(hash: &BlockHash, stored: &[u8]) -> Result<Vec<u8>, BlockStoreError> {
-    let data = block::decode(stored).map_err(|reason| BlockStoreError::CorruptBlock {
+    verified(hash, block::decode(stored))
+}
+
+/// [`decode_verified`] of a stored block the caller owns (no copy of a raw block).
+fn decode_owned_verified(hash: &BlockHash, stored: Vec<u8>) -> Result<Vec<u8>, BlockStoreError> {
+    verified(hash, block::decode_owned(stored))
+}
+
+fn verified(
+    hash: &BlockHash,
+    decoded: Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, BlockStoreError> {
+    let data = decoded.map_err(|reason| BlockStoreError::CorruptBlock {
         hash: *hash,
         reason,
     })?;
@@ -233,8 +245,10 @@ impl BlockStore {
         if let Some(data) = self.read_cache.get(hash) {
             return Ok(data);
         }
-        let data = decode_verified(hash, &self.read_block_object(hash)?)?;
-        self.read_cache.insert(*hash, &data);
+        let data = decode_owned_verified(hash, self.read_block_object(hash)?)?;
+        // Only a block read before is kept: most reads (a volume filling, an export) read
+        // each block once, and copying every one into the cache cost them a copy each.
+        self.read_cache.insert_if_seen(*hash, &data);
         Ok(data)
     }
 
