@@ -41,4 +41,5 @@ pub use group::GroupCommit;
 pub use hash::{BlockHash, sha256};
 pub use ids::{IdError, ResourceId};
 pub use manifest::Manifest;
+pub use recent::RecentBlocks;
 pub use store::{BlockStore, PutBlock, WriteSession};

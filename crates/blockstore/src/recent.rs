@@ -1,9 +1,10 @@
 //! A small, bounded set of recently seen blocks keyed by hash and by a cheap fingerprint.
 //!
-//! Used twice: a write session skips re-hashing a block identical to one it just stored
+//! Used three times: a write session skips re-hashing a block identical to one it just stored
 //! (fingerprint match, then a full byte comparison — never the fingerprint alone), and
 //! the store skips re-reading and re-verifying a block it read lately more than once
-//! (a block read once is not copied in: most reads read each block once).
+//! (a block read once is not copied in: most reads read each block once); and
+//! `openami snapshot upload` skips re-hashing a block it hashed twice lately.
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,7 +24,7 @@ struct Entry {
 
 /// At most `capacity` blocks; the oldest is evicted first.
 #[derive(Debug)]
-pub(crate) struct RecentBlocks {
+pub struct RecentBlocks {
     capacity: usize,
     entries: Mutex<VecDeque<Entry>>,
     /// Hashes offered to [`insert_if_seen`](Self::insert_if_seen) lately (at most
@@ -43,12 +44,24 @@ fn fingerprint(data: &[u8]) -> u64 {
 }
 
 impl RecentBlocks {
+    /// Remembers at most `capacity` blocks (0: none).
     pub fn new(capacity: usize) -> Self {
         RecentBlocks {
             capacity,
             entries: Mutex::new(VecDeque::with_capacity(capacity)),
             seen: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The SHA-256 of `data`, found without hashing when it equals a block remembered
+    /// here (a full byte comparison); a block hashed twice lately is remembered.
+    pub fn hash(&self, data: &[u8]) -> BlockHash {
+        if let Some(hash) = self.find(data) {
+            return hash;
+        }
+        let hash = BlockHash::of(data);
+        self.insert_if_seen(hash, data);
+        hash
     }
 
     /// Remembers the block if its hash was offered here lately: a block read once is not
@@ -159,6 +172,23 @@ mod tests {
             recent.get(&hb),
             None,
             "forgotten, so this is a first offer again"
+        );
+    }
+
+    #[test]
+    fn hash_is_sha256_whether_or_not_it_hashed() {
+        let recent = RecentBlocks::new(2);
+        let a = vec![5u8; 10_000];
+        let mut a_middle = a.clone();
+        a_middle[5000] = 6; // same fingerprint, other bytes
+        for _ in 0..4 {
+            assert_eq!(recent.hash(&a), BlockHash::of(&a));
+            assert_eq!(recent.hash(&a_middle), BlockHash::of(&a_middle));
+        }
+        assert_eq!(
+            recent.find(&a),
+            Some(BlockHash::of(&a)),
+            "hashed twice: remembered"
         );
     }
 }

@@ -9,7 +9,10 @@
 //! PutSnapshotBlock for every 512 KiB block that is not all zeros (the last block
 //! zero-padded), then CompleteSnapshot with the block count and the LINEAR aggregate
 //! checksum of the written blocks. Blocks the image's metadata shows unallocated (holes of
-//! a raw file, unallocated clusters, grains or blocks) are not even read.
+//! a raw file, unallocated clusters, grains or blocks) are not even read. A zero block is
+//! never hashed, and a block equal to one hashed twice lately (an image's repeated blocks)
+//! takes its digest from that one after a full byte comparison
+//! ([`blockstore::RecentBlocks`]).
 //!
 //! # Incremental uploads (`--parent`)
 //!
@@ -31,6 +34,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
+use blockstore::RecentBlocks;
 use bytes::Bytes;
 use diskimage::{DiskFormat, DiskReader};
 use reqwest::Method;
@@ -39,6 +43,8 @@ use serde_json::{Value, json};
 use super::{BLOCK_SIZE, Client, b64, for_each_parallel, linear_checksum, progress_bar};
 
 const GIB: u64 = 1 << 30;
+/// Blocks [`Jobs::recent`] remembers (4 MiB), as a snapshot's write session does.
+const RECENT_BLOCKS: usize = 8;
 
 /// What to upload.
 #[derive(Debug, Clone)]
@@ -138,6 +144,7 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
         parent: parent_digests,
         tail,
         buffers: Buffers::default(),
+        recent: RecentBlocks::new(RECENT_BLOCKS),
         zero_block,
         zero_digest,
     });
@@ -177,7 +184,7 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
                         .is_some()
                         .then(|| (state.zero_block.clone(), state.zero_digest)),
                     Some(data) => {
-                        let digest = blockstore::sha256(&data);
+                        let digest = state.recent.hash(&data).0;
                         if parent == Some(&digest) {
                             state.buffers.give_back(data);
                             None
@@ -234,6 +241,9 @@ struct Jobs {
     /// Parent blocks past the end of the file, which must become zero.
     tail: Vec<u64>,
     buffers: Buffers,
+    /// Blocks hashed lately: a block identical to one of them is compared, not hashed
+    /// again (an image's repeated blocks).
+    recent: RecentBlocks,
     /// A zero block and its digest, for parent blocks that become zero.
     zero_block: Bytes,
     zero_digest: [u8; 32],
