@@ -174,15 +174,7 @@ mod tests {
         assert!(enc.len() < 1000);
         assert_eq!(decode(&enc).unwrap(), text);
 
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        let random: Vec<u8> = (0..BLOCK_SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let random = crate::test_bytes(1, BLOCK_SIZE);
         let enc = encode(&random);
         assert_eq!(enc[0], CODEC_RAW);
         assert_eq!(decode(&enc).unwrap(), random);

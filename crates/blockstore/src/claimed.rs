@@ -69,16 +69,8 @@ mod tests {
 
     use crate::{BLOCK_SIZE, BlockHash, BlockStore, block};
 
-    fn random_block(seed: u8) -> Vec<u8> {
-        let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..BLOCK_SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+    fn random_block(seed: u64) -> Vec<u8> {
+        crate::test_bytes(seed, BLOCK_SIZE)
     }
 
     fn key_of(hash: &BlockHash) -> ObjectKey {

@@ -43,3 +43,18 @@ pub use ids::{IdError, ResourceId};
 pub use manifest::Manifest;
 pub use recent::RecentBlocks;
 pub use store::{BlockStore, PutBlock, WriteSession};
+
+/// Deterministic pseudo-random bytes (xorshift) for tests: incompressible, other bytes
+/// for every seed.
+#[cfg(test)]
+pub(crate) fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -10,7 +10,8 @@
 //! Both steps are group commits, so concurrent requests (coldsnap runs 64) share syncs:
 //!
 //! ```text
-//!  request ─ SHA-256 check ─ pin+head ─ stage ─▶ WriteSession::persist ─────────────▶
+//!  request ─ pin+head ─ checksum check ─ stage ─▶ WriteSession::persist ──────────────▶
+//!    (the check hashes a new block; a stored one is compared with its copy: claimed.rs)
 //!    (the block store's group commit: one content sync, renames, one name sync for
 //!     every waiting request's blocks — see blockstore's store.rs)
 //!  ─▶ upload_rows.submit(row) ─ one catalog transaction for every waiting request's row

@@ -138,7 +138,7 @@ pub async fn upload(client: &Client, req: UploadRequest<'_>) -> anyhow::Result<U
     let bar = progress_bar(client.config().progress, size, "upload");
     let written = Arc::new(Mutex::new(BTreeMap::<u64, [u8; 32]>::new()));
     let zero_block = Bytes::from(vec![0; BLOCK_SIZE as usize]);
-    let zero_digest = blockstore::sha256(&zero_block);
+    let zero_digest = blockstore::block::zero_block_hash().0;
     let state = Arc::new(Jobs {
         file,
         parent: parent_digests,
