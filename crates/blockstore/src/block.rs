@@ -124,25 +124,23 @@ pub fn decode_owned(mut stored: Vec<u8>) -> Result<Vec<u8>, String> {
         return decode(&stored);
     }
     stored.remove(0);
-    if stored.len() != BLOCK_SIZE {
-        return Err(format!(
-            "decodes to {} bytes, not {BLOCK_SIZE}",
-            stored.len()
-        ));
-    }
-    Ok(stored)
+    whole_block(stored)
 }
 
 /// Decodes a stored block. Errors describe what is wrong; hashes are checked by the caller.
 pub fn decode(stored: &[u8]) -> Result<Vec<u8>, String> {
     let (&codec, payload) = stored.split_first().ok_or("empty block object")?;
-    let data = match codec {
+    whole_block(match codec {
         CODEC_RAW => payload.to_vec(),
         CODEC_ZSTD => {
             zstd::bulk::decompress(payload, BLOCK_SIZE).map_err(|e| format!("zstd: {e}"))?
         }
         other => return Err(format!("unknown codec {other}")),
-    };
+    })
+}
+
+/// `data` if it is exactly one block long.
+fn whole_block(data: Vec<u8>) -> Result<Vec<u8>, String> {
     if data.len() != BLOCK_SIZE {
         return Err(format!("decodes to {} bytes, not {BLOCK_SIZE}", data.len()));
     }

@@ -32,7 +32,7 @@ const REGION: &str = "us-east-1";
 /// The target: upload throughput over `cp` + `sync` throughput.
 const TARGET: f64 = 0.7;
 /// Uploads timed; the fastest counts, as the baseline's fastest `cp` does (the time of one
-/// upload here varied by 25% from run to run, with the machine otherwise idle).
+/// upload here took 2.11–3.12 s from run to run, with the machine otherwise idle).
 const UPLOAD_RUNS: usize = BASELINE_RUNS;
 
 /// Arguments of `openami bench ingest`.
