@@ -91,17 +91,48 @@ fn compress(data: &[u8]) -> Option<Vec<u8>> {
     .flatten()
 }
 
+/// A block encoded for storage (see the module doc), as the parts of the object to write
+/// one after the other: a raw block borrows the caller's bytes behind its codec byte, so
+/// storing it copies nothing.
+#[derive(Debug)]
+pub enum Encoded<'a> {
+    /// Stored as it is.
+    Raw(&'a [u8]),
+    /// The whole object: codec byte and zstd frame.
+    Compressed(Vec<u8>),
+}
+
+impl Encoded<'_> {
+    /// The object's bytes, in order (the second part of a compressed block is empty).
+    pub fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            Encoded::Raw(data) => [&[CODEC_RAW], data],
+            Encoded::Compressed(object) => [object, &[]],
+        }
+    }
+
+    /// The object's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Encoded::Raw(data) => data.len() + 1,
+            Encoded::Compressed(object) => object.len(),
+        }
+    }
+
+    /// Never: an encoded block has at least its codec byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// Encodes a block for storage: zstd if smaller, raw otherwise (see the module doc).
-pub fn encode(data: &[u8]) -> Vec<u8> {
+pub fn encode(data: &[u8]) -> Encoded<'_> {
     if !looks_incompressible(data)
         && let Some(compressed) = compress(data)
     {
-        return compressed;
+        return Encoded::Compressed(compressed);
     }
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(CODEC_RAW);
-    out.extend_from_slice(data);
-    out
+    Encoded::Raw(data)
 }
 
 /// The SHA-256 of an all-zero block.
@@ -167,13 +198,13 @@ mod tests {
     #[test]
     fn compressible_blocks_shrink_and_random_blocks_stay_raw() {
         let text = vec![b'a'; BLOCK_SIZE];
-        let enc = encode(&text);
+        let enc = encode(&text).parts().concat();
         assert_eq!(enc[0], CODEC_ZSTD);
         assert!(enc.len() < 1000);
         assert_eq!(decode(&enc).unwrap(), text);
 
         let random = crate::test_bytes(1, BLOCK_SIZE);
-        let enc = encode(&random);
+        let enc = encode(&random).parts().concat();
         assert_eq!(enc[0], CODEC_RAW);
         assert_eq!(decode(&enc).unwrap(), random);
     }
@@ -190,14 +221,14 @@ mod tests {
         // Random first half, zeros after: worth compressing.
         let mut half: Vec<u8> = (0..BLOCK_SIZE).map(|_| random()).collect();
         half[BLOCK_SIZE / 2..].fill(0);
-        let enc = encode(&half);
+        let enc = encode(&half).parts().concat();
         assert_eq!(enc[0], CODEC_ZSTD);
         assert!(enc.len() < BLOCK_SIZE * 6 / 10);
         assert_eq!(decode(&enc).unwrap(), half);
         // One random 64 KiB pattern repeated: the pieces repeat, so it compresses.
         let pattern: Vec<u8> = (0..64 * 1024).map(|_| random()).collect();
         let repeated: Vec<u8> = pattern.iter().copied().cycle().take(BLOCK_SIZE).collect();
-        let enc = encode(&repeated);
+        let enc = encode(&repeated).parts().concat();
         assert_eq!(enc[0], CODEC_ZSTD);
         assert_eq!(decode(&enc).unwrap(), repeated);
         // Text-like data compresses; random data is stored raw without a full attempt.

@@ -37,7 +37,7 @@ impl WriteSession {
                     self.unpin(&[claimed]);
                     return Ok(false);
                 }
-                self.stage_pinned(claimed, &key, &block::encode(data))?;
+                self.stage_pinned(claimed, &key, &block::encode(data).parts())?;
                 Ok(true)
             }
             // Present, and pinned by this session until it ends.
@@ -137,7 +137,7 @@ mod tests {
         // they are hashed, and the claim holds.
         let a = random_block(3);
         let ha = BlockHash::of(&a);
-        let mut bad = block::encode(&a);
+        let mut bad = block::encode(&a).parts().concat();
         bad[1000] ^= 0x40;
         objects.put(&key_of(&ha), &bad).unwrap();
         let session = store.session();

@@ -556,7 +556,7 @@ impl WriteSession {
         };
         // Pinned and absent: GC cannot delete what we are about to write.
         let encoded = block::encode(data);
-        self.stage_pinned(hash, &key, &encoded)?;
+        self.stage_pinned(hash, &key, &encoded.parts())?;
         Ok(PutBlock {
             hash,
             stored_bytes: encoded.len() as u64,
@@ -586,7 +586,7 @@ impl WriteSession {
                 return Err(e);
             }
         };
-        self.stage_pinned(hash, &key, &stored)?;
+        self.stage_pinned(hash, &key, &[&stored])?;
         Ok(stored.len() as u64)
     }
 
@@ -621,7 +621,7 @@ impl WriteSession {
         &self,
         hash: BlockHash,
         key: &ObjectKey,
-        encoded: &[u8],
+        encoded: &[&[u8]],
     ) -> Result<(), BlockStoreError> {
         let staged = match self.store.objects.stage(key, encoded) {
             Ok(staged) => staged,

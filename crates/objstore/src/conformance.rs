@@ -196,12 +196,12 @@ fn staged_objects_appear_only_when_installed(store: &dyn ObjectStore) {
     for k in &keys {
         staged.push(
             store
-                .stage(k, k.as_str().as_bytes())
+                .stage(k, &[k.as_str().as_bytes()])
                 .unwrap_or_else(|e| panic!("stage: {e}")),
         );
     }
     let dropped = store
-        .stage(&key("staged/dropped"), b"never installed")
+        .stage(&key("staged/dropped"), &[b"never ", b"installed"])
         .unwrap_or_else(|e| panic!("stage: {e}"));
     assert_eq!(dropped.key(), &key("staged/dropped"));
     drop(dropped);
@@ -221,6 +221,20 @@ fn staged_objects_appear_only_when_installed(store: &dyn ObjectStore) {
     // A backend that stages in place (S3) has the dropped one stored; a local one not.
     let listed = store.list("staged/").map(|l| l.len()).unwrap_or(0);
     assert!(listed == 4 || listed == 5, "{listed} staged objects listed");
+
+    // An object staged in parts is their concatenation, whatever their sizes.
+    let big: Vec<u8> = (0..600 * 1024).map(|i: u32| (i % 253) as u8).collect();
+    let parts: [&[u8]; 4] = [b"\x01", &big, b"", b"tail"];
+    let staged = store
+        .stage(&key("parts/one"), &parts)
+        .unwrap_or_else(|e| panic!("stage parts: {e}"));
+    store
+        .install(vec![staged], &[])
+        .unwrap_or_else(|e| panic!("install parts: {e}"));
+    assert!(
+        store.get(&key("parts/one")).ok() == Some(parts.concat()),
+        "an object staged in parts reads back as their concatenation"
+    );
 }
 
 fn large_and_empty_objects(store: &dyn ObjectStore) {

@@ -200,13 +200,15 @@ pub trait ObjectStore: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Writes `data` for `key` without making it durable or visible: the first half of a
-    /// group commit. Nothing is under `key` until [`install`](Self::install) made the
-    /// content durable and renamed it into place; a [`Staged`] dropped uninstalled removes
-    /// its bytes. The default stores the object at once with `put` (durable and visible:
-    /// a backend whose puts are durable on return, like S3, needs no more).
-    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
-        self.put(key, data)?;
+    /// Writes an object for `key` without making it durable or visible: the first half of
+    /// a group commit. Its bytes come in `parts`, one after the other (a caller adding a
+    /// header to a large buffer need not copy the buffer to join them). Nothing is under
+    /// `key` until [`install`](Self::install) made the content durable and renamed it into
+    /// place; a [`Staged`] dropped uninstalled removes its bytes. The default stores the
+    /// object at once with `put` (durable and visible: a backend whose puts are durable on
+    /// return, like S3, needs no more).
+    fn stage(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<Staged, StoreError> {
+        self.put(key, &parts.concat())?;
         Ok(Staged::stored(key.clone()))
     }
 

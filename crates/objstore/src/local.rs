@@ -24,7 +24,9 @@
 //!  .tmp/<pid>-<n> ← bytes  ──┐
 //!  .tmp/<pid>-<m> ← bytes  ──┼──▶  1. content durable: fdatasync of each file (up to 8 at
 //!  .tmp/<pid>-<k> ← bytes  ──┘        once), or ONE syncfs(2) for a batch of over 64
-//!                                  2. rename each temp file to <key>
+//!                                  2. create the directories the batch lacks (each
+//!                                     changed parent fsynced once), then rename each
+//!                                     temp file to <key>
 //!                                  3. names durable: fsync each parent directory once
 //!                                     (also those of `names`: objects found present, maybe
 //!                                     not yet synced), or one more syncfs when the batch
@@ -39,7 +41,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -118,11 +120,11 @@ impl LocalFsStore {
     }
 
     fn write_temp(&self, data: &[u8]) -> Result<PathBuf, StoreError> {
-        self.write_temp_file(data, true)
+        self.write_temp_file(&[data], true)
     }
 
-    /// Writes `data` to a new temp file, synced if `sync`.
-    fn write_temp_file(&self, data: &[u8], sync: bool) -> Result<PathBuf, StoreError> {
+    /// Writes `parts`, one after the other, to a new temp file, synced if `sync`.
+    fn write_temp_file(&self, parts: &[&[u8]], sync: bool) -> Result<PathBuf, StoreError> {
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let path = self
             .root
@@ -132,7 +134,7 @@ impl LocalFsStore {
             File::create(&path).map_err(|e| StoreError::io("create", path.display(), e))?;
         // On any failure (ENOSPC included) the temp file goes: nothing half-written is
         // ever renamed into place.
-        file.write_all(data)
+        write_all_parts(&mut file, parts)
             .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
             .map_err(|e| {
                 let _ = fs::remove_file(&path);
@@ -165,6 +167,19 @@ impl LocalFsStore {
             .map_err(|e| StoreError::io("syncfs", dir.display(), e))
     }
 
+    /// Creates the directories `staged` objects go into that do not exist yet, syncing each
+    /// changed parent once for the whole batch (not once per new directory: the first
+    /// batches of a young store create most of the 256 `blocks/hh/` directories).
+    fn create_dirs_of(&self, staged: &[Staged]) -> Result<(), StoreError> {
+        let mut changed = BTreeSet::new();
+        for object in staged.iter().filter(|o| o.temp().is_some()) {
+            let path = self.path_of(object.key());
+            create_dir_unsynced(path.parent().unwrap_or(&self.root), &mut changed)?;
+        }
+        let changed: Vec<&PathBuf> = changed.iter().collect();
+        sync_each(&changed, sync_dir)
+    }
+
     /// Renames a complete temp file into place; the caller syncs the parent directory.
     fn rename_into_place(&self, temp: &Path, key: &ObjectKey) -> Result<PathBuf, StoreError> {
         let target = self.path_of(key);
@@ -181,13 +196,38 @@ impl LocalFsStore {
     }
 }
 
+/// Writes every byte of `parts` in order with vectored writes (`Write::write_all_vectored`
+/// is not stable yet).
+fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0); // drops leading empty parts
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` and any missing ancestors, syncing each parent whose entries changed.
 fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
+    let mut changed = BTreeSet::new();
+    create_dir_unsynced(dir, &mut changed)?;
+    changed.iter().try_for_each(|parent| sync_dir(parent))
+}
+
+/// Creates `dir` and any missing ancestors, adding the parent of each directory it created
+/// to `changed`: the caller syncs those before anything in them is acknowledged.
+fn create_dir_unsynced(dir: &Path, changed: &mut BTreeSet<PathBuf>) -> Result<(), StoreError> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_durably(parent)?;
+        create_dir_unsynced(parent, changed)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
@@ -195,7 +235,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
         Err(e) => return Err(StoreError::io("create dir", dir.display(), e)),
     }
     if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+        changed.insert(parent.to_path_buf());
     }
     Ok(())
 }
@@ -271,8 +311,8 @@ impl ObjectStore for LocalFsStore {
         Ok(())
     }
 
-    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
-        let temp = self.write_temp_file(data, false)?;
+    fn stage(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<Staged, StoreError> {
+        let temp = self.write_temp_file(parts, false)?;
         Ok(Staged::in_temp(key.clone(), temp))
     }
 
@@ -281,6 +321,7 @@ impl ObjectStore for LocalFsStore {
         let temps: Vec<&PathBuf> = staged.iter().filter_map(Staged::temp).collect();
         self.sync_content(&temps)?;
         self.crash_point(CrashPoint::BeforeRename);
+        self.create_dirs_of(&staged)?;
         let mut dirs = BTreeSet::new();
         for object in &mut staged {
             if let Some(temp) = object.temp().cloned() {
@@ -442,10 +483,12 @@ mod tests {
             ObjectKey::new("s/b").unwrap(),
         );
         let staged = vec![
-            store.stage(&a, b"aa").unwrap(),
-            store.stage(&b, b"bb").unwrap(),
+            store.stage(&a, &[b"aa"]).unwrap(),
+            store.stage(&b, &[b"b", b"b"]).unwrap(),
         ];
-        let dropped = store.stage(&ObjectKey::new("s/c").unwrap(), b"cc").unwrap();
+        let dropped = store
+            .stage(&ObjectKey::new("s/c").unwrap(), &[b"cc"])
+            .unwrap();
         assert!(store.head(&a).unwrap().is_none(), "no name before install");
         assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 3);
         drop(dropped);
@@ -455,7 +498,7 @@ mod tests {
         assert_eq!(store.list("s/").unwrap().len(), 2);
         assert_eq!(fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().count(), 0);
         // A batch of one (fdatasync instead of syncfs) installs too.
-        let one = vec![store.stage(&a, b"a2").unwrap()];
+        let one = vec![store.stage(&a, &[b"a2"]).unwrap()];
         store.install(one, std::slice::from_ref(&b)).unwrap();
         assert_eq!(store.get(&a).unwrap(), b"a2");
     }
@@ -472,7 +515,7 @@ mod tests {
                 .collect();
             let staged = keys
                 .iter()
-                .map(|k| store.stage(k, k.as_str().as_bytes()).unwrap())
+                .map(|k| store.stage(k, &[k.as_str().as_bytes()]).unwrap())
                 .collect();
             store.install(staged, &[]).unwrap();
             for key in &keys {
