@@ -17,6 +17,8 @@ source is read several times), so this measures the clients and the server, not 
 
 The coldsnap upload (`--workers`, default 64, as coldsnap's own default) is also compared with
 `cp` + `sync` of the same file, timed in the same run: the issue's target is >= 0.5x (stretch 1x).
+Both sides are the best of three runs (each upload its own variant of the image), and coldsnap's own
+CPU time is printed with the ratio it alone allows on this machine's CPUs.
 `--coldsnap-only` skips everything but that comparison (e.g. `--size-mib 512 --coldsnap-only`).
 
 Usage: python3 bench/ebs_transfer.py [--size-mib 2048] [--workers 64] [--coldsnap-only] [--openami target/release/openami] [--coldsnap PATH]
@@ -26,6 +28,7 @@ and the `cryptography` package for fast deterministic random data (else a slower
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -195,30 +198,64 @@ def cp_sync(path: Path, work: Path) -> float:
     return best
 
 
+UPLOAD_RUNS = 3
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + sys) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def coldsnap_vs_cp_sync(server, coldsnap, work: Path, size: int, args):
-    """The issue's EBS direct ingest row: coldsnap upload (to completed) against cp + sync."""
-    cs_src = work / "disk-coldsnap.raw"
-    make_image(cs_src, size, variant=b"b")
-    t_cp = cp_sync(cs_src, work)
-    subprocess.run(["sync"], check=True)
-    t = time.perf_counter()
-    snap = server.run([coldsnap, "--endpoint", server.endpoint, "--region", REGION, "upload", "--no-progress",
-                       "--omit-zero-blocks", "--workers", str(args.workers), str(cs_src)], "coldsnap upload")
-    server.wait_completed(snap)
-    t_up = time.perf_counter() - t
+    """The issue's EBS direct ingest row: coldsnap upload (to completed) against cp + sync.
+
+    Like its baseline, the upload is timed UPLOAD_RUNS times and the fastest counts; each run uploads
+    its own variant of the image (same layout, other bytes), so none finds its blocks already stored.
+    coldsnap's own CPU time (user + sys) is measured too: on this machine's CPUs the upload can take
+    no less than that CPU time spread over every core, which bounds the ratio from above."""
+    sources = []
+    for run in range(UPLOAD_RUNS):
+        cs_src = work / f"disk-coldsnap-{run}.raw"
+        make_image(cs_src, size, variant=b"coldsnap-%d" % run)
+        sources.append(cs_src)
+    t_cp = cp_sync(sources[0], work)
+    uploads = []  # (seconds, snapshot, coldsnap CPU seconds)
+    for cs_src in sources:
+        subprocess.run(["sync"], check=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_before = process_cpu(server.proc.pid)
+        t = time.perf_counter()
+        snap = server.run([coldsnap, "--endpoint", server.endpoint, "--region", REGION, "upload", "--no-progress",
+                           "--omit-zero-blocks", "--workers", str(args.workers), str(cs_src)], "coldsnap upload")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server.wait_completed(snap)
+        uploads.append((time.perf_counter() - t, snap,
+                        after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+                        process_cpu(server.proc.pid) - server_before))
     down = work / "down-coldsnap.raw"
-    server.run([coldsnap, "--endpoint", server.endpoint, "--region", REGION, "download", "--no-progress", snap,
-                str(down)], "coldsnap download")
-    same_prefix_then_zeros(down, cs_src)
+    for cs_src, (_, snap, _, _) in zip(sources, uploads):
+        server.run([coldsnap, "--endpoint", server.endpoint, "--region", REGION, "download", "--no-progress", snap,
+                    str(down)], "coldsnap download")
+        same_prefix_then_zeros(down, cs_src)
+        down.unlink()
+    t_up, snap, cpu, server_cpu = min(uploads)
     ratio = t_cp / t_up
+    cpus = os.cpu_count() or 1
+    ceiling = t_cp / (cpu / cpus)
     mib = size / MIB
     print()
     print(f"coldsnap upload of a {args.size_mib} MiB image, {args.workers} workers, against cp + sync of the same file")
     print(f"{'operation':<44} {'seconds':>8} {'MiB/s':>8}  note")
     print(f"{f'cp + sync (durable baseline, best of {BASELINE_RUNS})':<44} {t_cp:>8.2f} {mib / t_cp:>8.0f}")
-    print(f"{'coldsnap upload (to completed)':<44} {t_up:>8.2f} {mib / t_up:>8.0f}  {snap}, verified; "
-          f"{ratio:.2f}x cp+sync (target >= 0.5x: {'met' if ratio >= 0.5 else 'MISSED'}, stretch 1x)")
-    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work skews timings)")
+    print(f"{f'coldsnap upload (to completed, best of {UPLOAD_RUNS})':<44} {t_up:>8.2f} {mib / t_up:>8.0f}  {snap}, "
+          f"all {UPLOAD_RUNS} verified; {ratio:.2f}x cp+sync (target >= 0.5x: {'met' if ratio >= 0.5 else 'MISSED'}, "
+          f"stretch 1x)")
+    print("uploads (each its own variant of the image): " + ", ".join(f"{u[0]:.2f}" for u in uploads) + " s")
+    print(f"CPU in that upload: coldsnap {cpu:.2f} core-s, the server {server_cpu:.2f} core-s (both on {cpus} CPUs: "
+          f"{(cpu + server_cpu) / cpus:.2f} s). coldsnap's alone, spread over every CPU with no server at all, "
+          f"would take {cpu / cpus:.2f} s = {ceiling:.2f}x cp+sync")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {cpus} CPUs (other work skews timings)")
 
 
 def main():
