@@ -12,6 +12,11 @@
 //! This trusts the stored copy to still be what its digest names, as every dedup hit
 //! does already (a present block is never written again; `openami store scrub` finds
 //! copies gone bad).
+//!
+//! A block claimed again and again (one block repeated all over an image) is checked twice
+//! that way, then kept in memory (a few blocks, the oldest evicted first): later claims of
+//! it are compared with that copy, without reading the stored one. A claim that differs
+//! from the kept copy is not refused on that ground alone: it is checked as above.
 
 use crate::store::block_key;
 use crate::{BLOCK_SIZE, BlockHash, BlockStoreError, WriteSession, block};
@@ -41,7 +46,18 @@ impl WriteSession {
                 Ok(true)
             }
             // Present, and pinned by this session until it ends.
-            None => Ok(self.same_as_stored(&claimed, data) || BlockHash::of(data) == claimed),
+            None => {
+                let hits = &self.store().claimed_hits;
+                if hits.holds(&claimed, data) == Some(true) {
+                    return Ok(true);
+                }
+                let true_claim =
+                    self.same_as_stored(&claimed, data) || BlockHash::of(data) == claimed;
+                if true_claim {
+                    hits.insert_if_seen(claimed, data);
+                }
+                Ok(true_claim)
+            }
         }
     }
 
@@ -110,6 +126,40 @@ mod tests {
         assert!(!session.put_claimed_block(ha, &changed).unwrap());
         assert!(!session.put_claimed_block(ha, &b).unwrap());
         assert!(session.put_claimed_block(hb, &b).unwrap());
+    }
+
+    #[test]
+    fn a_block_claimed_again_and_again_is_compared_in_memory() {
+        let objects = Arc::new(MemoryStore::new());
+        let store = BlockStore::new(objects.clone());
+        let a = random_block(5);
+        let ha = BlockHash::of(&a);
+        let session = store.session();
+        assert!(session.put_claimed_block(ha, &a).unwrap());
+        session.persist().unwrap();
+        drop(session);
+        let session = store.session();
+        assert!(session.put_claimed_block(ha, &a).unwrap());
+        assert_eq!(
+            store.claimed_hits.holds(&ha, &a),
+            None,
+            "checked once: not kept"
+        );
+        assert!(session.put_claimed_block(ha, &a).unwrap());
+        assert_eq!(
+            store.claimed_hits.holds(&ha, &a),
+            Some(true),
+            "checked twice: kept"
+        );
+        for _ in 0..3 {
+            assert!(session.put_claimed_block(ha, &a).unwrap());
+        }
+        // Other bytes under the kept block's digest are still refused.
+        let mut changed = a.clone();
+        changed[7] ^= 1;
+        assert!(!session.put_claimed_block(ha, &changed).unwrap());
+        assert_eq!(store.claimed_hits.holds(&ha, &a), Some(true));
+        assert_eq!(store.claimed_hits.holds(&ha, &changed), Some(false));
     }
 
     #[test]

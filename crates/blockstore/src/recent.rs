@@ -1,9 +1,10 @@
 //! A small, bounded set of recently seen blocks keyed by hash and by a cheap fingerprint.
 //!
-//! Used three times: a write session skips re-hashing a block identical to one it just stored
-//! (fingerprint match, then a full byte comparison — never the fingerprint alone), and
-//! the store skips re-reading and re-verifying a block it read lately more than once
-//! (a block read once is not copied in: most reads read each block once); and
+//! Used four times: a write session skips re-hashing a block identical to one it just stored
+//! (fingerprint match, then a full byte comparison — never the fingerprint alone); the
+//! store skips re-reading and re-verifying a block it read lately more than once (a block
+//! read once is not copied in: most reads read each block once); the store checks a claimed
+//! block (EBS direct) that it checked twice lately by comparing it in memory; and
 //! `openami snapshot upload` skips re-hashing a block it hashed twice lately.
 
 use std::collections::VecDeque;
@@ -121,6 +122,17 @@ impl RecentBlocks {
             .map(|(hash, _)| hash)
     }
 
+    /// Whether the remembered block `hash` is exactly `data`; `None` if no block `hash` is
+    /// remembered.
+    pub fn holds(&self, hash: &BlockHash, data: &[u8]) -> Option<bool> {
+        let known = self
+            .entries()
+            .iter()
+            .find(|e| e.hash == *hash)
+            .map(|e| Arc::clone(&e.data))?;
+        Some(known.as_slice() == data)
+    }
+
     /// A copy of a remembered block.
     pub fn get(&self, hash: &BlockHash) -> Option<Vec<u8>> {
         let data = self
@@ -149,7 +161,10 @@ mod tests {
         recent.insert(BlockHash::of(&b), &b);
         recent.insert(BlockHash::of(&c), &c);
         assert_eq!(recent.find(&a), None, "oldest evicted");
-        assert_eq!(recent.get(&BlockHash::of(&c)), Some(c));
+        assert_eq!(recent.get(&BlockHash::of(&c)), Some(c.clone()));
+        assert_eq!(recent.holds(&BlockHash::of(&c), &c), Some(true));
+        assert_eq!(recent.holds(&BlockHash::of(&c), &b), Some(false));
+        assert_eq!(recent.holds(&BlockHash::of(&a), &a), None, "evicted");
     }
 
     #[test]

@@ -55,6 +55,9 @@ const MAX_STAGED_BLOCKS: usize = 512;
 /// Verified blocks the store keeps for repeated reads (16 MiB).
 const READ_CACHE_BLOCKS: usize = 32;
 
+/// Blocks kept to check repeated claims in memory (4 MiB).
+const CLAIMED_HITS_BLOCKS: usize = 8;
+
 const LIVE_PREFIX: &str = "snapshots/";
 const RETAINED_PREFIX: &str = "retained/";
 const HOLDS_PREFIX: &str = "holds/";
@@ -151,6 +154,10 @@ pub struct BlockStore {
     next_session: AtomicU64,
     /// Recently read and verified blocks.
     read_cache: RecentBlocks,
+    /// Blocks whose claimed digests (EBS direct) were checked twice lately, so that the
+    /// next claim of the same block is checked by comparing it in memory (see
+    /// [`crate::claimed`]).
+    pub(crate) claimed_hits: RecentBlocks,
     /// Where sessions' staged blocks are installed, many sessions per sync.
     installs: GroupCommit<Pending, StoreError>,
     /// Write leases, for a store other nodes collect too (see [`crate::fossil`]).
@@ -189,6 +196,7 @@ impl BlockStore {
             pins: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             read_cache: RecentBlocks::new(READ_CACHE_BLOCKS),
+            claimed_hits: RecentBlocks::new(CLAIMED_HITS_BLOCKS),
             installs: GroupCommit::new(),
             leases: OnceLock::new(),
         })
