@@ -13,6 +13,11 @@
 //! | lazy fill through NBD (`nbdcopy`)     | `cat` of the raw file; read-ahead off   | — (ceiling shown) |
 //! | NBD read of the filled volume         | `cat` of the raw file                   | —               |
 //!
+//! Next to the incremental row, the bench writes the bytes the incremental stored as as
+//! many new files, with no store, and syncs them as the store's install does
+//! ([`durable_files_floor`]): the time the disk alone asks for, and the speed-up over the
+//! full snapshot that it allows.
+//!
 //! The `cp` baselines here and in `bench ingest` and `bench copy` are the best of three
 //! runs ([`best_cp`]): on this machine one copy of the same 2 GiB file took 0.4–2.8 s from
 //! run to run, and the fastest baseline makes each ratio against it conservative.
@@ -154,6 +159,60 @@ pub(crate) fn best_cp(
     Ok((cp_best, durable_best))
 }
 
+/// Files the floor of [`durable_files_floor`] syncs at once, as the store's install does.
+const FLOOR_SYNC_THREADS: usize = 8;
+
+/// The best of [`BASELINE_RUNS`] times to write `bytes` (of `rng`'s incompressible data)
+/// as `files` new files in a fresh directory under `dir` and make them durable
+/// (`fdatasync` of each on [`FLOOR_SYNC_THREADS`] threads, then the directory's
+/// `fsync`): what the disk alone asks for the bytes a snapshot stores, with no hashing,
+/// compression or store. `None` when there is nothing to write.
+fn durable_files_floor(
+    dir: &Path,
+    files: u64,
+    bytes: u64,
+    rng: &mut Rng,
+) -> anyhow::Result<Option<Duration>> {
+    if files == 0 || bytes == 0 {
+        return Ok(None);
+    }
+    let per_file = usize::try_from(bytes.div_ceil(files)).context("file size")?;
+    let mut content = vec![0u8; per_file];
+    rng.fill(&mut content);
+    let mut best = Duration::MAX;
+    for run in 0..BASELINE_RUNS {
+        let run_dir = dir.join(run.to_string());
+        std::fs::create_dir_all(&run_dir).context("creating the floor directory")?;
+        sync_all()?;
+        let t = Instant::now();
+        let mut handles = Vec::new();
+        for i in 0..files {
+            let mut f = File::create(run_dir.join(i.to_string())).context("creating a file")?;
+            f.write_all(&content).context("writing a file")?;
+            handles.push(f);
+        }
+        let per_thread = handles.len().div_ceil(FLOOR_SYNC_THREADS);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = handles
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(File::sync_data)))
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
+            })
+        })
+        .context("syncing the files")?;
+        File::open(&run_dir)
+            .and_then(|d| d.sync_all())
+            .context("syncing the directory")?;
+        best = best.min(t.elapsed());
+        drop(handles);
+        std::fs::remove_dir_all(&run_dir).context("removing the floor files")?;
+    }
+    Ok(Some(best))
+}
+
 pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
@@ -251,6 +310,13 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
         vol.write_at(&block[..len], b * BLOCK_SIZE as u64)?;
     }
     let inc = vol.snapshot(id("snap-inc")?)?;
+    // What the disk alone takes to make the incremental's new bytes durable.
+    let floor = durable_files_floor(
+        &work.join("floor"),
+        inc.new_blocks,
+        inc.stored_bytes,
+        &mut rng,
+    )?;
 
     let mut create_times = Vec::new();
     for i in 0..args.create_samples.max(1) {
@@ -390,6 +456,18 @@ fn bench(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<()> {
             inc.new_blocks,
             secs(share),
             secs(full_time / 100),
+        );
+    }
+    if let Some(floor) = floor {
+        println!(
+            "{:<44} writing those {} blocks' {} as {} new files and syncing them, with no \
+             store (best of {BASELINE_RUNS}): {}, so this disk allows at most {:.1}x",
+            "",
+            inc.new_blocks,
+            human(inc.stored_bytes),
+            inc.new_blocks,
+            secs(floor),
+            full_time.as_secs_f64() / floor.as_secs_f64(),
         );
     }
     row(
