@@ -13,8 +13,8 @@
 //! | lazy fill through NBD (`nbdcopy`)     | `cat` of the raw file; read-ahead off   | — (ceiling shown) |
 //! | NBD read of the filled volume         | `cat` of the raw file                   | —               |
 //!
-//! Next to the incremental row, the bench writes the bytes the incremental stored as as
-//! many new files, with no store, and syncs them as the store's install does
+//! Next to the incremental row, the bench writes the bytes the incremental stored, one
+//! new file per new block, with no store, and syncs them as the store's install does
 //! ([`durable_files_floor`]): the time the disk alone asks for, and the speed-up over the
 //! full snapshot that it allows.
 //!
