@@ -15,10 +15,8 @@
 //!
 //! # Group commit: `stage` then `install`
 //!
-//! `stage` only writes the temp file (no sync, no rename) and starts its writeback
-//! ([`start_writeback`]), so the disk works while the writers go on hashing and writing.
-//! `install` takes a batch of staged objects and makes them durable with as few syncs as
-//! the batch allows:
+//! `stage` only writes the temp file (no sync, no rename). `install` takes a batch of staged
+//! objects and makes them durable with as few syncs as the batch allows:
 //!
 //! ```text
 //!  writers (in parallel)           the one thread that installs the batch
@@ -137,14 +135,7 @@ impl LocalFsStore {
         // On any failure (ENOSPC included) the temp file goes: nothing half-written is
         // ever renamed into place.
         write_all_parts(&mut file, parts)
-            .and_then(|()| {
-                if sync {
-                    file.sync_data()
-                } else {
-                    start_writeback(&file);
-                    Ok(())
-                }
-            })
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
             .map_err(|e| {
                 let _ = fs::remove_file(&path);
                 StoreError::io("write", path.display(), e)
@@ -220,22 +211,6 @@ fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Starts writing `file`'s dirty pages to disk without waiting for them, so that the
-/// `fdatasync` or `syncfs` of its batch's install finds most of them written already
-/// (41 new blocks of an incremental snapshot: their syncs took 12.5 ms after plain
-/// writes, 2.5 ms after this; in `openami bench store`, run alternately without and with
-/// it after 300 s idle pauses, the incremental took 24.4 and 27.0 ms without, 18.5 and
-/// 16.7 ms with, and the full snapshot 737 and 754 ms without, 644 and 617 ms with).
-/// `posix_fadvise(POSIX_FADV_DONTNEED)` is the call: Linux submits the range's dirty
-/// pages for writeback first and then drops only clean pages, and pages under writeback
-/// are not clean, so the file stays cached. (`sync_file_range` says it more directly but
-/// has no safe binding in `rustix` or `nix`, and the workspace forbids unsafe code.)
-/// Durability never rests on this: only the install's sync counts, and an error here is
-/// ignored.
-fn start_writeback(file: &File) {
-    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 /// Creates `dir` and any missing ancestors, syncing each parent whose entries changed.
