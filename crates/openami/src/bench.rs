@@ -38,8 +38,9 @@
 //! reader without read-ahead) is judged on the in-process reader with read-ahead, against
 //! that stated rate ([`ISSUE_LAZY_FILL_MIB_S`]): one thread reading in order, the reader
 //! the target describes. The same run's "off" pass is printed next to it, unjudged: the
-//! read path it shares became several times faster itself. Through NBD the client's own parallel requests overlap
-//! the fetches even with read-ahead off, so there the gain read-ahead can bring is
+//! read path it shares became several times faster itself. Through NBD the client's own
+//! parallel requests overlap the fetches even with read-ahead off, so there the gain
+//! read-ahead can bring is
 //! bounded by reading the same volume once filled (no fetch at all): that ceiling is
 //! printed next to the NBD row.
 
