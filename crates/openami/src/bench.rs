@@ -40,9 +40,8 @@
 //! the target describes. The same run's "off" pass is printed next to it, unjudged: the
 //! read path it shares became several times faster itself. Through NBD the client's own
 //! parallel requests overlap the fetches even with read-ahead off, so there the gain
-//! read-ahead can bring is
-//! bounded by reading the same volume once filled (no fetch at all): that ceiling is
-//! printed next to the NBD row.
+//! read-ahead can bring is bounded by reading the same volume once filled (no fetch at
+//! all): that ceiling is printed next to the NBD row.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
