@@ -50,7 +50,7 @@ def start_with_instances(tmp_path, guest_raw, name, count):  # noqa: F811
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
     ids = [i["InstanceId"] for i in client.run_instances(
         ImageId=image, MinCount=count, MaxCount=count, InstanceType="t3.micro")["Instances"]]
-    return server, ids
+    return server, ids, client
 
 
 def kill_all(server, ids):
@@ -70,7 +70,7 @@ def wait_gone(ids, timeout):
 
 
 def test_sigterm_is_prompt_with_pending_instances(tmp_path, guest_raw):  # noqa: F811
-    server, ids = start_with_instances(tmp_path, guest_raw, "term", 4)
+    server, ids, _ = start_with_instances(tmp_path, guest_raw, "term", 4)
     try:
         # At once: the instances are pending, their machines being launched.
         started = time.time()
@@ -86,11 +86,12 @@ def test_sigterm_is_prompt_with_pending_instances(tmp_path, guest_raw):  # noqa:
 
 
 def test_machines_of_a_killed_server_with_a_deleted_data_dir_are_ended(tmp_path, guest_raw):  # noqa: F811
-    server, ids = start_with_instances(tmp_path, guest_raw, "killed", 2)
+    server, ids, client = start_with_instances(tmp_path, guest_raw, "killed", 2)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(qemu_of(ids)) < 2:
-            time.sleep(0.1)
+        # Running, not merely spawned: a QEMU still starting when openami dies cannot
+        # connect to the NBD sockets of its disks and exits (the next start boots the
+        # instance again), so only launched machines are the ones that outlive openami.
+        client.get_waiter("instance_running").wait(InstanceIds=ids, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
         assert len(qemu_of(ids)) == 2
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait()
