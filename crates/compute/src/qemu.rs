@@ -273,13 +273,25 @@ pub fn kvm_usable() -> bool {
     })
 }
 
-/// Probes whether KVM executes a guest: boots QEMU with `-accel kvm` and no disk, and
-/// waits for SeaBIOS to get through its power-on self test to its boot attempts (its
-/// debug console, port 0x402, says `Booting from` / `No bootable device`). That runs
-/// real-mode and 32-bit firmware code under KVM; on machines where `/dev/kvm` exists
-/// but cannot run guests, KVM stops with an internal error long before. `Ok(false)` when
-/// `/dev/kvm` is missing or the firmware does not get there within `timeout`.
+/// Probes whether KVM executes a guest. On x86 the CPU must first offer hardware
+/// virtualization (`vmx` or `svm` among `/proc/cpuinfo`'s flags): a `/dev/kvm` without it
+/// is a paravirtual KVM such as PVM (`kvm_pvm`), which runs only guest kernels built for
+/// it; it gets through SeaBIOS but stops an ordinary guest's boot loader at an internal
+/// error. Then it boots QEMU with `-accel kvm` and no disk, and waits for SeaBIOS to get
+/// through its power-on self test to its boot attempts (its debug console, port 0x402,
+/// says `Booting from` / `No bootable device`). That runs real-mode and 32-bit firmware
+/// code under KVM; on machines where `/dev/kvm` exists but cannot run guests, KVM stops
+/// with an internal error long before. `Ok(false)` when `/dev/kvm` is missing, the CPU
+/// lacks hardware virtualization, or the firmware does not get there within `timeout`.
 pub fn probe_kvm(timeout: Duration) -> Result<bool> {
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo")
+            .map_err(|e| Error::io("reading /proc/cpuinfo", e))?;
+        if !has_hardware_virtualization(&cpuinfo) {
+            tracing::info!("the CPU offers no vmx/svm: KVM cannot run ordinary guests here");
+            return Ok(false);
+        }
+    }
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -334,6 +346,18 @@ fn run_probe(debugcon: &Path, timeout: Duration) -> Result<bool> {
     Ok(ok)
 }
 
+/// Whether an x86 `/proc/cpuinfo` lists `vmx` (Intel VT-x) or `svm` (AMD-V) among the
+/// flags of its first processor.
+fn has_hardware_virtualization(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "flags").then_some(value)
+        })
+        .is_some_and(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
 /// Resolves [`Accel`] to "use KVM?".
 pub(crate) fn use_kvm(accel: Accel) -> bool {
     match accel {
@@ -347,6 +371,18 @@ pub(crate) fn use_kvm(accel: Accel) -> bool {
 mod tests {
     use super::*;
     use crate::spec::{DiskFormat, DiskSpec};
+
+    #[test]
+    fn hardware_virtualization_is_read_from_the_cpu_flags() {
+        let intel = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme de vmx sse2\n\nprocessor\t: 1\nflags\t\t: fpu\n";
+        let amd = "processor\t: 0\nflags\t\t: fpu svm lm\nbugs\t\t: sysret_ss_attrs\n";
+        let pvm = "processor\t: 0\nflags\t\t: fpu vme hypervisor lm\nvmx flags\t: none\n";
+        assert!(has_hardware_virtualization(intel));
+        assert!(has_hardware_virtualization(amd));
+        assert!(!has_hardware_virtualization(pvm));
+        assert!(!has_hardware_virtualization("flags\t: fpu vmxe svmx\n"));
+        assert!(!has_hardware_virtualization(""));
+    }
 
     #[test]
     fn command_line_has_the_essentials() {
