@@ -123,6 +123,72 @@ def test_modify_volume_grows_and_changes_type(alice, ec2):
     assert error_code(e.value) == "InvalidParameterValue"
 
 
+def test_volume_modifications_are_recorded_and_filterable(alice, bob, ec2, aws):
+    c = ec2(alice)
+    vid = make_volume(c, 1, VolumeType="gp3")["VolumeId"]
+    untouched = make_volume(c, 1)["VolumeId"]
+    # Never modified: named, it is an error; unnamed, it is absent.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.describe_volumes_modifications(VolumeIds=[vid])
+    assert error_code(e.value) == "InvalidVolumeModification.NotFound"
+    assert vid not in {m["VolumeId"] for m in c.describe_volumes_modifications()["VolumesModifications"]}
+    c.modify_volume(VolumeId=vid, Size=3)
+    c.modify_volume(VolumeId=vid, Iops=4000, Throughput=250)
+    # Only the most recent modification, complete (it takes effect at once here).
+    [m] = c.describe_volumes_modifications(VolumeIds=[vid])["VolumesModifications"]
+    assert m["ModificationState"] == "completed" and m["Progress"] == 100
+    assert (m["OriginalSize"], m["TargetSize"]) == (3, 3)
+    assert (m["OriginalIops"], m["TargetIops"]) == (3000, 4000)
+    assert (m["OriginalThroughput"], m["TargetThroughput"]) == (125, 250)
+    assert m["OriginalVolumeType"] == m["TargetVolumeType"] == "gp3"
+    assert m["StartTime"] <= m["EndTime"]
+    ids = lambda **kw: {m["VolumeId"] for m in c.describe_volumes_modifications(**kw)["VolumesModifications"]}
+    assert vid in ids(Filters=[{"Name": "target-iops", "Values": ["4000"]}])
+    assert vid not in ids(Filters=[{"Name": "target-iops", "Values": ["3000"]}])
+    assert vid in ids(Filters=[{"Name": "modification-state", "Values": ["completed"]}])
+    assert untouched not in ids()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.describe_volumes_modifications(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+    assert error_code(e.value) == "InvalidParameterValue"
+    # Another account sees neither the volume nor its modification.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2(bob).describe_volumes_modifications(VolumeIds=[vid])
+    assert error_code(e.value) == "InvalidVolume.NotFound"
+    # The record survives in the catalog: the AWS CLI reads the same.
+    out = aws(alice, "ec2", "describe-volumes-modifications", "--volume-ids", vid)
+    assert out["VolumesModifications"][0]["TargetThroughput"] == 250
+
+
+def test_volume_status_and_attributes(alice, bob, ec2, aws):
+    c = ec2(alice)
+    vid = make_volume(c, 1)["VolumeId"]
+    c.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=FAST_WAITER)
+    [s] = c.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"]
+    assert s["VolumeStatus"]["Status"] == "ok" and s["AvailabilityZone"] == "us-east-1a"
+    assert {"Name": "io-enabled", "Status": "passed"} in s["VolumeStatus"]["Details"]
+    assert s["Events"] == [] and s["Actions"] == []
+    ok = lambda status: {v["VolumeId"] for v in c.describe_volume_status(
+        Filters=[{"Name": "volume-status.status", "Values": [status]}])["VolumeStatuses"]}
+    assert vid in ok("ok") and vid not in ok("impaired")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2(bob).describe_volume_status(VolumeIds=[vid])
+    assert error_code(e.value) == "InvalidVolume.NotFound"
+
+    assert c.describe_volume_attribute(VolumeId=vid, Attribute="autoEnableIO")["AutoEnableIO"] == {"Value": False}
+    c.modify_volume_attribute(VolumeId=vid, AutoEnableIO={"Value": True})
+    got = aws(alice, "ec2", "describe-volume-attribute", "--volume-id", vid, "--attribute", "autoEnableIO")
+    assert got["AutoEnableIO"] == {"Value": True} and got["VolumeId"] == vid
+    assert c.describe_volume_attribute(VolumeId=vid, Attribute="productCodes")["ProductCodes"] == []
+    for call, code in ((lambda: c.describe_volume_attribute(VolumeId=vid, Attribute="size"), "InvalidParameterValue"),
+                       (lambda: c.modify_volume_attribute(VolumeId=vid), "MissingParameter"),
+                       (lambda: ec2(bob).modify_volume_attribute(VolumeId=vid, AutoEnableIO={"Value": False}),
+                        "InvalidVolume.NotFound")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == code
+    assert c.describe_volume_attribute(VolumeId=vid, Attribute="autoEnableIO")["AutoEnableIO"] == {"Value": True}
+
+
 def test_client_token_is_idempotent(alice, ec2):
     c = ec2(alice)
     a = make_volume(c, 1, ClientToken="tok-123")

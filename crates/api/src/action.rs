@@ -17,6 +17,7 @@ use crate::keypairs::KeyPairAction;
 use crate::launch_templates::LaunchTemplateAction;
 use crate::params::Params;
 use crate::transfers::TransferAction;
+use crate::volume_options::VolumeOptionAction;
 use crate::vpc::VpcAction;
 
 /// Every EC2 operation name in botocore's model (2016-11-15), one per line.
@@ -183,6 +184,8 @@ pub enum Action {
     InstanceOption(InstanceOptionAction),
     /// VPC layer actions (VPCs, subnets, security groups, …).
     Vpc(VpcAction),
+    /// Volume modifications, status and attributes (crate::volume_options).
+    VolumeOption(VolumeOptionAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -417,6 +420,8 @@ impl Action {
                     Action::Vpc(action)
                 } else if let Some(action) = InstanceOptionAction::parse(other, p)? {
                     Action::InstanceOption(action)
+                } else if let Some(action) = VolumeOptionAction::parse(other, p)? {
+                    Action::VolumeOption(action)
                 } else {
                     return Err(unknown_action(other));
                 }

@@ -33,6 +33,7 @@ pub mod run_options;
 pub mod security_groups;
 mod services;
 pub mod transfers;
+pub mod volume_options;
 pub mod vpc;
 pub mod xml;
 

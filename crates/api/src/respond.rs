@@ -90,27 +90,7 @@ pub fn execute(
         Action::ModifyVolume(req) => {
             let m = cloud.modify_volume(caller, req)?;
             x.elem("volumeModification", |x| {
-                x.text("volumeId", &m.volume_id)
-                    .text("modificationState", "completed")
-                    .text("targetSize", &m.target.size_gib.to_string())
-                    .opt("targetIops", m.target.iops)
-                    .text("targetVolumeType", &m.target.volume_type)
-                    .opt("targetThroughput", m.target.throughput)
-                    .text(
-                        "targetMultiAttachEnabled",
-                        &m.target.multi_attach.to_string(),
-                    )
-                    .text("originalSize", &m.original.size_gib.to_string())
-                    .opt("originalIops", m.original.iops)
-                    .text("originalVolumeType", &m.original.volume_type)
-                    .opt("originalThroughput", m.original.throughput)
-                    .text(
-                        "originalMultiAttachEnabled",
-                        &m.original.multi_attach.to_string(),
-                    )
-                    .text("progress", "100")
-                    .text("startTime", &iso8601(m.start_time_ms))
-                    .text("endTime", &iso8601(m.start_time_ms));
+                crate::volume_options::modification(x, &m)
             });
         }
         Action::CreateSnapshot {
@@ -264,6 +244,9 @@ pub fn execute(
             crate::instance_options::execute(&mut x, cloud, caller, action)?
         }
         Action::Vpc(action) => crate::vpc::execute(&mut x, cloud, caller, action)?,
+        Action::VolumeOption(action) => {
+            crate::volume_options::execute(&mut x, cloud, caller, action)?
+        }
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

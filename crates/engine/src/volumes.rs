@@ -1,4 +1,5 @@
-//! Volumes: CreateVolume, DescribeVolumes, DeleteVolume, ModifyVolume.
+//! Volumes: CreateVolume, DescribeVolumes, DeleteVolume, ModifyVolume (and, in
+//! [`status`], what EC2 reports about a volume beyond DescribeVolumes).
 
 use std::sync::Arc;
 
@@ -41,6 +42,12 @@ pub struct VolumeDoc {
     /// The instance it is attached to.
     #[serde(default)]
     pub attachment: Option<AttachmentDoc>,
+    /// The most recent ModifyVolume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modification: Option<ModificationDoc>,
+    /// The `autoEnableIO` attribute (ModifyVolumeAttribute).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_enable_io: bool,
 }
 
 /// A volume's attachment to an instance.
@@ -151,19 +158,6 @@ pub struct ModifyVolume {
     pub throughput: Option<i64>,
     /// New multi-attach flag.
     pub multi_attach: Option<bool>,
-}
-
-/// The result of ModifyVolume.
-#[derive(Clone, Debug)]
-pub struct VolumeModification {
-    /// The volume.
-    pub volume_id: String,
-    /// Attributes before.
-    pub original: VolumeDoc,
-    /// Attributes after.
-    pub target: VolumeDoc,
-    /// When it was asked for.
-    pub start_time_ms: i64,
 }
 
 /// Size limits (GiB) and IOPS rules per volume type.
@@ -359,6 +353,8 @@ impl Cloud {
             create_time_ms: now_ms(),
             client_token: req.client_token.clone(),
             attachment: None,
+            last_modification: None,
+            auto_enable_io: false,
         };
         self.materialize_volume(&caller.account_id, &caller.region, doc, tags)
     }
@@ -548,16 +544,29 @@ impl Cloud {
             let handle = self.volume_handle(&row.region, &row.id)?;
             handle.grow(target.size_gib as u64 * GIB)?;
         }
+        // It takes effect at once: completed when it is recorded.
+        let now = now_ms();
+        let record = ModificationDoc {
+            original: VolumeSettings::of(&original),
+            target: VolumeSettings::of(&target),
+            start_time_ms: now,
+            end_time_ms: now,
+        };
+        target.last_modification = Some(record.clone());
         self.catalog
             .update_resource(&row.id, &row.state, &encode(&target)?)?;
         Ok(VolumeModification {
             volume_id: row.id,
-            original,
-            target,
-            start_time_ms: now_ms(),
+            record,
+            tags: Vec::new(),
         })
     }
 }
+
+mod status;
+pub use status::{
+    ModificationDoc, VolumeAttribute, VolumeModification, VolumeSettings, VolumeStatus,
+};
 
 #[cfg(test)]
 mod tests;

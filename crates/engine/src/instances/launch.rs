@@ -426,6 +426,8 @@ impl Cloud {
                         multi_attach: false,
                         create_time_ms: now,
                         client_token: None,
+                        last_modification: None,
+                        auto_enable_io: false,
                         attachment: Some(AttachmentDoc {
                             instance_id: id.clone(),
                             device: m.device_name.clone(),

@@ -92,6 +92,8 @@ fn volume_from_a_snapshot_deleted_meanwhile_is_not_found() {
         multi_attach: false,
         create_time_ms: now_ms(),
         client_token: None,
+        last_modification: None,
+        auto_enable_io: false,
         attachment: None,
     };
     let err = cloud
