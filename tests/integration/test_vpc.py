@@ -497,3 +497,26 @@ def test_network_interfaces_of_instances(server, ec2, aws):
     assert c.describe_network_interfaces()["NetworkInterfaces"] == []
     assert c.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]["AvailableIpAddressCount"] == 4091
     c.delete_security_group(GroupId=web)
+
+
+def test_security_groups_per_interface_limit(server, ec2):
+    """At most five groups per interface (EC2's default quota, which DescribeAccountAttributes
+    reports); the sixth is refused before anything is launched."""
+    creds, c = fresh(server, ec2)
+    vol = c.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    c.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST_WAITER)
+    snap = c.create_snapshot(VolumeId=vol)["SnapshotId"]
+    c.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST_WAITER)
+    image = c.register_image(Name="sg-limit", RootDeviceName="/dev/xvda", Architecture="x86_64",
+                             BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
+    groups = [c.create_security_group(GroupName=f"g{i}", Description="limit")["GroupId"] for i in range(6)]
+    limit = c.describe_account_attributes(AttributeNames=["vpc-max-security-groups-per-interface"])
+    assert limit["AccountAttributes"][0]["AttributeValues"] == [{"AttributeValue": "5"}]
+    code, message = err(c.run_instances, ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                        SecurityGroupIds=groups)
+    assert code == "SecurityGroupsPerInterfaceLimitExceeded", message
+    # By name too (the default VPC takes names).
+    code, _ = err(c.run_instances, ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                  SecurityGroupIds=groups[:3], SecurityGroups=["g3", "g4", "g5"])
+    assert code == "SecurityGroupsPerInterfaceLimitExceeded"
+    assert c.describe_instances()["Reservations"] == []

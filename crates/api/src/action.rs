@@ -7,6 +7,7 @@ use engine::snapshots::Grantee;
 use engine::volumes::{CreateVolume, ModifyVolume};
 use engine::{Ec2Error, Ec2Result};
 
+use crate::account::AccountAction;
 use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
@@ -186,6 +187,8 @@ pub enum Action {
     Vpc(VpcAction),
     /// Volume modifications, status and attributes (crate::volume_options).
     VolumeOption(VolumeOptionAction),
+    /// Account-wide settings and offerings (crate::account).
+    Account(AccountAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -422,6 +425,8 @@ impl Action {
                     Action::InstanceOption(action)
                 } else if let Some(action) = VolumeOptionAction::parse(other, p)? {
                     Action::VolumeOption(action)
+                } else if let Some(action) = AccountAction::parse(other, p)? {
+                    Action::Account(action)
                 } else {
                     return Err(unknown_action(other));
                 }

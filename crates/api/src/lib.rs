@@ -12,6 +12,7 @@
 //! <Response><Errors><Error><Code>…</Code><Message>…</Message></Error></Errors><RequestID>…</RequestID></Response>
 //! ```
 
+pub mod account;
 pub mod action;
 pub mod audit;
 mod auth;

@@ -247,6 +247,7 @@ pub fn execute(
         Action::VolumeOption(action) => {
             crate::volume_options::execute(&mut x, cloud, caller, action)?
         }
+        Action::Account(action) => crate::account::execute(&mut x, cloud, caller, action)?,
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

@@ -9,6 +9,7 @@
 //! `error`, images `pending` → `available` | `failed`). At startup
 //! `recovery` makes the catalog and the stores agree again after a crash.
 
+pub mod account;
 pub mod datadir;
 pub mod ebs;
 mod error;

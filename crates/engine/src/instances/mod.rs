@@ -36,7 +36,10 @@ pub use launch::{RunInstances, RunMapping};
 pub use lifecycle::StateChange;
 pub use machine::{Accelerator, ComputeConfig};
 pub use metrics::CpuSample;
-pub use types::{InstanceType, describe_instance_types, instance_type};
+pub use types::{
+    InstanceType, TypeOffering, describe_instance_type_offerings, describe_instance_types,
+    instance_type,
+};
 
 use crate::images::StateReason;
 use crate::query::{Filterable, iso8601};

@@ -171,9 +171,115 @@ pub fn describe_instance_types(
     Ok(page.apply(out, |t| t.name))
 }
 
+/// One item of DescribeInstanceTypeOfferings: a type offered at a location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeOffering {
+    /// The type.
+    pub instance_type: &'static str,
+    /// `region`, `availability-zone` or `availability-zone-id`.
+    pub location_type: &'static str,
+    /// The region, zone name or zone id.
+    pub location: String,
+}
+
+impl crate::query::Filterable for TypeOffering {
+    fn filter_values(&self, name: &str) -> Option<Vec<String>> {
+        match name {
+            "instance-type" => Some(vec![self.instance_type.into()]),
+            "location" => Some(vec![self.location.clone()]),
+            _ => None,
+        }
+    }
+
+    fn tags(&self) -> &[(String, String)] {
+        &[]
+    }
+}
+
+/// DescribeInstanceTypeOfferings: every type is offered in the region and each of its
+/// zones (`location_type` defaults to `region`; there are no Outposts, so `outpost`
+/// offers nothing). Paged by (location, type).
+pub fn describe_instance_type_offerings(
+    region: &str,
+    location_type: Option<&str>,
+    filters: &[crate::query::Filter],
+    page: &crate::query::Page,
+) -> crate::Ec2Result<(Vec<TypeOffering>, Option<String>)> {
+    crate::query::check_filters(filters)?;
+    let mut page = page.clone();
+    page.check(5, 1000, false)?;
+    let location_type = location_type.unwrap_or("region");
+    let (location_type, locations): (&'static str, Vec<String>) = match location_type {
+        "region" => ("region", vec![region.to_string()]),
+        "availability-zone" => (
+            "availability-zone",
+            crate::regions::zones(region)
+                .into_iter()
+                .map(|z| z.name)
+                .collect(),
+        ),
+        "availability-zone-id" => (
+            "availability-zone-id",
+            crate::regions::zones(region)
+                .into_iter()
+                .map(|z| z.id)
+                .collect(),
+        ),
+        "outpost" => ("outpost", Vec::new()),
+        other => {
+            return Err(crate::Ec2Error::invalid_value(format!(
+                "Value ({other}) for parameter locationType is invalid. Valid values: region, availability-zone, availability-zone-id, outpost"
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for location in &locations {
+        let mut types: Vec<&InstanceType> = INSTANCE_TYPES.iter().collect();
+        types.sort_by_key(|t| t.name);
+        for t in types {
+            let offering = TypeOffering {
+                instance_type: t.name,
+                location_type,
+                location: location.clone(),
+            };
+            if crate::query::matches(&offering, filters)? {
+                out.push(offering);
+            }
+        }
+    }
+    let keyed: Vec<(String, TypeOffering)> = out
+        .into_iter()
+        .map(|o| (format!("{}/{}", o.location, o.instance_type), o))
+        .collect();
+    let (page_items, token) = page.apply(keyed, |(key, _)| key);
+    Ok((page_items.into_iter().map(|(_, o)| o).collect(), token))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offerings_per_location_type() {
+        let page = crate::query::Page::default();
+        let (all, _) = describe_instance_type_offerings("us-east-1", None, &[], &page).unwrap();
+        assert_eq!(all.len(), INSTANCE_TYPES.len());
+        assert!(
+            all.iter()
+                .all(|o| o.location == "us-east-1" && o.location_type == "region")
+        );
+        let (zones, _) =
+            describe_instance_type_offerings("us-east-1", Some("availability-zone"), &[], &page)
+                .unwrap();
+        assert_eq!(zones.len(), 3 * INSTANCE_TYPES.len());
+        let (ids, _) =
+            describe_instance_type_offerings("us-east-1", Some("availability-zone-id"), &[], &page)
+                .unwrap();
+        assert!(ids.iter().any(|o| o.location == "use1-az1"));
+        let err =
+            describe_instance_type_offerings("us-east-1", Some("planet"), &[], &page).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterValue");
+    }
 
     #[test]
     fn known_and_unknown_types() {

@@ -35,6 +35,7 @@ pub use rules::{
     IpPermission, PermissionSet, PermissionSource, RuleDoc, RuleSource, RuleView,
     normalize_protocol, permission_sets,
 };
+pub use security_groups::MAX_GROUPS_PER_INTERFACE;
 pub use security_groups::{GroupView, LaunchPlacement};
 pub use subnets::{CreateSubnet, SubnetView};
 pub use vpcs::{VPC_ATTRIBUTES, VpcAttribute, VpcView};

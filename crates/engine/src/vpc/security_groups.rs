@@ -386,6 +386,7 @@ impl Cloud {
                 unique.push(g);
             }
         }
+        check_groups_per_interface(unique.len())?;
         Ok(LaunchPlacement {
             zone: subnet.availability_zone,
             vpc_id: subnet.vpc_id,
@@ -396,7 +397,8 @@ impl Cloud {
         })
     }
 
-    /// The caller's groups `group_ids`, all of VPC `vpc_id` (for RunInstances,
+    /// The caller's groups `group_ids`, all of VPC `vpc_id`, at most
+    /// [`MAX_GROUPS_PER_INTERFACE`] (for RunInstances,
     /// ModifyInstanceAttribute groupSet, ModifyNetworkInterfaceAttribute). A group of
     /// another VPC is `InvalidParameter`; an unknown one `InvalidGroup.NotFound`.
     pub(crate) fn groups_in_vpc(
@@ -421,6 +423,7 @@ impl Cloud {
                 });
             }
         }
+        check_groups_per_interface(out.len())?;
         Ok(out)
     }
 
@@ -446,4 +449,18 @@ pub(crate) fn no_default_vpc() -> Ec2Error {
         "VPCIdNotSpecified",
         "No default VPC for this user. GroupName is only supported for EC2-Classic and default VPC.",
     )
+}
+
+/// Security groups one network interface may have (EC2's default quota; DescribeAccountAttributes
+/// reports it as `vpc-max-security-groups-per-interface`).
+pub const MAX_GROUPS_PER_INTERFACE: usize = 5;
+
+fn check_groups_per_interface(count: usize) -> Ec2Result<()> {
+    if count > MAX_GROUPS_PER_INTERFACE {
+        return Err(Ec2Error::client(
+            "SecurityGroupsPerInterfaceLimitExceeded",
+            "You have exceeded the maximum number of security groups allowed per network interface.",
+        ));
+    }
+    Ok(())
 }
