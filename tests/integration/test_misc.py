@@ -56,7 +56,7 @@ def test_account_attributes_and_ebs_encryption_default(alice, bob, ec2, aws):
     assert attrs["default-vpc"] == [default_vpc]
     assert int(attrs["max-instances"][0]) >= 1
     assert attrs["vpc-max-security-groups-per-interface"] == ["5"]
-    assert attrs["max-elastic-ips"] == attrs["vpc-max-elastic-ips"] == ["0"]
+    assert attrs["max-elastic-ips"] == attrs["vpc-max-elastic-ips"] == ["5"]
     # Each account and region has its own default VPC.
     other = ec2(bob).describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
     assert [a["AttributeName"] for a in other] == ["default-vpc"]

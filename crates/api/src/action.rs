@@ -8,6 +8,7 @@ use engine::volumes::{CreateVolume, ModifyVolume};
 use engine::{Ec2Error, Ec2Result};
 
 use crate::account::AccountAction;
+use crate::addresses::AddressAction;
 use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
@@ -189,6 +190,8 @@ pub enum Action {
     VolumeOption(VolumeOptionAction),
     /// Account-wide settings and offerings (crate::account).
     Account(AccountAction),
+    /// Elastic IP addresses (crate::addresses).
+    Address(AddressAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -427,6 +430,8 @@ impl Action {
                     Action::VolumeOption(action)
                 } else if let Some(action) = AccountAction::parse(other, p)? {
                     Action::Account(action)
+                } else if let Some(action) = AddressAction::parse(other, p)? {
+                    Action::Address(action)
                 } else {
                     return Err(unknown_action(other));
                 }

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiState;
 use crate::action::Action;
+use crate::addresses::AddressAction;
 use crate::instance_options::InstanceOptionAction;
 use crate::instances::InstanceAction;
 use crate::params::Params;
@@ -131,6 +132,10 @@ fn target(action: &Action) -> Option<WorkTarget<'_>> {
         Action::DeleteVolume { id } => Some(WorkTarget::Volume(id)),
         Action::ModifyVolume(m) => Some(WorkTarget::Volume(&m.volume_id)),
         Action::CreateSnapshot { volume_id, .. } => Some(WorkTarget::Volume(volume_id)),
+        Action::Address(AddressAction::Associate(a)) => a
+            .instance_id
+            .as_ref()
+            .map(|id| WorkTarget::Instances(one(id))),
         Action::Instance(i) => match i {
             InstanceAction::Run(r) => r
                 .availability_zone

@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod action;
+pub mod addresses;
 pub mod audit;
 mod auth;
 mod ebs;

@@ -248,6 +248,7 @@ pub fn execute(
             crate::volume_options::execute(&mut x, cloud, caller, action)?
         }
         Action::Account(action) => crate::account::execute(&mut x, cloud, caller, action)?,
+        Action::Address(action) => crate::addresses::execute(&mut x, cloud, caller, action)?,
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

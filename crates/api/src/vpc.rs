@@ -3,6 +3,7 @@
 //! botocore's model shapes them (`vpcSet`, `subnetSet`, `routeTableSet`,
 //! `networkInterfaceSet`, …).
 
+use engine::network::ElasticAssociation;
 use engine::query::{Filter, Page, TagSpecification, iso8601, parse_attribute};
 use engine::vpc::{
     CreateSubnet, DHCP_OPTIONS_ID, InterfaceView, RouteTableView, SubnetView, VPC_ATTRIBUTES,
@@ -309,7 +310,14 @@ fn interface_xml(x: &mut Xml, i: &InterfaceView) {
                             ip,
                         ),
                     )
-                    .text("ipOwnerId", "amazon");
+                    .text(
+                        "ipOwnerId",
+                        &ElasticAssociation::ip_owner(n.elastic.as_ref(), &i.owner_id),
+                    );
+                if let Some(e) = &n.elastic {
+                    x.text("allocationId", &e.allocation_id)
+                        .text("associationId", &e.association_id);
+                }
             });
         }
     };

@@ -1,7 +1,7 @@
 //! Account-wide EC2 settings: DescribeAccountAttributes and GetEbsEncryptionByDefault.
 //!
 //! The values are what this server really does, not AWS's defaults: `max-instances` is
-//! the host's capacity (`--max-instances`), Elastic IP addresses do not exist here (0), and
+//! the host's capacity (`--max-instances`), Elastic IPs are limited to 5 per region, and
 //! EBS data is not encrypted at rest, so encryption by default is off.
 
 use crate::vpc::MAX_GROUPS_PER_INTERFACE;
@@ -51,7 +51,7 @@ impl Cloud {
                 "vpc-max-security-groups-per-interface" => {
                     vec![MAX_GROUPS_PER_INTERFACE.to_string()]
                 }
-                _ => vec!["0".to_string()],
+                _ => vec![crate::instances::elastic_ips::MAX_PER_REGION.to_string()],
             };
             out.push((name, values));
         }

@@ -36,8 +36,11 @@ pub struct InstanceNetwork {
     /// The NIC's MAC address (`02:xx:xx:xx:xx:xx`), the same in QEMU and in IMDS.
     pub mac: String,
     /// Public IPv4 address from the loopback pool while the instance runs (a new one
-    /// after each stop/start, as in EC2); `None` when stopped or terminated.
+    /// after each stop/start, as in EC2); `None` when stopped or terminated. With an
+    /// Elastic IP associated, that address, kept while the instance is stopped.
     pub public_ip: Option<String>,
+    /// The Elastic IP associated with the interface (AssociateAddress), if any.
+    pub elastic: Option<ElasticAssociation>,
     /// Whether the interface gets a public address while the instance runs
     /// (`AssociatePublicIpAddress`, else the subnet's `MapPublicIpOnLaunch`).
     pub associate_public_ip: bool,
@@ -45,6 +48,27 @@ pub struct InstanceNetwork {
     pub groups: Vec<GroupRef>,
     /// Source/destination check flag (recorded).
     pub source_dest_check: bool,
+}
+
+/// An Elastic IP's association with an interface. The instance document is the one
+/// record of it: DescribeAddresses reads associations from the instances.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ElasticAssociation {
+    /// `eipalloc-…`: the address.
+    pub allocation_id: String,
+    /// `eipassoc-…`.
+    pub association_id: String,
+}
+
+impl ElasticAssociation {
+    /// The owner of a public address as EC2 reports it (`ipOwnerId`): the account for an
+    /// Elastic IP, `amazon` for an address from the pool.
+    pub fn ip_owner(elastic: Option<&ElasticAssociation>, account_id: &str) -> String {
+        match elastic {
+            Some(_) => account_id.to_string(),
+            None => "amazon".to_string(),
+        }
+    }
 }
 
 /// Instance metadata service options (`MetadataOptions`).

@@ -50,6 +50,7 @@ pub fn resource_type_of(id: &str) -> Option<&'static str> {
         "rtb" => "route-table",
         "eni" => "network-interface",
         "lt" => "launch-template",
+        "eipalloc" => "elastic-ip",
         _ => return None,
     })
 }
@@ -78,6 +79,10 @@ fn not_found(id: &str) -> Ec2Error {
             id,
         ),
         Some("launch-template") => crate::launch_templates::id_not_found(id),
+        Some("elastic-ip") => Ec2Error::client(
+            "InvalidAllocationID.NotFound",
+            format!("The allocation ID '{id}' does not exist"),
+        ),
         _ => Ec2Error::client("InvalidID", format!("The ID '{id}' is not valid")),
     }
 }

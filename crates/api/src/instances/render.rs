@@ -6,7 +6,7 @@ use engine::instances::{
     InstanceDevice, InstanceType, InstanceView, StateChange, VolumeAttachment, reachability,
     state_code,
 };
-use engine::network::{GroupRef, MetadataOptions};
+use engine::network::{ElasticAssociation, GroupRef, MetadataOptions};
 use engine::query::iso8601;
 
 use crate::xml::Xml;
@@ -233,7 +233,10 @@ pub(super) fn interface_xml(
                         "publicDnsName",
                         &v.public_dns_name(region).unwrap_or_default(),
                     )
-                    .text("ipOwnerId", "amazon");
+                    .text(
+                        "ipOwnerId",
+                        &ElasticAssociation::ip_owner(n.elastic.as_ref(), &v.owner_id),
+                    );
             });
         }
     };

@@ -208,6 +208,7 @@ impl Cloud {
                 attachment_id: ids::new_id("eni-attach"),
                 mac: network::new_mac(),
                 public_ip,
+                elastic: None,
                 associate_public_ip: associate,
                 groups: placement.groups.clone(),
                 source_dest_check: true,

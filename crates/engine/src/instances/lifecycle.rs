@@ -340,7 +340,7 @@ impl Cloud {
             super::machine::destroy_local_disks(self, &row)?;
             doc.state_reason = why;
             doc.terminated_ms = Some(now_ms());
-            super::network::release_public_ip(&mut doc);
+            super::network::release_all_public_addresses(&mut doc);
             if doc.state_transition_reason.is_empty() {
                 doc.state_transition_reason = user_initiated(now_ms());
             }

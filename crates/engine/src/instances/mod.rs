@@ -15,6 +15,7 @@ mod attach;
 mod attributes;
 mod create_image;
 pub mod credits;
+pub mod elastic_ips;
 mod interface;
 mod launch;
 mod lifecycle;

@@ -166,11 +166,22 @@ pub fn new_mac() -> String {
     )
 }
 
-/// A stopped or terminated instance gives its public address back (EC2's rule: a new
-/// one at the next start).
+/// A stopped instance gives its public address back (EC2's rule: a new one at the next
+/// start), unless it is an Elastic IP, which stays associated.
 pub(crate) fn release_public_ip(doc: &mut InstanceDoc) {
+    if let Some(n) = &mut doc.network
+        && n.elastic.is_none()
+    {
+        n.public_ip = None;
+    }
+}
+
+/// A terminated instance gives back its public address and its Elastic IP's
+/// association (the Elastic IP stays allocated to the account).
+pub(crate) fn release_all_public_addresses(doc: &mut InstanceDoc) {
     if let Some(n) = &mut doc.network {
         n.public_ip = None;
+        n.elastic = None;
     }
 }
 
@@ -317,6 +328,7 @@ impl Cloud {
             Ec2Error::internal("public address pool", &self.compute_config().public_ip_pool)
         })?;
         let mut used: Vec<u32> = taken_now.iter().filter_map(|s| ip_u32(s)).collect();
+        used.extend(self.elastic_ips()?.iter().filter_map(|s| ip_u32(s)));
         for row in self.catalog.resources_of_kind(KIND)? {
             if let Some(ip) = doc_of(&row)?
                 .network
@@ -351,15 +363,18 @@ impl Cloud {
         }
     }
 
-    /// Gives a (re)starting instance a new public address when its interface wants one.
-    /// (The caller holds [`address_lock`]; `taken_now` are addresses chosen but not yet
-    /// recorded.) Returns the new address.
+    /// Gives a (re)starting instance a new public address when its interface wants one
+    /// and holds no Elastic IP (which it keeps). (The caller holds [`address_lock`];
+    /// `taken_now` are addresses chosen but not yet recorded.) Returns the new address.
     pub(crate) fn assign_public_ip(
         &self,
         doc: &mut InstanceDoc,
         taken_now: &[String],
     ) -> Ec2Result<Option<String>> {
-        let wants = doc.network.as_ref().is_some_and(|n| n.associate_public_ip);
+        let wants = doc
+            .network
+            .as_ref()
+            .is_some_and(|n| n.associate_public_ip && n.elastic.is_none());
         if !wants {
             return Ok(None);
         }

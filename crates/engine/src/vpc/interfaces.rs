@@ -1,7 +1,7 @@
 //! Network interfaces: DescribeNetworkInterfaces, one primary interface per
 //! non-terminated instance, synthesized from the instance's recorded network.
 
-use crate::network::InstanceNetwork;
+use crate::network::{ElasticAssociation, InstanceNetwork};
 use crate::query::{Filter, Filterable, Page, check_filters, matches};
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids};
 
@@ -57,8 +57,17 @@ impl Filterable for InterfaceView {
             "association.public-ip" | "addresses.association.public-ip" => {
                 Some(n.public_ip.iter().cloned().collect())
             }
-            "association.ip-owner-id" => {
-                Some(n.public_ip.iter().map(|_| "amazon".to_string()).collect())
+            "association.ip-owner-id" => Some(
+                n.public_ip
+                    .iter()
+                    .map(|_| ElasticAssociation::ip_owner(n.elastic.as_ref(), &self.owner_id))
+                    .collect(),
+            ),
+            "association.allocation-id" => {
+                Some(n.elastic.iter().map(|e| e.allocation_id.clone()).collect())
+            }
+            "association.association-id" => {
+                Some(n.elastic.iter().map(|e| e.association_id.clone()).collect())
             }
             _ => None,
         }

@@ -54,6 +54,7 @@ fn add_instance(cloud: &Cloud, caller: &Caller, subnet: Option<&str>, ip: &str) 
             attachment_id: crate::ids::new_id("eni-attach"),
             mac: "02:00:00:00:00:01".into(),
             public_ip: Some("127.0.0.5".into()),
+            elastic: None,
             associate_public_ip: true,
             groups: placement.groups,
             source_dest_check: true,
