@@ -39,6 +39,11 @@ def test_allocate_describe_tag_release_and_refusals(server, ec2, bob, aws):
     tagged = c.describe_addresses(Filters=[{"Name": "tag:team", "Values": ["web"]}])["Addresses"]
     assert [t["AllocationId"] for t in tagged] == [a["AllocationId"]]
     assert c.describe_addresses(Filters=[{"Name": "instance-id", "Values": ["i-0123456789abcdef0"]}])["Addresses"] == []
+    # No reverse DNS record is set, so none is reported (Terraform's aws_eip reads this).
+    attr = c.describe_addresses_attribute(AllocationIds=[a["AllocationId"]], Attribute="domain-name")
+    assert attr["Addresses"] == [{"PublicIp": a["PublicIp"], "AllocationId": a["AllocationId"]}]
+    assert refused(c.describe_addresses_attribute, AllocationIds=[a["AllocationId"]],
+                   Attribute="colour") == "InvalidParameterValue"
 
     # Five per region, each a different address, none of them one the pool already gave out.
     more = [c.allocate_address(Domain="vpc") for _ in range(4)]

@@ -1,6 +1,6 @@
 """Terraform's EBS and AMI resources against openami, as a user would write them: an
-`aws_ebs_volume`, an `aws_ebs_snapshot` of it, an `aws_ebs_snapshot_copy`, and an `aws_ami`
-registered from the snapshot. Applied, then the volume is grown and changed to gp3 in
+`aws_ebs_volume`, an `aws_ebs_snapshot` of it, an `aws_ebs_snapshot_copy`, an `aws_ami`
+registered from the snapshot, and an `aws_eip`. Applied, then the volume is grown and changed to gp3 in
 place (the provider calls ModifyVolume and waits on DescribeVolumesModifications), planned
 again without drift, and destroyed. Nothing boots, so no QEMU is needed; where Terraform
 and its provider come from, and how the test keeps it away from AWS: see test_terraform.py.
@@ -73,7 +73,14 @@ def volumes_tf(endpoint: str, suffix: str, size: int, volume_type: str) -> str:
           }}
         }}
 
+        resource "aws_eip" "front" {{
+          domain = "vpc"
+          tags   = {{ Name = "tf-eip-{suffix}" }}
+        }}
+
         output "volume_id" {{ value = aws_ebs_volume.data.id }}
+        output "eip"       {{ value = aws_eip.front.allocation_id }}
+        output "eip_ip"    {{ value = aws_eip.front.public_ip }}
         output "snapshot"  {{ value = aws_ebs_snapshot.data.id }}
         output "copy"      {{ value = aws_ebs_snapshot_copy.copy.id }}
         output "ami"       {{ value = aws_ami.img.id }}
@@ -96,6 +103,8 @@ def test_terraform_volume_snapshot_image_and_resize(server, alice, ec2, tmp_path
     assert (vol["Size"], vol["VolumeType"], vol["State"]) == (1, "gp2", "available")
     snaps = client.describe_snapshots(SnapshotIds=[out["snapshot"], out["copy"]])["Snapshots"]
     assert {s["State"] for s in snaps} == {"completed"}
+    [eip] = client.describe_addresses(AllocationIds=[out["eip"]])["Addresses"]
+    assert eip["PublicIp"] == out["eip_ip"] and eip["Tags"] == [{"Key": "Name", "Value": f"tf-eip-{suffix}"}]
     img = client.describe_images(ImageIds=[out["ami"]])["Images"][0]
     assert img["Name"] == f"tf-ami-{suffix}" and img["State"] == "available" and img["BootMode"] == "uefi"
     assert img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] == out["snapshot"]
@@ -119,6 +128,7 @@ def test_terraform_volume_snapshot_image_and_resize(server, alice, ec2, tmp_path
     assert left["Snapshots"] == []
     vols = client.describe_volumes(Filters=[{"Name": "volume-id", "Values": [out["volume_id"]]}])["Volumes"]
     assert vols == [] or vols[0]["State"] in ("deleting", "deleted")
+    assert client.describe_addresses(Filters=[{"Name": "allocation-id", "Values": [out["eip"]]}])["Addresses"] == []
     log = (tmp_path / "terraform.log").read_text(errors="replace")
     assert "<Code>UnsupportedOperation</Code>" not in log, [
         line for line in log.splitlines() if "UnsupportedOperation" in line][:5]

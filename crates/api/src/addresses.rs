@@ -1,11 +1,11 @@
-//! Elastic IP actions: AllocateAddress, DescribeAddresses, AssociateAddress,
-//! DisassociateAddress and ReleaseAddress, parsed and rendered as botocore's model shapes
+//! Elastic IP actions: AllocateAddress, DescribeAddresses, DescribeAddressesAttribute,
+//! AssociateAddress, DisassociateAddress and ReleaseAddress, parsed and rendered as botocore's model shapes
 //! them (engine::instances::elastic_ips does the work).
 
 use std::sync::Arc;
 
 use engine::instances::elastic_ips::{AddressView, AssociateAddress};
-use engine::query::{Filter, TagSpecification};
+use engine::query::{Filter, Page, TagSpecification};
 use engine::{Caller, Cloud, Ec2Error, Ec2Result};
 
 use crate::params::Params;
@@ -35,6 +35,13 @@ pub enum AddressAction {
         allocation_ids: Vec<String>,
         /// Filter.N
         filters: Vec<Filter>,
+    },
+    /// DescribeAddressesAttribute (`domain-name`: no reverse DNS records exist here).
+    DescribeAttribute {
+        /// AllocationId.N
+        allocation_ids: Vec<String>,
+        /// MaxResults / NextToken
+        page: Page,
     },
     /// AssociateAddress.
     Associate(AssociateAddress),
@@ -82,6 +89,20 @@ impl AddressAction {
                 allocation_ids: p.list("AllocationId")?,
                 filters: p.filters()?,
             },
+            "DescribeAddressesAttribute" => {
+                match p.string("Attribute").as_deref() {
+                    Some("domain-name") | None => {}
+                    Some(other) => {
+                        return Err(Ec2Error::invalid_value(format!(
+                            "Value ({other}) for parameter attribute is invalid. Valid values: domain-name"
+                        )));
+                    }
+                }
+                AddressAction::DescribeAttribute {
+                    allocation_ids: p.list("AllocationId")?,
+                    page: p.page()?,
+                }
+            }
             "AssociateAddress" => AddressAction::Associate(AssociateAddress {
                 allocation_id: p.string("AllocationId"),
                 public_ip: p.string("PublicIp"),
@@ -166,6 +187,20 @@ pub fn execute(
         } => {
             let items = cloud.describe_addresses(caller, &public_ips, &allocation_ids, &filters)?;
             x.list("addressesSet", &items, address_xml);
+        }
+        AddressAction::DescribeAttribute {
+            allocation_ids,
+            mut page,
+        } => {
+            page.check(1, 1000, false)?;
+            let items = cloud.describe_addresses(caller, &[], &allocation_ids, &[])?;
+            let (items, next) = page.apply(items, |a| &a.allocation_id);
+            // No PTR record is ever set here, so none is reported.
+            x.list("addressSet", &items, |x, a| {
+                x.text("publicIp", &a.public_ip)
+                    .text("allocationId", &a.allocation_id);
+            })
+            .opt("nextToken", next);
         }
         AddressAction::Associate(req) => {
             let id = cloud.associate_address(caller, req)?;
