@@ -1,11 +1,15 @@
 """Snapshots through boto3 and the AWS CLI: incremental creation from volumes, waiters,
 describe semantics (owners, restorable-by, filters, pagination), sharing with
-createVolumePermission, CopySnapshot across regions, deletion."""
+createVolumePermission, block public access for snapshots, CopySnapshot across regions,
+deletion."""
+
+import uuid
 
 import botocore.exceptions
 import pytest
 
 from conftest import FAST_WAITER, error_code
+from test_ebs import ebs_client
 
 
 def snapshot_of_new_volume(c, zone="us-east-1a", size=1, **kw):
@@ -97,6 +101,70 @@ def test_create_volume_permission_sharing(alice, bob, ec2):
         a.modify_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission",
                                     OperationType="add", UserIds=["12345"])
     assert error_code(e.value) == "InvalidUserID.Malformed"
+
+
+def test_block_public_access_for_snapshots(server, bob, ec2):
+    creds = server.create_account("bpa-" + uuid.uuid4().hex[:6])
+    a, b = ec2(creds), ec2(bob)
+    bob_ebs = ebs_client(server, bob)
+    assert a.get_snapshot_block_public_access_state()["State"] == "unblocked"
+    _, snap = snapshot_of_new_volume(a)
+    sid = snap["SnapshotId"]
+    a.modify_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission",
+                                OperationType="add", GroupNames=["all"])
+    _, other = snapshot_of_new_volume(a)
+
+    def public_to_bob():
+        seen = sid in {s["SnapshotId"] for s in b.describe_snapshots(RestorableByUserIds=["all"])["Snapshots"]}
+        try:
+            bob_ebs.list_snapshot_blocks(SnapshotId=sid)
+            readable = True
+        except botocore.exceptions.ClientError:
+            readable = False
+        assert seen == readable
+        return seen
+    assert public_to_bob()
+
+    # All sharing blocked: the public snapshot is private to everyone else, though its
+    # attribute still says `all`; and nothing may newly be made public.
+    assert a.enable_snapshot_block_public_access(State="block-all-sharing")["State"] == "block-all-sharing"
+    got = a.get_snapshot_block_public_access_state()
+    assert (got["State"], got["ManagedBy"]) == ("block-all-sharing", "account")
+    assert not public_to_bob()
+    for call in (lambda: b.describe_snapshots(SnapshotIds=[sid]),
+                 lambda: b.create_volume(AvailabilityZone="us-east-1a", SnapshotId=sid)):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == "InvalidSnapshot.NotFound"
+    assert a.describe_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission")[
+        "CreateVolumePermissions"] == [{"Group": "all"}]
+    assert a.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["SnapshotId"] == sid
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        a.modify_snapshot_attribute(SnapshotId=other["SnapshotId"], Attribute="createVolumePermission",
+                                    OperationType="add", GroupNames=["all"])
+    assert error_code(e.value) == "OperationNotPermitted"
+    # Sharing with one account is not public sharing.
+    a.modify_snapshot_attribute(SnapshotId=other["SnapshotId"], Attribute="createVolumePermission",
+                                OperationType="add", UserIds=[bob["AccountId"]])
+    assert b.describe_snapshots(SnapshotIds=[other["SnapshotId"]])["Snapshots"]
+
+    # New sharing blocked only: the snapshot that was public is public again.
+    a.enable_snapshot_block_public_access(State="block-new-sharing")
+    assert public_to_bob()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        a.modify_snapshot_attribute(SnapshotId=other["SnapshotId"], Attribute="createVolumePermission",
+                                    OperationType="add", GroupNames=["all"])
+    assert error_code(e.value) == "OperationNotPermitted"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        a.enable_snapshot_block_public_access(State="block-some-sharing")
+    assert error_code(e.value) == "InvalidParameterValue"
+    # The setting is per region.
+    assert ec2(creds, region="eu-west-1").get_snapshot_block_public_access_state()["State"] == "unblocked"
+
+    assert a.disable_snapshot_block_public_access()["State"] == "unblocked"
+    a.modify_snapshot_attribute(SnapshotId=other["SnapshotId"], Attribute="createVolumePermission",
+                                OperationType="add", GroupNames=["all"])
+    assert other["SnapshotId"] in {s["SnapshotId"] for s in b.describe_snapshots(RestorableByUserIds=["all"])["Snapshots"]}
 
 
 def test_copy_snapshot_across_regions(alice, ec2):

@@ -1,5 +1,7 @@
-//! Account-wide actions: DescribeAccountAttributes, GetEbsEncryptionByDefault and
-//! DescribeInstanceTypeOfferings, parsed and rendered as botocore's model shapes them.
+//! Account-wide actions: DescribeAccountAttributes, GetEbsEncryptionByDefault,
+//! DescribeInstanceTypeOfferings and block public access for snapshots
+//! (Get/Enable/DisableSnapshotBlockPublicAccess), parsed and rendered as botocore's model
+//! shapes them.
 
 use std::sync::Arc;
 
@@ -16,6 +18,10 @@ pub enum AccountAction {
     Attributes(Vec<String>),
     /// GetEbsEncryptionByDefault.
     EbsEncryptionByDefault,
+    /// GetSnapshotBlockPublicAccessState.
+    SnapshotBlockPublicAccess,
+    /// EnableSnapshotBlockPublicAccess (State), or DisableSnapshotBlockPublicAccess (None).
+    SetSnapshotBlockPublicAccess(Option<String>),
     /// DescribeInstanceTypeOfferings.
     TypeOfferings {
         /// LocationType
@@ -33,6 +39,11 @@ impl AccountAction {
         Ok(Some(match name {
             "DescribeAccountAttributes" => AccountAction::Attributes(p.list("AttributeName")?),
             "GetEbsEncryptionByDefault" => AccountAction::EbsEncryptionByDefault,
+            "GetSnapshotBlockPublicAccessState" => AccountAction::SnapshotBlockPublicAccess,
+            "EnableSnapshotBlockPublicAccess" => {
+                AccountAction::SetSnapshotBlockPublicAccess(Some(p.required("State")?))
+            }
+            "DisableSnapshotBlockPublicAccess" => AccountAction::SetSnapshotBlockPublicAccess(None),
             "DescribeInstanceTypeOfferings" => AccountAction::TypeOfferings {
                 location_type: p.string("LocationType"),
                 filters: p.filters()?,
@@ -63,6 +74,17 @@ pub fn execute(
         AccountAction::EbsEncryptionByDefault => {
             let on = cloud.ebs_encryption_by_default(caller)?;
             x.text("ebsEncryptionByDefault", &on.to_string());
+        }
+        AccountAction::SnapshotBlockPublicAccess => {
+            let state = cloud.snapshot_block_public_access_state(caller)?;
+            x.text("state", &state).text("managedBy", "account");
+        }
+        AccountAction::SetSnapshotBlockPublicAccess(state) => {
+            let state = match state {
+                Some(s) => cloud.enable_snapshot_block_public_access(caller, &s)?,
+                None => cloud.disable_snapshot_block_public_access(caller)?,
+            };
+            x.text("state", &state);
         }
         AccountAction::TypeOfferings {
             location_type,

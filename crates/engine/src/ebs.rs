@@ -242,7 +242,11 @@ impl Cloud {
         let row = self.catalog.resource(id)?;
         let grantees = self.catalog.permissions(id, CREATE_VOLUME_PERMISSION)?;
         let row = match row {
-            Some(row) if snapshots::visible(caller, &row, &grantees) => row,
+            Some(row)
+                if snapshots::visible(caller, &row, &self.effective_grantees(&row, &grantees)?) =>
+            {
+                row
+            }
             _ => return Err(EbsError::not_found(id)),
         };
         if row.state != "completed" {

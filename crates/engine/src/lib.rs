@@ -25,6 +25,7 @@ pub mod nodes;
 pub mod query;
 mod recovery;
 pub mod regions;
+mod settings;
 pub mod snapshot_copy;
 pub mod snapshots;
 pub mod tags;

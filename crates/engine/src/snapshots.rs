@@ -163,7 +163,7 @@ pub(crate) fn usable_snapshot(
     let row = cloud.catalog.resource(id)?;
     let grantees = cloud.catalog.permissions(id, CREATE_VOLUME_PERMISSION)?;
     let row = match row {
-        Some(row) if visible(caller, &row, &grantees) => row,
+        Some(row) if visible(caller, &row, &cloud.effective_grantees(&row, &grantees)?) => row,
         _ => {
             return Err(Ec2Error::not_found(
                 "InvalidSnapshot.NotFound",
@@ -429,6 +429,7 @@ impl Cloud {
         let mut out = Vec::new();
         for row in self.catalog.resources(KIND, &caller.region)? {
             let grantees = grants.get(&row.id).map(Vec::as_slice).unwrap_or(&[]);
+            let grantees = &self.effective_grantees(&row, grantees)?;
             if !visible(caller, &row, grantees) {
                 continue;
             }
@@ -459,7 +460,11 @@ impl Cloud {
                 // Filtered out is fine; invisible or absent is an error.
                 let row = self.catalog.resource(id)?;
                 let grantees = self.catalog.permissions(id, CREATE_VOLUME_PERMISSION)?;
-                if !row.is_some_and(|r| visible(caller, &r, &grantees)) {
+                let seen = match row {
+                    Some(r) => visible(caller, &r, &self.effective_grantees(&r, &grantees)?),
+                    None => false,
+                };
+                if !seen {
                     return Err(Ec2Error::not_found(
                         "InvalidSnapshot.NotFound",
                         "snapshot",
@@ -530,6 +535,7 @@ impl Cloud {
         remove: &[Grantee],
     ) -> Ec2Result<()> {
         self.owned_snapshot(caller, id)?;
+        self.check_public_sharing(caller, add)?;
         for g in add.iter().chain(remove) {
             if let Grantee::User(user) = g
                 && !ids::is_account_id(user)
@@ -634,3 +640,4 @@ impl Cloud {
         Ok(())
     }
 }
+mod public_access;

@@ -2,7 +2,7 @@
 //! Enable/DisableImageDeprecation, Enable/DisableImageDeregistrationProtection,
 //! Enable/DisableImage and CancelImageLaunchPermission.
 
-use catalog::{ResourceRow, now_ms};
+use catalog::now_ms;
 
 use crate::query::iso8601;
 use crate::snapshots::Grantee;
@@ -10,8 +10,8 @@ use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids};
 
 use super::validate::check_description;
 use super::{
-    BlockDeviceMapping, LAUNCH_PERMISSION, ProductCode, Protection, SETTING_KIND, doc_of,
-    grantees_of, writing,
+    BlockDeviceMapping, IMAGE_BPA, LAUNCH_PERMISSION, ProductCode, Protection, doc_of, grantees_of,
+    writing,
 };
 
 /// Longest a deprecation may be scheduled ahead: 10 years.
@@ -344,42 +344,17 @@ impl Cloud {
     }
 }
 
-/// Block public access for AMIs, a per-account, per-region setting kept as a catalog row.
+/// Block public access for AMIs, a per-account, per-region setting (crate::settings).
 impl Cloud {
-    fn setting_id(caller: &Caller) -> String {
-        format!(
-            "image-block-public-access:{}:{}",
-            caller.account_id, caller.region
-        )
-    }
-
     /// GetImageBlockPublicAccessState: `block-new-sharing` or `unblocked` (the default).
     pub fn image_block_public_access_state(&self, caller: &Caller) -> Ec2Result<String> {
         Ok(self
-            .catalog
-            .resource(&Self::setting_id(caller))?
-            .map_or_else(|| "unblocked".to_string(), |r| r.state))
+            .account_setting(IMAGE_BPA, &caller.account_id, &caller.region)?
+            .unwrap_or_else(|| "unblocked".to_string()))
     }
 
     fn set_image_block_public_access(&self, caller: &Caller, state: &str) -> Ec2Result<String> {
-        let id = Self::setting_id(caller);
-        if !self.catalog.update_resource(&id, state, "{}")? {
-            let row = ResourceRow {
-                id: id.clone(),
-                kind: SETTING_KIND.into(),
-                account_id: caller.account_id.clone(),
-                region: caller.region.clone(),
-                state: state.into(),
-                doc: "{}".into(),
-                created_at_ms: now_ms(),
-            };
-            if let Err(e) = self.catalog.insert_resource(&row) {
-                // Lost a race with another request: update instead.
-                if !self.catalog.update_resource(&id, state, "{}")? {
-                    return Err(e.into());
-                }
-            }
-        }
+        self.set_account_setting(caller, IMAGE_BPA, state)?;
         Ok(state.to_string())
     }
 

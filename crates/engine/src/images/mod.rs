@@ -63,8 +63,8 @@ pub use register::{EbsRequest, MappingRequest, RegisterImage, SnapshotDeletion};
 pub const KIND: &str = "image";
 /// The permission attribute that shares an image.
 pub const LAUNCH_PERMISSION: &str = "launchPermission";
-/// Catalog kind of per-account, per-region settings (block public access for AMIs).
-const SETTING_KIND: &str = "account-setting";
+/// The setting (crate::settings) that holds block public access for AMIs.
+const IMAGE_BPA: &str = "image-block-public-access";
 
 /// Serializes writes to image rows: name checks with inserts (two registrations cannot
 /// both take a name) and read-modify-write of documents and states (a copy finishing
