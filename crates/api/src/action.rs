@@ -9,6 +9,7 @@ use engine::{Ec2Error, Ec2Result};
 
 use crate::account::AccountAction;
 use crate::addresses::AddressAction;
+use crate::allowed_images::AllowedImagesAction;
 use crate::images::{
     self, BlockPublicAccess, DeregisterImage, DeregistrationProtection, ImageAttributeRequest,
     ImageDeprecation, ImageRequest,
@@ -192,6 +193,8 @@ pub enum Action {
     Account(AccountAction),
     /// Elastic IP addresses (crate::addresses).
     Address(AddressAction),
+    /// Allowed AMIs settings (crate::allowed_images).
+    AllowedImages(AllowedImagesAction),
 }
 
 fn snapshot_attribute(p: &Params) -> Ec2Result<()> {
@@ -432,6 +435,8 @@ impl Action {
                     Action::Account(action)
                 } else if let Some(action) = AddressAction::parse(other, p)? {
                     Action::Address(action)
+                } else if let Some(action) = AllowedImagesAction::parse(other, p)? {
+                    Action::AllowedImages(action)
                 } else {
                     return Err(unknown_action(other));
                 }

@@ -415,7 +415,8 @@ pub fn image_xml(x: &mut Xml, i: &ImageView) {
             "deregistrationProtection",
             &d.deregistration_protection.describe(now_ms()),
         )
-        .opt("lastLaunchedTime", d.last_launched_ms.map(iso8601));
+        .opt("lastLaunchedTime", d.last_launched_ms.map(iso8601))
+        .opt("imageAllowed", i.allowed);
 }
 
 fn now_ms() -> i64 {

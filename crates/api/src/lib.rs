@@ -15,6 +15,7 @@
 pub mod account;
 pub mod action;
 pub mod addresses;
+pub mod allowed_images;
 pub mod audit;
 mod auth;
 mod ebs;

@@ -249,6 +249,9 @@ pub fn execute(
         }
         Action::Account(action) => crate::account::execute(&mut x, cloud, caller, action)?,
         Action::Address(action) => crate::addresses::execute(&mut x, cloud, caller, action)?,
+        Action::AllowedImages(action) => {
+            crate::allowed_images::execute(&mut x, cloud, caller, action)?
+        }
         Action::DisableImageBlockPublicAccess => {
             images::set_block_public_access(&mut x, cloud, caller, None)?
         }

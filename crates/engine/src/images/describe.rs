@@ -92,11 +92,16 @@ impl Cloud {
         let owners = owners(caller, &req.owners)?;
         let executable = executable_by(caller, &req.executable_by)?;
         let now = now_ms();
+        let allowed = self.allowed_images(caller)?;
         let limit = page.max_results.map_or(usize::MAX, |n| n.max(0) as usize);
+        let visible = |i: &Indexed| {
+            launchable(caller, &i.view.owner_id, &i.view.state, &i.grants)
+                && !allowed.hides(caller, &i.view.owner_id, &i.view.doc, now)
+        };
         let keep = |i: &Indexed, asked: bool| -> bool {
             let v = &i.view;
             let own = v.owner_id == caller.account_id;
-            if !launchable(caller, &v.owner_id, &v.state, &i.grants)
+            if !visible(i)
                 || (!asked && !req.include_deprecated && !own && v.doc.deprecated(now))
                 || (!asked && !req.include_disabled && v.state == "disabled")
             {
@@ -128,6 +133,7 @@ impl Cloud {
             if v.owner_id != caller.account_id {
                 v.tags.clear();
             }
+            v.allowed = allowed.reported(caller, &v.owner_id, &v.doc, now);
             v
         };
         self.with_region_images(&caller.region, |r| {
@@ -137,8 +143,7 @@ impl Cloud {
                     match r.get(id) {
                         Some(i) if keep(i, true) => out.push(view(i)),
                         // Filtered out is fine; invisible or absent is an error.
-                        Some(i)
-                            if launchable(caller, &i.view.owner_id, &i.view.state, &i.grants) => {}
+                        Some(i) if visible(i) => {}
                         _ => return Err(not_found(id)),
                     }
                 }

@@ -210,6 +210,7 @@ fn entry(
             public: grants.iter().any(|g| g == "all"),
             doc: doc_of(row)?,
             tags,
+            allowed: None,
         },
         grants,
     })

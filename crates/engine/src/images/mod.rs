@@ -31,6 +31,7 @@
 //! codes) are written straight to the catalog by [`import`], from the JSON
 //! `aws ec2 describe-images` prints.
 
+mod allowed;
 mod attributes;
 mod copy;
 mod describe;
@@ -50,6 +51,7 @@ use crate::query::iso8601;
 use crate::snapshots::Grantee;
 use crate::{Caller, Cloud, Ec2Error, Ec2Result, ids, snapshots};
 
+pub use allowed::{AllowedImages, ImageCriterion};
 pub use attributes::{AttributeValue, ImageAttributeName, ImageChange, ModifyImageAttribute};
 pub use copy::CopyImage;
 pub(crate) use copy::recover;
@@ -291,6 +293,8 @@ pub struct ImageView {
     pub doc: ImageDoc,
     /// Tags (only shown to the owner).
     pub tags: Vec<(String, String)>,
+    /// `ImageAllowed` for the caller when its Allowed AMIs setting is on.
+    pub allowed: Option<bool>,
 }
 
 pub(crate) fn doc_of(row: &ResourceRow) -> Ec2Result<ImageDoc> {
@@ -539,6 +543,7 @@ mod tests {
                 ..ImageDoc::default()
             },
             tags: vec![("team".into(), "web".into())],
+            allowed: None,
         }
     }
 

@@ -290,6 +290,15 @@ impl Cloud {
         let instance_tags = split.pop().unwrap_or_default();
 
         let image_row = self.visible_image(caller, &req.image_id)?;
+        // Allowed AMIs (enabled): an image the criteria do not allow is not there.
+        if self.allowed_images(caller)?.hides(
+            caller,
+            &image_row.account_id,
+            &crate::images::doc_of(&image_row)?,
+            catalog::now_ms(),
+        ) {
+            return Err(crate::images::not_found(&req.image_id));
+        }
         if image_row.state != "available" {
             return Err(Ec2Error::client(
                 "InvalidAMIID.Unavailable",
