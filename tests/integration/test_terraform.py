@@ -86,25 +86,34 @@ def tf_env(tmp: Path, creds) -> dict:
     return env
 
 
+def provider_tf(endpoint: str, *services: str) -> str:
+    """The `terraform` and `provider "aws"` blocks every test configuration starts with:
+    these services' endpoints are openami, and every setting that would reach AWS is off."""
+    width = max(len(s) for s in services)
+    endpoints = "".join(f'    {s.ljust(width)} = "{endpoint}"\n' for s in services)
+    return (
+        "terraform {\n"
+        "  required_providers {\n"
+        '    aws = { source = "hashicorp/aws" }\n'
+        "  }\n"
+        "}\n"
+        "\n"
+        'provider "aws" {\n'
+        '  region                      = "us-east-1"\n'
+        "  skip_credentials_validation = true\n"
+        "  skip_requesting_account_id  = true\n"
+        "  skip_metadata_api_check     = true\n"
+        "  skip_region_validation      = true\n"
+        "  endpoints {\n"
+        f"{endpoints}"
+        "  }\n"
+        "}\n"
+        "\n"
+    )
+
+
 def main_tf(endpoint: str, image_name: str, public_key: str, suffix: str) -> str:
-    return textwrap.dedent(f"""\
-        terraform {{
-          required_providers {{
-            aws = {{ source = "hashicorp/aws" }}
-          }}
-        }}
-
-        provider "aws" {{
-          region                      = "us-east-1"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          endpoints {{
-            ec2 = "{endpoint}"
-          }}
-        }}
-
+    return provider_tf(endpoint, "ec2") + textwrap.dedent(f"""\
         resource "aws_key_pair" "k" {{
           key_name   = "tf-key-{suffix}"
           public_key = "{public_key}"

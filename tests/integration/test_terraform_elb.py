@@ -16,7 +16,7 @@ import textwrap
 
 from conftest import Server
 from test_elb import Backend, clients, get, random_pool, random_port, wait_for
-from test_terraform import needs_terraform, terraform, tf_env
+from test_terraform import needs_terraform, provider_tf, terraform, tf_env
 
 pytestmark = [needs_terraform]
 
@@ -24,25 +24,7 @@ pytestmark = [needs_terraform]
 def main_tf(endpoint: str, port: int, nlb_port: int, target_port: int, suffix: str, vpc: str,
             subnets: list) -> str:
     subnet_list = ", ".join(f'"{s}"' for s in subnets)
-    return textwrap.dedent(f"""\
-        terraform {{
-          required_providers {{
-            aws = {{ source = "hashicorp/aws" }}
-          }}
-        }}
-
-        provider "aws" {{
-          region                      = "us-east-1"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          endpoints {{
-            ec2   = "{endpoint}"
-            elbv2 = "{endpoint}"
-          }}
-        }}
-
+    return provider_tf(endpoint, "ec2", "elbv2") + textwrap.dedent(f"""\
         resource "aws_lb" "web" {{
           name               = "tf-elb-{suffix}"
           load_balancer_type = "application"

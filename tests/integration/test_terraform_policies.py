@@ -10,31 +10,13 @@ import json
 import shutil
 import textwrap
 
-from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, terraform, tf_env
+from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, provider_tf, terraform, tf_env
 
 pytestmark = [needs_terraform]
 
 
 def main_tf(endpoint: str, suffix: str, target: float) -> str:
-    return textwrap.dedent(f"""\
-        terraform {{
-          required_providers {{
-            aws = {{ source = "hashicorp/aws" }}
-          }}
-        }}
-
-        provider "aws" {{
-          region                      = "us-east-1"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          endpoints {{
-            ec2         = "{endpoint}"
-            autoscaling = "{endpoint}"
-          }}
-        }}
-
+    return provider_tf(endpoint, "ec2", "autoscaling") + textwrap.dedent(f"""\
         resource "aws_launch_template" "t" {{
           name          = "tf-pol-{suffix}"
           image_id      = "ami-12345678901234567"

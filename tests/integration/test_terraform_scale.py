@@ -19,32 +19,13 @@ import textwrap
 import time
 
 from test_instances import guest_image, guest_raw, needs_qemu  # noqa: F401
-from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, terraform, tf_env
+from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, provider_tf, terraform, tf_env
 
 pytestmark = [needs_qemu, needs_terraform]
 
 
 def main_tf(endpoint: str, image: str, suffix: str, port: int) -> str:
-    return textwrap.dedent(f"""\
-        terraform {{
-          required_providers {{
-            aws = {{ source = "hashicorp/aws" }}
-          }}
-        }}
-
-        provider "aws" {{
-          region                      = "us-east-1"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          endpoints {{
-            ec2         = "{endpoint}"
-            autoscaling = "{endpoint}"
-            elbv2       = "{endpoint}"
-          }}
-        }}
-
+    return provider_tf(endpoint, "ec2", "autoscaling", "elbv2") + textwrap.dedent(f"""\
         data "aws_vpc" "default" {{
           default = true
         }}

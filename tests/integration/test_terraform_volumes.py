@@ -10,7 +10,7 @@ import json
 import shutil
 import textwrap
 
-from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, terraform, tf_env
+from test_terraform import MIRROR, MIRROR_CANDIDATES, needs_terraform, provider_tf, terraform, tf_env
 
 pytestmark = needs_terraform
 
@@ -19,24 +19,7 @@ def volumes_tf(endpoint: str, suffix: str, size: int, volume_type: str) -> str:
     # gp2 takes no IOPS; moving to gp3, users name its IOPS (else the provider sends the gp2
     # baseline it read, which gp3 refuses, on AWS as here).
     iops = "iops              = 3000" if volume_type == "gp3" else ""
-    return textwrap.dedent(f"""\
-        terraform {{
-          required_providers {{
-            aws = {{ source = "hashicorp/aws" }}
-          }}
-        }}
-
-        provider "aws" {{
-          region                      = "us-east-1"
-          skip_credentials_validation = true
-          skip_requesting_account_id  = true
-          skip_metadata_api_check     = true
-          skip_region_validation      = true
-          endpoints {{
-            ec2 = "{endpoint}"
-          }}
-        }}
-
+    return provider_tf(endpoint, "ec2") + textwrap.dedent(f"""\
         resource "aws_ebs_volume" "data" {{
           availability_zone = "us-east-1a"
           size              = {size}
